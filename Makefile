@@ -1,0 +1,45 @@
+# kiln — two commands on a fresh Debian 12 machine:
+#   make demo   install everything, build the kernel once, build and boot examples/hello-http, answer a request
+#   make test   install everything, then run the test suite (what .ci/run does)
+
+VENV      ?= .venv
+PYTHON    ?= python3
+KILN      := $(VENV)/bin/kiln
+APT_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev \
+                erofs-utils xz-utils util-linux python3.11 python3-venv binutils
+
+.PHONY: setup apt venv kernel demo test lint bench clean
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+kernel: setup
+	$(KILN) kernel build
+
+demo: kernel
+	$(VENV)/bin/python scripts/demo.py
+
+test: kernel
+	$(VENV)/bin/ruff check kiln tests bench scripts
+	$(VENV)/bin/pytest -q
+
+bench: kernel
+	$(VENV)/bin/python bench/hello_http.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

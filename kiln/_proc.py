@@ -1,0 +1,63 @@
+"""The one way kiln runs host programs (qemu, make, mkfs.erofs, gcc, apt...).
+
+`require` turns a missing program into a ToolMissingError error that says which
+Debian package provides it; `run` runs a command, captures its output and turns
+a failure into a KilnError that quotes the end of what the program printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kiln.errors import KilnError, ToolMissingError
+
+# program -> the Debian package that ships it
+PACKAGES: dict[str, str] = {
+    "qemu-system-x86_64": "qemu-system-x86",
+    "mkfs.erofs": "erofs-utils",
+    "fsck.erofs": "erofs-utils",
+    "gcc": "gcc",
+    "make": "make",
+    "unshare": "util-linux",
+    "tar": "tar",
+    "dpkg-query": "dpkg",
+}
+
+
+def require(program: str) -> str:
+    """Return the full path of `program`, or raise ToolMissingError naming its package."""
+    found = shutil.which(program)
+    if found is None:
+        package = PACKAGES.get(program, program)
+        raise ToolMissingError(f"{program} is not installed (apt-get install {package})")
+    return found
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a command to completion; raise KilnError("<what> failed: ...") if it fails."""
+    args = [os.fspath(a) for a in argv]
+    args[0] = require(args[0]) if os.sep not in args[0] else args[0]
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+        input=input,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-3:]
+        detail = " | ".join(line.strip() for line in tail) or f"exit status {proc.returncode}"
+        raise KilnError(f"{what} failed: {detail}")
+    return proc

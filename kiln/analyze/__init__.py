@@ -1,0 +1,1 @@
+"""Analysis: work out what an app needs (modules, ELF libraries) without running it."""

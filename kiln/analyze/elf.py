@@ -1,0 +1,167 @@
+"""The ELF dependency closure of executables and shared objects (pyelftools).
+
+For each ELF file we read PT_INTERP, DT_NEEDED, DT_RPATH and DT_RUNPATH and
+look each needed library up the way the dynamic loader does: RPATH (only
+without RUNPATH), RUNPATH, the directories of /etc/ld.so.conf, then the
+default directories. `ldd` is never run or parsed.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+
+from kiln.errors import AnalysisError
+
+DEFAULT_DIRS = (
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+)
+
+
+@dataclass(frozen=True)
+class ElfInfo:
+    path: Path
+    machine: str
+    elfclass: int
+    interpreter: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    soname: str | None
+
+
+def is_elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def read_elf(path: Path) -> ElfInfo:
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            interp = None
+            needed: list[str] = []
+            rpath: list[str] = []
+            runpath: list[str] = []
+            soname = None
+            for seg in elf.iter_segments():
+                if seg["p_type"] == "PT_INTERP":
+                    interp = seg.get_interp_name()
+            for section in elf.iter_sections():
+                if not isinstance(section, DynamicSection):
+                    continue
+                for tag in section.iter_tags():
+                    kind = tag.entry.d_tag
+                    if kind == "DT_NEEDED":
+                        needed.append(tag.needed)
+                    elif kind == "DT_RPATH":
+                        rpath.extend(tag.rpath.split(":"))
+                    elif kind == "DT_RUNPATH":
+                        runpath.extend(tag.runpath.split(":"))
+                    elif kind == "DT_SONAME":
+                        soname = tag.soname
+            return ElfInfo(
+                path, elf["e_machine"], elf.elfclass, interp, tuple(needed), tuple(rpath), tuple(runpath), soname
+            )
+    except (ELFError, OSError) as err:
+        raise AnalysisError(f"{path}: not a readable ELF file ({err})") from None
+
+
+def ld_so_conf_dirs(conf: Path = Path("/etc/ld.so.conf")) -> list[str]:
+    """Directories listed in ld.so.conf, following its include lines."""
+    dirs: list[str] = []
+    seen: set[Path] = set()
+
+    def read(path: Path) -> None:
+        if path in seen or not path.is_file():
+            return
+        seen.add(path)
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("include "):
+                pattern = line.split(None, 1)[1]
+                if not pattern.startswith("/"):
+                    pattern = str(path.parent / pattern)
+                for inc in sorted(glob.glob(pattern)):
+                    read(Path(inc))
+            elif line:
+                dirs.append(line)
+
+    read(conf)
+    return dirs
+
+
+def _expand(entry: str, origin: Path) -> str:
+    return entry.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin))
+
+
+@dataclass
+class Closure:
+    """Every ELF file needed, keyed by the path the loader asks for."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # requested path -> host file
+    needed_by: dict[str, str] = field(default_factory=dict)  # requested path -> first requester
+
+    @property
+    def libraries(self) -> list[str]:
+        return sorted(self.files)
+
+
+def closure(roots: list[Path], search_dirs: list[str] | None = None) -> Closure:
+    """The closure of `roots`: their interpreter and every library they load, transitively."""
+    dirs = search_dirs if search_dirs is not None else ld_so_conf_dirs() + list(DEFAULT_DIRS)
+    result = Closure()
+    queue: list[tuple[Path, ElfInfo]] = [(r, read_elf(r)) for r in roots]
+    done: set[Path] = set()
+    while queue:
+        path, info = queue.pop()
+        if path.resolve() in done:
+            continue
+        done.add(path.resolve())
+        if info.interpreter and info.interpreter not in result.files:
+            interp = Path(info.interpreter)
+            if not interp.exists():
+                raise AnalysisError(f"{path}: its dynamic loader {interp} does not exist")
+            result.files[info.interpreter] = interp
+            result.needed_by[info.interpreter] = str(path)
+        origin = path.parent
+        search = [] if info.runpath else [_expand(d, origin) for d in info.rpath]
+        search += [_expand(d, origin) for d in info.runpath] + dirs
+        for lib in info.needed:
+            found = _find(lib, search, info) if "/" not in lib else Path(lib)
+            if found is None or not found.exists():
+                raise AnalysisError(
+                    f"{path}: needs {lib}, which was not found (searched {', '.join(dict.fromkeys(search))})"
+                )
+            key = str(found)
+            if key not in result.files:
+                result.files[key] = found
+                result.needed_by[key] = str(path)
+                queue.append((found, read_elf(found)))
+    return result
+
+
+def _find(lib: str, search: list[str], requester: ElfInfo) -> Path | None:
+    for d in dict.fromkeys(search):
+        candidate = Path(d) / lib
+        if candidate.is_file():
+            try:
+                info = read_elf(candidate)
+            except AnalysisError:
+                continue
+            if info.machine == requester.machine and info.elfclass == requester.elfclass:
+                return candidate
+    return None

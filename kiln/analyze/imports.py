@@ -1,0 +1,200 @@
+"""Read the imports out of one Python source file, with how much each one matters.
+
+The scan is static (`ast`), so no app code runs at build time. Each import is
+classified by the code around it:
+
+- required: a plain import. It must resolve, or the build fails.
+- preferred / fallback: `try: import a` / `except ImportError: import b`.
+  The preferred module is kept when it resolves; the fallback only when it does not.
+- optional: `try: import a` / `except ImportError: pass` (no alternative). The
+  code works without it, so it is left out unless `include` asks for it.
+- conditional: under `if sys.platform ...` / `os.name`. Kept when it resolves,
+  never an error when it does not.
+- dynamic: `importlib.import_module("a")` / `__import__("a")` with a literal
+  name. Kept when it resolves.
+
+Each import also records whether it sits inside a function (`deferred`):
+such an import runs only if that function is called.
+
+Imports under `if TYPE_CHECKING:` never run and are ignored, and so are those
+under `if __name__ == "__main__":` in any module but the entry point.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from kiln.errors import AppError
+
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+_PLATFORM_NAMES = {"platform", "name", "TYPE_CHECKING"}
+
+
+class Kind(StrEnum):
+    REQUIRED = "required"
+    PREFERRED = "preferred"
+    FALLBACK = "fallback"
+    OPTIONAL = "optional"
+    CONDITIONAL = "conditional"
+    DYNAMIC = "dynamic"
+
+
+@dataclass(frozen=True)
+class ImportRef:
+    """`from <module> import <names>` (names empty for `import <module>`), at `line`."""
+
+    module: str
+    level: int
+    names: tuple[str, ...]
+    line: int
+    kind: Kind
+    group: int = 0  # ties preferred imports to their fallbacks
+    deferred: bool = False  # inside a function body
+
+
+def parse(source: bytes, filename: Path) -> ast.Module:
+    """Parse source, turning a syntax error into 'file:line: message'."""
+    try:
+        return ast.parse(source, filename=str(filename))
+    except SyntaxError as err:
+        raise AppError(f"{filename}:{err.lineno}: syntax error: {err.msg}") from None
+    except ValueError as err:  # e.g. source with NUL bytes
+        raise AppError(f"{filename}: cannot be parsed: {err}") from None
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    if handler.type is None:
+        return True
+    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(t, ast.Name) and t.id in _IMPORT_ERRORS for t in types)
+
+
+def _mentions_platform(test: ast.expr) -> bool:
+    for node in ast.walk(test):
+        if isinstance(node, ast.Attribute) and node.attr in _PLATFORM_NAMES:
+            return True
+        if isinstance(node, ast.Name) and node.id == "TYPE_CHECKING":
+            return True
+    return False
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+        and isinstance(test.ops[0], ast.Eq)
+    )
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _dynamic_target(call: ast.Call) -> str | None:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if name not in {"import_module", "__import__"} or not call.args:
+        return None
+    arg = call.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and not arg.value.startswith("."):
+        return arg.value
+    return None
+
+
+class _Collector:
+    def __init__(self, is_main: bool) -> None:
+        self.is_main = is_main
+        self.refs: list[ImportRef] = []
+        self._groups = itertools.count(1)
+        self._functions = 0
+
+    def block(self, stmts: list[ast.stmt], kind: Kind, group: int = 0) -> None:
+        for stmt in stmts:
+            self.stmt(stmt, kind, group)
+
+    def add(self, node: ast.Import | ast.ImportFrom, kind: Kind, group: int) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                self.refs.append(ImportRef(alias.name, 0, (), node.lineno, kind, group, self._functions > 0))
+        else:
+            names = tuple(a.name for a in node.names)
+            self.refs.append(
+                ImportRef(node.module or "", node.level, names, node.lineno, kind, group, self._functions > 0)
+            )
+
+    def stmt(self, node: ast.stmt, kind: Kind, group: int) -> None:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            self.add(node, kind, group)
+        elif isinstance(node, ast.Try | ast.TryStar):
+            self._try(node, kind, group)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for expr in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]:
+                if expr is not None:
+                    self.expressions(expr, kind)
+            self._functions += 1
+            self.block(node.body, kind, group)
+            self._functions -= 1
+        elif isinstance(node, ast.If):
+            if _is_type_checking(node.test) or (_is_main_guard(node.test) and not self.is_main):
+                self.block(node.orelse, kind, group)
+                return
+            inner = Kind.CONDITIONAL if _mentions_platform(node.test) and kind == Kind.REQUIRED else kind
+            self.expressions(node.test, kind)
+            self.block(node.body, inner, group)
+            self.block(node.orelse, inner, group)
+        else:
+            for field in ast.iter_fields(node):
+                value = field[1]
+                items = value if isinstance(value, list) else [value]
+                stmts = [v for v in items if isinstance(v, ast.stmt)]
+                if stmts:
+                    self.block(stmts, kind, group)
+                for v in items:
+                    if isinstance(v, ast.expr):
+                        self.expressions(v, kind)
+                    elif isinstance(v, ast.excepthandler | ast.match_case):
+                        self.block(v.body, kind, group)
+
+    def _try(self, node: ast.Try | ast.TryStar, kind: Kind, group: int) -> None:
+        guarded = any(_catches_import_error(h) for h in node.handlers)
+        if not guarded:
+            self.block(node.body, kind, group)
+            for h in node.handlers:
+                self.block(h.body, kind, group)
+        else:
+            handler_imports = any(
+                isinstance(n, ast.Import | ast.ImportFrom) for h in node.handlers for n in ast.walk(h)
+            )
+            if handler_imports:
+                g = next(self._groups)
+                self.block(node.body, Kind.PREFERRED, g)
+                for h in node.handlers:
+                    self.block(h.body, Kind.FALLBACK, g)
+            else:
+                self.block(node.body, Kind.OPTIONAL, group)
+                for h in node.handlers:
+                    self.block(h.body, kind, group)
+        self.block(node.orelse, Kind.OPTIONAL if guarded else kind, group)
+        self.block(node.finalbody, kind, group)
+
+    def expressions(self, expr: ast.expr, kind: Kind) -> None:  # noqa: ARG002
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Call) and (target := _dynamic_target(node)):
+                self.refs.append(ImportRef(target, 0, (), node.lineno, Kind.DYNAMIC, 0, self._functions > 0))
+
+
+def scan(tree: ast.Module, is_main: bool = False) -> list[ImportRef]:
+    """Every import that can run in a parsed module, in source order."""
+    collector = _Collector(is_main)
+    collector.block(tree.body, Kind.REQUIRED)
+    return collector.refs

@@ -1,0 +1,271 @@
+"""The import graph of a Python app: which modules it reaches, from where.
+
+Starting at the entry file, the modules the interpreter loads at start-up and
+the config's `include` list, we follow every import (see kiln.analyze.imports
+for how each one is classified) and resolve module names the way CPython's
+path finder does, against the *target* interpreter's sys.path with the app's
+directory first. Nothing is imported or run.
+
+Imports inside functions of the stdlib and of third-party packages are
+*deferred*: they run only if the function is called. They are followed from
+modules that the app loads eagerly (a function the app may call), but not
+from modules that were themselves only reached through a deferred import.
+That one level keeps, say, argparse's use of shutil, without dragging in
+everything that any function of shutil could ever load. The app's own
+deferred imports are always followed, and `include` keeps anything else.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from kiln.analyze import imports
+from kiln.analyze.imports import ImportRef, Kind
+from kiln.analyze.interpreter import Interpreter
+from kiln.config import App
+from kiln.errors import AnalysisError
+
+Origin = Literal["app", "stdlib", "third-party"]
+ModKind = Literal["source", "extension", "builtin", "namespace"]
+
+# Codecs the interpreter looks up by name at run time (str.encode, open()),
+# which no import statement names.
+INTERPRETER_DYNAMIC = ("encodings.ascii", "encodings.latin_1", "encodings.utf_8")
+# getpath finds the standard library by this module's file.
+LANDMARKS = ("os",)
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    kind: ModKind
+    origin: Origin
+    path: Path | None = None  # .py / .so on the host (__init__.py for packages)
+    base: Path | None = None  # the sys.path entry it was found under
+    is_package: bool = False
+    search: tuple[Path, ...] = ()  # where its submodules live (packages only)
+    frozen: bool = False  # the interpreter carries a frozen copy
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    name: str
+    importer: str
+    file: Path | None
+    line: int
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.file else self.importer
+        return f"{self.name} (imported at {where})"
+
+
+@dataclass
+class ModuleGraph:
+    modules: dict[str, Module] = field(default_factory=dict)
+    unresolved: list[Unresolved] = field(default_factory=list)  # fatal
+    ignored: list[Unresolved] = field(default_factory=list)  # conditional/stdlib, not fatal
+    optional_left_out: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    reached_from: dict[str, tuple[str, int]] = field(default_factory=dict)  # module -> (importer, line)
+
+    def why(self, name: str) -> list[str]:
+        """The chain of modules whose imports brought `name` in, entry first."""
+        chain = [name]
+        while (via := self.reached_from.get(chain[-1])) and len(chain) < 100:
+            chain.append(via[0])
+        return chain[::-1]
+
+    @property
+    def extensions(self) -> list[Module]:
+        return [m for m in self.modules.values() if m.kind == "extension"]
+
+
+class Resolver:
+    """Finds modules by name in a list of directories, like importlib's PathFinder."""
+
+    def __init__(self, app: App, interp: Interpreter) -> None:
+        self.interp = interp
+        self.app_root = app.root
+        extra = [(app.root / p).resolve() for p in app.config.python_path]
+        self.path = [app.root, *extra, *interp.path]
+        self.cache: dict[str, Module | None] = {}
+
+    def origin(self, path: Path) -> Origin:
+        if path.is_relative_to(self.app_root) and not self.app_root.is_relative_to(self.interp.stdlib):
+            return "app"
+        if path.is_relative_to(self.interp.stdlib) and not any(
+            part in ("site-packages", "dist-packages") for part in path.relative_to(self.interp.stdlib).parts
+        ):
+            return "stdlib"
+        return "third-party"
+
+    def find(self, name: str) -> Module | None:
+        if name in self.cache:
+            return self.cache[name]
+        result = self._find(name)
+        self.cache[name] = result
+        return result
+
+    def _find(self, name: str) -> Module | None:
+        parent, _, last = name.rpartition(".")
+        if not parent and name in self.interp.builtins:
+            return Module(name, "builtin", "stdlib")
+        if name in self.interp.frozen and self.interp.frozen_only(name):
+            return Module(name, "builtin", "stdlib", frozen=True)
+        if parent:
+            pkg = self.find(parent)
+            if pkg is None or not pkg.is_package:
+                return None
+            dirs, bases = list(pkg.search), pkg.base
+        else:
+            dirs, bases = self.path, None
+        portions: list[Path] = []
+        for d in dirs:
+            base = bases or d
+            found = self._in_dir(name, d, last, base)
+            if isinstance(found, Module):
+                return found
+            if found is not None:
+                portions.append(found)
+        if portions:
+            return Module(
+                name, "namespace", self.origin(portions[0]), None, bases or portions[0].parent, True, tuple(portions)
+            )
+        return None
+
+    def _in_dir(self, name: str, d: Path, last: str, base: Path) -> Module | Path | None:
+        frozen = name in self.interp.frozen
+        pkg_dir = d / last
+        if (pkg_dir / "__init__.py").is_file():
+            init = pkg_dir / "__init__.py"
+            return Module(name, "source", self.origin(init), init, base, True, (pkg_dir,), frozen)
+        for suffix in self.interp.extension_suffixes:
+            ext = d / f"{last}{suffix}"
+            if ext.is_file():
+                return Module(name, "extension", self.origin(ext), ext, base)
+        src = d / f"{last}.py"
+        if src.is_file():
+            return Module(name, "source", self.origin(src), src, base, False, (), frozen)
+        if pkg_dir.is_dir():
+            return pkg_dir
+        return None
+
+
+def _absolute(ref: ImportRef, importer: Module) -> str | None:
+    if ref.level == 0:
+        return ref.module
+    package = importer.name if importer.is_package else importer.name.rpartition(".")[0]
+    parts = package.split(".") if package else []
+    if ref.level - 1 >= len(parts):
+        return None
+    base = parts[: len(parts) - (ref.level - 1)]
+    return ".".join(base + ([ref.module] if ref.module else []))
+
+
+class _Walker:
+    def __init__(self, app: App, interp: Interpreter) -> None:
+        self.app = app
+        self.resolver = Resolver(app, interp)
+        self.graph = ModuleGraph()
+        self.include = set(app.config.include)
+        self.queue: list[Module] = []
+        self.lazy: dict[str, bool] = {}
+        self.refs: dict[str, list[ImportRef]] = {}
+
+    def add(self, name: str, via: tuple[str, int] | None = None, lazy: bool = False) -> bool:
+        """Add `name` and its parent packages; False if any part cannot be found."""
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            sub = ".".join(parts[:i])
+            if sub in self.graph.modules:
+                if self.lazy.get(sub) and not lazy:  # now reached eagerly: follow its deferred imports
+                    self.lazy[sub] = False
+                    self.queue.append(self.graph.modules[sub])
+                continue
+            mod = self.resolver.find(sub)
+            if mod is None:
+                return False
+            self.graph.modules[sub] = mod
+            self.lazy[sub] = lazy
+            if via:
+                self.graph.reached_from[sub] = via
+            self.queue.append(mod)
+        return True
+
+    def is_included(self, name: str) -> bool:
+        return any(name == inc or name.startswith(inc + ".") for inc in self.include)
+
+    def visit(self, importer: Module, refs: list[ImportRef]) -> None:
+        failed_groups: set[int] = set()
+        fatal = importer.origin != "stdlib"
+        importer_lazy = self.lazy.get(importer.name, False)
+        for ref in refs:
+            target = _absolute(ref, importer)
+            deferred = ref.deferred and importer.origin != "app"
+            if deferred and importer_lazy and not (target and self.is_included(target)):
+                if target and target not in self.graph.modules:
+                    self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (in a function)")
+                continue
+            lazy = importer_lazy or deferred
+            miss = Unresolved(target or "." * ref.level + ref.module, importer.name, importer.path, ref.line)
+            if ref.kind == Kind.FALLBACK and ref.group not in failed_groups:
+                continue
+            free = target is not None and (
+                target in self.graph.modules
+                or ((found := self.resolver.find(target)) is not None and found.kind == "builtin")
+            )
+            if ref.kind == Kind.OPTIONAL and not free and not (target and self.is_included(target)):
+                if target:
+                    self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line}")
+                continue
+            if target is None or not self.add(target, (importer.name, ref.line), lazy):
+                if ref.kind == Kind.PREFERRED:
+                    failed_groups.add(ref.group)
+                elif ref.kind in (Kind.REQUIRED, Kind.FALLBACK, Kind.OPTIONAL) and fatal:
+                    self.graph.unresolved.append(miss)
+                else:
+                    self.graph.ignored.append(miss)
+                continue
+            for attr in ref.names:
+                if attr != "*":
+                    # a submodule, if it is one; an attribute otherwise
+                    self.add(f"{target}.{attr}", (importer.name, ref.line), lazy)
+
+    def run(self, entry: Path, startup: list[str]) -> ModuleGraph:
+        main = Module("__main__", "source", "app", entry, self.app.root)
+        self.graph.modules["__main__"] = main
+        self.queue.append(main)
+        for name in startup:
+            if not self.add(name):
+                raise AnalysisError(f"the interpreter needs {name} at start-up, and it cannot be found")
+        for name in sorted(self.include):
+            if not self.add(name):
+                raise AnalysisError(f"include: module {name} cannot be found")
+        while self.queue:
+            mod = self.queue.pop(0)
+            if mod.kind != "source" or mod.path is None:
+                continue
+            if mod.name not in self.refs:
+                tree = imports.parse(mod.path.read_bytes(), mod.path)
+                self.refs[mod.name] = imports.scan(tree, is_main=mod.name == "__main__")
+            self.visit(mod, self.refs[mod.name])
+        self.graph.optional_left_out = {
+            k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules
+        }
+        return self.graph
+
+
+def analyze(app: App, interp: Interpreter) -> ModuleGraph:
+    """The module graph of `app`; raises AnalysisError listing every unresolved import."""
+    startup = [
+        m for m in interp.startup_modules if m != "__main__" and m not in interp.builtins and m not in interp.frozen
+    ]
+    startup += [m for m in (*INTERPRETER_DYNAMIC, *LANDMARKS) if m not in startup]
+    graph = _Walker(app, interp).run(app.entry_path, startup)
+    if graph.unresolved:
+        listing = "; ".join(str(u) for u in graph.unresolved)
+        count = len(graph.unresolved)
+        raise AnalysisError(f"{count} import{'s' if count > 1 else ''} cannot be resolved: {listing}")
+    return graph

@@ -1,0 +1,89 @@
+"""`kiln kernel build|show`: build the guest kernel (or reuse the cached one)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from kiln.cli.ui import console, err_console, human_size, print_json, progress
+from kiln.kernel import build as kbuild
+from kiln.kernel import config as kconfig
+
+
+def _features(value: str | None) -> tuple[str, ...]:
+    return tuple(f.strip() for f in value.split(",") if f.strip()) if value else kconfig.DEFAULT_FEATURES
+
+
+@click.group()
+def kernel() -> None:
+    """Build and inspect guest kernels."""
+
+
+BUILD_EPILOG = """\b
+Examples:
+  kiln kernel build
+  kiln kernel build --features base,serial-console,virtio-mmio,virtio-blk,erofs,virtio-rng,seccomp
+"""
+
+
+@kernel.command("build", epilog=BUILD_EPILOG)
+@click.option("--features", help="Comma-separated fragment names (default: all a networked app needs).")
+@click.option("-j", "--jobs", type=int, help="Parallel make jobs (default: number of CPUs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build_cmd(features: str | None, jobs: int | None, as_json: bool) -> None:
+    """Build the kernel for a config from Debian's linux-source, unless it is cached."""
+    cfg = kbuild.resolve_config(_features(features))
+    cached = kbuild.cached(cfg)
+    if cached is None:
+        err_console.print(
+            f"building kernel {cfg.hash} from linux-source {cfg.source_version} "
+            f"({len(cfg.options)} options from {len(cfg.features)} fragments); this takes minutes"
+        )
+        last = [0.0]
+        with progress("kernel") as bar:
+            task = bar.tasks[0].id
+
+            def report(done: int, total: int | None, detail: str) -> None:
+                bar.update(task, completed=done, total=total, detail=detail)
+                now = time.monotonic()
+                if not err_console.is_terminal and now - last[0] > 30:
+                    last[0] = now
+                    err_console.print(f"kernel build: {done}{'/' + str(total) if total else ''} steps ({detail})")
+
+            cached = kbuild.build(cfg, progress=report, jobs=jobs)
+        state = "built"
+    else:
+        state = "cached"
+    meta = cached.meta
+    if as_json:
+        print_json({"state": state, "path": str(cached.vmlinux), **meta})
+        return
+    console.print(
+        f"kernel {cfg.hash} {state}: {cached.vmlinux} "
+        f"({human_size(int(meta['vmlinux_size']))}, {human_size(int(meta['vmlinux_xz_size']))} compressed, "
+        f"{meta['options_enabled']} options enabled)",
+        highlight=False,
+    )
+
+
+@kernel.command("show", epilog="\b\nExample:\n  kiln kernel show --json")
+@click.option("--features", help="Comma-separated fragment names.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def show_cmd(features: str | None, as_json: bool) -> None:
+    """Show the config hash, the fragments and whether the kernel is built."""
+    cfg = kbuild.resolve_config(_features(features))
+    cached = kbuild.cached(cfg)
+    data = {
+        "config_hash": cfg.hash,
+        "features": list(cfg.features),
+        "source_version": cfg.source_version,
+        "built": cached is not None,
+        "path": str(cached.vmlinux) if cached else None,
+        "available_features": kconfig.available_features(),
+    }
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        console.print(f"{key:>20}: {value}", highlight=False)

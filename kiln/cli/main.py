@@ -1,0 +1,58 @@
+"""`kiln`: the command group, and the one place errors become exit codes.
+
+A KilnError prints one line (`kiln: error: ...`) and exits with its code;
+a traceback is shown only with --debug. Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kiln import __version__
+from kiln.cli import build, images, inspect, kernel, run
+from kiln.cli.ui import err_console
+from kiln.errors import KilnError
+
+EPILOG = """\b
+Examples:
+  kiln kernel build
+  kiln build examples/hello-http
+  kiln run -p 8080:8080 hello-http
+"""
+
+
+class KilnGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except KilnError as err:
+            if debug:
+                raise
+            err_console.print(f"[bold red]kiln: error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            err_console.print("kiln: interrupted")
+            sys.exit(130)
+
+
+@click.group(cls=KilnGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="kiln")
+def cli(debug: bool) -> None:
+    """kiln turns an application into a sealed, single-purpose VM image and runs it."""
+
+
+cli.add_command(kernel.kernel)
+cli.add_command(build.build)
+cli.add_command(run.run)
+cli.add_command(images.images)
+cli.add_command(inspect.inspect)
+
+
+def main() -> None:
+    cli(prog_name="kiln")

@@ -1,0 +1,82 @@
+"""`kiln run IMAGE`: boot an image on a target and exit with the app's status."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from kiln.cli.ui import console, err_console
+from kiln.config import parse_memory
+from kiln.errors import UsageError
+from kiln.store import Store
+from kiln.targets import TARGETS
+from kiln.targets.base import RunConfig
+from kiln.targets.ports import PortMap
+
+EPILOG = """\b
+Examples:
+  kiln run -p 8080:8080 hello-http
+  kiln run --target unix -p 8080:8080 hello-http
+  kiln run --dry-run hello-http        # print the QEMU command line
+"""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+@click.command(epilog=EPILOG)
+@click.argument("image")
+@click.option(
+    "-p",
+    "--publish",
+    "ports",
+    multiple=True,
+    metavar="[IP:]HOST:GUEST",
+    help="Publish a guest TCP port on the host (repeatable).",
+)
+@click.option(
+    "-t",
+    "--target",
+    type=click.Choice(sorted(TARGETS)),
+    default="qemu",
+    show_default=True,
+    help="Where to run the image.",
+)
+@click.option("-m", "--memory", help="Guest RAM, e.g. 64M (default: the image's).")
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="QEMU accelerator; auto probes whether KVM works.",
+)
+@click.option("--kernel-log", is_flag=True, help="Show the guest kernel's boot messages.")
+@click.option("--dry-run", is_flag=True, help="Print the command that would run, and exit.")
+def run(
+    image: str, ports: tuple[str, ...], target: str, memory: str | None, accel: str, kernel_log: bool, dry_run: bool
+) -> None:
+    """Run IMAGE; the console streams here, Ctrl-C stops it, and kiln exits with the app's status."""
+    try:
+        memory_mib = parse_memory(memory) if memory else None
+    except ValueError as err:
+        raise UsageError(f"--memory: {err}") from None
+    cfg = RunConfig(
+        ports=tuple(PortMap.parse(p) for p in ports), memory_mib=memory_mib, accel=accel, kernel_log=kernel_log
+    )
+    store = Store()
+    img = store.image(image)
+    runner = TARGETS[target](store)
+    plan = runner.plan(img, cfg)
+    if dry_run:
+        console.print(shlex.join(plan.argv), highlight=False, soft_wrap=True)
+        return
+    for note in plan.notes:
+        err_console.print(f"kiln: {note}", style="yellow", highlight=False)
+    signal.signal(signal.SIGTERM, _interrupt)
+    status = runner.run(plan, sys.stdout.buffer)
+    sys.exit(status)

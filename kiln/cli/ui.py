@@ -1,0 +1,44 @@
+"""Shared rendering helpers: consoles, sizes, and a progress context for long work."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def print_json(data: Any) -> None:
+    click_echo = console.file.write
+    click_echo(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Progress]:
+    """A progress display on stderr (quiet when stderr is not a terminal)."""
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}", style="dim"),
+    ]
+    with Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal) as p:
+        p.add_task(description, total=total, detail="")
+        yield p

@@ -1,0 +1,166 @@
+"""The app's build configuration: kiln.toml, [tool.kiln] in pyproject.toml,
+or the defaults for a single .py file, validated into frozen models.
+
+    # kiln.toml
+    name = "hello-http"
+    entry = "app.py"            # the Python file that runs the app
+    args = ["--port", "8080"]   # its arguments
+    ports = [8080]              # ports the app listens on (TCP)
+    memory = "48M"              # guest RAM; a number is MiB
+    include = ["encodings.idna"]  # modules imported dynamically
+    sources = false             # also keep .py sources in the image
+    [env]
+    GREETING = "hello"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from kiln.errors import AppError
+
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+MEMORY_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|)\s*$", re.IGNORECASE)
+
+
+def parse_memory(value: Any) -> int:
+    """'64M', '1G', '65536K' or a number of MiB -> MiB."""
+    if isinstance(value, bool):
+        raise ValueError("memory must be a size such as 64M")
+    if isinstance(value, int):
+        mib = value
+    elif isinstance(value, str) and (m := MEMORY_RE.match(value)):
+        number, unit = int(m.group(1)), m.group(2)[:1].upper()
+        mib = {"K": number // 1024, "": number, "M": number, "G": number * 1024}[unit]
+    else:
+        raise ValueError(f"memory must be a size such as 64M, not {value!r}")
+    if not 16 <= mib <= 65536:
+        raise ValueError(f"memory must be between 16M and 64G, not {mib}M")
+    return mib
+
+
+MiB = Annotated[int, BeforeValidator(parse_memory)]
+
+
+def _no_newline(value: str) -> str:
+    if "\n" in value or "\0" in value:
+        raise ValueError("must not contain a newline or NUL")
+    return value
+
+
+Line = Annotated[str, BeforeValidator(lambda v: _no_newline(v) if isinstance(v, str) else v)]
+
+
+class AppConfig(BaseModel):
+    """What kiln.toml may say about a Python app."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = None
+    entry: str = "app.py"
+    args: tuple[Line, ...] = ()
+    env: dict[str, Line] = Field(default_factory=dict)
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
+    memory: MiB = 48
+    include: tuple[str, ...] = ()
+    sources: bool = False
+    python: str = "/usr/bin/python3.11"
+    python_path: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError("must be lower-case letters, digits and . _ - (like a Docker image name)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return v
+
+    @field_validator("include")
+    @classmethod
+    def _include(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for mod in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", mod):
+                raise ValueError(f"{mod!r} is not a module name")
+        return v
+
+
+class App(BaseModel):
+    """An app on disk: its directory, its config, and where the config came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    config: AppConfig
+    config_file: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.config.name or default_name(self.root if self.config_file else Path(self.config.entry))
+
+    @property
+    def entry_path(self) -> Path:
+        return self.root / self.config.entry
+
+
+def default_name(path: Path) -> str:
+    """An image name derived from a directory or file name."""
+    stem = path.stem if path.suffix == ".py" else path.name
+    name = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("._-")
+    return name or "app"
+
+
+def _format_validation(err: ValidationError, source: Path) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {where}: {first['msg']}{more}"
+
+
+def parse_config(data: dict[str, Any], source: Path) -> AppConfig:
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as err:
+        raise AppError(_format_validation(err, source)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise AppError(f"{path}: {err}") from None
+    except UnicodeDecodeError:
+        raise AppError(f"{path}: not a UTF-8 text file") from None
+
+
+def load_app(path: Path) -> App:
+    """Read an app from a directory (kiln.toml or pyproject.toml) or a single .py file."""
+    if not path.exists():
+        raise AppError(f"no such app: {path}")
+    path = path.resolve()
+    if path.is_file():
+        if path.suffix != ".py":
+            raise AppError(f"{path}: a Python app is a directory with kiln.toml or a .py file")
+        return App(root=path.parent, config=AppConfig(entry=path.name), config_file=None)
+    kiln_toml, pyproject = path / "kiln.toml", path / "pyproject.toml"
+    if kiln_toml.is_file():
+        config, source = parse_config(_read_toml(kiln_toml), kiln_toml), kiln_toml
+    elif pyproject.is_file() and "kiln" in _read_toml(pyproject).get("tool", {}):
+        config, source = parse_config(_read_toml(pyproject)["tool"]["kiln"], pyproject), pyproject
+    else:
+        raise AppError(f"{path}: no kiln.toml, and no [tool.kiln] in pyproject.toml")
+    app = App(root=path, config=config, config_file=source)
+    if not app.entry_path.is_file():
+        raise AppError(f"{source}: entry {config.entry!r} does not exist in {path}")
+    return app

@@ -1,0 +1,34 @@
+"""The guest side: init.c, the PID 1 of every kiln VM (and of the unix sandbox).
+
+`init_binary()` compiles it with the host's gcc once per source and compiler,
+and caches the result under $KILN_HOME/cache/init/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from kiln import _proc, atomic
+from kiln.errors import ToolMissingError
+from kiln.paths import home_dir
+
+INIT_SOURCE = Path(__file__).parent / "init.c"
+CFLAGS = ("-Os", "-Wall", "-Wextra", "-Werror", "-s")
+
+
+def init_binary() -> Path:
+    """The compiled guest init, built on first use."""
+    gcc = _proc.require("gcc")
+    try:
+        version = subprocess.run([gcc, "--version"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise ToolMissingError(f"gcc does not run ({err}): apt-get install gcc libc6-dev") from None
+    key = hashlib.sha256(INIT_SOURCE.read_bytes() + version + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    final = home_dir("cache", "init") / key
+    if (final / "init").is_file():
+        return final / "init"
+    with atomic.staging_dir(final) as tmp:
+        _proc.run([gcc, *CFLAGS, "-o", tmp / "init", INIT_SOURCE], what="compiling the guest init")
+    return final / "init"

@@ -1,0 +1,370 @@
+/*
+ * kiln guest init: the first and only supervisor process of a kiln unikernel.
+ *
+ * In the VM (PID 1, started by the kernel) it mounts /dev, /proc, /sys and
+ * /tmp, brings up lo and eth0, credits the entropy seed the host passed on the
+ * kernel command line, runs the app as its only child, and when the app ends
+ * reports the app's exit status to the host and powers the VM off.
+ *
+ * On the host (`init --sandbox ROOT`, run by kiln's unix target inside fresh
+ * mount/PID/IPC/UTS namespaces) it bind-mounts ROOT read-only, gives it its own
+ * /proc, /dev and /tmp, pivots into it, drops every capability but
+ * CAP_NET_BIND_SERVICE, runs the app the same way and exits with its status.
+ *
+ * The app is described by /kiln/config, written by kiln at build time, one
+ * setting a line:  "arg VALUE", "env KEY=VALUE", "workdir DIR", "hostname NAME".
+ *
+ * The exit status travels to QEMU through the isa-debug-exit device (QEMU then
+ * exits with (status << 1) | 1); statuses of 127 and above are sent as 127 and
+ * the exact value is in the console line "kiln-init: exit status N".
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/random.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CONFIG_PATH "/kiln/config"
+#define DEBUG_EXIT_PORT 0xf4
+#define MAX_ITEMS 256
+
+static char *app_argv[MAX_ITEMS + 1];
+static char *app_envp[MAX_ITEMS + 1];
+static char workdir[4096] = "/";
+static char hostname[256] = "kiln";
+static int sandboxed;
+
+static void say(const char *fmt, ...) {
+    va_list ap;
+    char buf[1024];
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    dprintf(2, "kiln-init: %s\n", buf);
+}
+
+static void must(int ok, const char *what) {
+    if (!ok) {
+        say("%s: %s", what, strerror(errno));
+        _exit(125);
+    }
+}
+
+static void load_config(const char *path) {
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    int argc = 0, envc = 0;
+    must(f != NULL, "cannot open " CONFIG_PATH);
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        char *value;
+        if (n && line[n - 1] == '\n')
+            line[--n] = '\0';
+        value = strchr(line, ' ');
+        if (!value)
+            continue;
+        *value++ = '\0';
+        if (!strcmp(line, "arg") && argc < MAX_ITEMS)
+            app_argv[argc++] = strdup(value);
+        else if (!strcmp(line, "env") && envc < MAX_ITEMS)
+            app_envp[envc++] = strdup(value);
+        else if (!strcmp(line, "workdir"))
+            snprintf(workdir, sizeof workdir, "%s", value);
+        else if (!strcmp(line, "hostname"))
+            snprintf(hostname, sizeof hostname, "%s", value);
+    }
+    fclose(f);
+    if (argc == 0) {
+        say("%s names no program to run", CONFIG_PATH);
+        _exit(125);
+    }
+}
+
+/* Value of "key=value" on the kernel command line, or NULL. */
+static char *cmdline_param(const char *key) {
+    static char cmdline[4096];
+    char *tok, *save = NULL, copy[4096];
+    size_t klen = strlen(key);
+    int fd = open("/proc/cmdline", O_RDONLY);
+    ssize_t n;
+    if (fd < 0)
+        return NULL;
+    n = read(fd, copy, sizeof copy - 1);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    copy[n] = '\0';
+    for (tok = strtok_r(copy, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+        if (!strncmp(tok, key, klen) && (tok[klen] == '=' || tok[klen] == '\0')) {
+            snprintf(cmdline, sizeof cmdline, "%s", tok[klen] ? tok + klen + 1 : "");
+            return cmdline;
+        }
+    }
+    return NULL;
+}
+
+static void mount_fs(const char *src, const char *dst, const char *type, unsigned long flags,
+                     const char *data) {
+    if (mount(src, dst, type, flags, data) < 0 && errno != EBUSY)
+        say("mount %s on %s: %s", type ? type : src, dst, strerror(errno));
+}
+
+/* ---- networking (VM only) ---------------------------------------------- */
+
+static int set_addr(int fd, const char *ifname, unsigned long req, const char *addr) {
+    struct ifreq ifr;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+    sin->sin_family = AF_INET;
+    if (inet_pton(AF_INET, addr, &sin->sin_addr) != 1)
+        return -1;
+    return ioctl(fd, req, &ifr);
+}
+
+static int link_up(int fd, const char *ifname) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        return -1;
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    return ioctl(fd, SIOCSIFFLAGS, &ifr);
+}
+
+static void setup_network(void) {
+    char ip[64], *p, mask[32];
+    const char *gw = cmdline_param("kiln.gw");
+    const char *cidr = cmdline_param("kiln.ip");
+    int prefix = 24, fd;
+    struct rtentry rt;
+    struct in_addr m;
+
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        if (cidr)
+            say("no IPv4 in this kernel: %s", strerror(errno));
+        return;
+    }
+    if (link_up(fd, "lo") < 0)
+        say("lo: %s", strerror(errno));
+    if (!cidr) {
+        close(fd);
+        return;
+    }
+    snprintf(ip, sizeof ip, "%s", cidr);
+    if ((p = strchr(ip, '/'))) {
+        *p = '\0';
+        prefix = atoi(p + 1);
+    }
+    m.s_addr = prefix ? htonl(0xffffffffu << (32 - prefix)) : 0;
+    inet_ntop(AF_INET, &m, mask, sizeof mask);
+    if (set_addr(fd, "eth0", SIOCSIFADDR, ip) < 0 || set_addr(fd, "eth0", SIOCSIFNETMASK, mask) < 0 ||
+        link_up(fd, "eth0") < 0) {
+        say("eth0: %s", strerror(errno));
+        close(fd);
+        return;
+    }
+    if (gw) {
+        memset(&rt, 0, sizeof rt);
+        ((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
+        inet_pton(AF_INET, gw, &((struct sockaddr_in *)&rt.rt_gateway)->sin_addr);
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        if (ioctl(fd, SIOCADDRT, &rt) < 0)
+            say("default route via %s: %s", gw, strerror(errno));
+    }
+    close(fd);
+}
+
+/* ---- entropy (VM only) -------------------------------------------------- */
+
+static void seed_entropy(void) {
+    const char *hex = cmdline_param("kiln.seed");
+    struct {
+        int entropy_count;
+        int buf_size;
+        unsigned char buf[64];
+    } seed;
+    char probe;
+    int fd, i, n = 0;
+
+    if (hex) {
+        for (i = 0; hex[i] && hex[i + 1] && n < (int)sizeof seed.buf; i += 2) {
+            unsigned int byte;
+            if (sscanf(hex + i, "%2x", &byte) != 1)
+                break;
+            seed.buf[n++] = (unsigned char)byte;
+        }
+        seed.entropy_count = n * 8;
+        seed.buf_size = n;
+        fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ioctl(fd, RNDADDENTROPY, &seed) < 0)
+            say("could not credit the entropy seed: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        memset(&seed, 0, sizeof seed);
+    }
+    if (getrandom(&probe, 1, GRND_NONBLOCK) < 0)
+        say("random pool not ready yet (%s); getrandom() may block", strerror(errno));
+}
+
+/* ---- sandbox (unix target) ---------------------------------------------- */
+
+static void bind_dev(const char *name) {
+    char src[64], dst[64];
+    int fd;
+    snprintf(src, sizeof src, "/dev/%s", name);
+    snprintf(dst, sizeof dst, "dev/%s", name);
+    fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd >= 0)
+        close(fd);
+    mount_fs(src, dst, NULL, MS_BIND, NULL);
+}
+
+static void enter_sandbox(const char *root) {
+    static const char *devs[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
+    int i;
+    must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "make mounts private");
+    must(mount(root, root, NULL, MS_BIND | MS_REC, NULL) == 0, "bind the root");
+    must(mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) == 0,
+         "make the root read-only");
+    must(chdir(root) == 0, "enter the root");
+    mount_fs("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    mount_fs("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m");
+    mount_fs("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
+    for (i = 0; devs[i]; i++)
+        bind_dev(devs[i]);
+    mount_fs(NULL, "dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);
+    must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot into the root");
+    must(umount2(".", MNT_DETACH) == 0, "detach the host's root");
+    must(chdir("/") == 0, "chdir /");
+}
+
+/* Keep only CAP_NET_BIND_SERVICE, in every set, for good. */
+static void drop_capabilities(void) {
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    int cap;
+    for (cap = 0; cap <= CAP_LAST_CAP; cap++)
+        if (cap != CAP_NET_BIND_SERVICE)
+            prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    memset(data, 0, sizeof data);
+    data[0].effective = data[0].permitted = 1u << CAP_NET_BIND_SERVICE;
+    must(syscall(SYS_capset, &hdr, data) == 0, "drop capabilities");
+    must(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "set no_new_privs");
+}
+
+/* ---- the app ------------------------------------------------------------- */
+
+static volatile pid_t app_pid;
+
+static void forward_signal(int sig) {
+    if (app_pid > 0)
+        kill(app_pid, sig);
+}
+
+static int run_app(void) {
+    int status = 0;
+    pid_t pid;
+    struct sigaction sa;
+
+    app_pid = fork();
+    must(app_pid >= 0, "fork the app");
+    if (app_pid == 0) {
+        if (chdir(workdir) < 0)
+            say("workdir %s: %s", workdir, strerror(errno));
+        setsid();
+        if (sandboxed)
+            drop_capabilities();
+        execve(app_argv[0], app_argv, app_envp);
+        say("cannot run %s: %s", app_argv[0], strerror(errno));
+        _exit(127);
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* Reap every orphan; stop when the app itself has ended. */
+    for (;;) {
+        int st;
+        pid = waitpid(-1, &st, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pid == app_pid) {
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+    }
+    kill(-1, SIGKILL);
+    while (waitpid(-1, NULL, 0) > 0)
+        ;
+    return status;
+}
+
+static void power_off(int status) {
+    sync();
+    if (ioperm(DEBUG_EXIT_PORT, 1, 1) == 0)
+        outb(status < 127 ? status : 127, DEBUG_EXIT_PORT);
+    /* No isa-debug-exit device: reboot, which QEMU's -no-reboot turns into an exit. */
+    reboot(RB_AUTOBOOT);
+    for (;;)
+        pause();
+}
+
+int main(int argc, char **argv) {
+    int status;
+
+    if (argc == 3 && !strcmp(argv[1], "--sandbox")) {
+        sandboxed = 1;
+        enter_sandbox(argv[2]);
+    } else if (getpid() != 1) {
+        say("usage: init (as PID 1 of a kiln VM) | init --sandbox ROOT");
+        return 2;
+    } else {
+        mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+        mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+        mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+        mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+        if (cmdline_param("kiln.probe")) {
+            say("probe ok");
+            power_off(0);
+        }
+        setup_network();
+        seed_entropy();
+    }
+    load_config(CONFIG_PATH);
+    if (sethostname(hostname, strlen(hostname)) < 0)
+        say("hostname: %s", strerror(errno));
+    status = run_app();
+    say("exit status %d", status);
+    if (sandboxed)
+        return status;
+    power_off(status);
+    return status;
+}

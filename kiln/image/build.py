@@ -1,0 +1,222 @@
+"""Build a Python app into an image: analyze, lay out, compile, pack, store.
+
+    app dir ──analyze──▶ modules + ELF closure
+            ──layout───▶ staging tree (interpreter, libraries, .pyc, init, config)
+            ──pack─────▶ root.erofs
+            ──commit───▶ blobs (kernel, rootfs, manifest) + tag, atomically
+
+All work happens in a scratch directory of the store; the store itself is
+changed only by `commit`, under the store lock, and the tag is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from kiln import __version__
+from kiln.analyze import elf
+from kiln.analyze.interpreter import RUN_FLAGS, Interpreter, probe
+from kiln.analyze.python import Module, ModuleGraph, analyze
+from kiln.config import App, load_app
+from kiln.guest import init_binary
+from kiln.image import erofs
+from kiln.image.pycompile import compile_all
+from kiln.image.rootfs import RootFS
+from kiln.kernel import build as kbuild
+from kiln.manifest import (
+    MEDIA_KERNEL,
+    MEDIA_ROOTFS,
+    BuildInputs,
+    Entry,
+    KernelPart,
+    LibraryEntry,
+    Manifest,
+    ModuleEntry,
+    PythonInfo,
+    RootfsPart,
+)
+from kiln.store import Ref, Store
+
+APP_DIR = PurePosixPath("/app")
+INIT_PATH = "/kiln/init"
+CONFIG_PATH = "/kiln/config"
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    ref: Ref
+    digest: str
+    manifest: Manifest
+
+
+def guest_path(mod: Module, app: App) -> PurePosixPath:
+    """Where a module's file goes inside the image."""
+    assert mod.path is not None
+    if mod.origin == "app":
+        return APP_DIR / mod.path.relative_to(app.root).as_posix()
+    return PurePosixPath(mod.path.as_posix())
+
+
+def _pyc(path: PurePosixPath) -> PurePosixPath:
+    return path.with_suffix(".pyc")
+
+
+def config_lines(entry: Entry, hostname: str) -> bytes:
+    """/kiln/config as guest init reads it (see kiln/guest/init.c)."""
+    lines = [f"arg {a}" for a in entry.argv]
+    lines += [f"env {k}={v}" for k, v in entry.env.items()]
+    lines += [f"workdir {entry.workdir}", f"hostname {hostname}"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _entry(app: App, graph: ModuleGraph, interp: Interpreter) -> Entry:
+    main = guest_path(graph.modules["__main__"], app)
+    script = main if app.config.sources else _pyc(main)
+    bases = sorted({str(m.base) for m in graph.modules.values() if m.origin == "third-party" and m.base})
+    env = {"PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp"}
+    if bases:
+        env["PYTHONPATH"] = ":".join(bases)
+    env.update(app.config.env)
+    return Entry(
+        argv=(str(interp.executable), *RUN_FLAGS, str(script), *app.config.args),
+        env=env,
+        workdir=str(APP_DIR),
+        ports=app.config.ports,
+        memory_mib=app.config.memory,
+    )
+
+
+def layout(app: App, graph: ModuleGraph, interp: Interpreter, root: RootFS) -> tuple[list[ModuleEntry], elf.Closure]:
+    jobs: list[tuple[Path, Path, str]] = []
+    entries: list[ModuleEntry] = []
+    for mod in sorted(graph.modules.values(), key=lambda m: m.name):
+        dest: PurePosixPath | None = None
+        if mod.kind == "source" and mod.path is not None:
+            dest = guest_path(mod, app)
+            jobs.append((mod.path, root.host(_pyc(dest)), str(dest)))
+            if app.config.sources:
+                root.add_file(str(dest), mod.path, 0o444)
+            else:
+                dest = _pyc(dest)
+        elif mod.kind == "extension" and mod.path is not None:
+            dest = guest_path(mod, app)
+            root.add_file(str(dest), mod.path, 0o555)
+        entries.append(ModuleEntry(name=mod.name, origin=mod.origin, kind=mod.kind, path=str(dest) if dest else None))
+    compile_all(interp.executable, jobs)
+    root.mkdir(str(interp.lib_dynload))  # getpath's landmark for the platform library
+    entries = [e.model_copy(update={"size": root.host(e.path).stat().st_size}) if e.path else e for e in entries]
+
+    init = init_binary()
+    root.add_file(INIT_PATH, init, 0o555)
+    root.add_host_path(interp.executable)
+    roots = [init, interp.executable] + [m.path for m in graph.extensions if m.path]
+    closure = elf.closure(roots)
+    for requested in closure.libraries:
+        root.add_host_path(requested)
+    return entries, closure
+
+
+def _sources_digest(app: App, graph: ModuleGraph) -> str:
+    h = hashlib.sha256()
+    files = [m.path for m in graph.modules.values() if m.origin == "app" and m.path]
+    if app.config_file:
+        files.append(app.config_file)
+    for f in sorted(files):
+        h.update(str(f.relative_to(app.root)).encode() + b"\0" + f.read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+def build_python(app_path: Path, store: Store, tag: str | None = None, step: Step | None = None) -> BuildResult:
+    say = step or (lambda _msg: None)
+    app = load_app(app_path)
+    ref = Ref.parse(tag) if tag else Ref(app.name)
+    say(f"analyzing {app.entry_path.name}")
+    interp = probe(app.config.python)
+    graph = analyze(app, interp)
+    cfg = kbuild.resolve_config()
+    kernel = kbuild.require(cfg)
+
+    with store.staging() as scratch:
+        say(f"laying out {len(graph.modules)} modules")
+        root = RootFS(scratch / "root")
+        modules, closure = layout(app, graph, interp, root)
+        entry = _entry(app, graph, interp)
+        root.add_bytes(CONFIG_PATH, config_lines(entry, app.name))
+        root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
+        root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
+        files = root.files()
+        say(f"packing {len(files)} files")
+        rootfs_img = scratch / "root.erofs"
+        erofs.pack(root.root, rootfs_img)
+        libraries = tuple(
+            LibraryEntry(path=p, size=closure.files[p].stat().st_size, needed_by=closure.needed_by[p])
+            for p in closure.libraries
+        )
+        say("storing")
+        return commit(store, ref, app, interp, graph, kernel, rootfs_img, len(files), entry, modules, libraries)
+
+
+def commit(
+    store: Store,
+    ref: Ref,
+    app: App,
+    interp: Interpreter,
+    graph: ModuleGraph,
+    kernel: kbuild.Kernel,
+    rootfs_img: Path,
+    file_count: int,
+    entry: Entry,
+    modules: list[ModuleEntry],
+    libraries: tuple[LibraryEntry, ...],
+) -> BuildResult:
+    meta = kernel.meta
+    with store.lock():
+        before = {p.name for p in (store.root / "blobs" / "sha256").iterdir()}
+        try:
+            kdigest, ksize = store.put_file(kernel.vmlinux_xz)
+            rdigest, rsize = store.put_file(rootfs_img)
+            manifest = Manifest(
+                name=ref.name,
+                created=datetime.now(UTC).replace(microsecond=0),
+                kernel=KernelPart(
+                    digest=kdigest,
+                    size=ksize,
+                    media_type=MEDIA_KERNEL,
+                    config_hash=kernel.config_hash,
+                    features=tuple(meta["features"]),
+                    source_version=str(meta["source_version"]),
+                    options_enabled=int(meta["options_enabled"]),
+                    uncompressed_size=int(meta["vmlinux_size"]),
+                ),
+                rootfs=RootfsPart(
+                    digest=rdigest, size=rsize, media_type=MEDIA_ROOTFS, compression=erofs.COMPRESSION, files=file_count
+                ),
+                entry=entry,
+                python=PythonInfo(
+                    interpreter=str(interp.executable),
+                    version=interp.version,
+                    modules=tuple(modules),
+                    optional_left_out=tuple(graph.optional_left_out),
+                ),
+                libraries=libraries,
+                build=BuildInputs(
+                    source=str(app.root),
+                    config_file=str(app.config_file) if app.config_file else None,
+                    sources_digest=_sources_digest(app, graph),
+                    kiln_version=__version__,
+                ),
+            )
+            digest = store.put_manifest(manifest)
+            store.tag(ref, digest)
+        except BaseException:
+            for p in (store.root / "blobs" / "sha256").iterdir():
+                if p.name not in before:
+                    p.unlink(missing_ok=True)
+            raise
+    return BuildResult(ref, digest, manifest)

@@ -1,0 +1,1 @@
+"""The guest kernel: Debian's linux-source, configured from fragments, cached by hash."""

@@ -1,0 +1,164 @@
+"""Build a guest kernel for a config, or find it in the cache.
+
+    $KILN_HOME/kernel/builds/<hash>/vmlinux     stripped, uncompressed, PVH-bootable
+    $KILN_HOME/kernel/builds/<hash>/vmlinux.xz  the same, as images carry it
+    $KILN_HOME/kernel/builds/<hash>/config      the full .config
+    $KILN_HOME/kernel/builds/<hash>/meta.json   features, source version, sizes
+    $KILN_HOME/kernel/work/<hash>/              make's object tree (kept to resume)
+
+A build is installed into builds/<hash> only when it has finished, in one
+rename; an interrupted build leaves nothing there, and the next run resumes
+make in the kept object tree.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln import _proc, atomic
+from kiln.errors import KernelError
+from kiln.kernel import config as kconfig
+from kiln.kernel.source import find_source, unpacked
+from kiln.paths import home_dir
+
+# (objects compiled so far, expected total or None, last make line)
+Progress = Callable[[int, int | None, str], None]
+
+_STEP = re.compile(r"^\s+(CC|AS|LD|AR|GEN|HOSTCC|SYSTBL|SYSHDR|WRAP|UPD|OBJCOPY|SORTTAB|KSYMS)\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A built kernel in the cache."""
+
+    config_hash: str
+    directory: Path
+
+    @property
+    def vmlinux(self) -> Path:
+        return self.directory / "vmlinux"
+
+    @property
+    def vmlinux_xz(self) -> Path:
+        return self.directory / "vmlinux.xz"
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "config"
+
+    @property
+    def meta(self) -> dict[str, object]:
+        return json.loads((self.directory / "meta.json").read_text())
+
+
+def builds_dir() -> Path:
+    return home_dir("kernel", "builds")
+
+
+def resolve_config(features: tuple[str, ...] = kconfig.DEFAULT_FEATURES) -> kconfig.KernelConfig:
+    return kconfig.merge(features, find_source().version)
+
+
+def cached(cfg: kconfig.KernelConfig) -> Kernel | None:
+    kernel = Kernel(cfg.hash, builds_dir() / cfg.hash)
+    return kernel if (kernel.directory / "meta.json").is_file() else None
+
+
+def require(cfg: kconfig.KernelConfig) -> Kernel:
+    """The cached kernel for `cfg`, or a KernelError that says how to build it."""
+    kernel = cached(cfg)
+    if kernel is None:
+        features = ",".join(cfg.features)
+        hint = (
+            "kiln kernel build"
+            if cfg.features == tuple(sorted(kconfig.DEFAULT_FEATURES))
+            else (f"kiln kernel build --features {features}")
+        )
+        raise KernelError(f"no kernel is built for config {cfg.hash}: run `{hint}` first")
+    return kernel
+
+
+def _missing_options(wanted: dict[str, str], got: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in wanted.items() if got.get(k, "n") != v]
+
+
+def _make(argv: list[str], cwd: Path, log: Path, on_line: Callable[[str], None] | None = None) -> None:
+    """Run make in its own process group, so Ctrl-C stops the whole build."""
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                logf.write(raw)
+                if on_line:
+                    on_line(raw.decode(errors="replace").rstrip())
+            proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise KernelError(f"kernel build failed (log: {log}): " + " | ".join(t.strip() for t in tail))
+
+
+def build(cfg: kconfig.KernelConfig, progress: Progress | None = None, jobs: int | None = None) -> Kernel:
+    """Build the kernel for `cfg` unless it is cached; return the cached build."""
+    if (kernel := cached(cfg)) is not None:
+        return kernel
+    for tool in ("make", "gcc", "flex", "bison", "bc", "objcopy"):
+        _proc.require(tool)
+    src = unpacked(find_source())
+    work = home_dir("kernel", "work", cfg.hash)
+    log = work / "build.log"
+    log.write_bytes(b"")
+    fragment = work / "kiln.fragment"
+    fragment.write_text(cfg.text)
+    make = ["make", "-C", str(src), f"O={work}", f"-j{jobs or os.cpu_count() or 1}"]
+
+    _make([*make, f"KCONFIG_ALLCONFIG={fragment}", "allnoconfig"], work, log)
+    got = kconfig.read_options((work / ".config").read_text())
+    missing = _missing_options(cfg.options, got)
+    if missing:
+        raise KernelError(f"kernel config could not honour: {', '.join(missing)} (unmet dependencies)")
+
+    expected_file = home_dir("kernel") / "expected-steps"
+    expected = int(expected_file.read_text()) if expected_file.is_file() else None
+    steps = 0
+
+    def on_line(line: str) -> None:
+        nonlocal steps
+        if m := _STEP.match(line):
+            steps += 1
+            if progress:
+                progress(steps, expected, f"{m.group(1)} {m.group(2)}")
+
+    _make([*make, "vmlinux"], work, log, on_line)
+    if steps > 100:
+        atomic.write_bytes(expected_file, str(steps).encode())
+
+    final = builds_dir() / cfg.hash
+    with atomic.staging_dir(final) as tmp:
+        _proc.run(["objcopy", "--strip-all", work / "vmlinux", tmp / "vmlinux"], what="stripping vmlinux")
+        with open(tmp / "vmlinux", "rb") as raw, lzma.open(tmp / "vmlinux.xz", "wb", preset=6) as xz:
+            shutil.copyfileobj(raw, xz, 1 << 20)
+        shutil.copyfile(work / ".config", tmp / "config")
+        meta = {
+            "config_hash": cfg.hash,
+            "features": list(cfg.features),
+            "source_version": cfg.source_version,
+            "options_enabled": sum(1 for v in got.values() if v in ("y", "m")),
+            "vmlinux_size": (tmp / "vmlinux").stat().st_size,
+            "vmlinux_xz_size": (tmp / "vmlinux.xz").stat().st_size,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return Kernel(cfg.hash, final)

@@ -1,0 +1,116 @@
+"""The image manifest: the contract between build, store, run and registry.
+
+One JSON document per image, stored as a blob beside the parts it names. The
+image's digest is the digest of this document, so changing anything in it,
+or in a part it names, changes the image's identity.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kiln.errors import StoreError
+
+SCHEMA_VERSION = 1
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+MEDIA_KERNEL = "application/vnd.kiln.kernel.vmlinux.v1+xz"
+MEDIA_ROOTFS = "application/vnd.kiln.rootfs.v1.erofs"
+MEDIA_MANIFEST = "application/vnd.kiln.manifest.v1+json"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Part(_Frozen):
+    """One blob of the image."""
+
+    digest: Digest
+    size: int = Field(ge=0)
+    media_type: str
+
+
+class KernelPart(Part):
+    config_hash: str
+    features: tuple[str, ...]
+    source_version: str
+    options_enabled: int = Field(ge=0)
+    uncompressed_size: int = Field(ge=0)
+
+
+class RootfsPart(Part):
+    format: Literal["erofs"] = "erofs"
+    compression: str
+    files: int = Field(ge=0)
+
+
+class Entry(_Frozen):
+    """How init starts the app."""
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str = "/"
+    ports: tuple[int, ...] = ()
+    memory_mib: int = Field(ge=16)
+
+
+class ModuleEntry(_Frozen):
+    name: str
+    origin: Literal["app", "stdlib", "third-party"]
+    kind: Literal["source", "extension", "builtin", "namespace"]
+    path: str | None = None  # inside the image
+    size: int = 0
+
+
+class LibraryEntry(_Frozen):
+    path: str  # inside the image, as the loader asks for it
+    size: int = Field(ge=0)
+    needed_by: str
+
+
+class PythonInfo(_Frozen):
+    interpreter: str
+    version: str
+    modules: tuple[ModuleEntry, ...]
+    optional_left_out: tuple[str, ...] = ()
+
+
+class BuildInputs(_Frozen):
+    source: str
+    config_file: str | None
+    sources_digest: Digest
+    kiln_version: str
+
+
+class Manifest(_Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    created: datetime
+    kernel: KernelPart
+    rootfs: RootfsPart
+    entry: Entry
+    python: PythonInfo | None = None
+    libraries: tuple[LibraryEntry, ...] = ()
+    build: BuildInputs
+
+    @property
+    def size(self) -> int:
+        return self.kernel.size + self.rootfs.size
+
+    def to_json(self) -> bytes:
+        """The canonical bytes that the image digest is taken over."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, what: str = "manifest") -> Manifest:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise StoreError(f"{what} is not a valid kiln manifest: {where}: {first['msg']}") from None

@@ -1,0 +1,192 @@
+"""The local image store: content-addressed blobs and tags under $KILN_HOME/store.
+
+    blobs/sha256/<hex>     kernels, root file systems and manifests, by digest
+    tags/<name>/<tag>      "sha256:<hex>" of the image's manifest
+    tmp/                   staging for builds (same file system, so renames are atomic)
+    lock                   flock(2) held while the store is written
+
+This module is the only one that writes to the store. A blob is hashed while
+it is copied to a temporary file, fsynced and renamed to its digest; a tag is
+written last, so an interrupted build or pull leaves no image behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from kiln import atomic
+from kiln.errors import StoreError, UsageError
+from kiln.manifest import Manifest
+from kiln.paths import kiln_home
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_NAME = re.compile(r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True, order=True)
+class Ref:
+    """An image reference: name[:tag], as Docker spells it."""
+
+    name: str
+    tag: str = "latest"
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        slash = text.rfind("/")
+        colon = text.rfind(":")
+        name, tag = (text[:colon], text[colon + 1 :]) if colon > slash else (text, "latest")
+        if not _NAME.match(name) or not _TAG.match(tag):
+            raise UsageError(f"invalid image reference {text!r} (expected name[:tag], e.g. hello-http:latest)")
+        return cls(name, tag)
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Image:
+    ref: Ref
+    digest: str
+    manifest: Manifest
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or kiln_home() / "store"
+        for d in ("blobs/sha256", "tags", "tmp"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+
+    # ---- locking and staging ---------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        with open(self.root / "lock", "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A scratch directory on the store's file system, removed afterwards."""
+        tmp = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix="stage-"))
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    # ---- blobs --------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        if not _DIGEST.match(digest):
+            raise StoreError(f"invalid digest {digest!r}")
+        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Copy `path` into the store by digest; return (digest, size)."""
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            digest = "sha256:" + h.hexdigest()
+            dest = self.blob_path(digest)
+            if dest.is_file():
+                os.unlink(tmp)
+            else:
+                os.chmod(tmp, 0o444)
+                atomic.install_file(Path(tmp), dest)
+            return digest, size
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        dest = self.blob_path(digest)
+        if not dest.is_file():
+            atomic.write_bytes(dest, data, mode=0o444)
+        return digest
+
+    def verify_blob(self, digest: str, what: str) -> Path:
+        """The blob's path, after checking that its content still has its digest."""
+        path = self.blob_path(digest)
+        if not path.is_file():
+            raise StoreError(f"{what} is missing from the store ({digest})")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise StoreError(f"{what} is damaged: its content has digest {actual}, the manifest says {digest}")
+        return path
+
+    # ---- manifests and tags -------------------------------------------------
+    def put_manifest(self, manifest: Manifest) -> str:
+        return self.put_bytes(manifest.to_json())
+
+    def read_manifest(self, digest: str, what: str = "manifest") -> Manifest:
+        path = self.verify_blob(digest, what)
+        return Manifest.from_json(path.read_bytes(), what)
+
+    def _tag_path(self, ref: Ref) -> Path:
+        return self.root / "tags" / quote(ref.name, safe="") / ref.tag
+
+    def tag(self, ref: Ref, digest: str) -> None:
+        if not self.has_blob(digest):
+            raise StoreError(f"cannot tag {ref}: no such image {digest}")
+        atomic.write_bytes(self._tag_path(ref), digest.encode() + b"\n")
+
+    def refs(self) -> list[tuple[Ref, str]]:
+        out = []
+        for name_dir in sorted((self.root / "tags").iterdir()):
+            for tag_file in sorted(name_dir.iterdir()):
+                if tag_file.name.startswith("."):
+                    continue
+                out.append((Ref(unquote(name_dir.name), tag_file.name), tag_file.read_text().strip()))
+        return out
+
+    def resolve(self, text: str) -> tuple[str, Ref | None]:
+        """A reference, a full digest or a unique digest prefix -> (digest, ref or None)."""
+        hexpart = text.removeprefix("sha256:")
+        if re.fullmatch(r"[0-9a-f]{12,64}", hexpart) and not self._tag_path(Ref.parse(text)).is_file():
+            matches = sorted({d for _, d in self.refs() if d.split(":", 1)[1].startswith(hexpart)})
+            if len(matches) == 1:
+                return matches[0], None
+            if len(matches) > 1:
+                raise StoreError(f"digest prefix {text} is ambiguous")
+        ref = Ref.parse(text)
+        tag_file = self._tag_path(ref)
+        if not tag_file.is_file():
+            raise StoreError(f"no such image: {ref} (see `kiln images`, or build it with `kiln build`)")
+        return tag_file.read_text().strip(), ref
+
+    def image(self, text: str) -> Image:
+        digest, ref = self.resolve(text)
+        return Image(ref or Ref(text), digest, self.read_manifest(digest, f"the manifest of {text}"))
+
+    def images(self) -> list[Image]:
+        return [Image(ref, digest, self.read_manifest(digest, f"the manifest of {ref}")) for ref, digest in self.refs()]

@@ -1,0 +1,45 @@
+"""The guest console, as the host sees it: streamed to the user, watched for
+init's exit-status line and for kernel panics."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import IO, BinaryIO
+
+EXIT_LINE = re.compile(rb"^kiln-init: exit status (\d+)\s*$")
+PANIC = re.compile(rb"Kernel panic - not syncing: (.*)$")
+
+
+class ConsoleReader:
+    """Copy a pipe to a sink line by line, in a thread, remembering what matters."""
+
+    def __init__(self, pipe: IO[bytes], sink: BinaryIO | None, keep: int = 200) -> None:
+        self.pipe = pipe
+        self.sink = sink
+        self.keep = keep
+        self.lines: list[bytes] = []
+        self.exit_status: int | None = None
+        self.panic: str | None = None
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        for raw in iter(self.pipe.readline, b""):
+            line = raw.replace(b"\r\n", b"\n")
+            stripped = line.rstrip(b"\n")
+            if m := EXIT_LINE.match(stripped):
+                self.exit_status = int(m.group(1))
+            elif m := PANIC.search(stripped):
+                self.panic = m.group(1).decode(errors="replace")
+            self.lines.append(stripped)
+            del self.lines[: -self.keep]
+            if self.sink is not None:
+                self.sink.write(line)
+                self.sink.flush()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def text(self) -> str:
+        return b"\n".join(self.lines).decode(errors="replace")

@@ -1,0 +1,103 @@
+"""Port publishing: parse -p specs, check host ports are free, proxy TCP.
+
+`-p [ip:]host:guest` as Docker spells it. The default host address is 0.0.0.0
+(all interfaces), as with Docker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import threading
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kiln.errors import TargetError, UsageError
+
+
+class PortMap(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host_ip: str = "0.0.0.0"
+    host: int = Field(ge=1, le=65535)
+    guest: int = Field(ge=1, le=65535)
+
+    @classmethod
+    def parse(cls, spec: str) -> PortMap:
+        parts = spec.rsplit(":", 2)
+        try:
+            if len(parts) == 1:
+                return cls(host=int(parts[0]), guest=int(parts[0]))
+            if len(parts) == 2:
+                return cls(host=int(parts[0]), guest=int(parts[1]))
+            socket.inet_aton(parts[0])
+            return cls(host_ip=parts[0], host=int(parts[1]), guest=int(parts[2]))
+        except (ValueError, OSError):
+            raise UsageError(
+                f"invalid port mapping {spec!r} (expected [ip:]hostport:guestport, e.g. 8080:8080)"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host}->{self.guest}/tcp"
+
+
+def check_free(ports: tuple[PortMap, ...] | list[PortMap]) -> None:
+    """Raise TargetError if a host port is already taken."""
+    for p in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((p.host_ip, p.host))
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    raise TargetError(f"host port {p.host} is already in use ({p.host_ip}:{p.host})") from None
+                raise TargetError(f"cannot publish port {p.host} on {p.host_ip}: {err.strerror}") from None
+
+
+class Forwarder:
+    """Accept TCP on host_ip:host and relay each connection to 127.0.0.1:guest."""
+
+    def __init__(self, port: PortMap) -> None:
+        self.port = port
+        self.listener = socket.create_server((port.host_ip, port.host), reuse_port=False)
+        self.listener.settimeout(0.5)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True, name=f"forward-{port.host}")
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.port.guest), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+        t.start()
+        pipe(client, upstream)
+        t.join()
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+        self.thread.join(timeout=2)

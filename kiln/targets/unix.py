@@ -1,0 +1,74 @@
+"""The unix target: the image's root file system as a sandboxed host process.
+
+The root is unpacked once from the image's EROFS blob. `unshare` gives guest
+init fresh mount, PID, IPC and UTS namespaces; init (`--sandbox`) bind-mounts
+the root read-only, pivots into it with its own /proc, /dev and /tmp, drops
+every capability but binding low ports, and runs the app as in the VM. The
+network is the host's: the app's ports are host ports, and `-p H:G` with
+H != G adds a TCP proxy from H to G.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import BinaryIO
+
+from kiln import _proc
+from kiln.image import unpack
+from kiln.store import Image, Store
+from kiln.targets.base import Plan, RunConfig
+from kiln.targets.console import ConsoleReader
+from kiln.targets.ports import Forwarder, PortMap, check_free
+
+STOP_TIMEOUT = 5.0
+
+
+class UnixTarget:
+    name = "unix"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def plan(self, image: Image, cfg: RunConfig) -> Plan:
+        unshare = _proc.require("unshare")
+        root = unpack.tree(self.store, image)
+        argv = [unshare, "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
+        if os.geteuid() != 0:
+            argv += ["--user", "--map-root-user"]
+        argv += ["--", str(root / "kiln" / "init"), "--sandbox", str(root)]
+        notes = []
+        if cfg.memory_mib:
+            notes.append("--memory is not enforced on the unix target")
+        return Plan(self.name, argv, notes=notes, forwards=list(cfg.ports))
+
+    def run(self, plan: Plan, sink: BinaryIO) -> int:
+        proxied = [p for p in plan.forwards if p.host != p.guest]
+        # The app binds its own ports on the host; a proxy needs the host side too.
+        check_free([PortMap(host_ip=p.host_ip, host=p.guest, guest=p.guest) for p in plan.forwards] + proxied)
+        forwarders = [Forwarder(p) for p in proxied]
+        proc = subprocess.Popen(
+            plan.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        console = ConsoleReader(proc.stdout, sink)
+        try:
+            proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+        finally:
+            console.join(5)
+            for f in forwarders:
+                f.close()
+        return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode

@@ -1,0 +1,51 @@
+"""How the static import scan classifies each import."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kiln.analyze.imports import Kind, parse, scan
+from kiln.errors import AppError
+
+
+def kinds(src: str, is_main: bool = False) -> dict[str, Kind]:
+    tree = parse(textwrap.dedent(src).encode(), Path("m.py"))
+    return {(r.module or ".") + ("" if not r.names else ":" + ",".join(r.names)): r.kind
+            for r in scan(tree, is_main)}
+
+
+@pytest.mark.parametrize(
+    ("src", "expected"),
+    [
+        pytest.param("import os", {"os": Kind.REQUIRED}, id="plain"),
+        pytest.param("def f():\n    import json", {"json": Kind.REQUIRED}, id="in-function"),
+        pytest.param("try:\n    import ssl\nexcept ImportError:\n    ssl = None",
+                      {"ssl": Kind.OPTIONAL}, id="optional"),
+        pytest.param("try:\n    import ujson as j\nexcept ImportError:\n    import json as j",
+                      {"ujson": Kind.PREFERRED, "json": Kind.FALLBACK}, id="alternatives"),
+        pytest.param("import sys\nif sys.platform == 'win32':\n    import winreg",
+                      {"sys": Kind.REQUIRED, "winreg": Kind.CONDITIONAL}, id="platform"),
+        pytest.param("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import email",
+                      {"typing:TYPE_CHECKING": Kind.REQUIRED}, id="type-checking"),
+        pytest.param("import importlib\nimportlib.import_module('plugins.fast')",
+                      {"importlib": Kind.REQUIRED, "plugins.fast": Kind.DYNAMIC}, id="dynamic-literal"),
+        pytest.param("try:\n    import x\nexcept KeyError:\n    pass", {"x": Kind.REQUIRED}, id="other-exception"),
+        pytest.param("from . import sibling", {".:sibling": Kind.REQUIRED}, id="relative"),
+    ],
+)
+def test_classification(src: str, expected: dict[str, Kind]) -> None:
+    assert kinds(src) == expected
+
+
+def test_main_guard_is_skipped_except_in_the_entry_point() -> None:
+    src = "if __name__ == '__main__':\n    import doctest\n"
+    assert kinds(src) == {}
+    assert kinds(src, is_main=True) == {"doctest": Kind.REQUIRED}
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(AppError, match=r"^broken\.py:3: syntax error"):
+        parse(b"x = 1\ny = 2\ndef f(:\n", Path("broken.py"))
