@@ -34,6 +34,17 @@ ModKind = Literal["source", "extension", "builtin", "namespace"]
 # Codecs the interpreter looks up by name at run time (str.encode, open()),
 # which no import statement names.
 INTERPRETER_DYNAMIC = ("encodings.ascii", "encodings.latin_1", "encodings.utf_8")
+# Modules that the interpreter's C modules import at run time, which no
+# import statement names (CPython's own "hidden imports").
+C_IMPORTS: dict[str, tuple[str, ...]] = {
+    "_socket": ("encodings.idna",),  # host names go through the idna codec
+    "time": ("_strptime",),  # time.strptime
+    "_datetime": ("_strptime",),  # datetime.strptime
+    "_decimal": ("numbers", "collections", "contextvars"),
+    "_pickle": ("copyreg", "_compat_pickle"),
+    "_elementtree": ("xml.etree.ElementPath",),
+    "_ctypes": ("ctypes",),
+}
 # getpath finds the standard library by this module's file.
 LANDMARKS = ("os",)
 
@@ -192,6 +203,8 @@ class _Walker:
             if via:
                 self.graph.reached_from[sub] = via
             self.queue.append(mod)
+            for hidden in C_IMPORTS.get(sub, ()) if mod.kind in ("builtin", "extension") else ():
+                self.add(hidden, (sub, 0), lazy)
         return True
 
     def is_included(self, name: str) -> bool:
@@ -209,7 +222,8 @@ class _Walker:
                     self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (in a function)")
                 continue
             lazy = importer_lazy or deferred
-            miss = Unresolved(target or "." * ref.level + ref.module, importer.name, importer.path, ref.line)
+            shown = target or f"from {'.' * ref.level}{ref.module} import {', '.join(ref.names)}"
+            miss = Unresolved(shown, importer.name, importer.path, ref.line)
             if ref.kind == Kind.FALLBACK and ref.group not in failed_groups:
                 continue
             free = target is not None and (

@@ -100,9 +100,8 @@ static void load_config(const char *path) {
     }
 }
 
-/* Value of "key=value" on the kernel command line, or NULL. */
-static char *cmdline_param(const char *key) {
-    static char cmdline[4096];
+/* Copy the value of "key[=value]" on the kernel command line into out; NULL if absent. */
+static char *cmdline_param(const char *key, char *out, size_t outlen) {
     char *tok, *save = NULL, copy[4096];
     size_t klen = strlen(key);
     int fd = open("/proc/cmdline", O_RDONLY);
@@ -116,8 +115,8 @@ static char *cmdline_param(const char *key) {
     copy[n] = '\0';
     for (tok = strtok_r(copy, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
         if (!strncmp(tok, key, klen) && (tok[klen] == '=' || tok[klen] == '\0')) {
-            snprintf(cmdline, sizeof cmdline, "%s", tok[klen] ? tok + klen + 1 : "");
-            return cmdline;
+            snprintf(out, outlen, "%s", tok[klen] ? tok + klen + 1 : "");
+            return out;
         }
     }
     return NULL;
@@ -153,9 +152,9 @@ static int link_up(int fd, const char *ifname) {
 }
 
 static void setup_network(void) {
-    char ip[64], *p, mask[32];
-    const char *gw = cmdline_param("kiln.gw");
-    const char *cidr = cmdline_param("kiln.ip");
+    char ip[64], *p, mask[32], gwbuf[64], cidrbuf[64];
+    const char *gw = cmdline_param("kiln.gw", gwbuf, sizeof gwbuf);
+    const char *cidr = cmdline_param("kiln.ip", cidrbuf, sizeof cidrbuf);
     int prefix = 24, fd;
     struct rtentry rt;
     struct in_addr m;
@@ -201,7 +200,8 @@ static void setup_network(void) {
 /* ---- entropy (VM only) -------------------------------------------------- */
 
 static void seed_entropy(void) {
-    const char *hex = cmdline_param("kiln.seed");
+    char hexbuf[160];
+    const char *hex = cmdline_param("kiln.seed", hexbuf, sizeof hexbuf);
     struct {
         int entropy_count;
         int buf_size;
@@ -351,7 +351,8 @@ int main(int argc, char **argv) {
         mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
         mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-        if (cmdline_param("kiln.probe")) {
+        char flag[8];
+        if (cmdline_param("kiln.probe", flag, sizeof flag)) {
             say("probe ok");
             power_off(0);
         }

@@ -14,6 +14,8 @@ from pathlib import Path
 from kiln import _proc
 
 COMPRESSION = "lz4hc"
+# Physical cluster size: larger clusters compress machine code much better (8.3 -> 7.0 MB here).
+PCLUSTER = 131072
 
 
 def tree_uuid(root: Path) -> str:
@@ -28,7 +30,17 @@ def tree_uuid(root: Path) -> str:
 
 def pack(root: Path, out: Path) -> None:
     _proc.run(
-        ["mkfs.erofs", f"-z{COMPRESSION}", "-T0", "--all-root", f"-U{tree_uuid(root)}", "--quiet", out, root],
+        [
+            "mkfs.erofs",
+            f"-z{COMPRESSION}",
+            f"-C{PCLUSTER}",
+            "-T0",
+            "--all-root",
+            f"-U{tree_uuid(root)}",
+            "--quiet",
+            out,
+            root,
+        ],
         what="packing the root file system",
     )
 

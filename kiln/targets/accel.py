@@ -25,7 +25,7 @@ from kiln.image.rootfs import RootFS
 from kiln.paths import home_dir
 from kiln.targets.qemu_command import VmSpec, command, cpu_vendor
 
-PROBE_TIMEOUT = 20.0
+PROBE_TIMEOUT = 10.0
 PROBE_OK = b"kiln-init: probe ok"
 
 

@@ -72,7 +72,7 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
     argv = [
         qemu,
         "-machine",
-        "microvm,acpi=off,x-option-roms=off,rtc=off",
+        "microvm,acpi=off,x-option-roms=off",
         "-accel",
         spec.accel,
         "-cpu",

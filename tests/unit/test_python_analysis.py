@@ -62,7 +62,7 @@ def test_optional_import_left_out_unless_included(tmp_path: Path) -> None:
 def test_relative_imports_in_app_package(tmp_path: Path) -> None:
     files = {"app.py": "from pkg import api\n", "pkg/__init__.py": "from .core import run\n",
              "pkg/core.py": "from . import util\nrun = 1\n", "pkg/util.py": "", "pkg/api.py": "from .. import x\n"}
-    with pytest.raises(AnalysisError, match=r"\.\.x \(imported at .*pkg/api\.py:1\)"):
+    with pytest.raises(AnalysisError, match=r"from \.\. import x \(imported at .*pkg/api\.py:1\)"):
         graph_of(make_app(tmp_path, files))
     files["pkg/api.py"] = "from .util import *\n"
     g = graph_of(make_app(tmp_path, files))
