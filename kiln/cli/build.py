@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from kiln.cli.ui import console, err_console, human_size, print_json
 from kiln.image.build import build_python
@@ -23,7 +24,7 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(app: Path, tag: str | None, as_json: bool) -> None:
     """Build APP (a directory with kiln.toml, or a .py file) into an image."""
-    result = build_python(app, Store(), tag, step=lambda msg: err_console.print(f"[dim]==>[/] {msg}"))
+    result = build_python(app, Store(), tag, step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"))
     m = result.manifest
     modules = len(m.python.modules) if m.python else 0
     if as_json:
@@ -52,5 +53,8 @@ def build(app: Path, tag: str | None, as_json: bool) -> None:
         left = ", ".join(m.python.optional_left_out[:8])
         more = f" and {len(m.python.optional_left_out) - 8} more" if len(m.python.optional_left_out) > 8 else ""
         console.print(
-            f"  optional imports left out (add to include= to keep): {left}{more}", style="dim", highlight=False
+            f"  optional imports left out (add to include= to keep): {left}{more}",
+            style="dim",
+            highlight=False,
+            markup=False,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from kiln.cli.ui import console, human_size, print_json
 from kiln.store import Store
@@ -50,4 +51,4 @@ def inspect(image: str, as_json: bool) -> None:
     lines.append(("libraries", ", ".join(lib.path for lib in m.libraries)))
     lines.append(("built from", m.build.source))
     for key, value in lines:
-        console.print(f"[bold]{key:>10}[/]  {value}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]{key:>10}[/]  {escape(str(value))}", highlight=False)

@@ -86,4 +86,4 @@ def show_cmd(features: str | None, as_json: bool) -> None:
         print_json(data)
         return
     for key, value in data.items():
-        console.print(f"{key:>20}: {value}", highlight=False)
+        console.print(f"{key:>20}: {value}", highlight=False, markup=False)

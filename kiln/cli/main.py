@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.markup import escape
 
 from kiln import __version__
 from kiln.cli import build, images, inspect, kernel, run
@@ -31,7 +32,7 @@ class KilnGroup(click.Group):
         except KilnError as err:
             if debug:
                 raise
-            err_console.print(f"[bold red]kiln: error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]kiln: error:[/] {escape(str(err))}", highlight=False)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             if debug:

@@ -76,7 +76,7 @@ def run(
         console.print(shlex.join(plan.argv), highlight=False, soft_wrap=True)
         return
     for note in plan.notes:
-        err_console.print(f"kiln: {note}", style="yellow", highlight=False)
+        err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
     signal.signal(signal.SIGTERM, _interrupt)
     status = runner.run(plan, sys.stdout.buffer)
     sys.exit(status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import socket
 import threading
 
@@ -31,9 +32,9 @@ class PortMap(BaseModel):
                 return cls(host=int(parts[0]), guest=int(parts[0]))
             if len(parts) == 2:
                 return cls(host=int(parts[0]), guest=int(parts[1]))
-            socket.inet_aton(parts[0])
+            ipaddress.IPv4Address(parts[0])
             return cls(host_ip=parts[0], host=int(parts[1]), guest=int(parts[2]))
-        except (ValueError, OSError):
+        except ValueError:
             raise UsageError(
                 f"invalid port mapping {spec!r} (expected [ip:]hostport:guestport, e.g. 8080:8080)"
             ) from None
@@ -46,6 +47,8 @@ def check_free(ports: tuple[PortMap, ...] | list[PortMap]) -> None:
     """Raise TargetError if a host port is already taken."""
     for p in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As servers do: connections lingering in TIME_WAIT do not make a port busy.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((p.host_ip, p.host))
             except OSError as err:

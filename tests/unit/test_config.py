@@ -18,11 +18,17 @@ def test_single_file_defaults(tmp_path: Path) -> None:
 
 def test_kiln_toml(tmp_path: Path) -> None:
     (tmp_path / "main.py").write_text("")
-    (tmp_path / "kiln.toml").write_text('name = "svc"\nentry = "main.py"\nports = [80]\nmemory = "1G"\n'
-                                        'args = ["-v"]\n[env]\nA = "b"\n')
+    (tmp_path / "kiln.toml").write_text(
+        'name = "svc"\nentry = "main.py"\nports = [80]\nmemory = "1G"\nargs = ["-v"]\n[env]\nA = "b"\n'
+    )
     app = load_app(tmp_path)
     assert (app.name, app.config.ports, app.config.memory, app.config.args, app.config.env) == (
-        "svc", (80,), 1024, ("-v",), {"A": "b"})
+        "svc",
+        (80,),
+        1024,
+        ("-v",),
+        {"A": "b"},
+    )
 
 
 def test_pyproject_tool_kiln(tmp_path: Path) -> None:
@@ -58,7 +64,7 @@ def test_missing_app(tmp_path: Path) -> None:
 
 
 def test_directory_without_config(tmp_path: Path) -> None:
-    with pytest.raises(AppError, match="no kiln.toml"):
+    with pytest.raises(AppError, match=r"no kiln\.toml"):
         load_app(tmp_path)
 
 

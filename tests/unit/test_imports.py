@@ -13,8 +13,7 @@ from kiln.errors import AppError
 
 def kinds(src: str, is_main: bool = False) -> dict[str, Kind]:
     tree = parse(textwrap.dedent(src).encode(), Path("m.py"))
-    return {(r.module or ".") + ("" if not r.names else ":" + ",".join(r.names)): r.kind
-            for r in scan(tree, is_main)}
+    return {(r.module or ".") + ("" if not r.names else ":" + ",".join(r.names)): r.kind for r in scan(tree, is_main)}
 
 
 @pytest.mark.parametrize(
@@ -22,16 +21,29 @@ def kinds(src: str, is_main: bool = False) -> dict[str, Kind]:
     [
         pytest.param("import os", {"os": Kind.REQUIRED}, id="plain"),
         pytest.param("def f():\n    import json", {"json": Kind.REQUIRED}, id="in-function"),
-        pytest.param("try:\n    import ssl\nexcept ImportError:\n    ssl = None",
-                      {"ssl": Kind.OPTIONAL}, id="optional"),
-        pytest.param("try:\n    import ujson as j\nexcept ImportError:\n    import json as j",
-                      {"ujson": Kind.PREFERRED, "json": Kind.FALLBACK}, id="alternatives"),
-        pytest.param("import sys\nif sys.platform == 'win32':\n    import winreg",
-                      {"sys": Kind.REQUIRED, "winreg": Kind.CONDITIONAL}, id="platform"),
-        pytest.param("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import email",
-                      {"typing:TYPE_CHECKING": Kind.REQUIRED}, id="type-checking"),
-        pytest.param("import importlib\nimportlib.import_module('plugins.fast')",
-                      {"importlib": Kind.REQUIRED, "plugins.fast": Kind.DYNAMIC}, id="dynamic-literal"),
+        pytest.param(
+            "try:\n    import ssl\nexcept ImportError:\n    ssl = None", {"ssl": Kind.OPTIONAL}, id="optional"
+        ),
+        pytest.param(
+            "try:\n    import ujson as j\nexcept ImportError:\n    import json as j",
+            {"ujson": Kind.PREFERRED, "json": Kind.FALLBACK},
+            id="alternatives",
+        ),
+        pytest.param(
+            "import sys\nif sys.platform == 'win32':\n    import winreg",
+            {"sys": Kind.REQUIRED, "winreg": Kind.CONDITIONAL},
+            id="platform",
+        ),
+        pytest.param(
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import email",
+            {"typing:TYPE_CHECKING": Kind.REQUIRED},
+            id="type-checking",
+        ),
+        pytest.param(
+            "import importlib\nimportlib.import_module('plugins.fast')",
+            {"importlib": Kind.REQUIRED, "plugins.fast": Kind.DYNAMIC},
+            id="dynamic-literal",
+        ),
         pytest.param("try:\n    import x\nexcept KeyError:\n    pass", {"x": Kind.REQUIRED}, id="other-exception"),
         pytest.param("from . import sibling", {".:sibling": Kind.REQUIRED}, id="relative"),
     ],

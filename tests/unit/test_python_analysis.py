@@ -23,7 +23,7 @@ def make_app(tmp_path: Path, files: dict[str, str], toml: str = "") -> Path:
     return tmp_path
 
 
-def graph_of(path: Path):  # noqa: ANN201
+def graph_of(path: Path):
     app = load_app(path)
     return analyze(app, probe(app.config.python))
 
@@ -42,8 +42,11 @@ def test_what_the_app_imports_is_kept(tmp_path: Path) -> None:
 
 
 def test_dynamic_import_needs_include(tmp_path: Path) -> None:
-    files = {"app.py": "import importlib, sys\nimportlib.import_module(sys.argv[1])\n",
-             "plugins/__init__.py": "", "plugins/fast.py": "import csv\n"}
+    files = {
+        "app.py": "import importlib, sys\nimportlib.import_module(sys.argv[1])\n",
+        "plugins/__init__.py": "",
+        "plugins/fast.py": "import csv\n",
+    }
     without = graph_of(make_app(tmp_path, files))
     assert "plugins.fast" not in without.modules
     with_include = graph_of(make_app(tmp_path, files, 'include = ["plugins.fast"]\n'))
@@ -60,8 +63,13 @@ def test_optional_import_left_out_unless_included(tmp_path: Path) -> None:
 
 
 def test_relative_imports_in_app_package(tmp_path: Path) -> None:
-    files = {"app.py": "from pkg import api\n", "pkg/__init__.py": "from .core import run\n",
-             "pkg/core.py": "from . import util\nrun = 1\n", "pkg/util.py": "", "pkg/api.py": "from .. import x\n"}
+    files = {
+        "app.py": "from pkg import api\n",
+        "pkg/__init__.py": "from .core import run\n",
+        "pkg/core.py": "from . import util\nrun = 1\n",
+        "pkg/util.py": "",
+        "pkg/api.py": "from .. import x\n",
+    }
     with pytest.raises(AnalysisError, match=r"from \.\. import x \(imported at .*pkg/api\.py:1\)"):
         graph_of(make_app(tmp_path, files))
     files["pkg/api.py"] = "from .util import *\n"
@@ -70,8 +78,10 @@ def test_relative_imports_in_app_package(tmp_path: Path) -> None:
 
 
 def test_every_unresolved_import_is_listed(tmp_path: Path) -> None:
-    files = {"app.py": "import os\nimport no_such_module\nfrom helper import thing\n",
-             "helper.py": "import also_missing\nthing = 1\n"}
+    files = {
+        "app.py": "import os\nimport no_such_module\nfrom helper import thing\n",
+        "helper.py": "import also_missing\nthing = 1\n",
+    }
     with pytest.raises(AnalysisError) as err:
         graph_of(make_app(tmp_path, files))
     msg = str(err.value)

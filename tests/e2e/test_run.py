@@ -1,0 +1,91 @@
+"""Boot real images under real QEMU (TCG here) and on the unix target."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import EXAMPLES, FIXTURES, Instance, free_port, kiln
+
+TARGETS = ["qemu", "unix"]
+GREETING = "Hello from a kiln unikernel!\n"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_hello_http_serves_and_stops_cleanly(
+    target: str, hello_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(hello_image, session_env, target, {port: 8080})
+    instances.append(inst)
+    root = inst.wait_http(port, "/")
+    assert (root.status_code, root.text) == (200, GREETING)
+    health = inst.wait_http(port, "/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert inst.stop() == 130
+    assert "hello-http listening on 0.0.0.0:8080" in inst.output
+    assert '"GET /health HTTP/1.1" 200' in inst.output
+    assert inst.leftovers("/app/app.pyc") == []
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_app_exit_status_is_kilns_exit_status(
+    target: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    kiln("build", str(FIXTURES / "exit3"), env=session_env, check=True)
+    inst = Instance("exit3", session_env, target)
+    instances.append(inst)
+    assert inst.wait() == 3, inst.output
+    assert "exit3: leaving with status 3" in inst.output
+    assert "kiln-init: exit status 3" in inst.output
+    assert "Kernel panic" not in inst.output
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_guest_traceback_appears_in_full(target: str, session_env: dict[str, str], instances: list[Instance]) -> None:
+    kiln("build", str(FIXTURES / "raises"), env=session_env, check=True)
+    inst = Instance("raises", session_env, target)
+    instances.append(inst)
+    assert inst.wait() == 1, inst.output
+    out = inst.output
+    assert "Traceback (most recent call last):" in out
+    frames = [line.strip() for line in out.splitlines() if line.strip().startswith('File "/app/app.py"')]
+    assert frames == [
+        'File "/app/app.py", line 12, in <module>',
+        'File "/app/app.py", line 9, in outer',
+        'File "/app/app.py", line 5, in inner',
+    ], out
+    assert "RuntimeError: boom from the guest" in out
+
+
+@pytest.mark.vm
+def test_memory_flag_reaches_qemu(hello_image: str, session_env: dict[str, str]) -> None:
+    proc = kiln("run", "--dry-run", "-m", "96M", "-p", "127.0.0.1:18080:8080", hello_image, env=session_env, check=True)
+    argv = proc.stdout.split()
+    assert argv[argv.index("-m") + 1] == "96M"
+    assert "hostfwd=tcp:127.0.0.1:18080-:8080" in proc.stdout
+    default = kiln("run", "--dry-run", hello_image, env=session_env, check=True).stdout.split()
+    assert default[default.index("-m") + 1] == "48M"
+
+
+def test_images_and_inspect(hello_image: str, session_env: dict[str, str]) -> None:
+    listed = json.loads(kiln("images", "--json", env=session_env, check=True).stdout)
+    row = next(r for r in listed if r["name"] == hello_image)
+    assert row["tag"] == "latest" and row["digest"].startswith("sha256:") and row["size"] > 0
+    data = json.loads(kiln("inspect", "--json", hello_image, env=session_env, check=True).stdout)
+    m = data["manifest"]
+    assert data["digest"] == row["digest"]
+    assert m["entry"]["ports"] == [8080] and m["entry"]["argv"][-2:] == ["--port", "8080"]
+    names = {mod["name"] for mod in m["python"]["modules"]}
+    assert {"http.server", "json", "socket", "encodings.idna"} <= names
+    assert not names & {"tkinter", "unittest", "asyncio", "doctest"}
+    paths = [mod["path"] for mod in m["python"]["modules"] if mod["path"]]
+    assert paths and not any(p.endswith(".py") for p in paths), "no sources unless asked"
+    assert m["rootfs"]["files"] <= 200
+    assert any(lib["path"].endswith("libc.so.6") for lib in m["libraries"])
+    text = kiln("inspect", hello_image, env=session_env, check=True).stdout
+    assert "http.server" not in text and "modules" in text and str(EXAMPLES / "hello-http") in text

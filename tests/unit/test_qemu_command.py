@@ -1,0 +1,80 @@
+"""The QEMU command line, checked without booting (the plan, as in MirageOS's golden tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiln.targets.ports import PortMap
+from kiln.targets.qemu_command import VmSpec, command, cpu_model, decode_exit, kernel_cmdline
+
+
+def spec(**kw: object) -> VmSpec:
+    base: dict[str, object] = {
+        "kernel": Path("/k/vmlinux"),
+        "rootfs": Path("/s/root"),
+        "memory_mib": 48,
+        "accel": "tcg",
+    }
+    base.update(kw)
+    return VmSpec(**base)  # type: ignore[arg-type]
+
+
+def opt(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_microvm_pvh_tcg() -> None:
+    argv = command(spec(ports=(PortMap(host_ip="127.0.0.1", host=8080, guest=80),), qmp_socket=Path("/r/q.sock")))
+    assert argv[0] == "qemu-system-x86_64"
+    assert opt(argv, "-machine")[0].startswith("microvm,")
+    assert opt(argv, "-accel") == ["tcg"] and opt(argv, "-cpu") == ["max"] and opt(argv, "-m") == ["48M"]
+    assert opt(argv, "-kernel") == ["/k/vmlinux"]
+    assert "-no-reboot" in argv and "isa-debug-exit,iobase=0xf4,iosize=0x04" in opt(argv, "-device")
+    assert opt(argv, "-drive") == ["id=root,file=/s/root,format=raw,if=none,readonly=on"]
+    assert {"virtio-blk-device,drive=root", "virtio-rng-device", "virtio-net-device,netdev=net0"} <= set(
+        opt(argv, "-device")
+    )
+    assert opt(argv, "-netdev") == ["user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80"]
+    assert opt(argv, "-qmp") == ["unix:/r/q.sock,server=on,wait=off"]
+
+
+def test_no_network_no_netdev() -> None:
+    argv = command(spec(network=False))
+    assert "-netdev" not in argv and "kiln.ip" not in kernel_cmdline(spec(network=False))
+
+
+def test_kernel_cmdline() -> None:
+    line = kernel_cmdline(spec(cmdline=("kiln.seed=ab",)))
+    for part in (
+        "console=ttyS0",
+        "root=/dev/vda",
+        "rootfstype=erofs",
+        "ro",
+        "init=/kiln/init",
+        "panic=-1",
+        "quiet",
+        "kiln.ip=10.0.2.15/24",
+        "kiln.gw=10.0.2.2",
+        "kiln.seed=ab",
+    ):
+        assert part in line.split()
+    assert "quiet" not in kernel_cmdline(spec(quiet=False)).split()
+
+
+@pytest.mark.parametrize(
+    ("accel", "vendor", "cpu"),
+    [
+        ("kvm", "AuthenticAMD", "host,-arch-capabilities"),
+        ("kvm", "GenuineIntel", "host"),
+        ("tcg", "AuthenticAMD", "max"),
+    ],
+)
+def test_cpu_model(accel: str, vendor: str, cpu: str) -> None:
+    assert cpu_model(accel, vendor) == cpu
+
+
+@pytest.mark.parametrize(("rc", "status"), [(1, 0), (7, 3), (255, 127), (0, None), (2, None), (-9, None)])
+def test_decode_exit(rc: int, status: int | None) -> None:
+    assert decode_exit(rc) == status

@@ -1,0 +1,71 @@
+"""The content-addressed store: blobs, tags, references, tamper detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kiln.errors import KilnError, StoreError, UsageError
+from kiln.store import Ref, Store, sha256_file
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "tag"),
+    [
+        ("hello-http", "hello-http", "latest"),
+        ("hello-http:1.0", "hello-http", "1.0"),
+        ("localhost:5000/demo/hello:1.0", "localhost:5000/demo/hello", "1.0"),
+        ("localhost:5000/demo/hello", "localhost:5000/demo/hello", "latest"),
+    ],
+)
+def test_ref_parse(text: str, name: str, tag: str) -> None:
+    assert Ref.parse(text) == Ref(name, tag)
+
+
+@pytest.mark.parametrize("text", ["", "Hello", "a b", "x:", "-x", "x:/y"])
+def test_ref_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        Ref.parse(text)
+
+
+@given(st.text(max_size=40))
+def test_ref_parse_never_crashes(text: str) -> None:
+    try:
+        ref = Ref.parse(text)
+    except KilnError:
+        return
+    assert Ref.parse(str(ref)) == ref
+
+
+def test_put_tag_resolve(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    f = tmp_path / "part"
+    f.write_bytes(b"kernel bytes")
+    digest, size = store.put_file(f)
+    assert size == 12 and digest == sha256_file(f)
+    assert store.put_file(f) == (digest, size)  # idempotent
+    store.tag(Ref("img"), digest)
+    assert store.resolve("img") == (digest, Ref("img"))
+    assert store.resolve("img:latest")[0] == digest
+    assert store.resolve(digest[7:19]) == (digest, None)
+    with pytest.raises(StoreError, match="no such image: other:latest"):
+        store.resolve("other")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_tampered_blob_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    digest = store.put_bytes(b"root file system")
+    blob = store.blob_path(digest)
+    blob.chmod(0o644)
+    blob.write_bytes(b"root file systen")
+    with pytest.raises(StoreError, match="the rootfs is damaged: its content has digest sha256:"):
+        store.verify_blob(digest, "the rootfs")
+
+
+def test_tag_needs_the_blob(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot tag"):
+        Store(tmp_path).tag(Ref("x"), "sha256:" + "0" * 64)
