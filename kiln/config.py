@@ -23,25 +23,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from kiln.errors import AppError
+from kiln.units import parse_memory
 
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-MEMORY_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|)\s*$", re.IGNORECASE)
-
-
-def parse_memory(value: Any) -> int:
-    """'64M', '1G', '65536K' or a number of MiB -> MiB."""
-    if isinstance(value, bool):
-        raise ValueError("memory must be a size such as 64M")
-    if isinstance(value, int):
-        mib = value
-    elif isinstance(value, str) and (m := MEMORY_RE.match(value)):
-        number, unit = int(m.group(1)), m.group(2)[:1].upper()
-        mib = {"K": number // 1024, "": number, "M": number, "G": number * 1024}[unit]
-    else:
-        raise ValueError(f"memory must be a size such as 64M, not {value!r}")
-    if not 16 <= mib <= 65536:
-        raise ValueError(f"memory must be between 16M and 64G, not {mib}M")
-    return mib
 
 
 MiB = Annotated[int, BeforeValidator(parse_memory)]

@@ -6,15 +6,25 @@ a traceback is shown only with --debug. Ctrl-C exits 130.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 from rich.markup import escape
 
 from kiln import __version__
-from kiln.cli import build, images, inspect, kernel, run
 from kiln.cli.ui import err_console
 from kiln.errors import KilnError
+
+# verb -> "module:command"; a verb's module is imported only when it runs, which
+# keeps `kiln run` from paying for the build pipeline's imports at start-up.
+COMMANDS = {
+    "kernel": "kiln.cli.kernel:kernel",
+    "build": "kiln.cli.build:build",
+    "run": "kiln.cli.run:run",
+    "images": "kiln.cli.images:images",
+    "inspect": "kiln.cli.inspect:inspect",
+}
 
 EPILOG = """\b
 Examples:
@@ -25,6 +35,15 @@ Examples:
 
 
 class KilnGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: ARG002
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: ARG002
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
     def invoke(self, ctx: click.Context) -> object:
         debug = bool(ctx.params.get("debug"))
         try:
@@ -46,13 +65,6 @@ class KilnGroup(click.Group):
 @click.version_option(__version__, prog_name="kiln")
 def cli(debug: bool) -> None:
     """kiln turns an application into a sealed, single-purpose VM image and runs it."""
-
-
-cli.add_command(kernel.kernel)
-cli.add_command(build.build)
-cli.add_command(run.run)
-cli.add_command(images.images)
-cli.add_command(inspect.inspect)
 
 
 def main() -> None:

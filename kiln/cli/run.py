@@ -10,12 +10,12 @@ from types import FrameType
 import click
 
 from kiln.cli.ui import console, err_console
-from kiln.config import parse_memory
 from kiln.errors import UsageError
 from kiln.store import Store
 from kiln.targets import TARGETS
 from kiln.targets.base import RunConfig
 from kiln.targets.ports import PortMap
+from kiln.units import parse_memory
 
 EPILOG = """\b
 Examples:

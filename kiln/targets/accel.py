@@ -18,10 +18,6 @@ import subprocess
 from pathlib import Path
 
 from kiln import _proc, atomic
-from kiln.analyze import elf
-from kiln.guest import init_binary
-from kiln.image import erofs
-from kiln.image.rootfs import RootFS
 from kiln.paths import home_dir
 from kiln.targets.qemu_command import VmSpec, command, cpu_vendor
 
@@ -40,6 +36,12 @@ def host_fingerprint(qemu: str) -> str:
 
 def probe_rootfs() -> Path:
     """A root file system holding only guest init and its libraries (cached)."""
+    # Imported here: only a probe needs them, and `kiln run` starts faster without.
+    from kiln.analyze import elf
+    from kiln.guest import init_binary
+    from kiln.image import erofs
+    from kiln.image.rootfs import RootFS
+
     init = init_binary()
     final = home_dir("cache", "probe") / hashlib.sha256(init.read_bytes()).hexdigest()[:16]
     if (final / "root.erofs").is_file():

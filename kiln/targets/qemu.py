@@ -13,8 +13,6 @@ import secrets
 import subprocess
 from typing import BinaryIO
 
-from qemu.qmp.legacy import QEMUMonitorProtocol
-
 from kiln import _proc
 from kiln.errors import TargetError
 from kiln.image import unpack
@@ -65,6 +63,8 @@ class QemuTarget:
         if proc.poll() is not None:
             return
         if plan.qmp_socket and plan.qmp_socket.exists():
+            from qemu.qmp.legacy import QEMUMonitorProtocol  # only needed to stop a VM
+
             with contextlib.suppress(Exception):
                 qmp = QEMUMonitorProtocol(str(plan.qmp_socket))
                 qmp.connect()

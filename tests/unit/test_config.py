@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kiln.config import load_app, parse_memory
+from kiln.config import load_app
 from kiln.errors import AppError
+from kiln.units import parse_memory
 
 
 def test_single_file_defaults(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: measured, never asserted. Results go to docs/benchmarks.md."""

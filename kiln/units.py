@@ -1,0 +1,27 @@
+"""Sizes as users write them ("64M", "1G") and as kiln uses them (MiB).
+
+Kept free of heavy imports: `kiln run` parses --memory with it at start-up.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MEMORY_RE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|)\s*$", re.IGNORECASE)
+
+
+def parse_memory(value: Any) -> int:
+    """'64M', '1G', '65536K' or a number of MiB -> MiB."""
+    if isinstance(value, bool):
+        raise ValueError("memory must be a size such as 64M")
+    if isinstance(value, int):
+        mib = value
+    elif isinstance(value, str) and (m := MEMORY_RE.match(value)):
+        number, unit = int(m.group(1)), m.group(2)[:1].upper()
+        mib = {"K": number // 1024, "": number, "M": number, "G": number * 1024}[unit]
+    else:
+        raise ValueError(f"memory must be a size such as 64M, not {value!r}")
+    if not 16 <= mib <= 65536:
+        raise ValueError(f"memory must be between 16M and 64G, not {mib}M")
+    return mib
