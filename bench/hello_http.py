@@ -19,7 +19,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (  # noqa: E402
-    KILN, ROOT, bisect_min, free_port, isolated_home, machine, median, replace_section, time_to_first_response,
+    KILN,
+    ROOT,
+    bisect_min,
+    free_port,
+    isolated_home,
+    machine,
+    median,
+    replace_section,
+    time_to_first_response,
 )
 
 APP = ROOT / "examples" / "hello-http"
@@ -38,12 +46,26 @@ def image_facts(env: dict[str, str], workdir: Path) -> dict[str, object]:
     tree = workdir / "tree"
     subprocess.run(["fsck.erofs", f"--extract={tree}", str(blob)], check=True, capture_output=True)
     files = [p for p in tree.rglob("*") if p.is_file() or p.is_symlink()]
-    executables = [p for p in files if p.is_file() and not p.is_symlink() and os.access(p, os.X_OK)
-                   and p.read_bytes()[:4] == b"\x7fELF" and ".so" not in p.name]
+    executables = [
+        p
+        for p in files
+        if p.is_file()
+        and not p.is_symlink()
+        and os.access(p, os.X_OK)
+        and p.read_bytes()[:4] == b"\x7fELF"
+        and ".so" not in p.name
+    ]
     shells = [s for s in ("bin/sh", "bin/bash", "usr/bin/sh", "usr/bin/bash", "bin/dash") if (tree / s).exists()]
-    return {"size": built["size"], "kernel": built["kernel_size"], "rootfs": built["rootfs_size"],
-            "files": len(files), "executables": sorted(str(p.relative_to(tree)) for p in executables),
-            "shell": shells, "modules": built["modules"], "libraries": built["libraries"]}
+    return {
+        "size": built["size"],
+        "kernel": built["kernel_size"],
+        "rootfs": built["rootfs_size"],
+        "files": len(files),
+        "executables": sorted(str(p.relative_to(tree)) for p in executables),
+        "shell": shells,
+        "modules": built["modules"],
+        "libraries": built["libraries"],
+    }
 
 
 def accelerator(env: dict[str, str]) -> str:
@@ -53,8 +75,13 @@ def accelerator(env: dict[str, str]) -> str:
 
 def serves(memory: int, env: dict[str, str], requests: int = 20) -> bool:
     port = free_port()
-    t = time_to_first_response([KILN, "run", "-m", f"{memory}M", "-p", f"127.0.0.1:{port}:8080", "hello-http"],
-                               port, env=env, timeout=60, path="/health")
+    t = time_to_first_response(
+        [KILN, "run", "-m", f"{memory}M", "-p", f"127.0.0.1:{port}:8080", "hello-http"],
+        port,
+        env=env,
+        timeout=60,
+        path="/health",
+    )
     return t.seconds is not None
 
 
@@ -77,8 +104,14 @@ def boot_times(runs: int, env: dict[str, str]) -> dict[str, list[float]]:
     return results
 
 
-def render(facts: dict[str, object], accel: str, min_mem: int | None, default_mem: int,
-           times: dict[str, list[float]], runs: int) -> str:
+def render(
+    facts: dict[str, object],
+    accel: str,
+    min_mem: int | None,
+    default_mem: int,
+    times: dict[str, list[float]],
+    runs: int,
+) -> str:
     mb = int(facts["size"]) / 1e6  # type: ignore[arg-type]
     plain = median(times["plain python3.11 app.py"])
     lines = [
@@ -105,8 +138,10 @@ def render(facts: dict[str, object], accel: str, min_mem: int | None, default_me
         "|---|---|---|---|---|",
     ]
     for name, values in times.items():
-        lines.append(f"| {name} | {median(values) * 1000:.0f} ms | {min(values) * 1000:.0f} ms | "
-                     f"{max(values) * 1000:.0f} ms | {median(values) / plain:.2f}× |")
+        lines.append(
+            f"| {name} | {median(values) * 1000:.0f} ms | {min(values) * 1000:.0f} ms | "
+            f"{max(values) * 1000:.0f} ms | {median(values) / plain:.2f}× |"
+        )
     lines += ["", "Machine: " + "; ".join(f"{k}: {v}" for k, v in machine().items()), ""]
     return "\n".join(lines)
 

@@ -89,3 +89,20 @@ def test_images_and_inspect(hello_image: str, session_env: dict[str, str]) -> No
     assert any(lib["path"].endswith("libc.so.6") for lib in m["libraries"])
     text = kiln("inspect", hello_image, env=session_env, check=True).stdout
     assert "http.server" not in text and "modules" in text and str(EXAMPLES / "hello-http") in text
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_sealed_root(target: str, session_env: dict[str, str], instances: list[Instance]) -> None:
+    kiln("build", str(FIXTURES / "facts"), env=session_env, check=True)
+    inst = Instance("facts", session_env, target)
+    instances.append(inst)
+    assert inst.wait() == 0, inst.output
+    line = next(ln for ln in inst.output.splitlines() if ln.startswith("FACTS "))
+    facts = json.loads(line.removeprefix("FACTS "))
+    assert facts["ppid"] == 1, "the app is the only child of guest init (PID 1)"
+    assert facts["cwd"] == "/app"
+    assert facts["root_write"] == facts["app_write"] == "Read-only file system"
+    assert facts["tmp_write"] == "ok"
+    assert facts["shell"] is False and facts["random"] == 16
+    assert facts["top"] == ["app", "dev", "etc", "kiln", "lib", "lib64", "proc", "sys", "tmp", "usr"]
