@@ -31,6 +31,7 @@ def free_port() -> int:
 class Timing:
     seconds: float | None  # None: no answer within the timeout
     output: str
+    served: int = 0  # successful answers to the extra requests
 
 
 def time_to_first_response(
