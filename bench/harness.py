@@ -3,6 +3,7 @@ statistics, memory bisection, machine facts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -32,17 +33,25 @@ class Timing:
     seconds: float | None  # None: no answer within the timeout
     output: str
     served: int = 0  # successful answers to the extra requests
+    served: int = 0  # successful answers to the extra requests
 
 
 def time_to_first_response(
-    argv: Sequence[str], port: int, env: dict[str, str] | None = None, timeout: float = 120.0, path: str = "/"
+    argv: Sequence[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    path: str = "/",
+    extra_requests: int = 0,
 ) -> Timing:
-    """Start argv, poll http://127.0.0.1:port/path until it answers 200, then stop it."""
+    """Start argv, poll http://127.0.0.1:port/path until it answers 200, make
+    `extra_requests` more requests, then stop it."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
     elapsed: float | None = None
+    served = 0
     try:
         with httpx.Client(timeout=2) as client:
             while time.perf_counter() - start < timeout and proc.poll() is None:
@@ -52,6 +61,9 @@ def time_to_first_response(
                         break
                 except httpx.HTTPError:
                     time.sleep(0.005)
+            for _ in range(extra_requests if elapsed is not None else 0):
+                with contextlib.suppress(httpx.HTTPError):
+                    served += client.get(f"http://127.0.0.1:{port}{path}").status_code == 200
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -61,7 +73,7 @@ def time_to_first_response(
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-    return Timing(elapsed, out)
+    return Timing(elapsed, out, served)
 
 
 def median(values: list[float]) -> float:
@@ -83,14 +95,12 @@ def bisect_min(lo: int, hi: int, works: Callable[[int], bool], step: int = 2) ->
 
 def machine() -> dict[str, str]:
     model = ""
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         model = next(
             ln.split(":", 1)[1].strip()
             for ln in Path("/proc/cpuinfo").read_text().splitlines()
             if ln.startswith("model name")
         )
-    except (OSError, StopIteration):
-        pass
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     return {
         "cpu": model,

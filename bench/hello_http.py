@@ -74,6 +74,7 @@ def accelerator(env: dict[str, str]) -> str:
 
 
 def serves(memory: int, env: dict[str, str], requests: int = 20) -> bool:
+    """Does hello-http boot with `memory` MiB and then answer `requests` more requests?"""
     port = free_port()
     t = time_to_first_response(
         [KILN, "run", "-m", f"{memory}M", "-p", f"127.0.0.1:{port}:8080", "hello-http"],
@@ -81,8 +82,11 @@ def serves(memory: int, env: dict[str, str], requests: int = 20) -> bool:
         env=env,
         timeout=60,
         path="/health",
+        extra_requests=requests,
     )
-    return t.seconds is not None
+    ok = t.seconds is not None and t.served == requests
+    print(f"  {memory} MiB: {'boots and serves' if ok else 'fails'}", flush=True)
+    return ok
 
 
 def boot_times(runs: int, env: dict[str, str]) -> dict[str, list[float]]:
