@@ -25,6 +25,8 @@ PACKAGES: dict[str, str] = {
     "unshare": "util-linux",
     "tar": "tar",
     "dpkg-query": "dpkg",
+    "veritysetup": "cryptsetup-bin",
+    "debootstrap": "debootstrap",
 }
 
 

@@ -9,8 +9,11 @@ or the defaults for a single .py file, validated into frozen models.
     memory = "48M"              # guest RAM; a number is MiB
     include = ["encodings.idna"]  # modules imported dynamically
     sources = false             # also keep .py sources in the image
+    volumes = ["/data"]         # writable directories (kiln run -v HOST:/data)
     [env]
     GREETING = "hello"
+    [seccomp]
+    allow = { clone = "forks worker processes" }   # relax the syscall policy, saying why
 """
 
 from __future__ import annotations
@@ -40,6 +43,21 @@ def _no_newline(value: str) -> str:
 Line = Annotated[str, BeforeValidator(lambda v: _no_newline(v) if isinstance(v, str) else v)]
 
 
+class SeccompConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allow: dict[str, str] = Field(default_factory=dict)
+
+
+def _volume(path: str) -> str:
+    if not re.match(r"^(/[A-Za-z0-9._-]+)+$", path) or path.split("/")[1] in RESERVED_DIRS:
+        raise ValueError(f"{path!r} must be an absolute path outside {', '.join('/' + d for d in RESERVED_DIRS)}")
+    return path
+
+
+RESERVED_DIRS = ("app", "dev", "etc", "kiln", "lib", "lib64", "proc", "sys", "tmp", "usr")
+
+
 class AppConfig(BaseModel):
     """What kiln.toml may say about a Python app."""
 
@@ -55,6 +73,8 @@ class AppConfig(BaseModel):
     sources: bool = False
     python: str = "/usr/bin/python3.11"
     python_path: tuple[str, ...] = ()
+    volumes: tuple[Annotated[str, BeforeValidator(lambda v: _volume(v) if isinstance(v, str) else v)], ...] = ()
+    seccomp: SeccompConfig = Field(default_factory=SeccompConfig)
 
     @field_validator("name")
     @classmethod

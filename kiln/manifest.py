@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kiln.errors import StoreError
+from kiln.image.verity import Verity
 
 SCHEMA_VERSION = 1
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -21,6 +22,11 @@ Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 MEDIA_KERNEL = "application/vnd.kiln.kernel.vmlinux.v1+xz"
 MEDIA_ROOTFS = "application/vnd.kiln.rootfs.v1.erofs"
 MEDIA_MANIFEST = "application/vnd.kiln.manifest.v1+json"
+
+
+def volume_tag(index: int) -> str:
+    """The 9p mount tag of the index-th declared volume (build and run agree on it)."""
+    return f"vol{index}"
 
 
 class _Frozen(BaseModel):
@@ -38,15 +44,29 @@ class Part(_Frozen):
 class KernelPart(Part):
     config_hash: str
     features: tuple[str, ...]
+    reasons: dict[str, str] = Field(default_factory=dict)  # feature beyond the base -> why
     source_version: str
+    options: tuple[str, ...] = ()  # every CONFIG_ option the kernel has on (y)
     options_enabled: int = Field(ge=0)
     uncompressed_size: int = Field(ge=0)
+
+    @property
+    def network(self) -> bool:
+        return "virtio-net" in self.features
 
 
 class RootfsPart(Part):
     format: Literal["erofs"] = "erofs"
     compression: str
     files: int = Field(ge=0)
+    verity: Verity
+
+
+class SyscallPolicy(_Frozen):
+    """Calls guest init refuses (EPERM, with a console line), and those the config let through."""
+
+    denied: tuple[str, ...]
+    relaxed: dict[str, str] = Field(default_factory=dict)
 
 
 class Entry(_Frozen):
@@ -56,6 +76,7 @@ class Entry(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str = "/"
     ports: tuple[int, ...] = ()
+    volumes: tuple[str, ...] = ()
     memory_mib: int = Field(ge=16)
 
 
@@ -94,6 +115,7 @@ class Manifest(_Frozen):
     kernel: KernelPart
     rootfs: RootfsPart
     entry: Entry
+    policy: SyscallPolicy
     python: PythonInfo | None = None
     libraries: tuple[LibraryEntry, ...] = ()
     build: BuildInputs

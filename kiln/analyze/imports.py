@@ -198,3 +198,20 @@ def scan(tree: ast.Module, is_main: bool = False) -> list[ImportRef]:
     collector = _Collector(is_main)
     collector.block(tree.body, Kind.REQUIRED)
     return collector.refs
+
+
+# Names whose use means the code calls a kernel interface that is a config option.
+KERNEL_INTERFACES = frozenset({"epoll", "eventfd", "timerfd_create", "signalfd"})
+
+
+def kernel_uses(tree: ast.Module) -> set[str]:
+    """Which of KERNEL_INTERFACES the module names (select.epoll, os.eventfd...)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in KERNEL_INTERFACES:
+            found.add(node.attr)
+        elif isinstance(node, ast.alias) and node.name in KERNEL_INTERFACES:
+            found.add(node.name)
+        elif isinstance(node, ast.Constant) and node.value in KERNEL_INTERFACES:
+            found.add(node.value)  # hasattr(select, "epoll")
+    return found

@@ -80,6 +80,7 @@ class ModuleGraph:
     ignored: list[Unresolved] = field(default_factory=list)  # conditional/stdlib, not fatal
     optional_left_out: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     reached_from: dict[str, tuple[str, int]] = field(default_factory=dict)  # module -> (importer, line)
+    kernel_uses: dict[str, set[str]] = field(default_factory=dict)  # module -> kernel interfaces it names
 
     def why(self, name: str) -> list[str]:
         """The chain of modules whose imports brought `name` in, entry first."""
@@ -264,6 +265,8 @@ class _Walker:
             if mod.name not in self.refs:
                 tree = imports.parse(mod.path.read_bytes(), mod.path)
                 self.refs[mod.name] = imports.scan(tree, is_main=mod.name == "__main__")
+                if uses := imports.kernel_uses(tree):
+                    self.graph.kernel_uses[mod.name] = uses
             self.visit(mod, self.refs[mod.name])
         self.graph.optional_left_out = {
             k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from kiln.cli.kernel import kernel_progress
 from kiln.cli.ui import console, err_console, human_size, print_json
 from kiln.image.build import build_python
 from kiln.store import Store
@@ -21,10 +22,21 @@ Examples:
 @click.command(epilog=EPILOG)
 @click.argument("app", type=click.Path(path_type=Path))
 @click.option("-t", "--tag", help="Name the image name[:tag] (default: the app's name, :latest).")
+@click.option("--no-kernel-build", is_flag=True, help="Fail instead of building a kernel that is not cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build(app: Path, tag: str | None, as_json: bool) -> None:
-    """Build APP (a directory with kiln.toml, or a .py file) into an image."""
-    result = build_python(app, Store(), tag, step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"))
+def build(app: Path, tag: str | None, no_kernel_build: bool, as_json: bool) -> None:
+    """Build APP (a directory with kiln.toml, or a .py file) into an image.
+
+    The kernel is specialized for the app; if the one it needs is not cached yet,
+    it is built first (minutes, with progress)."""
+    result = build_python(
+        app,
+        Store(),
+        tag,
+        step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"),
+        build_kernel=not no_kernel_build,
+        kernel_progress=kernel_progress,
+    )
     m = result.manifest
     modules = len(m.python.modules) if m.python else 0
     if as_json:

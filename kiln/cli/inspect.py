@@ -1,54 +1,103 @@
-"""`kiln inspect IMAGE`: show an image's manifest."""
+"""`kiln inspect IMAGE`: show an image's manifest, or its attack surface."""
 
 from __future__ import annotations
 
 import click
 from rich.markup import escape
+from rich.table import Table
 
-from kiln.cli.ui import console, human_size, print_json
-from kiln.store import Store
+from kiln.cli.ui import console, err_console, human_size, print_json
+from kiln.store import Image, Store
+
+EPILOG = """\b
+Examples:
+  kiln inspect hello-http
+  kiln inspect --json hello-http:latest
+  kiln inspect --surface hello-http      # beside Debian minbase and Debian's cloud kernel
+"""
 
 
-@click.command(epilog="\b\nExample:\n  kiln inspect hello-http\n  kiln inspect --json hello-http:latest")
+@click.command(epilog=EPILOG)
 @click.argument("image")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
-def inspect(image: str, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--surface", is_flag=True, help="Show the attack surface beside a Debian minbase system.")
+@click.option("--options", "show_options", is_flag=True, help="List every kernel option that is on.")
+def inspect(image: str, as_json: bool, surface: bool, show_options: bool) -> None:
     """Show the manifest of IMAGE (name[:tag] or digest)."""
-    img = Store().image(image)
-    m = img.manifest
+    store = Store()
+    img = store.image(image)
+    if surface:
+        show_surface(store, img, as_json)
+    elif as_json:
+        print_json({"digest": img.digest, "manifest": img.manifest.model_dump(mode="json")})
+    else:
+        show_manifest(img, show_options)
+
+
+def show_surface(store: Store, img: Image, as_json: bool) -> None:
+    from kiln import surface
+
+    mine = surface.image_surface(store, img)
+    if not (surface.home_dir("cache", "baselines") / "surface-debian-minbase.json").is_file():
+        err_console.print(
+            "measuring the Debian minbase baseline once (debootstrap if needed: minutes)", highlight=False
+        )
+    debian = surface.debian_surface()
     if as_json:
-        print_json({"digest": img.digest, "manifest": m.model_dump(mode="json")})
+        print_json({"image": mine.to_dict(), "debian": debian.to_dict()})
         return
+    table = Table(header_style="bold", show_lines=True)
+    table.add_column("")
+    table.add_column(mine.name)
+    table.add_column(debian.name)
+    for row in surface.rows([mine, debian]):
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+
+
+def show_manifest(img: Image, show_options: bool) -> None:
+    from kiln.surface import cloud_kernel_options
+
+    m = img.manifest
+    cloud = cloud_kernel_options()
+    options = len(m.kernel.options) or m.kernel.options_enabled
+    beside = f" (Debian's cloud kernel: {cloud[0]})" if cloud else ""
     lines = [
         ("image", f"{img.ref}  {img.digest}"),
         ("created", m.created.isoformat()),
         ("size", f"{human_size(m.size)} (kernel {human_size(m.kernel.size)}, root {human_size(m.rootfs.size)})"),
+        ("kernel", f"config {m.kernel.config_hash}, linux-source {m.kernel.source_version}"),
+        ("options", f"{options} on{beside}"),
+        ("features", ", ".join(m.kernel.features)),
+    ]
+    lines += [("  because", f"{feature}: {why}") for feature, why in sorted(m.kernel.reasons.items())]
+    lines += [
         (
-            "kernel",
-            f"config {m.kernel.config_hash}, {m.kernel.options_enabled} options, "
-            f"linux-source {m.kernel.source_version}; features {', '.join(m.kernel.features)}",
+            "root",
+            f"{m.rootfs.format} ({m.rootfs.compression}), {m.rootfs.files} files, "
+            f"dm-verity root hash {m.rootfs.verity.root_hash[:16]}…",
         ),
-        ("root", f"{m.rootfs.format} ({m.rootfs.compression}), {m.rootfs.files} files"),
         ("command", " ".join(m.entry.argv)),
         ("workdir", m.entry.workdir),
         ("ports", ", ".join(map(str, m.entry.ports)) or "none"),
+        ("volumes", ", ".join(m.entry.volumes) or "none"),
         ("memory", f"{m.entry.memory_mib} MiB"),
         ("env", " ".join(f"{k}={v}" for k, v in m.entry.env.items())),
+        ("refused", ", ".join(m.policy.denied)),
     ]
+    lines += [("  allowed", f"{call}: {why}") for call, why in sorted(m.policy.relaxed.items())]
     if m.python:
         by_origin: dict[str, int] = {}
         for mod in m.python.modules:
             by_origin[mod.origin] = by_origin.get(mod.origin, 0) + 1
-        lines.append(
-            (
-                "python",
-                f"{m.python.version} ({m.python.interpreter}), {len(m.python.modules)} modules: "
-                + ", ".join(f"{n} {o}" for o, n in sorted(by_origin.items())),
-            )
-        )
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(by_origin.items()))
+        python = f"{m.python.version} ({m.python.interpreter})"
+        lines.append(("python", f"{python}, {len(m.python.modules)} modules: {counts}"))
         if m.python.optional_left_out:
             lines.append(("left out", ", ".join(m.python.optional_left_out)))
     lines.append(("libraries", ", ".join(lib.path for lib in m.libraries)))
     lines.append(("built from", m.build.source))
     for key, value in lines:
         console.print(f"[bold]{key:>10}[/]  {escape(str(value))}", highlight=False)
+    if show_options:
+        console.print("\n".join(m.kernel.options), highlight=False, markup=False)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
 from kiln.cli.ui import console, err_console, human_size, print_json, progress
+from kiln.errors import UsageError
 from kiln.kernel import build as kbuild
 from kiln.kernel import config as kconfig
 
@@ -23,34 +27,57 @@ def kernel() -> None:
 BUILD_EPILOG = """\b
 Examples:
   kiln kernel build
-  kiln kernel build --features base,serial-console,virtio-mmio,virtio-blk,erofs,virtio-rng,seccomp
+  kiln kernel build --for examples/hello-http
+  kiln kernel build --features base,serial-console,virtio-mmio,virtio-blk,erofs,dm-verity,virtio-rng,seccomp
 """
 
 
+@contextlib.contextmanager
+def kernel_progress(cfg: kconfig.KernelConfig) -> Iterator[kbuild.Progress]:
+    """Announce a kernel build and show its progress (a line every 30 s when not on a terminal)."""
+    err_console.print(
+        f"building kernel {cfg.hash} from linux-source {cfg.source_version} "
+        f"({len(cfg.options)} options from {len(cfg.features)} fragments); this takes minutes",
+        highlight=False,
+    )
+    last = [0.0]
+    with progress("kernel") as bar:
+        task = bar.tasks[0].id
+
+        def report(done: int, total: int | None, detail: str) -> None:
+            bar.update(task, completed=done, total=total, detail=detail)
+            now = time.monotonic()
+            if not err_console.is_terminal and now - last[0] > 30:
+                last[0] = now
+                err_console.print(f"kernel build: {done}{'/' + str(total) if total else ''} steps ({detail})")
+
+        yield report
+
+
+def features_for_app(app: Path) -> tuple[str, ...]:
+    """The kernel features an app needs, from the same analysis `kiln build` runs."""
+    from kiln.analyze.interpreter import probe
+    from kiln.analyze.needs import python_needs
+    from kiln.analyze.python import analyze
+    from kiln.config import load_app
+
+    loaded = load_app(app)
+    return python_needs(loaded.config, analyze(loaded, probe(loaded.config.python))).features
+
+
 @kernel.command("build", epilog=BUILD_EPILOG)
-@click.option("--features", help="Comma-separated fragment names (default: all a networked app needs).")
+@click.option("--features", help="Comma-separated fragment names (default: a networked event-loop app's).")
+@click.option("--for", "for_app", type=click.Path(path_type=Path), help="Build the kernel this app needs.")
 @click.option("-j", "--jobs", type=int, help="Parallel make jobs (default: number of CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build_cmd(features: str | None, jobs: int | None, as_json: bool) -> None:
+def build_cmd(features: str | None, for_app: Path | None, jobs: int | None, as_json: bool) -> None:
     """Build the kernel for a config from Debian's linux-source, unless it is cached."""
-    cfg = kbuild.resolve_config(_features(features))
+    if features and for_app:
+        raise UsageError("give --features or --for, not both")
+    cfg = kbuild.resolve_config(features_for_app(for_app) if for_app else _features(features))
     cached = kbuild.cached(cfg)
     if cached is None:
-        err_console.print(
-            f"building kernel {cfg.hash} from linux-source {cfg.source_version} "
-            f"({len(cfg.options)} options from {len(cfg.features)} fragments); this takes minutes"
-        )
-        last = [0.0]
-        with progress("kernel") as bar:
-            task = bar.tasks[0].id
-
-            def report(done: int, total: int | None, detail: str) -> None:
-                bar.update(task, completed=done, total=total, detail=detail)
-                now = time.monotonic()
-                if not err_console.is_terminal and now - last[0] > 30:
-                    last[0] = now
-                    err_console.print(f"kernel build: {done}{'/' + str(total) if total else ''} steps ({detail})")
-
+        with kernel_progress(cfg) as report:
             cached = kbuild.build(cfg, progress=report, jobs=jobs)
         state = "built"
     else:

@@ -13,7 +13,7 @@ from kiln.cli.ui import console, err_console
 from kiln.errors import UsageError
 from kiln.store import Store
 from kiln.targets import TARGETS
-from kiln.targets.base import RunConfig
+from kiln.targets.base import RunConfig, VolumeMap
 from kiln.targets.ports import PortMap
 from kiln.units import parse_memory
 
@@ -21,6 +21,7 @@ EPILOG = """\b
 Examples:
   kiln run -p 8080:8080 hello-http
   kiln run --target unix -p 8080:8080 hello-http
+  kiln run -v ./data:/data notes        # a host directory on a declared volume
   kiln run --dry-run hello-http        # print the QEMU command line
 """
 
@@ -55,10 +56,33 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
     show_default=True,
     help="QEMU accelerator; auto probes whether KVM works.",
 )
+@click.option(
+    "-v",
+    "--volume",
+    "volumes",
+    multiple=True,
+    metavar="HOSTDIR:/PATH",
+    help="Put a host directory on one of the image's declared volumes (repeatable).",
+)
 @click.option("--kernel-log", is_flag=True, help="Show the guest kernel's boot messages.")
+@click.option(
+    "--unsafe-skip-digest-check",
+    "skip_digest_check",
+    is_flag=True,
+    hidden=True,
+    help="Boot without checking the image's parts against its manifest (for testing dm-verity).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the command that would run, and exit.")
 def run(
-    image: str, ports: tuple[str, ...], target: str, memory: str | None, accel: str, kernel_log: bool, dry_run: bool
+    image: str,
+    ports: tuple[str, ...],
+    target: str,
+    memory: str | None,
+    accel: str,
+    volumes: tuple[str, ...],
+    kernel_log: bool,
+    skip_digest_check: bool,
+    dry_run: bool,
 ) -> None:
     """Run IMAGE; the console streams here, Ctrl-C stops it, and kiln exits with the app's status."""
     try:
@@ -66,7 +90,12 @@ def run(
     except ValueError as err:
         raise UsageError(f"--memory: {err}") from None
     cfg = RunConfig(
-        ports=tuple(PortMap.parse(p) for p in ports), memory_mib=memory_mib, accel=accel, kernel_log=kernel_log
+        ports=tuple(PortMap.parse(p) for p in ports),
+        volumes=tuple(VolumeMap.parse(v) for v in volumes),
+        memory_mib=memory_mib,
+        accel=accel,
+        kernel_log=kernel_log,
+        skip_digest_check=skip_digest_check,
     )
     store = Store()
     img = store.image(image)

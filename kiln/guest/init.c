@@ -12,7 +12,15 @@
  * CAP_NET_BIND_SERVICE, runs the app the same way and exits with its status.
  *
  * The app is described by /kiln/config, written by kiln at build time, one
- * setting a line:  "arg VALUE", "env KEY=VALUE", "workdir DIR", "hostname NAME".
+ * setting a line:  "arg VALUE", "env KEY=VALUE", "workdir DIR", "hostname NAME",
+ * "volume TAG PATH" (a 9p share in the VM; `--volume HOST=PATH` in the sandbox;
+ * a fresh tmpfs when the host gave none), and "seccomp ACTION NR NAME", the
+ * syscall policy of kiln/policy.py.
+ *
+ * The policy is a seccomp filter installed in the app's process just before
+ * it starts the app. Refused calls come to init by seccomp user notification:
+ * init names the call on the console and fails it with EPERM. The app's own
+ * execve is the one call init lets through.
  *
  * The exit status travels to QEMU through the isa-debug-exit device (QEMU then
  * exits with (status << 1) | 1); statuses of 127 and above are sent as 127 and
@@ -22,8 +30,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/random.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <stddef.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -53,6 +67,23 @@ static char *app_envp[MAX_ITEMS + 1];
 static char workdir[4096] = "/";
 static char hostname[256] = "kiln";
 static int sandboxed;
+
+struct volume {
+    char tag[32];
+    char path[256];
+    int mounted;
+};
+static struct volume volumes[16];
+static int nvolumes;
+
+enum rule_action { NOTIFY, NOTIFY_UNLESS_THREAD, ENOSYS_ };
+struct rule {
+    enum rule_action action;
+    int nr;
+    char name[32];
+};
+static struct rule rules[64];
+static int nrules;
 
 static void say(const char *fmt, ...) {
     va_list ap;
@@ -92,6 +123,25 @@ static void load_config(const char *path) {
             snprintf(workdir, sizeof workdir, "%s", value);
         else if (!strcmp(line, "hostname"))
             snprintf(hostname, sizeof hostname, "%s", value);
+        else if (!strcmp(line, "volume") && nvolumes < 16) {
+            struct volume *v = &volumes[nvolumes];
+            if (sscanf(value, "%31s %255s", v->tag, v->path) == 2)
+                nvolumes++;
+        } else if (!strcmp(line, "seccomp") && nrules < 64) {
+            char action[32];
+            struct rule *r = &rules[nrules];
+            if (sscanf(value, "%31s %d %31s", action, &r->nr, r->name) != 3)
+                continue;
+            if (!strcmp(action, "notify"))
+                r->action = NOTIFY;
+            else if (!strcmp(action, "notify-unless-thread"))
+                r->action = NOTIFY_UNLESS_THREAD;
+            else if (!strcmp(action, "enosys"))
+                r->action = ENOSYS_;
+            else
+                continue;
+            nrules++;
+        }
     }
     fclose(f);
     if (argc == 0) {
@@ -243,6 +293,10 @@ static void bind_dev(const char *name) {
     mount_fs(src, dst, NULL, MS_BIND, NULL);
 }
 
+/* `--volume HOST=GUEST` arguments of the sandbox, bound before the pivot. */
+static char *sandbox_volumes[16];
+static int nsandbox_volumes;
+
 static void enter_sandbox(const char *root) {
     static const char *devs[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
     int i;
@@ -257,6 +311,15 @@ static void enter_sandbox(const char *root) {
     for (i = 0; devs[i]; i++)
         bind_dev(devs[i]);
     mount_fs(NULL, "dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);
+    for (i = 0; i < nsandbox_volumes; i++) {
+        char *host = sandbox_volumes[i], *guest = strchr(host, '=');
+        if (!guest || guest[1] != '/')
+            continue;
+        *guest++ = '\0';
+        if (mount(host, guest + 1, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            mount(NULL, guest + 1, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
+            say("volume %s: cannot bind %s: %s", guest, host, strerror(errno));
+    }
     must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot into the root");
     must(umount2(".", MNT_DETACH) == 0, "detach the host's root");
     must(chdir("/") == 0, "chdir /");
@@ -276,50 +339,187 @@ static void drop_capabilities(void) {
     must(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "set no_new_privs");
 }
 
+/* ---- volumes -------------------------------------------------------------- */
+
+static int is_mount_point(const char *path) {
+    struct stat here, parent;
+    char up[300];
+    snprintf(up, sizeof up, "%s/..", path);
+    return stat(path, &here) == 0 && stat(up, &parent) == 0 && here.st_dev != parent.st_dev;
+}
+
+static void mount_volumes(void) {
+    int i;
+    for (i = 0; i < nvolumes; i++) {
+        struct volume *v = &volumes[i];
+        if (is_mount_point(v->path))
+            continue; /* bound by the sandbox */
+        if (!sandboxed &&
+            mount(v->tag, v->path, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") == 0)
+            continue;
+        if (mount("tmpfs", v->path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") == 0)
+            say("volume %s: no host directory given, using a temporary one", v->path);
+        else
+            say("volume %s: %s", v->path, strerror(errno));
+    }
+}
+
+/* ---- the syscall policy --------------------------------------------------- */
+
+#define ADD(insn)                                                                                                  \
+    do {                                                                                                           \
+        if (n >= (int)(sizeof prog / sizeof prog[0]))                                                              \
+            return -1;                                                                                             \
+        prog[n++] = (struct sock_filter)insn;                                                                      \
+    } while (0)
+
+/* Install the filter in the calling process; return the notification listener fd. */
+static int install_policy(void) {
+    struct sock_filter prog[300];
+    struct sock_fprog fprog;
+    int n = 0, i;
+
+    ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+    ADD(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1)); /* the x32 ABI: not for us */
+    ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+    for (i = 0; i < nrules; i++) {
+        struct rule *r = &rules[i];
+        if (r->action == NOTIFY_UNLESS_THREAD) {
+            ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, r->nr, 0, 4));
+            ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])));
+            ADD(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1));
+            ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+            ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF));
+        } else {
+            ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, r->nr, 0, 1));
+            ADD(BPF_STMT(BPF_RET | BPF_K, r->action == ENOSYS_ ? SECCOMP_RET_ERRNO | ENOSYS : SECCOMP_RET_USER_NOTIF));
+        }
+    }
+    ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    fprog.len = (unsigned short)n;
+    fprog.filter = prog;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -1;
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+}
+
+static const char *rule_name(int nr) {
+    int i;
+    for (i = 0; i < nrules; i++)
+        if (rules[i].nr == nr)
+            return rules[i].action == NOTIFY_UNLESS_THREAD ? "clone (a new process)" : rules[i].name;
+    return "?";
+}
+
 /* ---- the app ------------------------------------------------------------- */
 
 static volatile pid_t app_pid;
+static int wake_pipe[2] = {-1, -1};
+static int app_started;
 
 static void forward_signal(int sig) {
     if (app_pid > 0)
         kill(app_pid, sig);
 }
 
+static void on_child(int sig) {
+    (void)sig;
+    if (write(wake_pipe[1], "c", 1) < 0) {
+        /* the pipe is full: init is awake already */
+    }
+}
+
+static void answer(int listener) {
+    struct seccomp_notif req;
+    struct seccomp_notif_resp resp;
+    memset(&req, 0, sizeof req);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0)
+        return;
+    memset(&resp, 0, sizeof resp);
+    resp.id = req.id;
+    if (!app_started && req.pid == (unsigned)app_pid && req.data.nr == SYS_execve) {
+        app_started = 1; /* the app itself starting */
+        resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    } else {
+        resp.error = -EPERM;
+        say("refused %s by pid %u: not allowed by the syscall policy (see [seccomp] in kiln.toml)",
+            rule_name(req.data.nr), req.pid);
+    }
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) < 0 && errno != ENOENT)
+        say("seccomp answer: %s", strerror(errno));
+}
+
+/* The app's process: seal it with the policy, hand the listener to init, start the app. */
+static void become_app(int report_fd) {
+    int listener = -1;
+    if (chdir(workdir) < 0)
+        say("workdir %s: %s", workdir, strerror(errno));
+    setsid();
+    if (sandboxed)
+        drop_capabilities();
+    if (nrules > 0) {
+        listener = install_policy();
+        if (listener < 0) {
+            say("cannot install the syscall policy: %s", strerror(errno));
+            _exit(126);
+        }
+    }
+    /* init shares this fd table (CLONE_FILES) until execve: the number is enough */
+    if (write(report_fd, &listener, sizeof listener) != sizeof listener)
+        _exit(126);
+    execve(app_argv[0], app_argv, app_envp);
+    say("cannot run %s: %s", app_argv[0], strerror(errno));
+    _exit(127);
+}
+
 static int run_app(void) {
-    int status = 0;
-    pid_t pid;
+    int status = 0, listener = -1, report[2];
     struct sigaction sa;
 
-    app_pid = fork();
-    must(app_pid >= 0, "fork the app");
-    if (app_pid == 0) {
-        if (chdir(workdir) < 0)
-            say("workdir %s: %s", workdir, strerror(errno));
-        setsid();
-        if (sandboxed)
-            drop_capabilities();
-        execve(app_argv[0], app_argv, app_envp);
-        say("cannot run %s: %s", app_argv[0], strerror(errno));
-        _exit(127);
-    }
+    must(pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == 0 && pipe2(report, O_CLOEXEC) == 0, "create pipes");
     memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_child;
+    sa.sa_flags = SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = forward_signal;
+    sa.sa_flags = 0;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    /* Reap every orphan; stop when the app itself has ended. */
+
+    app_pid = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
+    must(app_pid >= 0, "start the app");
+    if (app_pid == 0)
+        become_app(report[1]);
+    if (read(report[0], &listener, sizeof listener) != sizeof listener)
+        listener = -1; /* the app's process ended before it could start the app */
+
+    /* Answer the policy's questions, reap every orphan, stop when the app has ended. */
     for (;;) {
-        int st;
-        pid = waitpid(-1, &st, 0);
-        if (pid < 0) {
-            if (errno == EINTR)
-                continue;
+        struct pollfd fds[2] = {{wake_pipe[0], POLLIN, 0}, {listener, POLLIN, 0}};
+        int st, done = 0;
+        pid_t pid;
+        char drain[64];
+        if (poll(fds, listener >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
             break;
+        if (listener >= 0 && (fds[1].revents & POLLIN))
+            answer(listener);
+        else if (listener >= 0 && (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+            close(listener);
+            listener = -1;
         }
-        if (pid == app_pid) {
-            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        while (read(wake_pipe[0], drain, sizeof drain) > 0)
+            ;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+            if (pid == app_pid) {
+                status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                done = 1;
+            }
+        if (done)
             break;
-        }
     }
     kill(-1, SIGKILL);
     while (waitpid(-1, NULL, 0) > 0)
@@ -339,19 +539,23 @@ static void power_off(int status) {
 
 int main(int argc, char **argv) {
     int status;
+    char flag[8];
 
-    if (argc == 3 && !strcmp(argv[1], "--sandbox")) {
+    if (argc >= 3 && !strcmp(argv[1], "--sandbox")) {
+        int i;
+        for (i = 3; i + 1 < argc && nsandbox_volumes < 16; i += 2)
+            if (!strcmp(argv[i], "--volume"))
+                sandbox_volumes[nsandbox_volumes++] = argv[i + 1];
         sandboxed = 1;
         enter_sandbox(argv[2]);
     } else if (getpid() != 1) {
-        say("usage: init (as PID 1 of a kiln VM) | init --sandbox ROOT");
+        say("usage: init (as PID 1 of a kiln VM) | init --sandbox ROOT [--volume HOST=GUEST]...");
         return 2;
     } else {
         mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
         mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
         mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
         mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-        char flag[8];
         if (cmdline_param("kiln.probe", flag, sizeof flag)) {
             say("probe ok");
             power_off(0);
@@ -360,6 +564,7 @@ int main(int argc, char **argv) {
         seed_entropy();
     }
     load_config(CONFIG_PATH);
+    mount_volumes();
     if (sethostname(hostname, strlen(hostname)) < 0)
         say("hostname: %s", strerror(errno));
     status = run_app();

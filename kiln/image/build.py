@@ -11,8 +11,10 @@ changed only by `commit`, under the store lock, and the tag is written last.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -20,13 +22,16 @@ from pathlib import Path, PurePosixPath
 from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.interpreter import RUN_FLAGS, Interpreter, probe
+from kiln.analyze.needs import python_needs
 from kiln.analyze.python import Module, ModuleGraph, analyze
 from kiln.config import App, load_app
 from kiln.guest import init_binary
 from kiln.image import erofs
 from kiln.image.pycompile import compile_all
 from kiln.image.rootfs import RootFS
+from kiln.image.verity import protect
 from kiln.kernel import build as kbuild
+from kiln.kernel import config as kconfig
 from kiln.manifest import (
     MEDIA_KERNEL,
     MEDIA_ROOTFS,
@@ -38,7 +43,10 @@ from kiln.manifest import (
     ModuleEntry,
     PythonInfo,
     RootfsPart,
+    SyscallPolicy,
+    volume_tag,
 )
+from kiln.policy import Policy, policy
 from kiln.store import Ref, Store
 
 APP_DIR = PurePosixPath("/app")
@@ -67,11 +75,13 @@ def _pyc(path: PurePosixPath) -> PurePosixPath:
     return path.with_suffix(".pyc")
 
 
-def config_lines(entry: Entry, hostname: str) -> bytes:
+def config_lines(entry: Entry, hostname: str, rules: Policy) -> bytes:
     """/kiln/config as guest init reads it (see kiln/guest/init.c)."""
     lines = [f"arg {a}" for a in entry.argv]
     lines += [f"env {k}={v}" for k, v in entry.env.items()]
     lines += [f"workdir {entry.workdir}", f"hostname {hostname}"]
+    lines += [f"volume {volume_tag(i)} {path}" for i, path in enumerate(entry.volumes)]
+    lines += rules.config_lines()
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -132,72 +142,87 @@ def _sources_digest(app: App, graph: ModuleGraph) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def build_python(app_path: Path, store: Store, tag: str | None = None, step: Step | None = None) -> BuildResult:
+# Shows a kernel build's progress: given the config, yields the callback for kbuild.build.
+KernelProgress = Callable[[kconfig.KernelConfig], AbstractContextManager[kbuild.Progress]]
+
+
+def kernel_for(features: tuple[str, ...], build_kernel: bool, progress: KernelProgress | None) -> kbuild.Kernel:
+    """The cached kernel with these features; built now unless build_kernel is False."""
+    cfg = kbuild.resolve_config(features)
+    cached = kbuild.cached(cfg)
+    if cached is not None:
+        return cached
+    if not build_kernel:
+        return kbuild.require(cfg)  # raises, saying how to build it
+    with progress(cfg) if progress else contextlib.nullcontext(None) as report:
+        return kbuild.build(cfg, progress=report)
+
+
+def build_python(
+    app_path: Path,
+    store: Store,
+    tag: str | None = None,
+    step: Step | None = None,
+    build_kernel: bool = True,
+    kernel_progress: KernelProgress | None = None,
+) -> BuildResult:
     say = step or (lambda _msg: None)
     app = load_app(app_path)
     ref = Ref.parse(tag) if tag else Ref(app.name)
     say(f"analyzing {app.entry_path.name}")
     interp = probe(app.config.python)
     graph = analyze(app, interp)
-    cfg = kbuild.resolve_config()
-    kernel = kbuild.require(cfg)
+    needs = python_needs(app.config, graph)
+    rules = policy(app.config.seccomp.allow)
+    kernel = kernel_for(needs.features, build_kernel, kernel_progress)
 
     with store.staging() as scratch:
         say(f"laying out {len(graph.modules)} modules")
         root = RootFS(scratch / "root")
         modules, closure = layout(app, graph, interp, root)
         entry = _entry(app, graph, interp)
-        root.add_bytes(CONFIG_PATH, config_lines(entry, app.name))
+        for volume in entry.volumes:
+            root.mkdir(volume)
+        root.add_bytes(CONFIG_PATH, config_lines(entry, app.name, rules))
         root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
         root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
         files = root.files()
         say(f"packing {len(files)} files")
         rootfs_img = scratch / "root.erofs"
         erofs.pack(root.root, rootfs_img)
+        verity = protect(rootfs_img)
+        meta = kernel.meta
         libraries = tuple(
             LibraryEntry(path=p, size=closure.files[p].stat().st_size, needed_by=closure.needed_by[p])
             for p in closure.libraries
         )
-        say("storing")
-        return commit(store, ref, app, interp, graph, kernel, rootfs_img, len(files), entry, modules, libraries)
 
-
-def commit(
-    store: Store,
-    ref: Ref,
-    app: App,
-    interp: Interpreter,
-    graph: ModuleGraph,
-    kernel: kbuild.Kernel,
-    rootfs_img: Path,
-    file_count: int,
-    entry: Entry,
-    modules: list[ModuleEntry],
-    libraries: tuple[LibraryEntry, ...],
-) -> BuildResult:
-    meta = kernel.meta
-    with store.lock():
-        before = {p.name for p in (store.root / "blobs" / "sha256").iterdir()}
-        try:
-            kdigest, ksize = store.put_file(kernel.vmlinux_xz)
-            rdigest, rsize = store.put_file(rootfs_img)
-            manifest = Manifest(
+        def manifest(kernel_digest: str, kernel_size: int, rootfs_digest: str, rootfs_size: int) -> Manifest:
+            return Manifest(
                 name=ref.name,
                 created=datetime.now(UTC).replace(microsecond=0),
                 kernel=KernelPart(
-                    digest=kdigest,
-                    size=ksize,
+                    digest=kernel_digest,
+                    size=kernel_size,
                     media_type=MEDIA_KERNEL,
                     config_hash=kernel.config_hash,
                     features=tuple(meta["features"]),
+                    reasons=needs.reasons,
                     source_version=str(meta["source_version"]),
+                    options=kernel.enabled_options(),
                     options_enabled=int(meta["options_enabled"]),
                     uncompressed_size=int(meta["vmlinux_size"]),
                 ),
                 rootfs=RootfsPart(
-                    digest=rdigest, size=rsize, media_type=MEDIA_ROOTFS, compression=erofs.COMPRESSION, files=file_count
+                    digest=rootfs_digest,
+                    size=rootfs_size,
+                    media_type=MEDIA_ROOTFS,
+                    compression=erofs.COMPRESSION,
+                    files=len(files),
+                    verity=verity,
                 ),
                 entry=entry,
+                policy=SyscallPolicy(denied=rules.denied, relaxed=rules.relaxed),
                 python=PythonInfo(
                     interpreter=str(interp.executable),
                     version=interp.version,
@@ -212,11 +237,34 @@ def commit(
                     kiln_version=__version__,
                 ),
             )
-            digest = store.put_manifest(manifest)
+
+        say("storing")
+        return commit(store, ref, kernel.vmlinux_xz, rootfs_img, manifest)
+
+
+def commit(
+    store: Store,
+    ref: Ref,
+    kernel_file: Path,
+    rootfs_file: Path,
+    manifest: Callable[[str, int, str, int], Manifest],
+) -> BuildResult:
+    """Add the parts and the manifest to the store and tag it, under the store lock.
+
+    The tag is written last; if anything fails, the blobs this call added are removed.
+    """
+    with store.lock():
+        blobs = store.root / "blobs" / "sha256"
+        before = {p.name for p in blobs.iterdir()}
+        try:
+            kdigest, ksize = store.put_file(kernel_file)
+            rdigest, rsize = store.put_file(rootfs_file)
+            m = manifest(kdigest, ksize, rdigest, rsize)
+            digest = store.put_manifest(m)
             store.tag(ref, digest)
         except BaseException:
-            for p in (store.root / "blobs" / "sha256").iterdir():
+            for p in blobs.iterdir():
                 if p.name not in before:
                     p.unlink(missing_ok=True)
             raise
-    return BuildResult(ref, digest, manifest)
+    return BuildResult(ref, digest, m)

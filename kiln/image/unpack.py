@@ -21,16 +21,18 @@ from kiln.paths import home_dir
 from kiln.store import Image, Store
 
 
-def _verified(store: Store, image: Image, part: str, digest: str) -> Path:
+def _verified(store: Store, image: Image, part: str, digest: str, check: bool = True) -> Path:
+    if not check:
+        return store.blob_path(digest)
     try:
         return store.verify_blob(digest, f"the {part} of image {image.ref}")
     except StoreError as err:
         raise StoreError(f"refusing to run: {err}") from None
 
 
-def kernel(store: Store, image: Image) -> Path:
+def kernel(store: Store, image: Image, check: bool = True) -> Path:
     digest = image.manifest.kernel.digest
-    blob = _verified(store, image, "kernel", digest)
+    blob = _verified(store, image, "kernel", digest, check)
     final = home_dir("cache", "vmlinux") / digest.split(":", 1)[1]
     if (final / "vmlinux").is_file():
         return final / "vmlinux"
@@ -43,8 +45,8 @@ def kernel(store: Store, image: Image) -> Path:
     return final / "vmlinux"
 
 
-def rootfs(store: Store, image: Image) -> Path:
-    return _verified(store, image, "root file system", image.manifest.rootfs.digest)
+def rootfs(store: Store, image: Image, check: bool = True) -> Path:
+    return _verified(store, image, "root file system", image.manifest.rootfs.digest, check)
 
 
 def tree(store: Store, image: Image) -> Path:

@@ -55,6 +55,11 @@ class Kernel:
     def config_file(self) -> Path:
         return self.directory / "config"
 
+    def enabled_options(self) -> tuple[str, ...]:
+        """The CONFIG_ options this kernel has on, sorted."""
+        options = kconfig.read_options(self.config_file.read_text())
+        return tuple(sorted(k for k, v in options.items() if v in ("y", "m")))
+
     @property
     def meta(self) -> dict[str, object]:
         return json.loads((self.directory / "meta.json").read_text())

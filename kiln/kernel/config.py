@@ -18,12 +18,14 @@ from kiln.errors import KernelError
 FRAGMENTS_DIR = Path(__file__).parent / "fragments"
 
 # Bump when the way a config is turned into a kernel changes (make targets, strip...).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
-# What every kiln guest needs: boot, console, root file system, entropy, seccomp.
-BASE_FEATURES = ("base", "serial-console", "virtio-mmio", "virtio-blk", "erofs", "virtio-rng", "seccomp")
+# What every kiln guest needs: boot, console, the verified root file system,
+# entropy, and seccomp for the syscall policy.
+BASE_FEATURES = ("base", "serial-console", "virtio-mmio", "virtio-blk", "erofs", "dm-verity", "virtio-rng", "seccomp")
 NETWORK_FEATURES = ("virtio-net", "ipv4")
-DEFAULT_FEATURES = BASE_FEATURES + NETWORK_FEATURES
+# What `kiln kernel build` builds without --features or --for: a networked event-loop app.
+DEFAULT_FEATURES = (*BASE_FEATURES, *NETWORK_FEATURES, "epoll")
 
 _OPTION = re.compile(r"^(CONFIG_[A-Z0-9_]+)=(.*)$")
 

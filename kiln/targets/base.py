@@ -8,10 +8,30 @@ from typing import BinaryIO, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiln.errors import UsageError
 from kiln.store import Image, Store
 from kiln.targets.ports import PortMap
 
 Accel = Literal["auto", "kvm", "tcg"]
+
+
+class VolumeMap(BaseModel):
+    """-v HOST:GUEST: a host directory on one of the image's declared volumes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: Path
+    guest: str
+
+    @classmethod
+    def parse(cls, spec: str) -> VolumeMap:
+        host, sep, guest = spec.rpartition(":")
+        if not sep or not host or not guest.startswith("/"):
+            raise UsageError(f"invalid volume {spec!r} (expected HOSTDIR:/guest/path, e.g. ./data:/data)")
+        path = Path(host).expanduser().resolve()
+        if not path.is_dir():
+            raise UsageError(f"volume {spec!r}: {path} is not a directory")
+        return cls(host=path, guest=guest)
 
 
 class RunConfig(BaseModel):
@@ -20,9 +40,20 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ports: tuple[PortMap, ...] = ()
+    volumes: tuple[VolumeMap, ...] = ()
     memory_mib: int | None = Field(default=None, ge=16)
     accel: Accel = "auto"
     kernel_log: bool = False
+    skip_digest_check: bool = False  # for testing dm-verity only: boot parts the store cannot vouch for
+
+    def volume_hosts(self, declared: tuple[str, ...]) -> list[Path | None]:
+        """For each volume the image declares, the host directory given for it (None: a fresh tmpfs)."""
+        given = {v.guest: v.host for v in self.volumes}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            have = ", ".join(declared) or "none"
+            raise UsageError(f"the image declares no volume at {', '.join(unknown)} (it declares: {have})")
+        return [given.get(path) for path in declared]
 
 
 @dataclass
@@ -30,6 +61,7 @@ class Plan:
     """A run, decided but not started: the exact command, and what it needs."""
 
     target: str
+    image: str  # the reference, for messages
     argv: list[str]
     notes: list[str] = field(default_factory=list)  # one-line notices for the user
     forwards: list[PortMap] = field(default_factory=list)  # host-side proxies to start

@@ -9,6 +9,7 @@ from typing import IO, BinaryIO
 
 EXIT_LINE = re.compile(rb"^kiln-init: exit status (\d+)\s*$")
 PANIC = re.compile(rb"Kernel panic - not syncing: (.*)$")
+VERITY = re.compile(rb"device-mapper: verity: [^:]*: (.*)$")
 
 
 class ConsoleReader:
@@ -21,6 +22,7 @@ class ConsoleReader:
         self.lines: list[bytes] = []
         self.exit_status: int | None = None
         self.panic: str | None = None
+        self.verity: str | None = None  # the first block dm-verity refused
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
@@ -32,6 +34,8 @@ class ConsoleReader:
                 self.exit_status = int(m.group(1))
             elif m := PANIC.search(stripped):
                 self.panic = m.group(1).decode(errors="replace")
+            elif (m := VERITY.search(stripped)) and self.verity is None:
+                self.verity = m.group(1).decode(errors="replace")
             self.lines.append(stripped)
             del self.lines[: -self.keep]
             if self.sink is not None:

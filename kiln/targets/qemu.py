@@ -14,8 +14,10 @@ import subprocess
 from typing import BinaryIO
 
 from kiln import _proc
-from kiln.errors import TargetError
+from kiln.errors import TargetError, UsageError
 from kiln.image import unpack
+from kiln.image.verity import dm_table
+from kiln.manifest import volume_tag
 from kiln.paths import home_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
@@ -35,8 +37,13 @@ class QemuTarget:
 
     def plan(self, image: Image, cfg: RunConfig) -> Plan:
         qemu = _proc.require("qemu-system-x86_64")
-        kernel = unpack.kernel(self.store, image)
-        rootfs = unpack.rootfs(self.store, image)
+        m = image.manifest
+        hosts = cfg.volume_hosts(m.entry.volumes)
+        check = not cfg.skip_digest_check
+        kernel = unpack.kernel(self.store, image, check)
+        rootfs = unpack.rootfs(self.store, image, check)
+        if cfg.ports and not m.kernel.network:
+            raise UsageError(f"image {image.ref} has no network (its app declares no ports and uses no sockets)")
         accel, note = accelerator.choose(cfg.accel, kernel)
         qmp = home_dir("run") / f"qemu-{os.getpid()}-{secrets.token_hex(4)}.qmp"
         spec = VmSpec(
@@ -44,13 +51,17 @@ class QemuTarget:
             rootfs=rootfs,
             accel=accel,
             ports=cfg.ports,
+            network=m.kernel.network,
             qmp_socket=qmp,
-            memory_mib=cfg.memory_mib or image.manifest.entry.memory_mib,
+            memory_mib=cfg.memory_mib or m.entry.memory_mib,
             cmdline=(f"kiln.seed={secrets.token_hex(32)}",),
             quiet=not cfg.kernel_log,
+            verity_table=dm_table(m.rootfs.verity),
+            volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
         )
         return Plan(
             self.name,
+            str(image.ref),
             command(spec, qemu),
             notes=[note] if note else [],
             qmp_socket=qmp,
@@ -95,6 +106,12 @@ class QemuTarget:
             for path in plan.cleanup:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+        if console.verity:
+            then = f"; then: {console.panic}" if console.panic else ""
+            raise TargetError(
+                f"image {plan.image}: the guest refused a corrupted block of its root file system "
+                f"(dm-verity: {console.verity}){then}"
+            )
         if console.exit_status is not None:
             return console.exit_status
         if console.panic:

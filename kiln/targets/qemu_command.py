@@ -47,12 +47,18 @@ class VmSpec:
     qmp_socket: Path | None = None
     cmdline: tuple[str, ...] = field(default_factory=tuple)  # extra kernel parameters
     quiet: bool = True
+    verity_table: str | None = None  # dm-verity table for the root device (see kiln.image.verity)
+    volumes: tuple[tuple[str, Path], ...] = ()  # (9p mount tag, host directory)
 
 
 def kernel_cmdline(spec: VmSpec) -> str:
+    if spec.verity_table:
+        root = ["root=/dev/dm-0", f'dm-mod.create="{spec.verity_table}"', "dm-mod.waitfor=/dev/vda"]
+    else:
+        root = ["root=/dev/vda"]
     params = [
         "console=ttyS0",
-        "root=/dev/vda",
+        *root,
         "rootfstype=erofs",
         "ro",
         "init=/kiln/init",
@@ -106,6 +112,13 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
     if spec.network:
         forwards = "".join(f",hostfwd=tcp:{p.host_ip}:{p.host}-:{p.guest}" for p in spec.ports)
         argv += ["-netdev", f"user,id=net0{forwards}", "-device", "virtio-net-device,netdev=net0"]
+    for tag, host in spec.volumes:
+        argv += [
+            "-fsdev",
+            f"local,id={tag},path={host},security_model=none",
+            "-device",
+            f"virtio-9p-device,fsdev={tag},mount_tag={tag}",
+        ]
     if spec.qmp_socket:
         argv += ["-qmp", f"unix:{spec.qmp_socket},server=on,wait=off"]
     return argv

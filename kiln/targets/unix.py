@@ -33,15 +33,19 @@ class UnixTarget:
 
     def plan(self, image: Image, cfg: RunConfig) -> Plan:
         unshare = _proc.require("unshare")
+        hosts = cfg.volume_hosts(image.manifest.entry.volumes)
         root = unpack.tree(self.store, image)
         argv = [unshare, "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
         if os.geteuid() != 0:
             argv += ["--user", "--map-root-user"]
         argv += ["--", str(root / "kiln" / "init"), "--sandbox", str(root)]
+        for guest, host in zip(image.manifest.entry.volumes, hosts, strict=True):
+            if host is not None:
+                argv += ["--volume", f"{host}={guest}"]
         notes = []
         if cfg.memory_mib:
             notes.append("--memory is not enforced on the unix target")
-        return Plan(self.name, argv, notes=notes, forwards=list(cfg.ports))
+        return Plan(self.name, str(image.ref), argv, notes=notes, forwards=list(cfg.ports))
 
     def run(self, plan: Plan, sink: BinaryIO) -> int:
         proxied = [p for p in plan.forwards if p.host != p.guest]

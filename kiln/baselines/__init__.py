@@ -1,0 +1,1 @@
+"""Baselines kiln is compared with, built from Debian's packages (never by hand)."""
