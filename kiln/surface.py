@@ -99,7 +99,11 @@ def cloud_kernel_options() -> tuple[int, str] | None:
     """(options on, where from) for Debian's cloud kernel config on this machine, if present."""
     for path in CLOUD_CONFIGS:
         if path.is_file():
-            text = lzma.open(path, "rt").read() if path.suffix == ".xz" else path.read_text()
+            if path.suffix == ".xz":
+                with lzma.open(path, "rt") as f:
+                    text = f.read()
+            else:
+                text = path.read_text()
             options = read_options(text)
             return sum(1 for v in options.values() if v in ("y", "m")), str(path)
     return None
