@@ -5,8 +5,10 @@
 VENV      ?= .venv
 PYTHON    ?= python3
 KILN      := $(VENV)/bin/kiln
-APT_PACKAGES := qemu-system-x86 linux-source-6.1 build-essential flex bison bc libelf-dev libssl-dev \
-                erofs-utils xz-utils util-linux python3.11 python3-venv binutils
+APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
+                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap python3.11 python3-venv binutils
+# Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
+KERNEL_APPS := examples/hello-http tests/fixtures/apps/exit3 tests/fixtures/apps/sealed
 
 .PHONY: setup apt venv kernel demo test lint bench clean
 
@@ -29,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 kernel: setup
-	$(KILN) kernel build
+	for app in $(KERNEL_APPS); do $(KILN) kernel build --for $$app || exit 1; done
 
 demo: kernel
 	$(VENV)/bin/python scripts/demo.py
@@ -40,6 +42,7 @@ test: kernel
 
 bench: kernel
 	$(VENV)/bin/python bench/hello_http.py
+	$(VENV)/bin/python bench/surface.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

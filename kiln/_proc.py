@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,14 @@ def require(program: str) -> str:
         package = PACKAGES.get(program, program)
         raise ToolMissingError(f"{program} is not installed (apt-get install {package})")
     return found
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGKILL when kiln dies, so no VM outlives a killed `kiln run`."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
 def run(

@@ -41,11 +41,16 @@ def kiln(
     return proc
 
 
+# The apps whose specialized kernels the tests boot (`make kernel` builds the same ones).
+KERNEL_APPS = (EXAMPLES / "hello-http", FIXTURES / "exit3", FIXTURES / "sealed")
+
+
 @pytest.fixture(scope="session")
 def kernel_built() -> None:
-    """Build the default kernel once (a no-op when it is cached, as after `make kernel`)."""
+    """Build the kernels the tests boot, once (no-ops when cached, as after `make kernel`)."""
     env = {**os.environ, "KILN_HOME": str(SHARED_HOME)}
-    kiln("kernel", "build", env=env, timeout=1800, check=True)
+    for app in KERNEL_APPS:
+        kiln("kernel", "build", "--for", str(app), env=env, timeout=1800, check=True)
 
 
 def _home(base: Path, share_kernel: bool) -> dict[str, str]:
@@ -149,5 +154,9 @@ def instances() -> Iterator[list[Instance]]:
     yield started
     for inst in started:
         if inst.proc.poll() is None:
-            inst.proc.kill()
-            inst.proc.wait(10)
+            inst.proc.send_signal(signal.SIGINT)
+            try:
+                inst.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                inst.proc.kill()
+                inst.proc.wait(10)

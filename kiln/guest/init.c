@@ -296,6 +296,8 @@ static void bind_dev(const char *name) {
 /* `--volume HOST=GUEST` arguments of the sandbox, bound before the pivot. */
 static char *sandbox_volumes[16];
 static int nsandbox_volumes;
+static const char *bound_volumes[16]; /* guest paths bound from the host */
+static int nbound_volumes;
 
 static void enter_sandbox(const char *root) {
     static const char *devs[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
@@ -319,6 +321,8 @@ static void enter_sandbox(const char *root) {
         if (mount(host, guest + 1, NULL, MS_BIND | MS_REC, NULL) < 0 ||
             mount(NULL, guest + 1, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
             say("volume %s: cannot bind %s: %s", guest, host, strerror(errno));
+        else
+            bound_volumes[nbound_volumes++] = guest;
     }
     must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot into the root");
     must(umount2(".", MNT_DETACH) == 0, "detach the host's root");
@@ -341,19 +345,20 @@ static void drop_capabilities(void) {
 
 /* ---- volumes -------------------------------------------------------------- */
 
-static int is_mount_point(const char *path) {
-    struct stat here, parent;
-    char up[300];
-    snprintf(up, sizeof up, "%s/..", path);
-    return stat(path, &here) == 0 && stat(up, &parent) == 0 && here.st_dev != parent.st_dev;
+static int bound_by_sandbox(const char *path) {
+    int i;
+    for (i = 0; i < nbound_volumes; i++)
+        if (!strcmp(bound_volumes[i], path))
+            return 1;
+    return 0;
 }
 
 static void mount_volumes(void) {
     int i;
     for (i = 0; i < nvolumes; i++) {
         struct volume *v = &volumes[i];
-        if (is_mount_point(v->path))
-            continue; /* bound by the sandbox */
+        if (bound_by_sandbox(v->path))
+            continue;
         if (!sandboxed &&
             mount(v->tag, v->path, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") == 0)
             continue;

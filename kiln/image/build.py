@@ -98,6 +98,7 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter) -> Entry:
         env=env,
         workdir=str(APP_DIR),
         ports=app.config.ports,
+        volumes=app.config.volumes,
         memory_mib=app.config.memory,
     )
 

@@ -9,7 +9,7 @@ from typing import IO, BinaryIO
 
 EXIT_LINE = re.compile(rb"^kiln-init: exit status (\d+)\s*$")
 PANIC = re.compile(rb"Kernel panic - not syncing: (.*)$")
-VERITY = re.compile(rb"device-mapper: verity: [^:]*: (.*)$")
+VERITY = re.compile(rb"device-mapper: verity: \S+: (.*)$")
 
 
 class ConsoleReader:

@@ -90,7 +90,12 @@ class QemuTarget:
     def run(self, plan: Plan, sink: BinaryIO) -> int:
         check_free(plan.forwards)
         proc = subprocess.Popen(
-            plan.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            plan.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_proc.die_with_parent,
         )
         assert proc.stdout is not None and proc.stderr is not None
         console = ConsoleReader(proc.stdout, sink)

@@ -58,6 +58,7 @@ class UnixTarget:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_proc.die_with_parent,
         )
         assert proc.stdout is not None
         console = ConsoleReader(proc.stdout, sink)
