@@ -20,6 +20,8 @@ from kiln.kernel.source import find_source, unpacked
 from kiln.paths import home_dir
 from kiln.store import Image, Store
 
+# Bump when scan_tree counts differently: cached baseline figures are keyed by it.
+SURFACE_VERSION = 1
 SHELL_NAMES = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "busybox", "fish"})
 CLOUD_CONFIGS = (
     Path("/usr/src/linux-config-6.1/config.amd64_none_cloud-amd64.xz"),
@@ -132,7 +134,7 @@ def debian_surface(variant: str = "minbase") -> Surface:
     """Debian bookworm `variant` (debootstrap) with Debian's cloud kernel; cached as JSON."""
     from kiln.baselines import debian
 
-    cache = home_dir("cache", "baselines") / f"surface-debian-{variant}.json"
+    cache = home_dir("cache", "baselines") / f"surface-v{SURFACE_VERSION}-debian-{variant}.json"
     if cache.is_file():
         return Surface(**json.loads(cache.read_text()))
     root = debian.rootfs(variant)

@@ -38,7 +38,9 @@ def show_surface(store: Store, img: Image, as_json: bool) -> None:
     from kiln import surface
 
     mine = surface.image_surface(store, img)
-    if not (surface.home_dir("cache", "baselines") / "surface-debian-minbase.json").is_file():
+    if not (
+        surface.home_dir("cache", "baselines") / f"surface-v{surface.SURFACE_VERSION}-debian-minbase.json"
+    ).exists():
         err_console.print(
             "measuring the Debian minbase baseline once (debootstrap if needed: minutes)", highlight=False
         )
