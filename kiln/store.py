@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -144,6 +144,23 @@ class Store:
             raise StoreError(f"{what} is damaged: its content has digest {actual}, the manifest says {digest}")
         return path
 
+    def add_image(self, ref: Ref, parts: list[Path], manifest: Callable[[list[tuple[str, int]]], bytes]) -> str:
+        """Add an image as a whole: its parts, then the manifest made from their (digest, size), then
+        the tag, under the lock. If anything fails, the blobs this call added are removed again."""
+        blobs = self.root / "blobs" / "sha256"
+        with self.lock():
+            before = {p.name for p in blobs.iterdir()}
+            try:
+                stored = [self.put_file(p) for p in parts]
+                digest = self.put_bytes(manifest(stored))
+                self.tag(ref, digest)
+            except BaseException:
+                for p in blobs.iterdir():
+                    if p.name not in before:
+                        p.unlink(missing_ok=True)
+                raise
+        return digest
+
     # ---- manifests and tags -------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> str:
         return self.put_bytes(manifest.to_json())
@@ -190,3 +207,57 @@ class Store:
 
     def images(self) -> list[Image]:
         return [Image(ref, digest, self.read_manifest(digest, f"the manifest of {ref}")) for ref, digest in self.refs()]
+
+    def image_by_digest(self, digest: str, name: str) -> Image:
+        """An image pinned by its manifest digest (instances keep running what they started with)."""
+        return Image(Ref.parse(name), digest, self.read_manifest(digest, f"the manifest of {name} ({digest})"))
+
+    # ---- removing ---------------------------------------------------------------
+    def untag(self, text: str) -> str:
+        """Remove a tag; return the digest it named. Blobs stay until `prune`."""
+        ref = Ref.parse(text)
+        path = self._tag_path(ref)
+        if not path.is_file():
+            raise StoreError(f"no such image: {ref}")
+        digest = path.read_text().strip()
+        with self.lock():
+            path.unlink()
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        return digest
+
+    def parts(self, digest: str) -> set[str]:
+        """The manifest's digest and the digests of the parts it names."""
+        try:
+            m = self.read_manifest(digest)
+        except StoreError:
+            return {digest}
+        return {digest, m.kernel.digest, m.rootfs.digest}
+
+    def prune(self, keep: set[str]) -> list[str]:
+        """Delete every blob that no tag and no image digest in `keep` uses; return what went."""
+        with self.lock():
+            used: set[str] = set()
+            for digest in {d for _, d in self.refs()} | keep:
+                used |= self.parts(digest)
+            removed = []
+            for blob in sorted((self.root / "blobs" / "sha256").iterdir()):
+                digest = "sha256:" + blob.name
+                if digest not in used:
+                    blob.unlink()
+                    removed.append(digest)
+            for stale in (self.root / "tmp").iterdir():  # left by a killed build or pull
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+            return removed
+
+    def check(self) -> list[str]:
+        """Problems in the store: tags naming missing or damaged manifests or parts (empty if consistent)."""
+        problems = []
+        for ref, digest in self.refs():
+            try:
+                m = self.read_manifest(digest, f"the manifest of {ref}")
+                self.verify_blob(m.kernel.digest, f"the kernel of {ref}")
+                self.verify_blob(m.rootfs.digest, f"the root file system of {ref}")
+            except StoreError as err:
+                problems.append(str(err))
+        return problems

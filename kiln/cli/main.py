@@ -24,6 +24,17 @@ COMMANDS = {
     "run": "kiln.cli.run:run",
     "images": "kiln.cli.images:images",
     "inspect": "kiln.cli.inspect:inspect",
+    "ps": "kiln.cli.ps:ps",
+    "logs": "kiln.cli.logs:logs",
+    "stop": "kiln.cli.stop:stop",
+    "start": "kiln.cli.start:start",
+    "rm": "kiln.cli.rm:rm",
+    "stats": "kiln.cli.stats:stats",
+    "tag": "kiln.cli.tag:tag",
+    "rmi": "kiln.cli.rmi:rmi",
+    "prune": "kiln.cli.prune:prune",
+    "push": "kiln.cli.push:push",
+    "pull": "kiln.cli.push:pull",
 }
 
 EPILOG = """\b

@@ -22,6 +22,7 @@ Examples:
   kiln run -p 8080:8080 hello-http
   kiln run --target unix -p 8080:8080 hello-http
   kiln run -v ./data:/data notes        # a host directory on a declared volume
+  kiln run -d --name web -p 8080:8080 --restart on-failure hello-http
   kiln run --dry-run hello-http        # print the QEMU command line
 """
 
@@ -72,6 +73,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
     hidden=True,
     help="Boot without checking the image's parts against its manifest (for testing dm-verity).",
 )
+@click.option("-d", "--detach", is_flag=True, help="Run in the background under a supervisor; print the name.")
+@click.option("--name", help="Name the detached instance (default: the image's name and a random suffix).")
+@click.option(
+    "--restart",
+    default="no",
+    show_default=True,
+    metavar="no|on-failure[:N]|always",
+    help="Restart policy of a detached instance.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the command that would run, and exit.")
 def run(
     image: str,
@@ -82,6 +92,9 @@ def run(
     volumes: tuple[str, ...],
     kernel_log: bool,
     skip_digest_check: bool,
+    detach: bool,
+    name: str | None,
+    restart: str,
     dry_run: bool,
 ) -> None:
     """Run IMAGE; the console streams here, Ctrl-C stops it, and kiln exits with the app's status."""
@@ -98,6 +111,15 @@ def run(
         skip_digest_check=skip_digest_check,
     )
     store = Store()
+    if detach and not dry_run:
+        from kiln.runtime.instance import RestartPolicy
+        from kiln.runtime.manage import run_detached
+
+        inst = run_detached(store, image, target, cfg, RestartPolicy.parse(restart), name)
+        console.print(inst.name, highlight=False, markup=False)
+        return
+    if name or restart != "no":
+        raise UsageError("--name and --restart go with -d (a detached instance)")
     img = store.image(image)
     runner = TARGETS[target](store)
     plan = runner.plan(img, cfg)

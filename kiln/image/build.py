@@ -250,22 +250,13 @@ def commit(
     rootfs_file: Path,
     manifest: Callable[[str, int, str, int], Manifest],
 ) -> BuildResult:
-    """Add the parts and the manifest to the store and tag it, under the store lock.
+    """Add the kernel, the root file system and the manifest naming them to the store, tagged."""
+    made: list[Manifest] = []
 
-    The tag is written last; if anything fails, the blobs this call added are removed.
-    """
-    with store.lock():
-        blobs = store.root / "blobs" / "sha256"
-        before = {p.name for p in blobs.iterdir()}
-        try:
-            kdigest, ksize = store.put_file(kernel_file)
-            rdigest, rsize = store.put_file(rootfs_file)
-            m = manifest(kdigest, ksize, rdigest, rsize)
-            digest = store.put_manifest(m)
-            store.tag(ref, digest)
-        except BaseException:
-            for p in blobs.iterdir():
-                if p.name not in before:
-                    p.unlink(missing_ok=True)
-            raise
-    return BuildResult(ref, digest, m)
+    def make(stored: list[tuple[str, int]]) -> bytes:
+        (kdigest, ksize), (rdigest, rsize) = stored
+        made.append(manifest(kdigest, ksize, rdigest, rsize))
+        return made[0].to_json()
+
+    digest = store.add_image(ref, [kernel_file, rootfs_file], make)
+    return BuildResult(ref, digest, made[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -45,6 +46,7 @@ class RunConfig(BaseModel):
     accel: Accel = "auto"
     kernel_log: bool = False
     skip_digest_check: bool = False  # for testing dm-verity only: boot parts the store cannot vouch for
+    qmp_socket: Path | None = None  # where QEMU's control socket goes (default: under $KILN_HOME/run)
 
     def volume_hosts(self, declared: tuple[str, ...]) -> list[Path | None]:
         """For each volume the image declares, the host directory given for it (None: a fresh tmpfs)."""
@@ -78,6 +80,8 @@ class Target(Protocol):
         """Check the image's parts and decide the command line; start nothing."""
         ...
 
-    def run(self, plan: Plan, sink: BinaryIO) -> int:
-        """Start the plan, stream the console to `sink`, return the app's exit status."""
+    def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
+        """Start the plan, stream the console to `sink`, return the app's exit status.
+
+        `on_start` gets the pid of the VM (or sandbox) process once it is running."""
         ...

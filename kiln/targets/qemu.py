@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from typing import BinaryIO
 
 from kiln import _proc
@@ -45,7 +46,7 @@ class QemuTarget:
         if cfg.ports and not m.kernel.network:
             raise UsageError(f"image {image.ref} has no network (its app declares no ports and uses no sockets)")
         accel, note = accelerator.choose(cfg.accel, kernel)
-        qmp = home_dir("run") / f"qemu-{os.getpid()}-{secrets.token_hex(4)}.qmp"
+        qmp = cfg.qmp_socket or home_dir("run") / f"qemu-{os.getpid()}-{secrets.token_hex(4)}.qmp"
         spec = VmSpec(
             kernel=kernel,
             rootfs=rootfs,
@@ -87,7 +88,7 @@ class QemuTarget:
             proc.kill()
             proc.wait()
 
-    def run(self, plan: Plan, sink: BinaryIO) -> int:
+    def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         check_free(plan.forwards)
         proc = subprocess.Popen(
             plan.argv,
@@ -97,6 +98,8 @@ class QemuTarget:
             start_new_session=True,
             preexec_fn=_proc.die_with_parent,
         )
+        if on_start:
+            on_start(proc.pid)
         assert proc.stdout is not None and proc.stderr is not None
         console = ConsoleReader(proc.stdout, sink)
         errors = ConsoleReader(proc.stderr, None)
@@ -121,6 +124,8 @@ class QemuTarget:
             return console.exit_status
         if console.panic:
             raise TargetError(f"the guest kernel panicked: {console.panic}")
+        if proc.returncode < 0:  # QEMU itself was killed: report it as a shell would
+            return 128 - proc.returncode
         written = decode_exit(proc.returncode)
         if written is not None and written < 127 and not errors.lines:
             return written

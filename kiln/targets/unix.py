@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from typing import BinaryIO
 
 from kiln import _proc
@@ -47,7 +48,7 @@ class UnixTarget:
             notes.append("--memory is not enforced on the unix target")
         return Plan(self.name, str(image.ref), argv, notes=notes, forwards=list(cfg.ports))
 
-    def run(self, plan: Plan, sink: BinaryIO) -> int:
+    def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         proxied = [p for p in plan.forwards if p.host != p.guest]
         # The app binds its own ports on the host; a proxy needs the host side too.
         check_free([PortMap(host_ip=p.host_ip, host=p.guest, guest=p.guest) for p in plan.forwards] + proxied)
@@ -60,6 +61,8 @@ class UnixTarget:
             start_new_session=True,
             preexec_fn=_proc.die_with_parent,
         )
+        if on_start:
+            on_start(proc.pid)
         assert proc.stdout is not None
         console = ConsoleReader(proc.stdout, sink)
         try:

@@ -1,0 +1,64 @@
+"""`kiln push` / `kiln pull`: images through an OCI registry."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kiln.cli.ui import console, err_console
+
+CREDENTIALS = [
+    click.option("-u", "--username", help="Registry user (else from ~/.docker/config.json)."),
+    click.option("--password-stdin", is_flag=True, help="Read the password from standard input."),
+]
+
+
+def _credentials(username: str | None, password_stdin: bool) -> tuple[str | None, str | None]:
+    from kiln.errors import UsageError
+
+    if password_stdin and not username:
+        raise UsageError("--password-stdin needs --username")
+    return username, sys.stdin.readline().rstrip("\n") if password_stdin else None
+
+
+def credential_options(f):
+    for option in reversed(CREDENTIALS):
+        f = option(f)
+    return f
+
+
+@click.command(
+    epilog="\b\nExamples:\n  kiln tag hello-http localhost:5000/demo/hello:1.0\n"
+    "  kiln push localhost:5000/demo/hello:1.0\n"
+    '  echo "$PW" | kiln push -u me --password-stdin localhost:5000/demo/hello:1.0'
+)
+@click.argument("image")
+@credential_options
+def push(image: str, username: str | None, password_stdin: bool) -> None:
+    """Push IMAGE (named registry/repository:tag) to its registry as an OCI artifact."""
+    from kiln.registry import push as push_image
+    from kiln.store import Store
+
+    user, password = _credentials(username, password_stdin)
+    err_console.print(f"pushing {image}", highlight=False, markup=False)
+    digest = push_image(Store(), image, user, password)
+    console.print(f"{image} pushed ({digest})", highlight=False, markup=False)
+
+
+@click.command(epilog="\b\nExample:\n  kiln pull localhost:5000/demo/hello:1.0")
+@click.argument("image")
+@credential_options
+def pull(image: str, username: str | None, password_stdin: bool) -> None:
+    """Pull IMAGE from its registry into the local store, checking every digest."""
+    from kiln.registry import pull as pull_image
+    from kiln.store import Store
+
+    user, password = _credentials(username, password_stdin)
+
+    def show(what: str, done: int, total: int) -> None:
+        if done:
+            err_console.print(f"  {what}: {done} of {total} bytes", highlight=False, markup=False)
+
+    digest = pull_image(Store(), image, user, password, progress=show)
+    console.print(f"{image} pulled ({digest})", highlight=False, markup=False)

@@ -1,0 +1,216 @@
+"""Push and pull images through an OCI registry, as OCI artifacts (oras).
+
+An image travels as one OCI manifest with three layers, each with its media
+type: the kernel (xz vmlinux), the root file system (EROFS + verity tree) and
+the kiln manifest (JSON). The kiln manifest travels byte for byte, so a pulled
+image has the same digest as the pushed one. On pull every layer is checked
+against its descriptor's digest, and the kernel and root against the kiln
+manifest, before anything is added to the store; a pull that fails or is cut
+off leaves the store as it was.
+
+Credentials come from --username/--password-stdin, else from a Docker-style
+config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json). Registries on
+localhost / 127.0.0.0/8 are spoken to over plain HTTP, as Docker does.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from kiln.errors import KilnError, StoreError, UsageError
+from kiln.manifest import MEDIA_KERNEL, MEDIA_MANIFEST, MEDIA_ROOTFS, Manifest
+from kiln.store import Ref, Store
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_MEDIA = "application/vnd.kiln.config.v1+json"
+ARTIFACT_TYPE = "application/vnd.kiln.image.v1"
+TIMEOUT = 30.0
+
+Progress = Callable[[str, int, int], None]  # (what, bytes done, bytes total)
+
+
+class RegistryError(KilnError):
+    """The registry refused, failed or could not be reached."""
+
+
+def split_ref(ref: Ref) -> tuple[str, str]:
+    """localhost:5000/demo/hello -> ("localhost:5000", "demo/hello")."""
+    host, sep, repo = ref.name.partition("/")
+    if not sep or ("." not in host and ":" not in host and host != "localhost"):
+        raise UsageError(f"{ref} names no registry (tag it first, e.g. kiln tag {ref.name} localhost:5000/{ref})")
+    return host, repo
+
+
+def _insecure(host: str) -> bool:
+    name = host.rsplit(":", 1)[0]
+    return name == "localhost" or name.startswith("127.") or name == "[::1]"
+
+
+def docker_credentials(host: str, config: Path | None = None) -> tuple[str, str] | None:
+    path = config or Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    try:
+        auths = json.loads(path.read_text()).get("auths", {})
+    except (OSError, ValueError):
+        return None
+    for key in (host, f"http://{host}", f"https://{host}"):
+        if key in auths and auths[key].get("auth"):
+            user, _, password = base64.b64decode(auths[key]["auth"]).decode().partition(":")
+            return user, password
+    return None
+
+
+class Client:
+    """One registry, over oras's provider, with timeouts and kiln's error messages."""
+
+    def __init__(
+        self, host: str, username: str | None = None, password: str | None = None, timeout: float = TIMEOUT
+    ) -> None:
+        import oras.provider  # imported here: only pushes and pulls need it
+
+        self.host = host
+        self.registry = oras.provider.Registry(hostname=host, insecure=_insecure(host), auth_backend="basic")
+        request = self.registry.session.request
+        self.registry.session.request = functools.partial(request, timeout=timeout)  # type: ignore[method-assign]
+        creds = (username, password) if username is not None else docker_credentials(host)
+        if creds:
+            self.registry.auth.set_basic_auth(creds[0], creds[1] or "")
+        self.timeout = timeout
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = fn(*args, **kwargs)
+        except requests.exceptions.Timeout:
+            raise RegistryError(f"registry {self.host} did not answer within {self.timeout:.0f} s ({what})") from None
+        except requests.exceptions.ConnectionError:
+            raise RegistryError(f"registry {self.host} is not reachable ({what}): is it running?") from None
+        except requests.exceptions.HTTPError as err:
+            raise self._http_error(what, err.response) from None
+        except ValueError as err:  # oras raises ValueError for error responses
+            text = str(err)
+            if "401" in text or "unauthorized" in text.lower():
+                raise RegistryError(f"registry {self.host} refused the credentials ({what})") from None
+            if "404" in text or "not found" in text.lower() or "MANIFEST_UNKNOWN" in text:
+                raise RegistryError(f"{what}: not found in registry {self.host}") from None
+            raise RegistryError(f"registry {self.host}: {what} failed: {text[:200]}") from None
+        if isinstance(response, requests.Response) and response.status_code >= 400:
+            raise self._http_error(what, response)
+        return response
+
+    def _http_error(self, what: str, response: requests.Response | None) -> RegistryError:
+        code = response.status_code if response is not None else 0
+        if code == 401:
+            return RegistryError(f"registry {self.host} refused the credentials ({what})")
+        if code == 404:
+            return RegistryError(f"{what}: not found in registry {self.host}")
+        return RegistryError(f"registry {self.host}: {what} failed with HTTP {code}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def push(store: Store, text: str, username: str | None = None, password: str | None = None) -> str:
+    """Push a local image to the registry its name starts with; return the OCI manifest digest."""
+    import oras.container
+
+    ref = Ref.parse(text)
+    img = store.image(str(ref))
+    host, repo = split_ref(ref)
+    client = Client(host, username, password)
+    container = oras.container.Container(f"{host}/{repo}:{ref.tag}")
+    m = img.manifest
+    manifest_blob = store.verify_blob(img.digest, f"the manifest of {ref}")
+    parts = [
+        (store.verify_blob(m.kernel.digest, f"the kernel of {ref}"), MEDIA_KERNEL, m.kernel.digest, "kernel.xz"),
+        (
+            store.verify_blob(m.rootfs.digest, f"the root file system of {ref}"),
+            MEDIA_ROOTFS,
+            m.rootfs.digest,
+            "root.erofs",
+        ),
+        (manifest_blob, MEDIA_MANIFEST, img.digest, "kiln-manifest.json"),
+    ]
+    config = store.root / "tmp" / "empty-config.json"
+    config.write_bytes(b"{}")
+    layers = []
+    for path, media, digest, title in [*parts, (config, CONFIG_MEDIA, _sha256(config), "config")]:
+        desc = {
+            "mediaType": media,
+            "digest": digest,
+            "size": path.stat().st_size,
+            "annotations": {"org.opencontainers.image.title": title},
+        }
+        if not client.call(f"checking blob {digest[:19]}", client.registry.blob_exists, desc, container):
+            client.call(f"uploading {title}", client.registry.upload_blob, str(path), container, desc)
+        layers.append(desc)
+    oci = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": {k: v for k, v in layers.pop().items() if k != "annotations"},
+        "layers": layers,
+        "annotations": {"org.opencontainers.image.ref.name": ref.tag, "vnd.kiln.image.digest": img.digest},
+    }
+    client.call(f"pushing {ref}", client.registry.upload_manifest, oci, container)
+    return "sha256:" + hashlib.sha256(json.dumps(oci, separators=(",", ":")).encode()).hexdigest()
+
+
+def pull(
+    store: Store, text: str, username: str | None = None, password: str | None = None, progress: Progress | None = None
+) -> str:
+    """Pull an image into the store, checking every digest; return the kiln manifest digest."""
+    import oras.container
+
+    ref = Ref.parse(text)
+    host, repo = split_ref(ref)
+    client = Client(host, username, password)
+    container = oras.container.Container(f"{host}/{repo}:{ref.tag}")
+    oci = client.call(f"{ref}", client.registry.get_manifest, container)
+    layers = {layer.get("mediaType"): layer for layer in oci.get("layers", [])}
+    missing = [m for m in (MEDIA_KERNEL, MEDIA_ROOTFS, MEDIA_MANIFEST) if m not in layers]
+    if missing:
+        raise RegistryError(f"{ref} is not a kiln image (no {', '.join(missing)} layer)")
+    with store.staging() as scratch:
+        files: dict[str, Path] = {}
+        for media in (MEDIA_MANIFEST, MEDIA_KERNEL, MEDIA_ROOTFS):
+            layer = layers[media]
+            out = scratch / media.rsplit(".", 1)[-1].replace("+", "_")
+            if progress:
+                progress(media, 0, int(layer.get("size", 0)))
+            client.call(
+                f"downloading {layer['digest'][:19]}",
+                client.registry.download_blob,
+                container,
+                layer["digest"],
+                str(out),
+            )
+            actual = _sha256(out)
+            if actual != layer["digest"]:
+                raise RegistryError(
+                    f"refusing {ref}: the {media} blob from {host} has digest {actual}, not {layer['digest']}"
+                )
+            if progress:
+                progress(media, out.stat().st_size, int(layer.get("size", 0)))
+            files[media] = out
+        manifest = Manifest.from_json(files[MEDIA_MANIFEST].read_bytes(), f"the kiln manifest of {ref}")
+        for media, want in ((MEDIA_KERNEL, manifest.kernel.digest), (MEDIA_ROOTFS, manifest.rootfs.digest)):
+            if layers[media]["digest"] != want:
+                raise RegistryError(f"refusing {ref}: its {media} layer is not the one its kiln manifest names")
+        manifest_bytes = files[MEDIA_MANIFEST].read_bytes()
+        digest = store.add_image(ref, [files[MEDIA_KERNEL], files[MEDIA_ROOTFS]], lambda _stored: manifest_bytes)
+    if digest != layers[MEDIA_MANIFEST]["digest"]:
+        raise StoreError(f"internal: stored manifest digest {digest} differs from the layer's")
+    return digest

@@ -1,0 +1,1 @@
+"""Instances without a daemon: state directories, a supervisor per instance, restart policy."""

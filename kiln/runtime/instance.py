@@ -1,0 +1,248 @@
+"""Instances: the state directory of each detached run, and the truth about it.
+
+    $KILN_HOME/instances/<name>/config.json    what to run (image digest, target, ports, policy)
+    $KILN_HOME/instances/<name>/state.json     what happened (pids, status, exit code, restarts)
+    $KILN_HOME/instances/<name>/console.log    the guest console
+    $KILN_HOME/instances/<name>/supervisor.log the supervisor's own messages
+
+There is no daemon: the supervisor of an instance writes state.json, and
+readers check every pid it names against the processes actually alive (pid
+and start time, so a reused pid is not mistaken for ours). A supervisor that
+vanished (kill -9, host crash) leaves an instance that reads as exited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kiln import atomic
+from kiln.errors import KilnError, UsageError
+from kiln.paths import home_dir
+from kiln.targets.base import RunConfig
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+Status = Literal["starting", "running", "restarting", "stopping", "exited"]
+
+
+class RestartPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["no", "on-failure", "always"] = "no"
+    max_retries: int | None = Field(default=None, ge=0)  # on-failure:N
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        mode, _, count = text.partition(":")
+        if mode not in ("no", "on-failure", "always") or (count and (mode != "on-failure" or not count.isdigit())):
+            raise UsageError(f"invalid restart policy {text!r} (expected no, on-failure[:N] or always)")
+        return cls(mode=mode, max_retries=int(count) if count else None)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return self.mode + (f":{self.max_retries}" if self.max_retries is not None else "")
+
+    def should_restart(self, exit_code: int, restarts: int) -> bool:
+        if self.mode == "always":
+            return True
+        if self.mode == "on-failure" and exit_code != 0:
+            return self.max_retries is None or restarts < self.max_retries
+        return False
+
+
+class InstanceConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    image: str  # the reference it was started from
+    digest: str  # the image it runs, pinned
+    target: str
+    run: RunConfig
+    restart: RestartPolicy = RestartPolicy()
+    created: datetime
+
+
+class InstanceState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = "starting"
+    supervisor_pid: int | None = None
+    supervisor_start: int | None = None
+    vm_pid: int | None = None
+    vm_start: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    error: str | None = None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has finished
+        return None
+    return int(fields[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return pid is not None and start is not None and proc_start_time(pid) == start
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Instance:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.name = directory.name
+
+    # ---- files -------------------------------------------------------------------
+    @property
+    def console_log(self) -> Path:
+        return self.dir / "console.log"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.dir / "supervisor.log"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.dir / "qmp.sock"
+
+    @property
+    def config(self) -> InstanceConfig:
+        try:
+            return InstanceConfig.model_validate_json((self.dir / "config.json").read_bytes())
+        except (OSError, ValidationError) as err:
+            raise KilnError(f"instance {self.name}: unreadable config ({err.__class__.__name__})") from None
+
+    def read_state(self) -> InstanceState:
+        try:
+            return InstanceState.model_validate_json((self.dir / "state.json").read_bytes())
+        except (OSError, ValidationError):
+            return InstanceState(status="exited", error="no readable state")
+
+    def write_state(self, state: InstanceState) -> None:
+        atomic.write_bytes(self.dir / "state.json", state.model_dump_json(indent=2).encode())
+
+    # ---- the truth ---------------------------------------------------------------
+    def state(self) -> InstanceState:
+        """state.json, corrected by the processes actually alive."""
+        st = self.read_state()
+        if st.status != "exited" and not alive(st.supervisor_pid, st.supervisor_start):
+            vm_alive = alive(st.vm_pid, st.vm_start)
+            if not vm_alive:
+                st.status = "exited"
+                st.error = st.error or "its supervisor is gone (killed, or the host restarted)"
+        return st
+
+    def running(self) -> bool:
+        return self.state().status in ("starting", "running", "restarting", "stopping")
+
+    def uptime(self, st: InstanceState) -> float | None:
+        if st.status != "running" or st.started_at is None:
+            return None
+        return max(0.0, time.time() - st.started_at.timestamp())
+
+
+def instances_dir() -> Path:
+    return home_dir("instances")
+
+
+def get(name: str) -> Instance:
+    inst = Instance(instances_dir() / name)
+    if not NAME_RE.match(name) or not (inst.dir / "config.json").is_file():
+        raise KilnError(f"no such instance: {name} (see `kiln ps -a`)")
+    return inst
+
+
+def all_instances() -> list[Instance]:
+    return [Instance(d) for d in sorted(instances_dir().iterdir()) if (d / "config.json").is_file()]
+
+
+def create(config: InstanceConfig) -> Instance:
+    if not NAME_RE.match(config.name):
+        raise UsageError(f"invalid instance name {config.name!r} (letters, digits, . _ -; at most 64)")
+    directory = instances_dir() / config.name
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        raise UsageError(f"an instance named {config.name} already exists (kiln rm {config.name})") from None
+    atomic.write_bytes(directory / "config.json", config.model_dump_json(indent=2).encode())
+    inst = Instance(directory)
+    inst.write_state(InstanceState())
+    return inst
+
+
+def images_in_use() -> set[str]:
+    """Digests of the images instances are pinned to (kept by `kiln prune`)."""
+    used = set()
+    for inst in all_instances():
+        try:
+            used.add(inst.config.digest)
+        except KilnError:
+            continue
+    return used
+
+
+def process_tree(pid: int | None) -> list[int]:
+    """`pid` and all its descendants (the sandbox's app runs below unshare and init)."""
+    if pid is None or proc_start_time(pid) is None:
+        return []
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of the VM process (or the whole sandbox)."""
+    total, found = 0, False
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    found = True
+        except (OSError, ValueError):
+            continue
+    return total if found else None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time used so far by the VM process (or the whole sandbox)."""
+    total, found = 0.0, False
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found = True
+    return total if found else None
+
+
+def dump(obj: object) -> str:
+    return json.dumps(obj, default=str)

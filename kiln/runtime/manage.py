@@ -1,0 +1,115 @@
+"""Start, stop, restart and remove detached instances (the library behind
+`kiln run -d`, `kiln start`, `kiln stop` and `kiln rm`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from kiln.errors import KilnError, TargetError, UsageError
+from kiln.runtime.instance import (
+    Instance,
+    InstanceConfig,
+    InstanceState,
+    RestartPolicy,
+    alive,
+    create,
+    now,
+)
+from kiln.store import Store
+from kiln.targets import TARGETS
+from kiln.targets.base import RunConfig
+from kiln.targets.ports import check_free
+
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+
+
+def _spawn_supervisor(inst: Instance) -> None:
+    with open(inst.supervisor_log, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "kiln.runtime.supervisor", str(inst.dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _wait_started(inst: Instance) -> InstanceState:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        st = inst.state()
+        if st.status in ("running", "restarting") or (st.status == "exited" and st.finished_at):
+            break
+        if st.status == "exited":
+            break
+        time.sleep(0.05)
+    st = inst.state()
+    if st.status == "exited" and st.error:
+        raise TargetError(f"instance {inst.name} did not start: {st.error} (kiln logs {inst.name})")
+    return st
+
+
+def run_detached(
+    store: Store, image: str, target: str, run: RunConfig, restart: RestartPolicy, name: str | None
+) -> Instance:
+    img = store.image(image)
+    TARGETS[target](store).plan(img, run)  # every error a run would meet, before anything is created
+    check_free(run.ports)
+    name = name or f"{img.ref.name.rsplit('/', 1)[-1]}-{secrets.token_hex(3)}"
+    inst = create(
+        InstanceConfig(
+            name=name, image=str(img.ref), digest=img.digest, target=target, run=run, restart=restart, created=now()
+        )
+    )
+    _spawn_supervisor(inst)
+    _wait_started(inst)
+    return inst
+
+
+def start(inst: Instance) -> None:
+    if inst.running():
+        raise UsageError(f"instance {inst.name} is already running")
+    check_free(inst.config.run.ports)
+    inst.write_state(InstanceState())
+    _spawn_supervisor(inst)
+    _wait_started(inst)
+
+
+def stop(inst: Instance, timeout: float = STOP_TIMEOUT) -> None:
+    """Graceful: the supervisor quits the VM through QMP (or TERMs the sandbox); a kill after `timeout`."""
+    st = inst.state()
+    if not inst.running():
+        return
+    if alive(st.supervisor_pid, st.supervisor_start):
+        os.kill(st.supervisor_pid, signal.SIGTERM)  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and inst.running():
+        time.sleep(0.1)
+    if inst.running():  # not gone in time: kill what is left
+        st = inst.state()
+        for pid, started in ((st.vm_pid, st.vm_start), (st.supervisor_pid, st.supervisor_start)):
+            if alive(pid, started):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        st.status, st.finished_at, st.exit_code = "exited", now(), 137
+        inst.write_state(st)
+
+
+def remove(inst: Instance, force: bool) -> None:
+    if inst.running():
+        if not force:
+            raise UsageError(f"instance {inst.name} is running: stop it first, or use rm -f")
+        stop(inst)
+    try:
+        shutil.rmtree(inst.dir)
+    except OSError as err:
+        raise KilnError(f"cannot remove instance {inst.name}: {err.strerror}") from None
