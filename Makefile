@@ -6,7 +6,8 @@ VENV      ?= .venv
 PYTHON    ?= python3
 KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
-                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap python3.11 python3-venv binutils
+                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry python3.11 \
+                python3-venv binutils
 # Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
 KERNEL_APPS := examples/hello-http tests/fixtures/apps/exit3 tests/fixtures/apps/sealed
 

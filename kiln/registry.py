@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from kiln.store import Ref, Store
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA = "application/vnd.kiln.config.v1+json"
 ARTIFACT_TYPE = "application/vnd.kiln.image.v1"
-TIMEOUT = 30.0
+TIMEOUT = float(os.environ.get("KILN_REGISTRY_TIMEOUT", "30"))  # seconds a registry may stay silent
 
 Progress = Callable[[str, int, int], None]  # (what, bytes done, bytes total)
 
@@ -74,20 +75,34 @@ class Client:
     def __init__(
         self, host: str, username: str | None = None, password: str | None = None, timeout: float = TIMEOUT
     ) -> None:
+        import oras.logger
         import oras.provider  # imported here: only pushes and pulls need it
 
+        self.messages: list[str] = []  # what oras would have printed; kiln reports it in one line instead
+        oras.logger.logger.handler = lambda record: self.messages.append(str(record.get("msg", "")))
         self.host = host
         self.registry = oras.provider.Registry(hostname=host, insecure=_insecure(host), auth_backend="basic")
+        # oras retries a failed request five times over about two minutes; kiln reports at once instead.
+        unretried = oras.provider.Registry.do_request.__wrapped__  # type: ignore[attr-defined]
+        self.registry.do_request = types.MethodType(unretried, self.registry)  # type: ignore[method-assign]
         request = self.registry.session.request
         self.registry.session.request = functools.partial(request, timeout=timeout)  # type: ignore[method-assign]
         creds = (username, password) if username is not None else docker_credentials(host)
         if creds:
             self.registry.auth.set_basic_auth(creds[0], creds[1] or "")
+        else:
+            self.registry.auth._logout()  # anonymous: a registry that wants credentials answers 401
         self.timeout = timeout
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.messages.clear()
         try:
             response = fn(*args, **kwargs)
+        except SystemExit:  # oras gives up by exiting
+            said = self.messages[-1] if self.messages else "no reason given"
+            if "401" in said or "nauthorized" in said or "authentication" in said.lower():
+                raise RegistryError(f"registry {self.host} refused the credentials ({what})") from None
+            raise RegistryError(f"registry {self.host}: {what} failed: {said}") from None
         except requests.exceptions.Timeout:
             raise RegistryError(f"registry {self.host} did not answer within {self.timeout:.0f} s ({what})") from None
         except requests.exceptions.ConnectionError:

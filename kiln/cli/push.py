@@ -41,8 +41,10 @@ def push(image: str, username: str | None, password_stdin: bool) -> None:
     from kiln.store import Store
 
     user, password = _credentials(username, password_stdin)
+    store = Store()
+    store.image(image)  # a missing image is an error before anything is said to the registry
     err_console.print(f"pushing {image}", highlight=False, markup=False)
-    digest = push_image(Store(), image, user, password)
+    digest = push_image(store, image, user, password)
     console.print(f"{image} pushed ({digest})", highlight=False, markup=False)
 
 

@@ -21,6 +21,7 @@ from kiln.runtime.instance import (
     alive,
     create,
     now,
+    proc_start_time,
 )
 from kiln.store import Store
 from kiln.targets import TARGETS
@@ -33,7 +34,7 @@ STOP_TIMEOUT = 30.0
 
 def _spawn_supervisor(inst: Instance) -> None:
     with open(inst.supervisor_log, "ab") as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "kiln.runtime.supervisor", str(inst.dir)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -41,18 +42,16 @@ def _spawn_supervisor(inst: Instance) -> None:
             start_new_session=True,
             close_fds=True,
         )
+    # Recorded now, so readers see a live supervisor before it has written its first state.
+    inst.write_state(InstanceState(supervisor_pid=proc.pid, supervisor_start=proc_start_time(proc.pid)))
 
 
 def _wait_started(inst: Instance) -> InstanceState:
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        st = inst.state()
-        if st.status in ("running", "restarting") or (st.status == "exited" and st.finished_at):
-            break
-        if st.status == "exited":
-            break
-        time.sleep(0.05)
     st = inst.state()
+    while st.status == "starting" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        st = inst.state()
     if st.status == "exited" and st.error:
         raise TargetError(f"instance {inst.name} did not start: {st.error} (kiln logs {inst.name})")
     return st
@@ -79,7 +78,6 @@ def start(inst: Instance) -> None:
     if inst.running():
         raise UsageError(f"instance {inst.name} is already running")
     check_free(inst.config.run.ports)
-    inst.write_state(InstanceState())
     _spawn_supervisor(inst)
     _wait_started(inst)
 

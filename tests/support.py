@@ -1,0 +1,132 @@
+"""Real servers the tests start and stop themselves: Debian's docker-registry on
+loopback (with or without basic auth), and a TCP proxy that slows a transfer
+down so a test can cut it off part-way."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import bcrypt
+import httpx
+
+from tests.conftest import free_port
+
+
+class Registry:
+    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
+        self.root = root
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if users:
+            htpasswd = root / "htpasswd"
+            htpasswd.write_text(
+                "".join(
+                    f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}\n" for u, p in users.items()
+                )
+            )
+            auth = f"auth:\n  htpasswd:\n    realm: kiln-tests\n    path: {htpasswd}\n"
+        (root / "config.yml").write_text(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.host}\n{auth}"
+        )
+        self.log = open(root / "registry.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [binary, "serve", str(root / "config.yml")], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401):
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("docker-registry did not start")
+
+    def blob(self, digest: str) -> Path:
+        hexa = digest.split(":", 1)[1]
+        return self.root / "data" / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa / "data"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class SlowProxy:
+    """Relay 127.0.0.1:port -> upstream, at most `rate` bytes a second towards the client."""
+
+    def __init__(self, upstream: int, rate: int = 256 * 1024) -> None:
+        self.upstream, self.rate = upstream, rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = 0
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream))
+
+        def forward(src: socket.socket, dst: socket.socket, slow: bool) -> None:
+            with contextlib.suppress(OSError):
+                while not self.stopped.is_set() and (data := src.recv(16384)):
+                    dst.sendall(data)
+                    if slow:
+                        self.sent += len(data)
+                        time.sleep(len(data) / self.rate)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=forward, args=(client, upstream, False), daemon=True).start()
+        forward(upstream, client, True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+class SilentServer:
+    """Accepts connections and never answers: a registry that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                self.conns.append(conn)
+
+    def stop(self) -> None:
+        self.listener.close()
+        for c in self.conns:
+            c.close()

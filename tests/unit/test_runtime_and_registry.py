@@ -1,0 +1,79 @@
+"""Restart policy, process liveness, volume specs, registry references and credentials."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kiln.errors import UsageError
+from kiln.registry import docker_credentials, split_ref
+from kiln.runtime.instance import RestartPolicy, alive, proc_start_time
+from kiln.store import Ref
+from kiln.targets.base import RunConfig, VolumeMap
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "restarts", "expected"),
+    [
+        ("no", 1, 0, False),
+        ("always", 0, 7, True),
+        ("on-failure", 0, 0, False),
+        ("on-failure", 3, 9, True),
+        ("on-failure:2", 1, 1, True),
+        ("on-failure:2", 1, 2, False),
+    ],
+)
+def test_restart_policy(text: str, code: int, restarts: int, expected: bool) -> None:
+    policy = RestartPolicy.parse(text)
+    assert str(policy) == text and policy.should_restart(code, restarts) is expected
+
+
+@pytest.mark.parametrize("text", ["sometimes", "always:3", "on-failure:x", "no:1", ""])
+def test_restart_policy_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="invalid restart policy"):
+        RestartPolicy.parse(text)
+
+
+def test_liveness_checks_the_start_time() -> None:
+    me = os.getpid()
+    start = proc_start_time(me)
+    assert start is not None and alive(me, start)
+    assert not alive(me, start + 1)  # same pid, another process: not ours
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert proc_start_time(child.pid) is None and not alive(child.pid, start)
+    assert not alive(None, None)
+
+
+def test_volume_specs(tmp_path: Path) -> None:
+    v = VolumeMap.parse(f"{tmp_path}:/data")
+    assert v.host == tmp_path and v.guest == "/data"
+    for bad in ("/data", f"{tmp_path}:data", f"{tmp_path / 'missing'}:/data"):
+        with pytest.raises(UsageError):
+            VolumeMap.parse(bad)
+    cfg = RunConfig(volumes=(v,))
+    assert cfg.volume_hosts(("/data", "/cache")) == [tmp_path, None]
+    with pytest.raises(UsageError, match="declares no volume at /data"):
+        RunConfig(volumes=(v,)).volume_hosts(())
+
+
+def test_split_ref() -> None:
+    assert split_ref(Ref.parse("localhost:5000/demo/hello:1.0")) == ("localhost:5000", "demo/hello")
+    assert split_ref(Ref.parse("registry.example/x")) == ("registry.example", "x")
+    with pytest.raises(UsageError, match="names no registry"):
+        split_ref(Ref.parse("hello-http"))
+    with pytest.raises(UsageError, match="names no registry"):
+        split_ref(Ref.parse("demo/hello"))
+
+
+def test_docker_credentials(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {"localhost:5000": {"auth": base64.b64encode(b"me:pw:x").decode()}}}))
+    assert docker_credentials("localhost:5000", config) == ("me", "pw:x")
+    assert docker_credentials("other:5000", config) is None
+    assert docker_credentials("localhost:5000", tmp_path / "missing.json") is None
