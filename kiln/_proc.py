@@ -48,6 +48,19 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
+def spawn(argv: Sequence[str], merge_stderr: bool) -> subprocess.Popen[bytes]:
+    """Start a guest process (QEMU, or the unix sandbox): no stdin, its own session (Ctrl-C goes to
+    kiln, which stops it properly), piped output, and killed if kiln dies."""
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import os
 import types
@@ -29,7 +28,7 @@ import requests
 
 from kiln.errors import KilnError, StoreError, UsageError
 from kiln.manifest import MEDIA_KERNEL, MEDIA_MANIFEST, MEDIA_ROOTFS, Manifest
-from kiln.store import Ref, Store
+from kiln.store import Ref, Store, sha256_file
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA = "application/vnd.kiln.config.v1+json"
@@ -129,14 +128,6 @@ class Client:
         return RegistryError(f"registry {self.host}: {what} failed with HTTP {code}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 def push(store: Store, text: str, username: str | None = None, password: str | None = None) -> str:
     """Push a local image to the registry its name starts with; return the OCI manifest digest."""
     import oras.container
@@ -161,7 +152,7 @@ def push(store: Store, text: str, username: str | None = None, password: str | N
     config = store.root / "tmp" / "empty-config.json"
     config.write_bytes(b"{}")
     layers = []
-    for path, media, digest, title in [*parts, (config, CONFIG_MEDIA, _sha256(config), "config")]:
+    for path, media, digest, title in [*parts, (config, CONFIG_MEDIA, sha256_file(config), "config")]:
         desc = {
             "mediaType": media,
             "digest": digest,
@@ -179,8 +170,8 @@ def push(store: Store, text: str, username: str | None = None, password: str | N
         "layers": layers,
         "annotations": {"org.opencontainers.image.ref.name": ref.tag, "vnd.kiln.image.digest": img.digest},
     }
-    client.call(f"pushing {ref}", client.registry.upload_manifest, oci, container)
-    return "sha256:" + hashlib.sha256(json.dumps(oci, separators=(",", ":")).encode()).hexdigest()
+    response = client.call(f"pushing {ref}", client.registry.upload_manifest, oci, container)
+    return str(response.headers.get("Docker-Content-Digest", "")) or "(the registry did not say)"
 
 
 def pull(
@@ -212,7 +203,7 @@ def pull(
                 layer["digest"],
                 str(out),
             )
-            actual = _sha256(out)
+            actual = sha256_file(out)
             if actual != layer["digest"]:
                 raise RegistryError(
                     f"refusing {ref}: the {media} blob from {host} has digest {actual}, not {layer['digest']}"

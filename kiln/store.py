@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from kiln.errors import StoreError, UsageError
 from kiln.manifest import Manifest
 from kiln.paths import kiln_home
 
+STALE_AFTER = 24 * 3600  # seconds before prune treats a scratch entry as abandoned
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -246,8 +248,13 @@ class Store:
                 if digest not in used:
                     blob.unlink()
                     removed.append(digest)
-            for stale in (self.root / "tmp").iterdir():  # left by a killed build or pull
-                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+            for stale in (self.root / "tmp").iterdir():  # left by a killed build or pull a day ago or more
+                if time.time() - stale.lstat().st_mtime < STALE_AFTER:
+                    continue  # perhaps a build or pull in progress
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
             return removed
 
     def check(self) -> list[str]:

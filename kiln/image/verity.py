@@ -9,7 +9,6 @@ is needed. The salt is derived from the image, so builds stay reproducible.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -40,11 +39,9 @@ def protect(image: Path) -> Verity:
         with open(image, "ab") as f:
             f.write(b"\0" * (BLOCK - size % BLOCK))
         size = image.stat().st_size
-    h = hashlib.sha256()
-    with open(image, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    salt = h.hexdigest()
+    from kiln.store import sha256_file
+
+    salt = sha256_file(image).split(":", 1)[1]
     out = _proc.run(
         [
             "veritysetup",

@@ -90,14 +90,7 @@ class QemuTarget:
 
     def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         check_free(plan.forwards)
-        proc = subprocess.Popen(
-            plan.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_proc.die_with_parent,
-        )
+        proc = _proc.spawn(plan.argv, merge_stderr=False)
         if on_start:
             on_start(proc.pid)
         assert proc.stdout is not None and proc.stderr is not None

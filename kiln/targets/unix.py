@@ -53,14 +53,7 @@ class UnixTarget:
         # The app binds its own ports on the host; a proxy needs the host side too.
         check_free([PortMap(host_ip=p.host_ip, host=p.guest, guest=p.guest) for p in plan.forwards] + proxied)
         forwarders = [Forwarder(p) for p in proxied]
-        proc = subprocess.Popen(
-            plan.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_proc.die_with_parent,
-        )
+        proc = _proc.spawn(plan.argv, merge_stderr=True)
         if on_start:
             on_start(proc.pid)
         assert proc.stdout is not None

@@ -192,6 +192,16 @@ def test_push_rmi_pull_gives_the_same_image_and_it_boots(
     inst.stop()
 
 
+def test_unknown_tag_and_non_kiln_names(store_env: dict[str, str], registry: Registry) -> None:
+    env = store_env
+    before = store_files(env)
+    unknown = kiln("pull", f"{registry.host}/demo/never-pushed:9", env=env)
+    assert unknown.returncode == 1 and "not found in registry" in unknown.stderr and "Traceback" not in unknown.stderr
+    local = kiln("push", "hello-http", env=env)
+    assert local.returncode == 2 and "names no registry" in local.stderr
+    assert store_files(env) == before
+
+
 def test_tampered_registry_blob_is_refused(store_env: dict[str, str], registry: Registry) -> None:
     env = store_env
     ref = f"{registry.host}/demo/hello:tampered"
