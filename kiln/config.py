@@ -58,21 +58,16 @@ def _volume(path: str) -> str:
 RESERVED_DIRS = ("app", "dev", "etc", "kiln", "lib", "lib64", "proc", "sys", "tmp", "usr")
 
 
-class AppConfig(BaseModel):
-    """What kiln.toml may say about a Python app."""
+class RunnableConfig(BaseModel):
+    """What every app's config may say: how it runs and what it may do."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str | None = None
-    entry: str = "app.py"
     args: tuple[Line, ...] = ()
     env: dict[str, Line] = Field(default_factory=dict)
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
     memory: MiB = 48
-    include: tuple[str, ...] = ()
-    sources: bool = False
-    python: str = "/usr/bin/python3.11"
-    python_path: tuple[str, ...] = ()
     volumes: tuple[Annotated[str, BeforeValidator(lambda v: _volume(v) if isinstance(v, str) else v)], ...] = ()
     seccomp: SeccompConfig = Field(default_factory=SeccompConfig)
 
@@ -91,6 +86,16 @@ class AppConfig(BaseModel):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return v
 
+
+class AppConfig(RunnableConfig):
+    """What kiln.toml may say about a Python app."""
+
+    entry: str = "app.py"
+    include: tuple[str, ...] = ()
+    sources: bool = False
+    python: str = "/usr/bin/python3.11"
+    python_path: tuple[str, ...] = ()
+
     @field_validator("include")
     @classmethod
     def _include(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -100,22 +105,40 @@ class AppConfig(BaseModel):
         return v
 
 
+class NativeConfig(RunnableConfig):
+    """What kiln.toml may say about a native program (`exe = ...`), or `kiln build --exe` builds."""
+
+    exe: str  # a path, or a name looked up on PATH
+    files: tuple[str, ...] = ()  # host files the program reads (config, data), kept at the same path
+    users: tuple[str, ...] = ()  # accounts it looks up or switches to (root is always there)
+    libraries: tuple[str, ...] = ()  # libraries it loads with dlopen
+
+
 class App(BaseModel):
     """An app on disk: its directory, its config, and where the config came from."""
 
     model_config = ConfigDict(frozen=True)
 
     root: Path
-    config: AppConfig
+    config: AppConfig | NativeConfig
     config_file: Path | None
 
     @property
     def name(self) -> str:
-        return self.config.name or default_name(self.root if self.config_file else Path(self.config.entry))
+        if self.config.name:
+            return self.config.name
+        if isinstance(self.config, NativeConfig):
+            return default_name(self.root if self.config_file else Path(self.config.exe))
+        return default_name(self.root if self.config_file else Path(self.config.entry))
 
     @property
     def entry_path(self) -> Path:
+        assert isinstance(self.config, AppConfig)
         return self.root / self.config.entry
+
+    @property
+    def native(self) -> bool:
+        return isinstance(self.config, NativeConfig)
 
 
 def default_name(path: Path) -> str:
@@ -132,8 +155,11 @@ def _format_validation(err: ValidationError, source: Path) -> str:
     return f"{source}: {where}: {first['msg']}{more}"
 
 
-def parse_config(data: dict[str, Any], source: Path) -> AppConfig:
+def parse_config(data: dict[str, Any], source: Path) -> AppConfig | NativeConfig:
+    """A config table: a native program's if it names `exe`, a Python app's otherwise."""
     try:
+        if "exe" in data:
+            return NativeConfig.model_validate(data)
         return AppConfig.model_validate(data)
     except ValidationError as err:
         raise AppError(_format_validation(err, source)) from None
@@ -165,6 +191,6 @@ def load_app(path: Path) -> App:
     else:
         raise AppError(f"{path}: no kiln.toml, and no [tool.kiln] in pyproject.toml")
     app = App(root=path, config=config, config_file=source)
-    if not app.entry_path.is_file():
+    if not app.native and not app.entry_path.is_file():
         raise AppError(f"{source}: entry {config.entry!r} does not exist in {path}")
     return app

@@ -110,7 +110,7 @@ class BuildInputs(_Frozen):
 
 class Manifest(_Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
-    name: str
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._:/-]*$")  # the image name it was built as
     created: datetime
     kernel: KernelPart
     rootfs: RootfsPart

@@ -5,31 +5,63 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 from rich.markup import escape
 
 from kiln.cli.kernel import kernel_progress
 from kiln.cli.ui import console, err_console, human_size, print_json
+from kiln.config import App, NativeConfig, load_app
+from kiln.errors import UsageError
 from kiln.image.build import build_python
+from kiln.image.native import build_native
 from kiln.store import Store
 
 EPILOG = """\b
 Examples:
   kiln build examples/hello-http
   kiln build -t hello:dev app.py
+  kiln build --exe /usr/bin/memcached --name memcached -p 11211 -- -u root -m 64 -p 11211
 """
 
 
 @click.command(epilog=EPILOG)
-@click.argument("app", type=click.Path(path_type=Path))
+@click.argument("args", nargs=-1)
 @click.option("-t", "--tag", help="Name the image name[:tag] (default: the app's name, :latest).")
+@click.option("--exe", help="Build a native program (a path, or a name on PATH); ARGS are its arguments.")
+@click.option("--name", help="With --exe: the image name (default: the program's).")
+@click.option("-p", "--port", "ports", type=int, multiple=True, help="With --exe: a port the program listens on.")
+@click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
+@click.option("--user", "users", multiple=True, help="With --exe: an account the program needs in /etc/passwd.")
 @click.option("--no-kernel-build", is_flag=True, help="Fail instead of building a kernel that is not cached.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build(app: Path, tag: str | None, no_kernel_build: bool, as_json: bool) -> None:
-    """Build APP (a directory with kiln.toml, or a .py file) into an image.
+def build(
+    args: tuple[str, ...],
+    tag: str | None,
+    exe: str | None,
+    name: str | None,
+    ports: tuple[int, ...],
+    files: tuple[str, ...],
+    users: tuple[str, ...],
+    no_kernel_build: bool,
+    as_json: bool,
+) -> None:
+    """Build an app into an image: ARGS is APP (a directory with kiln.toml, or a .py
+    file), or with --exe, the native program's arguments (after --).
 
     The kernel is specialized for the app; if the one it needs is not cached yet,
     it is built first (minutes, with progress)."""
-    result = build_python(
+    if exe:
+        try:
+            config = NativeConfig(exe=exe, name=name, args=args, ports=ports, files=files, users=users)
+        except ValidationError as err:
+            raise UsageError(f"--exe: {err.errors()[0]['msg']}") from None
+        app = App(root=Path.cwd(), config=config, config_file=None)
+    elif len(args) == 1 and not (name or ports or files or users):
+        app = load_app(Path(args[0]))
+    else:
+        raise UsageError("give one APP, or --exe PROGRAM [options] -- ARGS (see kiln build --help)")
+    builder = build_native if app.native else build_python
+    result = builder(
         app,
         Store(),
         tag,

@@ -56,13 +56,12 @@ def kernel_progress(cfg: kconfig.KernelConfig) -> Iterator[kbuild.Progress]:
 
 def features_for_app(app: Path) -> tuple[str, ...]:
     """The kernel features an app needs, from the same analysis `kiln build` runs."""
-    from kiln.analyze.interpreter import probe
-    from kiln.analyze.needs import python_needs
-    from kiln.analyze.python import analyze
     from kiln.config import load_app
+    from kiln.image.build import analyze_python
+    from kiln.image.native import analyze_native
 
     loaded = load_app(app)
-    return python_needs(loaded.config, analyze(loaded, probe(loaded.config.python))).features
+    return (analyze_native(loaded)[-1] if loaded.native else analyze_python(loaded)[-1]).features
 
 
 @kernel.command("build", epilog=BUILD_EPILOG)

@@ -130,4 +130,6 @@ def run(
         err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
     signal.signal(signal.SIGTERM, _interrupt)
     status = runner.run(plan, sys.stdout.buffer)
+    if status != 0:
+        err_console.print(f"kiln: {img.ref} exited with status {status}", highlight=False, markup=False)
     sys.exit(status)

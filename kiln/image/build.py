@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.interpreter import RUN_FLAGS, Interpreter, probe
-from kiln.analyze.needs import python_needs
+from kiln.analyze.needs import Needs, python_needs
 from kiln.analyze.python import Module, ModuleGraph, analyze
-from kiln.config import App, load_app
+from kiln.config import App, AppConfig
 from kiln.guest import init_binary
 from kiln.image import erofs
 from kiln.image.pycompile import compile_all
@@ -159,8 +159,16 @@ def kernel_for(features: tuple[str, ...], build_kernel: bool, progress: KernelPr
         return kbuild.build(cfg, progress=report)
 
 
+def analyze_python(app: App) -> tuple[Interpreter, ModuleGraph, Needs]:
+    """(the embedded interpreter, the import graph, kernel needs)."""
+    assert isinstance(app.config, AppConfig)
+    interp = probe(app.config.python)
+    graph = analyze(app, interp)
+    return interp, graph, python_needs(app.config, graph)
+
+
 def build_python(
-    app_path: Path,
+    app: App,
     store: Store,
     tag: str | None = None,
     step: Step | None = None,
@@ -168,12 +176,9 @@ def build_python(
     kernel_progress: KernelProgress | None = None,
 ) -> BuildResult:
     say = step or (lambda _msg: None)
-    app = load_app(app_path)
     ref = Ref.parse(tag) if tag else Ref(app.name)
     say(f"analyzing {app.entry_path.name}")
-    interp = probe(app.config.python)
-    graph = analyze(app, interp)
-    needs = python_needs(app.config, graph)
+    interp, graph, needs = analyze_python(app)
     rules = policy(app.config.seccomp.allow)
     kernel = kernel_for(needs.features, build_kernel, kernel_progress)
 
@@ -181,66 +186,88 @@ def build_python(
         say(f"laying out {len(graph.modules)} modules")
         root = RootFS(scratch / "root")
         modules, closure = layout(app, graph, interp, root)
-        entry = _entry(app, graph, interp)
-        for volume in entry.volumes:
-            root.mkdir(volume)
-        root.add_bytes(CONFIG_PATH, config_lines(entry, app.name, rules))
         root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
         root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
-        files = root.files()
-        say(f"packing {len(files)} files")
-        rootfs_img = scratch / "root.erofs"
-        erofs.pack(root.root, rootfs_img)
-        verity = protect(rootfs_img)
-        meta = kernel.meta
-        libraries = tuple(
-            LibraryEntry(path=p, size=closure.files[p].stat().st_size, needed_by=closure.needed_by[p])
-            for p in closure.libraries
+        python = PythonInfo(
+            interpreter=str(interp.executable),
+            version=interp.version,
+            modules=tuple(modules),
+            optional_left_out=tuple(graph.optional_left_out),
+        )
+        inputs = BuildInputs(
+            source=str(app.root),
+            config_file=str(app.config_file) if app.config_file else None,
+            sources_digest=_sources_digest(app, graph),
+            kiln_version=__version__,
+        )
+        return finish(
+            store, ref, Contents(root, _entry(app, graph, interp), closure, python, inputs), needs, rules, kernel, say
         )
 
-        def manifest(kernel_digest: str, kernel_size: int, rootfs_digest: str, rootfs_size: int) -> Manifest:
-            return Manifest(
-                name=ref.name,
-                created=datetime.now(UTC).replace(microsecond=0),
-                kernel=KernelPart(
-                    digest=kernel_digest,
-                    size=kernel_size,
-                    media_type=MEDIA_KERNEL,
-                    config_hash=kernel.config_hash,
-                    features=tuple(meta["features"]),
-                    reasons=needs.reasons,
-                    source_version=str(meta["source_version"]),
-                    options=kernel.enabled_options(),
-                    options_enabled=int(meta["options_enabled"]),
-                    uncompressed_size=int(meta["vmlinux_size"]),
-                ),
-                rootfs=RootfsPart(
-                    digest=rootfs_digest,
-                    size=rootfs_size,
-                    media_type=MEDIA_ROOTFS,
-                    compression=erofs.COMPRESSION,
-                    files=len(files),
-                    verity=verity,
-                ),
-                entry=entry,
-                policy=SyscallPolicy(denied=rules.denied, relaxed=rules.relaxed),
-                python=PythonInfo(
-                    interpreter=str(interp.executable),
-                    version=interp.version,
-                    modules=tuple(modules),
-                    optional_left_out=tuple(graph.optional_left_out),
-                ),
-                libraries=libraries,
-                build=BuildInputs(
-                    source=str(app.root),
-                    config_file=str(app.config_file) if app.config_file else None,
-                    sources_digest=_sources_digest(app, graph),
-                    kiln_version=__version__,
-                ),
-            )
 
-        say("storing")
-        return commit(store, ref, kernel.vmlinux_xz, rootfs_img, manifest)
+@dataclass
+class Contents:
+    """What a builder laid out: the tree, how to start the app, and what to record."""
+
+    root: RootFS
+    entry: Entry
+    closure: elf.Closure
+    python: PythonInfo | None
+    inputs: BuildInputs
+
+
+def finish(
+    store: Store, ref: Ref, contents: Contents, needs: Needs, rules: Policy, kernel: kbuild.Kernel, say: Step
+) -> BuildResult:
+    """Seal what a builder laid out: volumes, /kiln/config, EROFS, dm-verity, then the store."""
+    root, entry, closure = contents.root, contents.entry, contents.closure
+    for volume in entry.volumes:
+        root.mkdir(volume)
+    root.add_bytes(CONFIG_PATH, config_lines(entry, ref.name.rsplit("/", 1)[-1], rules))
+    files = root.files()
+    say(f"packing {len(files)} files")
+    rootfs_img = root.root.parent / "root.erofs"
+    erofs.pack(root.root, rootfs_img)
+    verity = protect(rootfs_img)
+    meta = kernel.meta
+    libraries = tuple(
+        LibraryEntry(path=p, size=closure.files[p].stat().st_size, needed_by=closure.needed_by[p])
+        for p in closure.libraries
+    )
+
+    def manifest(kernel_digest: str, kernel_size: int, rootfs_digest: str, rootfs_size: int) -> Manifest:
+        return Manifest(
+            name=ref.name,
+            created=datetime.now(UTC).replace(microsecond=0),
+            kernel=KernelPart(
+                digest=kernel_digest,
+                size=kernel_size,
+                media_type=MEDIA_KERNEL,
+                config_hash=kernel.config_hash,
+                features=tuple(meta["features"]),
+                reasons=needs.reasons,
+                source_version=str(meta["source_version"]),
+                options=kernel.enabled_options(),
+                options_enabled=int(meta["options_enabled"]),
+                uncompressed_size=int(meta["vmlinux_size"]),
+            ),
+            rootfs=RootfsPart(
+                digest=rootfs_digest,
+                size=rootfs_size,
+                media_type=MEDIA_ROOTFS,
+                compression=erofs.COMPRESSION,
+                files=len(files),
+                verity=verity,
+            ),
+            entry=entry,
+            policy=SyscallPolicy(denied=rules.denied, relaxed=rules.relaxed),
+            python=contents.python,
+            libraries=libraries,
+            build=contents.inputs,
+        )
+
+    say("storing")
+    return commit(store, ref, kernel.vmlinux_xz, rootfs_img, manifest)
 
 
 def commit(

@@ -76,6 +76,16 @@ class RootFS:
             elif not real.is_dir():
                 raise KilnError(f"{host_path}: {current} is not a directory")
 
+    def add_host_tree(self, host_path: Path) -> None:
+        """Copy a host file, or a directory with everything below it, to the same path."""
+        if not host_path.is_dir():
+            self.add_host_path(host_path)
+            return
+        for dirpath, _dirnames, filenames in os.walk(host_path):
+            self.mkdir(str(PurePosixPath(os.path.abspath(dirpath))))
+            for name in filenames:
+                self.add_host_path(Path(dirpath) / name)
+
     def files(self) -> list[PurePosixPath]:
         """Every regular file and link in the tree, as guest paths."""
         out = []
