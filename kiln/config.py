@@ -23,7 +23,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kiln.errors import AppError
 from kiln.units import parse_memory
@@ -108,10 +108,17 @@ class AppConfig(RunnableConfig):
 class NativeConfig(RunnableConfig):
     """What kiln.toml may say about a native program (`exe = ...`), or `kiln build --exe` builds."""
 
-    exe: str  # a path, or a name looked up on PATH
-    files: tuple[str, ...] = ()  # host files the program reads (config, data), kept at the same path
+    exe: str | None = None  # a path, or a name looked up on PATH (with deb: a path in the package)
+    deb: str | None = None  # take the program from this Debian package (fetched, never installed)
+    files: tuple[str, ...] = ()  # files it reads: PATH (kept at the same path) or SRC:DEST
     users: tuple[str, ...] = ()  # accounts it looks up or switches to (root is always there)
     libraries: tuple[str, ...] = ()  # libraries it loads with dlopen
+
+    @model_validator(mode="after")
+    def _program(self) -> NativeConfig:
+        if not self.exe and not self.deb:
+            raise ValueError("say which program: exe = ... or deb = ...")
+        return self
 
 
 class App(BaseModel):
@@ -128,7 +135,7 @@ class App(BaseModel):
         if self.config.name:
             return self.config.name
         if isinstance(self.config, NativeConfig):
-            return default_name(self.root if self.config_file else Path(self.config.exe))
+            return default_name(self.root if self.config_file else Path(self.config.exe or self.config.deb or "app"))
         return default_name(self.root if self.config_file else Path(self.config.entry))
 
     @property
@@ -158,7 +165,7 @@ def _format_validation(err: ValidationError, source: Path) -> str:
 def parse_config(data: dict[str, Any], source: Path) -> AppConfig | NativeConfig:
     """A config table: a native program's if it names `exe`, a Python app's otherwise."""
     try:
-        if "exe" in data:
+        if "exe" in data or "deb" in data:
             return NativeConfig.model_validate(data)
         return AppConfig.model_validate(data)
     except ValidationError as err:

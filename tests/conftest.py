@@ -42,7 +42,14 @@ def kiln(
 
 
 # The apps whose specialized kernels the tests boot (`make kernel` builds the same ones).
-KERNEL_APPS = (EXAMPLES / "hello-http", EXAMPLES / "memcached", FIXTURES / "exit3", FIXTURES / "sealed")
+KERNEL_APPS = (
+    EXAMPLES / "hello-http",
+    EXAMPLES / "memcached",
+    EXAMPLES / "redis",
+    EXAMPLES / "nginx-static",
+    FIXTURES / "exit3",
+    FIXTURES / "sealed",
+)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ default directories. `ldd` is never run or parsed.
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,48 +121,86 @@ class Closure:
         return sorted(self.files)
 
 
-def closure(roots: list[Path], search_dirs: list[str] | None = None) -> Closure:
-    """The closure of `roots`: their interpreter and every library they load, transitively."""
-    dirs = search_dirs if search_dirs is not None else ld_so_conf_dirs() + list(DEFAULT_DIRS)
+def resolve_in(sysroot: Path, guest: str) -> Path | None:
+    """The host file behind guest path `guest` in a tree rooted at `sysroot`, following
+    symbolic links as the guest would (absolute targets stay inside the tree)."""
+    if sysroot == Path("/"):
+        return Path(guest) if Path(guest).exists() else None
+    parts = [p for p in guest.split("/") if p]
+    current: list[str] = []
+    for _ in range(256):
+        if not parts:
+            return sysroot.joinpath(*current)
+        part = parts.pop(0)
+        if part == "..":
+            current = current[:-1]
+            continue
+        candidate = sysroot.joinpath(*current, part)
+        if candidate.is_symlink():
+            target = os.readlink(candidate)
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            if target.startswith("/"):
+                current = []
+            continue
+        if not candidate.exists():
+            return None
+        current.append(part)
+    return None
+
+
+def closure(roots: list[Path], search_dirs: list[str] | None = None, sysroot: Path | None = None) -> Closure:
+    """The closure of `roots`: their interpreter and every library they load, transitively.
+
+    Paths are as the loader sees them; with `sysroot`, the files live below it (an unpacked
+    set of Debian packages) and links are followed inside it."""
+    root = sysroot or Path("/")
+    dirs = search_dirs if search_dirs is not None else ld_so_conf_dirs(root / "etc" / "ld.so.conf") + list(DEFAULT_DIRS)
     result = Closure()
-    queue: list[tuple[Path, ElfInfo]] = [(r, read_elf(r)) for r in roots]
+
+    def load(guest: str) -> tuple[str, Path, ElfInfo]:
+        host = resolve_in(root, guest)
+        if host is None:
+            raise AnalysisError(f"{guest} does not exist")
+        return guest, host, read_elf(host)
+
+    queue = [load(str(r)) for r in roots]
     done: set[Path] = set()
     while queue:
-        path, info = queue.pop()
-        if path.resolve() in done:
+        guest, host, info = queue.pop()
+        if host.resolve() in done:
             continue
-        done.add(path.resolve())
+        done.add(host.resolve())
         if info.interpreter and info.interpreter not in result.files:
-            interp = Path(info.interpreter)
-            if not interp.exists():
-                raise AnalysisError(f"{path}: its dynamic loader {interp} does not exist")
+            interp = resolve_in(root, info.interpreter)
+            if interp is None:
+                raise AnalysisError(f"{guest}: its dynamic loader {info.interpreter} does not exist")
             result.files[info.interpreter] = interp
-            result.needed_by[info.interpreter] = str(path)
-        origin = path.parent
+            result.needed_by[info.interpreter] = guest
+        origin = str(Path(guest).parent)
         search = [] if info.runpath else [_expand(d, origin) for d in info.rpath]
         search += [_expand(d, origin) for d in info.runpath] + dirs
         for lib in info.needed:
-            found = _find(lib, search, info) if "/" not in lib else Path(lib)
-            if found is None or not found.exists():
+            found = _find(lib, search, info, root) if "/" not in lib else lib
+            if found is None or resolve_in(root, found) is None:
                 raise AnalysisError(
-                    f"{path}: needs {lib}, which was not found (searched {', '.join(dict.fromkeys(search))})"
+                    f"{guest}: needs {lib}, which was not found (searched {', '.join(dict.fromkeys(search))})"
                 )
-            key = str(found)
-            if key not in result.files:
-                result.files[key] = found
-                result.needed_by[key] = str(path)
-                queue.append((found, read_elf(found)))
+            if found not in result.files:
+                result.files[found] = resolve_in(root, found)  # type: ignore[assignment]
+                result.needed_by[found] = guest
+                queue.append(load(found))
     return result
 
 
-def _find(lib: str, search: list[str], requester: ElfInfo) -> Path | None:
+def _find(lib: str, search: list[str], requester: ElfInfo, root: Path) -> str | None:
     for d in dict.fromkeys(search):
-        candidate = Path(d) / lib
-        if candidate.is_file():
+        guest = f"{d.rstrip('/')}/{lib}"
+        host = resolve_in(root, guest)
+        if host is not None and host.is_file():
             try:
-                info = read_elf(candidate)
+                info = read_elf(host)
             except AnalysisError:
                 continue
             if info.machine == requester.machine and info.elfclass == requester.elfclass:
-                return candidate
+                return guest
     return None

@@ -21,6 +21,7 @@ Examples:
   kiln build examples/hello-http
   kiln build -t hello:dev app.py
   kiln build --exe /usr/bin/memcached --name memcached -p 11211 -- -u root -m 64 -p 11211
+  kiln build --deb redis-server --name redis -p 6379 -- --port 6379 --protected-mode no --save ''
 """
 
 
@@ -28,6 +29,7 @@ Examples:
 @click.argument("args", nargs=-1)
 @click.option("-t", "--tag", help="Name the image name[:tag] (default: the app's name, :latest).")
 @click.option("--exe", help="Build a native program (a path, or a name on PATH); ARGS are its arguments.")
+@click.option("--deb", help="Build the program of this Debian package (fetched, never installed); ARGS as --exe.")
 @click.option("--name", help="With --exe: the image name (default: the program's).")
 @click.option("-p", "--port", "ports", type=int, multiple=True, help="With --exe: a port the program listens on.")
 @click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
@@ -38,6 +40,7 @@ def build(
     args: tuple[str, ...],
     tag: str | None,
     exe: str | None,
+    deb: str | None,
     name: str | None,
     ports: tuple[int, ...],
     files: tuple[str, ...],
@@ -50,9 +53,9 @@ def build(
 
     The kernel is specialized for the app; if the one it needs is not cached yet,
     it is built first (minutes, with progress)."""
-    if exe:
+    if exe or deb:
         try:
-            config = NativeConfig(exe=exe, name=name, args=args, ports=ports, files=files, users=users)
+            config = NativeConfig(exe=exe, deb=deb, name=name, args=args, ports=ports, files=files, users=users)
         except ValidationError as err:
             raise UsageError(f"--exe: {err.errors()[0]['msg']}") from None
         app = App(root=Path.cwd(), config=config, config_file=None)

@@ -16,6 +16,7 @@ from kiln.analyze import elf
 from kiln.analyze.native import native_needs
 from kiln.analyze.needs import Needs
 from kiln.config import App, NativeConfig
+from kiln.debs import Unpacked, default_exe, fetch
 from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, finish, kernel_for
@@ -26,34 +27,65 @@ from kiln.policy import policy
 from kiln.store import Ref, Store, sha256_file
 
 
-def resolve_exe(exe: str, base: Path) -> Path:
-    """The program: a path (relative to the app's directory) or a name on PATH."""
-    found = Path(exe) if os.sep in exe else (Path(p) if (p := shutil.which(exe)) else None)
-    if found is not None and not found.is_absolute():
-        found = base / found
-    if found is None or not found.exists():
-        raise AppError(f"no such program: {exe}")
-    if not elf.is_elf(found):
-        raise AppError(f"{found}: not an ELF executable (kiln builds native programs from ELF binaries)")
-    return found
+def resolve_exe(exe: str, base: Path, sysroot: Path | None = None) -> str:
+    """The program's path as the loader sees it: a path (relative to the app's directory), a name
+    on PATH, or with `sysroot` a path inside the unpacked packages."""
+    if sysroot is not None:
+        host = elf.resolve_in(sysroot, exe)
+        if host is None:
+            raise AppError(f"no such program in the package: {exe}")
+        guest = exe
+    else:
+        found = Path(exe) if os.sep in exe else (Path(p) if (p := shutil.which(exe)) else None)
+        if found is not None and not found.is_absolute():
+            found = base / found
+        if found is None or not found.exists():
+            raise AppError(f"no such program: {exe}")
+        host, guest = found, str(found)
+    if not elf.is_elf(host):
+        raise AppError(f"{exe}: not an ELF executable (kiln builds native programs from ELF binaries)")
+    return guest
 
 
-def _host_path(name: str, base: Path) -> Path:
-    path = Path(name) if Path(name).is_absolute() else base / name
-    if not path.exists():
-        raise AppError(f"files: {name} does not exist")
-    return path
+def _files(root: RootFS, names: tuple[str, ...], base: Path, sysroot: Path) -> None:
+    """PATH keeps a file or directory at its path (from the packages if there are any, else
+    the host); SRC:DEST copies SRC (relative to the app's directory) to DEST in the image."""
+    for name in names:
+        src, sep, dest = name.partition(":")
+        if sep:
+            host = Path(src) if Path(src).is_absolute() else base / src
+            if not host.exists():
+                raise AppError(f"files: {src} does not exist")
+            root.add_host_tree(host, dest=dest)
+        else:
+            where = sysroot if elf.resolve_in(sysroot, name) is not None else Path("/")
+            if elf.resolve_in(where, name) is None:
+                raise AppError(f"files: {name} does not exist")
+            root.add_host_tree(Path(name), where)
 
 
-def analyze_native(app: App) -> tuple[Path, list[Path], Path, elf.Closure, Needs]:
-    """(program, dlopen'd libraries, guest init, their ELF closure, kernel needs)."""
+def analyze_native(app: App) -> tuple[str, list[str], Path, elf.Closure, Needs, Path, Unpacked | None]:
+    """(program, dlopen'd libraries, guest init, their ELF closure, kernel needs, sysroot, package)."""
     cfg = app.config
     assert isinstance(cfg, NativeConfig)
-    exe = resolve_exe(cfg.exe, app.root)
-    extra = [resolve_exe(lib, app.root) for lib in cfg.libraries]
     init = init_binary()
-    closure = elf.closure([exe, init, *extra])
-    return exe, extra, init, closure, native_needs(cfg, [exe, *extra, *(closure.files[p] for p in closure.libraries)])
+    if cfg.deb:
+        unpacked = fetch(cfg.deb)
+        sysroot = unpacked.root
+        # guest init joins the program in the unpacked tree, so both load the package's C library
+        (sysroot / "kiln").mkdir(exist_ok=True)
+        shutil.copyfile(init, sysroot / "kiln" / "init")
+        exe = resolve_exe(cfg.exe or default_exe(unpacked), app.root, sysroot)
+        extra = [resolve_exe(lib, app.root, sysroot) for lib in cfg.libraries]
+        closure = elf.closure([Path(exe), Path(INIT_PATH), *map(Path, extra)], sysroot=sysroot)
+    else:
+        unpacked, sysroot = None, Path("/")
+        exe = resolve_exe(cfg.exe or "", app.root)
+        extra = [resolve_exe(lib, app.root) for lib in cfg.libraries]
+        closure = elf.closure([Path(exe), init, *map(Path, extra)])
+    elfs = [elf.resolve_in(sysroot, p) for p in (exe, *extra)] + [closure.files[p] for p in closure.libraries]
+    needs = native_needs(cfg, [p for p in elfs if p is not None])
+    return exe, extra, init, closure, needs, sysroot, unpacked
 
 
 def build_native(
@@ -68,31 +100,33 @@ def build_native(
     cfg = app.config
     assert isinstance(cfg, NativeConfig)
     ref = Ref.parse(tag) if tag else Ref(app.name)
-    say(f"analyzing {cfg.exe}")
-    exe, extra, init, closure, needs = analyze_native(app)
+    say(f"analyzing {cfg.deb or cfg.exe}")
+    exe, extra, init, closure, needs, sysroot, unpacked = analyze_native(app)
     rules = policy(cfg.seccomp.allow)
     kernel = kernel_for(needs.features, build_kernel, kernel_progress)
     with store.staging() as scratch:
-        say(f"laying out {exe.name} and {len(closure.libraries)} libraries")
+        say(f"laying out {exe} and {len(closure.libraries)} libraries")
         root = RootFS(scratch / "root")
         root.add_file(INIT_PATH, init, 0o555)
-        for path in [exe, *extra, *map(Path, closure.libraries)]:
-            root.add_host_path(path)
-        for name in cfg.files:
-            root.add_host_tree(_host_path(name, app.root))
+        for path in [exe, *extra, *closure.libraries]:
+            root.add_host_path(path, sysroot)
+        _files(root, cfg.files, app.root, sysroot)
         write_etc(root, app.name, cfg.users)
         entry = Entry(
-            argv=(str(exe), *cfg.args),
+            argv=(exe, *cfg.args),
             env=dict(cfg.env),
             workdir="/",
             ports=cfg.ports,
             volumes=cfg.volumes,
             memory_mib=cfg.memory,
         )
+        program = elf.resolve_in(sysroot, exe)
+        assert program is not None
+        source = f"Debian package {unpacked.package} {unpacked.version}" if unpacked else exe
         inputs = BuildInputs(
-            source=str(exe),
+            source=source,
             config_file=str(app.config_file) if app.config_file else None,
-            sources_digest=sha256_file(exe),
+            sources_digest=sha256_file(program),
             kiln_version=__version__,
         )
         return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, rules, kernel, say)

@@ -47,15 +47,16 @@ class RootFS:
         dest.write_bytes(data)
         os.chmod(dest, mode)
 
-    def add_host_path(self, host_path: str | Path) -> None:
-        """Copy the host file at `host_path` to the same path, links included."""
+    def add_host_path(self, host_path: str | Path, sysroot: Path = Path("/")) -> None:
+        """Copy the file at `host_path` to the same path, links included. With `sysroot`, the
+        path is read below it (an unpacked set of packages) and links resolve inside it."""
         path = PurePosixPath(os.path.abspath(host_path))
         current = PurePosixPath("/")
         parts = list(path.parts[1:])
         hops = 0
         while parts:
             current = current / parts.pop(0)
-            real = Path(current)
+            real = sysroot.joinpath(*current.parts[1:])
             if real.is_symlink():
                 hops += 1
                 if hops > 40:
@@ -76,15 +77,27 @@ class RootFS:
             elif not real.is_dir():
                 raise KilnError(f"{host_path}: {current} is not a directory")
 
-    def add_host_tree(self, host_path: Path) -> None:
-        """Copy a host file, or a directory with everything below it, to the same path."""
-        if not host_path.is_dir():
-            self.add_host_path(host_path)
+    def add_host_tree(self, host_path: Path, sysroot: Path = Path("/"), dest: str | None = None) -> None:
+        """Copy a file, or a directory with everything below it, to the same path (or to `dest`)."""
+        source = sysroot.joinpath(*PurePosixPath(os.path.abspath(host_path)).parts[1:])
+        if dest is not None:
+            if source.is_dir():
+                for dirpath, _dirnames, filenames in os.walk(source):
+                    rel = Path(dirpath).relative_to(source).as_posix()
+                    self.mkdir(str(PurePosixPath(dest) / rel))
+                    for name in filenames:
+                        self.add_file(str(PurePosixPath(dest) / rel / name), Path(dirpath) / name)
+            else:
+                self.add_file(dest, source)
             return
-        for dirpath, _dirnames, filenames in os.walk(host_path):
-            self.mkdir(str(PurePosixPath(os.path.abspath(dirpath))))
+        if not source.is_dir():
+            self.add_host_path(host_path, sysroot)
+            return
+        for dirpath, _dirnames, filenames in os.walk(source):
+            guest = PurePosixPath("/") / Path(dirpath).relative_to(sysroot).as_posix()
+            self.mkdir(str(guest))
             for name in filenames:
-                self.add_host_path(Path(dirpath) / name)
+                self.add_host_path(guest / name, sysroot)
 
     def files(self) -> list[PurePosixPath]:
         """Every regular file and link in the tree, as guest paths."""

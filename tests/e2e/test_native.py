@@ -4,6 +4,8 @@ by a real client (pymemcache), and the errors of --exe."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -83,3 +85,66 @@ def test_program_that_exits_at_start(env: dict[str, str]) -> None:
     assert proc.returncode not in (0, 130) and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"kiln: mc-bad:latest exited with status {proc.returncode}"
     assert "no-such-flag" in proc.stdout  # memcached's own complaint, on the console
+
+
+@pytest.mark.vm
+def test_redis_from_its_debian_package(env: dict[str, str], instances: list[Instance]) -> None:
+    import redis
+
+    kiln("build", str(EXAMPLES / "redis"), env=env, check=True)
+    m = json.loads(kiln("inspect", "--json", "redis", env=env, check=True).stdout)["manifest"]
+    assert m["build"]["source"].startswith("Debian package redis-server ")
+    assert m["entry"]["argv"][0] == "/usr/bin/redis-server"
+    assert not shutil.which("redis-server"), "the build host must not get redis-server installed"
+    port = free_port()
+    inst = Instance("redis", env, "qemu", {port: 6379})
+    instances.append(inst)
+    client = redis.Redis(port=port, socket_timeout=10, socket_connect_timeout=5)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if client.ping():
+                break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline or inst.proc.poll() is not None:
+                raise AssertionError(inst.output) from None
+            time.sleep(0.3)
+    client.set("kiln", b"\x00\x01binary\xff" * 100)
+    assert client.get("kiln") == b"\x00\x01binary\xff" * 100
+    bench = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-n", "500", "-c", "5", "-t", "set,get", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "SET:" in bench.stdout and "GET:" in bench.stdout and "requests per second" in bench.stdout
+    assert client.dbsize() >= 2
+    assert inst.stop() == 130
+
+
+@pytest.mark.vm
+def test_nginx_serves_a_static_site_byte_for_byte(env: dict[str, str], instances: list[Instance]) -> None:
+    import httpx
+
+    kiln("build", str(EXAMPLES / "nginx-static"), env=env, check=True)
+    port = free_port()
+    inst = Instance("nginx-static", env, "qemu", {port: 8080})
+    instances.append(inst)
+    inst.wait_http(port, "/")
+    site = EXAMPLES / "nginx-static" / "site"
+    for name in ("index.html", "style.css", "logo.png"):
+        with_curl = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/{name}"], capture_output=True, timeout=30)
+        assert with_curl.returncode == 0 and with_curl.stdout == (site / name).read_bytes(), name
+        reply = httpx.get(f"http://127.0.0.1:{port}/{name}", timeout=10)
+        assert reply.status_code == 200 and reply.content == (site / name).read_bytes(), name
+    assert httpx.get(f"http://127.0.0.1:{port}/logo.png", timeout=10).headers["content-type"] == "image/png"
+    assert httpx.get(f"http://127.0.0.1:{port}/missing", timeout=10).status_code == 404
+    assert inst.stop() == 130
+
+
+def test_unknown_debian_package(env: dict[str, str]) -> None:
+    proc = kiln("build", "--deb", "no-such-package-kiln", env=env)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
+        "kiln: error: no such Debian package: no-such-package-kiln"
+    )
