@@ -6,7 +6,7 @@ VENV      ?= .venv
 PYTHON    ?= python3
 KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
-                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl python3.11 \
+                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 \
                 python3-venv binutils
 # Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
 KERNEL_APPS := examples/hello-http examples/memcached examples/redis examples/nginx-static \

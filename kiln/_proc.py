@@ -28,6 +28,7 @@ PACKAGES: dict[str, str] = {
     "dpkg-query": "dpkg",
     "veritysetup": "cryptsetup-bin",
     "debootstrap": "debootstrap",
+    "strace": "strace",
 }
 
 

@@ -35,6 +35,7 @@ COMMANDS = {
     "prune": "kiln.cli.prune:prune",
     "push": "kiln.cli.push:push",
     "pull": "kiln.cli.push:pull",
+    "trace": "kiln.cli.trace:trace",
 }
 
 EPILOG = """\b

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from pymemcache.client.base import Client
@@ -148,3 +149,17 @@ def test_unknown_debian_package(env: dict[str, str]) -> None:
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
         "kiln: error: no such Debian package: no-such-package-kiln"
     )
+
+
+def test_trace_suggests_what_the_program_missed(env: dict[str, str], tmp_path: Path) -> None:
+    app = tmp_path / "nginx-bare"
+    shutil.copytree(EXAMPLES / "nginx-static", app)
+    toml = (app / "kiln.toml").read_text().replace(', "/etc/nginx/mime.types"', "")
+    (app / "kiln.toml").write_text(toml.replace('name = "nginx-static"', 'name = "nginx-bare"'))
+    kiln("build", str(app), env=env, check=True)
+    report = json.loads(kiln("trace", "-t", "30", "--json", "nginx-bare", env=env, timeout=120, check=True).stdout)
+    assert report["suggest"]["files"] == ["/etc/nginx/mime.types"]  # nginx failed to open it
+    assert report["files"]["/etc/nginx/mime.types"] == "ENOENT"
+    assert report["files"]["/etc/kiln/nginx.conf"] == "ok"
+    assert {"execve", "openat", "epoll_create"} <= set(report["syscalls"])
+    assert "mount" not in report["syscalls"], "init's own calls are not the app's"

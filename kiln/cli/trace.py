@@ -1,0 +1,93 @@
+"""`kiln trace IMAGE`: run a program on the unix target under strace, then say what it used."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from kiln import _proc
+from kiln.cli.ui import console, err_console, print_json
+from kiln.store import Store
+from kiln.targets.base import RunConfig
+from kiln.targets.ports import PortMap
+from kiln.targets.unix import UnixTarget
+
+EPILOG = """\b
+Examples:
+  kiln trace -p 8080:8080 nginx-static          # exercise it, then Ctrl-C
+  kiln trace -t 10 --json memcached             # ten seconds, machine-readable
+"""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+@click.command(epilog=EPILOG)
+@click.argument("image")
+@click.option("-p", "--publish", "ports", multiple=True, metavar="[IP:]HOST:GUEST", help="Publish a port.")
+@click.option("-t", "--time", "seconds", type=int, help="Stop after this many seconds (default: at Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool) -> None:
+    """Run IMAGE under strace while you exercise it; report its system calls and files, and
+    suggest additions to its config (never removals)."""
+    from kiln import trace as tracing
+    from kiln.debs import fetch
+    from kiln.image import unpack
+
+    store = Store()
+    img = store.image(image)
+    target = UnixTarget(store)
+    plan = target.plan(img, RunConfig(ports=tuple(PortMap.parse(p) for p in ports)))
+    with tempfile.TemporaryDirectory(prefix="kiln-trace-") as tmp:
+        log = Path(tmp) / "strace.log"
+        plan.argv = [_proc.require("strace"), "-f", "-qq", "-s", "256", "-o", str(log), *plan.argv]
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGALRM, _stop)
+        if seconds:
+            signal.alarm(seconds)
+        err_console.print(f"tracing {img.ref}: exercise it, then Ctrl-C", highlight=False, markup=False)
+        try:
+            target.run(plan, sys.stdout.buffer)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.alarm(0)
+        result = tracing.parse(log.read_text(errors="replace"), img.manifest.entry.argv[0])
+    source = img.manifest.build.source
+    root = fetch(source.split()[2]).root if source.startswith("Debian package ") else Path("/")
+    tree = unpack.tree(store, img)
+    in_image = {"/" + str(p.relative_to(tree)) for p in tree.rglob("*")}
+    advice = tracing.suggest(result, in_image, root)
+    report = {
+        "syscalls": dict(result.syscalls.most_common()),
+        "files": result.files,
+        "suggest": {"files": advice.files, "libraries": advice.libraries, "allow": advice.allow},
+    }
+    if as_json:
+        print_json(report)
+        return
+    console.print(
+        f"{len(result.syscalls)} distinct system calls, {sum(result.syscalls.values())} in all; "
+        f"{len(result.files)} paths opened or looked for",
+        highlight=False,
+    )
+    console.print(
+        "syscalls: " + ", ".join(f"{n} ({c})" for n, c in result.syscalls.most_common()), highlight=False, markup=False
+    )
+    if not (advice.files or advice.libraries or advice.allow):
+        console.print("nothing to add: the image has everything the program touched", highlight=False)
+    for key, values in (("files", advice.files), ("libraries", advice.libraries)):
+        if values:
+            console.print(f"add to kiln.toml: {key} = {values!r}", highlight=False, markup=False)
+    if advice.allow:
+        console.print(
+            "refused by the policy: " + ", ".join(advice.allow) + " (relax in [seccomp] allow, saying why)",
+            highlight=False,
+            markup=False,
+        )
