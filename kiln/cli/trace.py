@@ -53,7 +53,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
             signal.alarm(seconds)
         err_console.print(f"tracing {img.ref}: exercise it, then Ctrl-C", highlight=False, markup=False)
         try:
-            target.run(plan, sys.stdout.buffer)
+            target.run(plan, sys.stderr.buffer if as_json else sys.stdout.buffer)  # keep --json clean
         except KeyboardInterrupt:
             pass
         finally:
