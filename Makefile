@@ -45,6 +45,7 @@ test: kernel
 bench: kernel
 	$(VENV)/bin/python bench/hello_http.py
 	$(VENV)/bin/python bench/surface.py
+	$(VENV)/bin/python bench/native.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
