@@ -129,6 +129,7 @@ def run(
     for note in plan.notes:
         err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (`cmd &`)
     status = runner.run(plan, sys.stdout.buffer)
     if status != 0:
         err_console.print(f"kiln: {img.ref} exited with status {status}", highlight=False, markup=False)

@@ -48,6 +48,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
         log = Path(tmp) / "strace.log"
         plan.argv = [_proc.require("strace"), "-f", "-qq", "-s", "256", "-o", str(log), *plan.argv]
         signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGALRM, _stop)
         if seconds:
             signal.alarm(seconds)
