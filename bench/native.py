@@ -70,7 +70,7 @@ def boot(
 
 def redis_rps(port: int) -> float:
     out = subprocess.run(
-        ["redis-benchmark", "-p", str(port), "-n", "20000", "-c", "10", "-t", "set,get", "--csv"],
+        ["redis-benchmark", "-p", str(port), "-n", "5000", "-c", "10", "-t", "set,get", "--csv"],
         capture_output=True,
         text=True,
         check=True,
@@ -82,8 +82,8 @@ def redis_rps(port: int) -> float:
 def memcached_ops(port: int) -> float:
     from pymemcache.client.base import Client
 
-    client = Client(("127.0.0.1", port), timeout=10)
-    n, start = 5000, time.perf_counter()
+    client = Client(("127.0.0.1", port), timeout=10, no_delay=True)
+    n, start = 500, time.perf_counter()
     for i in range(n):
         client.set(f"k{i}", b"v" * 100)
         client.get(f"k{i}")
