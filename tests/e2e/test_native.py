@@ -163,3 +163,17 @@ def test_trace_suggests_what_the_program_missed(env: dict[str, str], tmp_path: P
     assert report["files"]["/etc/kiln/nginx.conf"] == "ok"
     assert {"execve", "openat", "epoll_create"} <= set(report["syscalls"])
     assert "mount" not in report["syscalls"], "init's own calls are not the app's"
+
+
+def test_library_that_cannot_be_found(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "lib.c").write_text("int kiln_answer(void) { return 42; }\n")
+    (tmp_path / "main.c").write_text("int kiln_answer(void);\nint main(void) { return kiln_answer(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", tmp_path / "libkilnmissing.so", tmp_path / "lib.c"], check=True)
+    subprocess.run(
+        ["gcc", "-o", tmp_path / "answer", tmp_path / "main.c", f"-L{tmp_path}", "-lkilnmissing"], check=True
+    )
+    (tmp_path / "libkilnmissing.so").unlink()
+    proc = kiln("build", "--exe", str(tmp_path / "answer"), env=env)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert last.startswith(f"kiln: error: {tmp_path / 'answer'}: needs libkilnmissing.so, which was not found")
