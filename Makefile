@@ -12,7 +12,7 @@ APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essentia
 KERNEL_APPS := examples/hello-http examples/memcached examples/redis examples/nginx-static \
                tests/fixtures/apps/exit3 tests/fixtures/apps/sealed
 
-.PHONY: setup apt venv kernel demo test lint bench clean
+.PHONY: setup apt venv kernel kernels demo test lint bench clean
 
 setup: apt venv
 
@@ -33,16 +33,19 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 kernel: setup
+	$(KILN) kernel build --for examples/hello-http
+
+kernels: setup
 	for app in $(KERNEL_APPS); do $(KILN) kernel build --for $$app || exit 1; done
 
 demo: kernel
 	$(VENV)/bin/python scripts/demo.py
 
-test: kernel
+test: kernels
 	$(VENV)/bin/ruff check kiln tests bench scripts
 	$(VENV)/bin/pytest -q
 
-bench: kernel
+bench: kernels
 	$(VENV)/bin/python bench/hello_http.py
 	$(VENV)/bin/python bench/surface.py
 	$(VENV)/bin/python bench/native.py
