@@ -149,19 +149,20 @@ def push(store: Store, text: str, username: str | None = None, password: str | N
         ),
         (manifest_blob, MEDIA_MANIFEST, img.digest, "kiln-manifest.json"),
     ]
-    config = store.root / "tmp" / "empty-config.json"
-    config.write_bytes(b"{}")
     layers = []
-    for path, media, digest, title in [*parts, (config, CONFIG_MEDIA, sha256_file(config), "config")]:
-        desc = {
-            "mediaType": media,
-            "digest": digest,
-            "size": path.stat().st_size,
-            "annotations": {"org.opencontainers.image.title": title},
-        }
-        if not client.call(f"checking blob {digest[:19]}", client.registry.blob_exists, desc, container):
-            client.call(f"uploading {title}", client.registry.upload_blob, str(path), container, desc)
-        layers.append(desc)
+    with store.staging() as scratch:
+        config = scratch / "config.json"
+        config.write_bytes(b"{}")
+        for path, media, digest, title in [*parts, (config, CONFIG_MEDIA, sha256_file(config), "config")]:
+            desc = {
+                "mediaType": media,
+                "digest": digest,
+                "size": path.stat().st_size,
+                "annotations": {"org.opencontainers.image.title": title},
+            }
+            if not client.call(f"checking blob {digest[:19]}", client.registry.blob_exists, desc, container):
+                client.call(f"uploading {title}", client.registry.upload_blob, str(path), container, desc)
+            layers.append(desc)
     oci = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
