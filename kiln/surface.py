@@ -86,15 +86,20 @@ def scan_tree(root: Path) -> tuple[int, list[str], list[str], list[str]]:
     return files, sorted(executables), sorted(shells), sorted(setuid)
 
 
-def syscall_count() -> int:
-    """How many system calls x86_64 Linux has (from the kernel source's table)."""
+def syscall_numbers() -> dict[str, int]:
+    """The x86_64 system calls by name, with their numbers (from the kernel source's table)."""
     table = unpacked(find_source()) / "arch" / "x86" / "entry" / "syscalls" / "syscall_64.tbl"
-    count = 0
+    numbers = {}
     for line in table.read_text().splitlines():
         parts = line.split()
         if len(parts) >= 3 and not line.startswith("#") and parts[1] in ("common", "64"):
-            count += 1
-    return count
+            numbers[parts[2]] = int(parts[0])
+    return numbers
+
+
+def syscall_count() -> int:
+    """How many system calls x86_64 Linux has."""
+    return len(syscall_numbers())
 
 
 def cloud_kernel_options() -> tuple[int, str] | None:
