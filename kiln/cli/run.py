@@ -5,11 +5,10 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
-from types import FrameType
 
 import click
 
-from kiln.cli.ui import console, err_console
+from kiln.cli.ui import console, err_console, interrupt_on
 from kiln.errors import UsageError
 from kiln.store import Store
 from kiln.targets import TARGETS
@@ -25,10 +24,6 @@ Examples:
   kiln run -d --name web -p 8080:8080 --restart on-failure hello-http
   kiln run --dry-run hello-http        # print the QEMU command line
 """
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
-    raise KeyboardInterrupt
 
 
 @click.command(epilog=EPILOG)
@@ -128,8 +123,7 @@ def run(
         return
     for note in plan.notes:
         err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (`cmd &`)
+    interrupt_on(signal.SIGTERM)
     status = runner.run(plan, sys.stdout.buffer)
     if status != 0:
         err_console.print(f"kiln: {img.ref} exited with status {status}", highlight=False, markup=False)

@@ -6,12 +6,11 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from types import FrameType
 
 import click
 
 from kiln import _proc
-from kiln.cli.ui import console, err_console, print_json
+from kiln.cli.ui import console, err_console, interrupt_on, print_json
 from kiln.store import Store
 from kiln.targets.base import RunConfig
 from kiln.targets.ports import PortMap
@@ -22,10 +21,6 @@ Examples:
   kiln trace -p 8080:8080 nginx-static          # exercise it, then Ctrl-C
   kiln trace -t 10 --json memcached             # ten seconds, machine-readable
 """
-
-
-def _stop(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
-    raise KeyboardInterrupt
 
 
 @click.command(epilog=EPILOG)
@@ -47,9 +42,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
     with tempfile.TemporaryDirectory(prefix="kiln-trace-") as tmp:
         log = Path(tmp) / "strace.log"
         plan.argv = [_proc.require("strace"), "-f", "-qq", "-s", "256", "-o", str(log), *plan.argv]
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGALRM, _stop)
+        interrupt_on(signal.SIGTERM, signal.SIGALRM)
         if seconds:
             signal.alarm(seconds)
         err_console.print(f"tracing {img.ref}: exercise it, then Ctrl-C", highlight=False, markup=False)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -26,8 +28,19 @@ def human_size(n: int) -> str:
 
 
 def print_json(data: Any) -> None:
-    click_echo = console.file.write
-    click_echo(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    console.file.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def interrupt_on(*signals: int) -> None:
+    """Make SIGINT (even if inherited as ignored, as by `cmd &`) and `signals` raise
+    KeyboardInterrupt, so a guest is stopped properly on the way out."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in signals:
+        signal.signal(signum, _interrupt)
 
 
 @contextlib.contextmanager
