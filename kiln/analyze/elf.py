@@ -180,21 +180,22 @@ def closure(roots: list[Path], search_dirs: list[str] | None = None, sysroot: Pa
         search = [] if info.runpath else [_expand(d, origin) for d in info.rpath]
         search += [_expand(d, origin) for d in info.runpath] + dirs
         for lib in info.needed:
-            found = _find(lib, search, info, root) if "/" not in lib else lib
-            if found is None or resolve_in(root, found) is None:
+            found = _find(lib, search, info, root) if "/" not in lib else _find(lib, ["/"], info, root)
+            if found is None:
                 raise AnalysisError(
                     f"{guest}: needs {lib}, which was not found (searched {', '.join(dict.fromkeys(search))})"
                 )
-            if found not in result.files:
-                result.files[found] = resolve_in(root, found)  # type: ignore[assignment]
-                result.needed_by[found] = guest
-                queue.append(load(found))
+            if found[0] not in result.files:
+                result.files[found[0]] = found[1]
+                result.needed_by[found[0]] = guest
+                queue.append(found)
     return result
 
 
-def _find(lib: str, search: list[str], requester: ElfInfo, root: Path) -> str | None:
+def _find(lib: str, search: list[str], requester: ElfInfo, root: Path) -> tuple[str, Path, ElfInfo] | None:
+    """The first library called `lib` in `search` that suits the requester: (guest path, file, its ELF facts)."""
     for d in dict.fromkeys(search):
-        guest = f"{d.rstrip('/')}/{lib}"
+        guest = f"{d.rstrip('/')}/{lib.lstrip('/')}" if d != "/" else lib
         host = resolve_in(root, guest)
         if host is not None and host.is_file():
             try:
@@ -202,5 +203,5 @@ def _find(lib: str, search: list[str], requester: ElfInfo, root: Path) -> str | 
             except AnalysisError:
                 continue
             if info.machine == requester.machine and info.elfclass == requester.elfclass:
-                return guest
+                return guest, host, info
     return None
