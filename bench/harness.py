@@ -113,11 +113,12 @@ def machine() -> dict[str, str]:
     }
 
 
-def isolated_home(base: Path) -> dict[str, str]:
-    """An empty store under `base` that shares the developer's kernel and caches."""
+def isolated_home(base: Path, shared: Path | None = None) -> dict[str, str]:
+    """An empty store under `base` that shares the kernel builds and caches of `shared`
+    (default: the developer's $KILN_HOME). Benchmarks and tests both use it."""
     from kiln.paths import kiln_home
 
-    shared = kiln_home()
+    shared = shared or kiln_home()
     base.mkdir(parents=True, exist_ok=True)
     for d in ("kernel", "cache"):
         (shared / d).mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness import isolated_home
 from kiln.paths import kiln_home
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,25 +61,16 @@ def kernel_built() -> None:
         kiln("kernel", "build", "--for", str(app), env=env, timeout=1800, check=True)
 
 
-def _home(base: Path, share_kernel: bool) -> dict[str, str]:
-    base.mkdir(parents=True, exist_ok=True)
-    if share_kernel:
-        for d in ("kernel", "cache"):
-            (SHARED_HOME / d).mkdir(parents=True, exist_ok=True)
-            (base / d).symlink_to(SHARED_HOME / d)
-    return {**os.environ, "KILN_HOME": str(base)}
-
-
 @pytest.fixture(scope="session")
 def session_env(tmp_path_factory: pytest.TempPathFactory, kernel_built: None) -> dict[str, str]:
     """A store shared by the tests of a session (images built once), with the shared kernel."""
-    return _home(tmp_path_factory.mktemp("kiln-home"), share_kernel=True)
+    return isolated_home(tmp_path_factory.mktemp("kiln-home"), SHARED_HOME)
 
 
 @pytest.fixture
 def env(tmp_path: Path, kernel_built: None) -> dict[str, str]:
     """A fresh, empty store for one test, with the shared kernel."""
-    return _home(tmp_path / "kiln-home", share_kernel=True)
+    return isolated_home(tmp_path / "kiln-home", SHARED_HOME)
 
 
 @pytest.fixture(scope="session")
