@@ -171,7 +171,7 @@ def main() -> int:
             if rates:
                 speed.append((example, median(rates), median(native_rates)))
             accel = kiln("run", "--dry-run", example, env=env).split()
-    accelerator = accel[accel.index("-accel") + 1].upper()
+    accelerator = accel[accel.index("-accel") + 1].split(",")[0].upper()
     lines = [
         "## Native programs (`bench/native.py`)",
         "",

@@ -197,18 +197,24 @@ def images_in_use() -> set[str]:
     return used
 
 
-def process_tree(pid: int | None) -> list[int]:
-    """`pid` and all its descendants (the sandbox's app runs below unshare and init)."""
-    if pid is None or proc_start_time(pid) is None:
-        return []
+def children_map() -> dict[int, list[int]]:
+    """parent pid -> child pids, read from /proc/*/stat."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])  # the name may hold spaces
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def process_tree(pid: int | None, children: dict[int, list[int]] | None = None) -> list[int]:
+    """`pid` and all its descendants (the sandbox's app runs below unshare and init)."""
+    if pid is None or proc_start_time(pid) is None:
+        return []
+    children = children_map() if children is None else children
     tree, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -217,10 +223,10 @@ def process_tree(pid: int | None) -> list[int]:
     return tree
 
 
-def rss_bytes(pid: int | None) -> int | None:
-    """Resident memory of the VM process (or the whole sandbox)."""
+def rss_of(pids: list[int]) -> int | None:
+    """Summed resident memory of pids (None if none of them is alive)."""
     total, found = 0, False
-    for p in process_tree(pid):
+    for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -229,6 +235,11 @@ def rss_bytes(pid: int | None) -> int | None:
         except (OSError, ValueError):
             continue
     return total if found else None
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of the VM process (or the whole sandbox)."""
+    return rss_of(process_tree(pid))
 
 
 def cpu_seconds(pid: int | None) -> float | None:

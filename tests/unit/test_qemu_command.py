@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kiln.targets.ports import PortMap
-from kiln.targets.qemu_command import VmSpec, command, cpu_model, decode_exit, kernel_cmdline
+from kiln.targets.qemu_command import PcVmSpec, VmSpec, command, cpu_model, decode_exit, kernel_cmdline, pc_command
 
 
 def spec(**kw: object) -> VmSpec:
@@ -29,7 +29,7 @@ def test_microvm_pvh_tcg() -> None:
     argv = command(spec(ports=(PortMap(host_ip="127.0.0.1", host=8080, guest=80),), qmp_socket=Path("/r/q.sock")))
     assert argv[0] == "qemu-system-x86_64"
     assert opt(argv, "-machine")[0].startswith("microvm,")
-    assert opt(argv, "-accel") == ["tcg"] and opt(argv, "-cpu") == ["max"] and opt(argv, "-m") == ["48M"]
+    assert opt(argv, "-accel") == ["tcg,tb-size=32"] and opt(argv, "-cpu") == ["max"] and opt(argv, "-m") == ["48M"]
     assert opt(argv, "-kernel") == ["/k/vmlinux"]
     assert "-no-reboot" in argv and "isa-debug-exit,iobase=0xf4,iosize=0x04" in opt(argv, "-device")
     assert opt(argv, "-drive") == ["id=root,file=/s/root,format=raw,if=none,readonly=on"]
@@ -78,3 +78,26 @@ def test_cpu_model(accel: str, vendor: str, cpu: str) -> None:
 @pytest.mark.parametrize(("rc", "status"), [(1, 0), (7, 3), (255, 127), (0, None), (2, None), (-9, None)])
 def test_decode_exit(rc: int, status: int | None) -> None:
     assert decode_exit(rc) == status
+
+
+def test_traditional_vm_is_a_pc_with_firmware_and_a_snapshot_disk() -> None:
+    argv = pc_command(
+        PcVmSpec(
+            kernel=Path("/b/vmlinuz"),
+            initrd=Path("/b/initrd.img"),
+            disk=Path("/b/disk.img"),
+            memory_mib=512,
+            accel="tcg",
+            ports=(PortMap(host_ip="127.0.0.1", host=9000, guest=8080),),
+        )
+    )
+    assert opt(argv, "-machine") == ["q35"]
+    # Same accelerator and CPU model as kiln's guests, but QEMU's own TCG defaults (no kiln tuning).
+    assert opt(argv, "-accel") == ["tcg"] and opt(argv, "-cpu") == ["max"] and opt(argv, "-m") == ["512M"]
+    assert opt(argv, "-kernel") == ["/b/vmlinuz"] and opt(argv, "-initrd") == ["/b/initrd.img"]
+    assert opt(argv, "-append") == ["console=ttyS0 root=/dev/vda rw quiet"]
+    assert opt(argv, "-drive") == ["file=/b/disk.img,format=raw,if=virtio,snapshot=on"]
+    assert "virtio-net-pci,netdev=net0" in opt(argv, "-device")
+    assert opt(argv, "-netdev") == ["user,id=net0,hostfwd=tcp:127.0.0.1:9000-:8080"]
+    kvm = pc_command(PcVmSpec(Path("k"), Path("i"), Path("d"), 256, "kvm"))
+    assert opt(kvm, "-accel") == ["kvm"] and opt(kvm, "-cpu")[0].startswith("host")

@@ -1,0 +1,173 @@
+"""Density: how many hello-http unikernels this machine holds at once.
+
+Each step starts N detached instances (`kiln run -d`, each with its own
+forwarded port), waits until every one of them answers a request, records the
+host memory they take (QEMU processes, kiln's supervisors, and the drop of the
+host's MemAvailable) and the time until all answered, then removes them all.
+The ramp stops at the first step that does not fully answer, at `max_n`, or
+before a step the measured memory per instance says would not fit.
+Every loop is bounded and every instance is removed, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import httpx
+
+from bench.harness import KILN, meminfo
+from bench.stacks import GUEST_PORT, IMAGE
+from kiln.runtime import instance
+
+STEPS = (1, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
+LAUNCHERS = 8  # `kiln run -d` commands in flight at once
+MEMORY_HEADROOM = 0.8  # never plan to use more than this share of the memory available at the start
+
+
+@dataclass
+class Step:
+    n: int
+    answered: int
+    seconds: float | None  # from the first start command until all answered (None: not all did)
+    vm_rss: int  # bytes, all QEMU processes
+    supervisor_rss: int  # bytes, all of kiln's supervisors
+    host_used: int  # bytes, the drop of MemAvailable
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.answered == self.n
+
+    @property
+    def per_instance(self) -> float:
+        """Summed RSS per instance (counts the pages the QEMUs share once per QEMU)."""
+        return (self.vm_rss + self.supervisor_rss) / self.n
+
+    @property
+    def cost(self) -> float:
+        """What one more instance takes from the host: the larger of the MemAvailable drop and the RSS
+        of its QEMU alone, per instance (the drop is exact but noisy; QEMU's RSS is a floor)."""
+        return max(self.host_used, self.vm_rss) / self.n
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def plan_steps(max_n: int, steps: tuple[int, ...] = STEPS) -> list[int]:
+    return [n for n in steps if n < max_n] + [max_n]
+
+
+def fits(next_n: int, per_instance: float, available: int, headroom: float = MEMORY_HEADROOM) -> bool:
+    """Would next_n instances of per_instance bytes stay within headroom of the memory available?"""
+    return next_n * per_instance <= headroom * available
+
+
+def _answers(client: httpx.Client, port: int) -> bool:
+    try:
+        return client.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def instances(env: dict[str, str], names: list[str]) -> Iterator[None]:
+    """Remove the named instances afterwards, and kill any process of theirs that outlives `kiln rm -f`."""
+    try:
+        yield
+    finally:
+        pids: list[int] = []
+        for inst in instance.all_instances():
+            if inst.name in names:
+                st = inst.read_state()
+                pids += [p for p in (st.supervisor_pid, st.vm_pid) if p]
+        for chunk in range(0, len(names), 50):
+            subprocess.run(
+                [KILN, "rm", "-f", *names[chunk : chunk + 50]], env=env, capture_output=True, timeout=600, check=False
+            )
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def step(env: dict[str, str], n: int, accel: str, memory_mib: int | None, timeout: float) -> Step:
+    names = [f"density-{n}-{i}" for i in range(n)]
+    ports = free_ports(n)
+    mem = ["-m", f"{memory_mib}M"] if memory_mib else []
+    before = meminfo()
+    start = time.perf_counter()
+    deadline = start + timeout
+    errors: list[str] = []
+
+    def launch(i: int) -> None:
+        argv = [KILN, "run", "-d", "--name", names[i], "--accel", accel, *mem]
+        argv += ["-p", f"127.0.0.1:{ports[i]}:{GUEST_PORT}", IMAGE]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            errors.append(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+
+    with instances(env, names):
+        with ThreadPoolExecutor(LAUNCHERS) as pool:
+            list(pool.map(launch, range(n)))
+        pending = set(range(n))
+        with httpx.Client(timeout=1) as client:
+            while pending and time.perf_counter() < deadline:
+                pending -= {i for i in sorted(pending) if _answers(client, ports[i])}
+                if pending:
+                    time.sleep(0.2)
+        seconds = time.perf_counter() - start if not pending else None
+        vm, sup = 0, 0
+        for inst in instance.all_instances():
+            if inst.name in names:
+                st = inst.read_state()
+                vm += instance.rss_of([st.vm_pid] if st.vm_pid else []) or 0
+                sup += instance.rss_of([st.supervisor_pid] if st.supervisor_pid else []) or 0
+        used = before - meminfo()
+    error = errors[0] if errors else ("" if not pending else f"{len(pending)} did not answer within {timeout:.0f} s")
+    return Step(n, n - len(pending), seconds, vm, sup, used, error)
+
+
+def ramp(
+    env: dict[str, str],
+    accel: str,
+    max_n: int,
+    memory_mib: int | None = None,
+    seconds_per_instance: float = 5.0,
+    report: Callable[[str], None] = print,
+) -> tuple[list[Step], str]:
+    """Run the steps up to max_n; (steps, why the ramp stopped)."""
+    available = meminfo()
+    done: list[Step] = []
+    for n in plan_steps(max_n):
+        if done and not fits(n, done[-1].cost, available):
+            return done, (
+                f"stopped before {n}: at {done[-1].cost / 2**20:.0f} MiB per instance it would exceed "
+                f"{MEMORY_HEADROOM:.0%} of the {available / 2**30:.1f} GiB available"
+            )
+        report(f"  starting {n} instance(s) at once")
+        s = step(env, n, accel, memory_mib, timeout=60 + seconds_per_instance * n)
+        done.append(s)
+        if not s.ok:
+            report(f"  {n}: {s.answered} answered ({s.error})")
+            return done, f"stopped at {n}: {s.error}"
+        report(
+            f"  {n}: all answered in {s.seconds:.1f} s, {s.per_instance / 2**20:.0f} MiB per instance "
+            f"(QEMU + supervisor), host MemAvailable down {s.host_used / 2**30:.2f} GiB"
+        )
+    return done, f"reached the largest step asked for ({max_n})"

@@ -1,0 +1,124 @@
+"""The stacks kiln is measured against, built from Debian's packages and cached.
+
+A *traditional VM* of an app: a Debian bookworm root file system made with
+debootstrap (minbase + systemd + python3 + Debian's cloud kernel and its
+initramfs), the app copied to /opt/<name> and run by a systemd unit,
+systemd-networkd asking slirp's DHCP for an address, packed into an ext4
+disk image with `mkfs.ext4 -d` (no loop device, no mount). The kernel and the
+initramfs are taken out of the tree's /boot so QEMU can boot them directly.
+
+    $KILN_HOME/cache/baselines/vm-<key>/{vmlinuz,initrd.img,disk.img,done}
+
+The key hashes the tree's name, the app's files and the unit, so a changed
+app gets a new disk and an unchanged one is never rebuilt.
+
+The *container* runs the same debootstrapped tree under bubblewrap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln import _proc, atomic
+from kiln.baselines import debian
+from kiln.errors import KilnError
+from kiln.paths import home_dir
+
+RECIPE = "1"
+PACKAGES = ("systemd", "systemd-sysv", "udev", "python3", "linux-image-cloud-amd64", "initramfs-tools")
+
+NETWORK = """\
+[Match]
+Name=en*
+
+[Network]
+DHCP=ipv4
+"""
+
+
+@dataclass(frozen=True)
+class VmImage:
+    kernel: Path
+    initrd: Path
+    disk: Path
+    tree: Path  # the debootstrapped tree the disk was made from (without the app)
+
+    def size(self) -> int:
+        """Bytes on the host's disk: kernel + initramfs + the allocated blocks of the disk image."""
+        return self.kernel.stat().st_size + self.initrd.stat().st_size + self.disk.stat().st_blocks * 512
+
+
+def tree() -> Path:
+    """The Debian tree shared by the traditional VM and the container (minutes to build, once)."""
+    return debian.rootfs("minbase", PACKAGES)
+
+
+def unit(name: str, argv: Sequence[str]) -> str:
+    return (
+        f"[Unit]\nDescription={name}\nAfter=network.target\n\n"
+        f"[Service]\nExecStart={' '.join(argv)}\nRestart=on-failure\nDynamicUser=yes\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def _key(name: str, app_dir: Path, unit_text: str, root: Path) -> str:
+    h = hashlib.sha256(f"{RECIPE}|{root}|{name}|{unit_text}".encode())
+    for f in sorted(p for p in app_dir.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(app_dir)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _boot_file(boot: Path, prefix: str) -> Path:
+    found = sorted(boot.glob(f"{prefix}-*"))
+    if not found:
+        raise KilnError(f"no {prefix}-* in {boot}: is linux-image-cloud-amd64 installed in the baseline tree?")
+    return found[-1]
+
+
+def _enable(etc: Path, target: str, unit_path: str) -> None:
+    wants = etc / "systemd" / "system" / f"{target}.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / Path(unit_path).name
+    if not link.exists():
+        link.symlink_to(unit_path)
+
+
+def vm_image(name: str, app_dir: Path, argv: Sequence[str]) -> VmImage:
+    """A bootable traditional VM running `argv` (paths inside the guest) as the systemd service `name`.
+    The app directory is copied to /opt/<name>."""
+    root = tree()
+    unit_text = unit(name, argv)
+    final = home_dir("cache", "baselines") / f"vm-{_key(name, app_dir, unit_text, root)}"
+    image = VmImage(final / "vmlinuz", final / "initrd.img", final / "disk.img", root)
+    if (final / "done").is_file():
+        return image
+    if final.exists():
+        shutil.rmtree(final)  # an interrupted earlier attempt
+    mkfs = _proc.require("mkfs.ext4")
+    with atomic.staging_dir(final) as tmp:
+        staged = tmp / "root"
+        _proc.run(["cp", "-a", root, staged], what="copying the Debian tree")
+        shutil.copytree(app_dir, staged / "opt" / name, dirs_exist_ok=True)
+        etc = staged / "etc"
+        (etc / "systemd" / "system" / f"{name}.service").write_text(unit_text)
+        _enable(etc, "multi-user.target", f"/etc/systemd/system/{name}.service")
+        (etc / "systemd" / "network" / "20-wired.network").write_text(NETWORK)
+        _enable(etc, "multi-user.target", "/lib/systemd/system/systemd-networkd.service")
+        _enable(etc, "sockets.target", "/lib/systemd/system/systemd-networkd.socket")
+        (etc / "hostname").write_text(f"{name}\n")
+        (etc / "fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+        shutil.copy2(_boot_file(staged / "boot", "vmlinuz"), tmp / "vmlinuz")
+        shutil.copy2(_boot_file(staged / "boot", "initrd.img"), tmp / "initrd.img")
+        used = sum(p.lstat().st_size for p in staged.rglob("*"))
+        size_mib = int(used * 1.3 / 2**20) + 128  # room for the journal, inodes and what the system writes at boot
+        _proc.run(
+            [mkfs, "-q", "-F", "-L", "root", "-d", staged, tmp / "disk.img", f"{size_mib}M"],
+            what="mkfs.ext4 of the traditional VM's disk",
+        )
+        shutil.rmtree(staged)
+        (tmp / "done").write_text("ok\n")
+    return image
