@@ -6,7 +6,7 @@ VENV      ?= .venv
 PYTHON    ?= python3
 KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
-                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 \
+                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 wrk bubblewrap e2fsprogs \
                 python3-venv binutils
 # Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
 KERNEL_APPS := examples/hello-http examples/memcached examples/redis examples/nginx-static \
@@ -45,10 +45,9 @@ test: kernels
 	$(VENV)/bin/ruff check kiln tests bench scripts
 	$(VENV)/bin/pytest -q
 
+# Every benchmark (~40 min under TCG; the first run also debootstraps the baselines). QUICK=1: minutes.
 bench: kernels
-	$(VENV)/bin/python bench/hello_http.py
-	$(VENV)/bin/python bench/surface.py
-	$(VENV)/bin/python bench/native.py
+	$(VENV)/bin/python -m bench $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from kiln import _proc
 from kiln.runtime.instance import children_map, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +211,7 @@ def parse_wrk(text: str) -> WrkResult:
 
 
 def wrk(url: str, seconds: int, connections: int = 8, threads: int = 1) -> WrkResult:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", url]
+    argv = [_proc.require("wrk"), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", url]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {(proc.stderr or proc.stdout).strip()[:200]}")

@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
         stacks = [STACKS[k](env, accel) for k in keys]
         results: dict[str, dict] = {}
         for stack in stacks:
-            step(f"preparing {stack.title} (the first time builds it from Debian's packages: minutes)")
+            step(f"preparing {stack.title}{stack.prepare_note}")
             t0 = time.perf_counter()
             stack.prepare()
             facts = stack.facts()
@@ -204,7 +203,7 @@ def publish(results: dict, output: Path, data: Path, plots_dir: Path, relative_t
     return plots
 
 
-def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 3)[-1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="3 runs, coarse bisection, 3 s of wrk, density to 5")
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None, say: Callable[[str], None] = print) -> i
     out_dir = args.output.parent / "bench"
     results = run(args)
     publish(results, args.output, args.data or out_dir / "hello-http.json", args.plots or out_dir, args.output.parent)
-    say(report.render(results))
+    console.print(f"[bold]==>[/bold] written: {args.output} (block hello-http), {out_dir}/")
     return 0
 
 

@@ -120,11 +120,14 @@ def native_argv(name: str, port: int, root: Path) -> list[str]:
     return [*loader, f"{root}/usr/sbin/nginx", "-e", "stderr", "-c", str(conf)]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one run per example")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 1
     rows, speed = [], []
     with tempfile.TemporaryDirectory(prefix="kiln-bench-native-") as tmp:
         env = isolated_home(Path(tmp) / "home")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from bench.harness import KILN, ROOT
+from kiln import _proc
 from kiln.baselines import traditional
 from kiln.image import unpack
 from kiln.store import Store
@@ -72,6 +72,7 @@ class Stack(ABC):
     title: ClassVar[str]
     holder: ClassVar[str] = ""  # name of the process that holds the instance ("" = the started command)
     memory_range: ClassVar[tuple[int, int] | None] = None  # MiB, for the bisection (VMs only)
+    prepare_note: ClassVar[str] = ""
 
     def __init__(self, env: dict[str, str], accel: str) -> None:
         self.env = env
@@ -148,6 +149,7 @@ class DebianVm(Stack):
     key = "debian-vm"
     title = "traditional VM (Debian)"
     memory_range = (64, 1024)
+    prepare_note = " (the first time: debootstrap with systemd and Debian's cloud kernel, ~1 min; then cached)"
     DEFAULT_MEMORY = 512  # a small cloud instance
     _image: traditional.VmImage | None = None
 
@@ -194,17 +196,17 @@ class Container(Stack):
     key = "container"
     title = "container (bubblewrap)"
     holder = "bwrap"
+    prepare_note = " (the traditional VM's Debian tree, cached)"
 
     def prepare(self) -> None:
-        if shutil.which("bwrap") is None:
-            raise RuntimeError("bwrap is missing: apt-get install bubblewrap")
+        self.bwrap = _proc.require("bwrap")
         self.tree = traditional.tree()
 
     def argv(self, port: int, memory_mib: int | None = None) -> list[str]:  # noqa: ARG002 (no guest RAM)
         if not hasattr(self, "tree"):
             self.prepare()
         return [
-            "bwrap",
+            self.bwrap,
             "--ro-bind", str(self.tree), "/",
             "--tmpfs", "/opt",
             "--ro-bind", str(APP), f"/opt/{IMAGE}",

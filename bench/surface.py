@@ -53,7 +53,7 @@ beside what a traditional Debian system exposes. Regenerate it with `python benc
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: ARG001 (no options; one signature for python -m bench)
     with tempfile.TemporaryDirectory(prefix="kiln-surface-") as tmp:
         env = isolated_home(Path(tmp) / "home")
         subprocess.run([KILN, "build", str(ROOT / "examples" / "hello-http")], env=env, check=True, capture_output=True)

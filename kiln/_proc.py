@@ -29,6 +29,9 @@ PACKAGES: dict[str, str] = {
     "veritysetup": "cryptsetup-bin",
     "debootstrap": "debootstrap",
     "strace": "strace",
+    "mkfs.ext4": "e2fsprogs",
+    "bwrap": "bubblewrap",
+    "wrk": "wrk",
 }
 
 

@@ -1,0 +1,46 @@
+"""`python -m bench [--quick]`: every benchmark, one after the other (what `make bench` runs).
+
+    hello-http on five stacks   bench/hello_http.py  -> docs/benchmarks.md, docs/bench/
+    attack surface              bench/surface.py     -> docs/security.md
+    native programs             bench/native.py      -> docs/benchmarks.md
+
+Each can also run alone (`python bench/hello_http.py --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+
+from bench import hello_http, native, surface
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the quick mode of each benchmark (minutes, not ~40)")
+    args = parser.parse_args(argv)
+    quick = ["--quick"] if args.quick else []
+    steps = [
+        ("hello-http on five stacks", hello_http.main, quick),
+        ("attack surface", surface.main, []),
+        ("native programs", native.main, quick),
+    ]
+    console = Console(highlight=False)
+    for i, (title, run, options) in enumerate(steps, 1):
+        console.rule(f"[bold]{i}/{len(steps)} {title}")
+        t0 = time.perf_counter()
+        status = run(options)
+        console.print(f"{title}: done in {time.perf_counter() - t0:.0f} s")
+        if status:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
