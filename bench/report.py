@@ -137,7 +137,7 @@ def render(results: Results, plots: dict[str, str] | None = None) -> str:
         extra = []
         if s["facts"].get("detail"):
             extra.append(s["facts"]["detail"])
-        if s.get("rss_all") and s.get("rss") and s["rss_all"] != s["rss"]:
+        if s.get("rss_all") and s.get("rss") and abs(s["rss_all"] - s["rss"]) > 2**20:
             extra.append(f"everything the start command started: {_mib(s['rss_all'])}")
         if s.get("served") is not None:
             extra.append(f"{s['served']}/100 requests answered")
@@ -202,14 +202,16 @@ def plot_boot(results: Results, path: Path) -> None:
     y = range(len(stacks))
     medians = [x.median * 1000 for x in summaries]
     err = [[(x.median - x.low) * 1000 for x in summaries], [(x.high - x.median) * 1000 for x in summaries]]
-    ax.barh(list(y), medians, xerr=err, color="#c0504d", capsize=3)
+    colors = ["#2a7ab0" if s["key"].startswith("kiln") else "#9a9a9a" for s in stacks]
+    ax.barh(list(y), medians, xerr=err, color=colors, capsize=3)
     ax.set_yticks(list(y), [s["title"] for s in stacks])
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("boot to first HTTP response, ms (log scale; bars: median, whiskers: min–max)")
     ax.set_title(f"hello-http, {results['accel'].upper()}")
-    for i, m in zip(y, medians, strict=True):
-        ax.text(m, i, f" {m:,.0f}", va="center", fontsize=8)
+    for i, m, x in zip(y, medians, summaries, strict=True):
+        ax.text(x.high * 1000 * 1.15, i, f"{m:,.0f} ms", va="center", fontsize=8)
+    ax.set_xlim(right=max(x.high for x in summaries) * 1000 * 4)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

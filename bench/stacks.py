@@ -10,6 +10,7 @@ start it on a port (and with how much guest RAM) and what its image holds.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -67,6 +68,27 @@ def kiln_json(env: dict[str, str], *args: str) -> object:
     return json.loads(out.stdout)
 
 
+@functools.cache
+def kiln_image(home: str) -> tuple[ImageFacts, int]:
+    """Build hello-http in the store at `home` with the CLI (as a user would), then count what the
+    image holds; (facts, the image's default guest RAM in MiB). Once per store: both kiln stacks share it."""
+    env = {**os.environ, "KILN_HOME": home}
+    built = kiln_json(env, "build", str(APP))
+    assert isinstance(built, dict)
+    store = Store(Path(home) / "store")
+    image = store.image(IMAGE)
+    files, executables, shells, _ = scan_tree(unpack.tree(store, image))
+    facts = ImageFacts(
+        int(built["size"]),
+        files,
+        len(executables),
+        bool(shells),
+        f"kernel {int(built['kernel_size']) / 1e6:.2f} MB xz + root {int(built['rootfs_size']) / 1e6:.2f} MB "
+        f"EROFS/lz4hc; executables: {', '.join(executables)}",
+    )
+    return facts, image.manifest.entry.memory_mib
+
+
 class Stack(ABC):
     key: ClassVar[str]
     title: ClassVar[str]
@@ -96,40 +118,19 @@ class KilnQemu(Stack):
     title = "kiln (qemu)"
     holder = "qemu-system"
     memory_range = (16, 128)
-    _facts: ImageFacts | None = None
-    _memory: int | None = None  # the image's default guest RAM
 
     def prepare(self) -> None:
-        """Build the image with the CLI (as a user would), then count what it holds."""
-        built = kiln_json(self.env, "build", str(APP))
-        assert isinstance(built, dict)
-        store = Store(Path(self.env["KILN_HOME"]) / "store")
-        image = store.image(IMAGE)
-        files, executables, shells, _ = scan_tree(unpack.tree(store, image))
-        KilnQemu._facts = ImageFacts(
-            int(built["size"]),
-            files,
-            len(executables),
-            bool(shells),
-            f"kernel {int(built['kernel_size']) / 1e6:.2f} MB xz + root {int(built['rootfs_size']) / 1e6:.2f} MB "
-            f"EROFS/lz4hc; executables: {', '.join(executables)}",
-        )
-        KilnQemu._memory = image.manifest.entry.memory_mib
+        kiln_image(self.env["KILN_HOME"])
 
     def argv(self, port: int, memory_mib: int | None = None) -> list[str]:
         mem = ["-m", f"{memory_mib}M"] if memory_mib else []
         return [KILN, "run", "--accel", self.accel, *mem, "-p", f"127.0.0.1:{port}:{GUEST_PORT}", IMAGE]
 
     def facts(self) -> ImageFacts:
-        if self._facts is None:
-            self.prepare()
-        assert self._facts is not None
-        return self._facts
+        return kiln_image(self.env["KILN_HOME"])[0]
 
     def default_memory(self) -> int | None:
-        if self._memory is None:
-            self.prepare()
-        return self._memory
+        return kiln_image(self.env["KILN_HOME"])[1]
 
 
 class KilnUnix(KilnQemu):
