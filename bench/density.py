@@ -29,6 +29,8 @@ from kiln.runtime import instance
 
 STEPS = (1, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
 LAUNCHERS = 8  # `kiln run -d` commands in flight at once
+CHECKERS = 16  # requests in flight at once while waiting for the answers
+ANSWER_TIMEOUT = 10.0
 MEMORY_HEADROOM = 0.8  # never plan to use more than this share of the memory available at the start
 
 
@@ -79,11 +81,26 @@ def fits(next_n: int, per_instance: float, available: int, headroom: float = MEM
     return next_n * per_instance <= headroom * available
 
 
-def _answers(client: httpx.Client, port: int) -> bool:
+def _answers(port: int) -> bool:
     try:
-        return client.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=ANSWER_TIMEOUT).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def wait_all(ports: list[int], deadline: float) -> set[int]:
+    """Poll every port until it answers or the deadline (perf_counter) passes; the indexes that never did.
+    The checks run side by side with a generous timeout: on a saturated host a QEMU can take seconds
+    to forward a connection, and one slow check must not starve the others."""
+    pending = set(range(len(ports)))
+    with ThreadPoolExecutor(CHECKERS) as pool:
+        while pending and time.perf_counter() < deadline:
+            order = sorted(pending)
+            answered = {i for i, ok in zip(order, pool.map(lambda i: _answers(ports[i]), order), strict=True) if ok}
+            pending -= answered
+            if pending:
+                time.sleep(0.5)
+    return pending
 
 
 @contextlib.contextmanager
@@ -125,12 +142,7 @@ def step(env: dict[str, str], n: int, accel: str, memory_mib: int | None, timeou
     with instances(env, names):
         with ThreadPoolExecutor(LAUNCHERS) as pool:
             list(pool.map(launch, range(n)))
-        pending = set(range(n))
-        with httpx.Client(timeout=1) as client:
-            while pending and time.perf_counter() < deadline:
-                pending -= {i for i in sorted(pending) if _answers(client, ports[i])}
-                if pending:
-                    time.sleep(0.2)
+        pending = wait_all(ports, deadline)
         seconds = time.perf_counter() - start if not pending else None
         vm, sup = 0, 0
         for inst in instance.all_instances():
@@ -148,7 +160,7 @@ def ramp(
     accel: str,
     max_n: int,
     memory_mib: int | None = None,
-    seconds_per_instance: float = 5.0,
+    seconds_per_instance: float = 8.0,
     report: Callable[[str], None] = print,
 ) -> tuple[list[Step], str]:
     """Run the steps up to max_n; (steps, why the ramp stopped)."""

@@ -266,6 +266,20 @@ def isolated_home(base: Path, shared: Path | None = None) -> dict[str, str]:
     return {**os.environ, "KILN_HOME": str(base)}
 
 
+@contextlib.contextmanager
+def kiln_home_of(env: dict[str, str]) -> Iterator[None]:
+    """Point this process's own kiln modules (instances, store, caches) at env's KILN_HOME for a while."""
+    saved = os.environ.get("KILN_HOME")
+    os.environ["KILN_HOME"] = env["KILN_HOME"]
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["KILN_HOME"]
+        else:
+            os.environ["KILN_HOME"] = saved
+
+
 def replace_section(doc: Path, name: str, body: str) -> None:
     """Replace the generated block `name` in `doc` (append it if absent)."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"

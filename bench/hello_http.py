@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +32,15 @@ from rich.console import Console
 
 from bench import density, report
 from bench.harness import (
+    KILN,
     ROOT,
     Summary,
     bisect_min,
     free_port,
     isolated_home,
+    kiln_home_of,
     machine,
+    replace_section,
     serving,
     subtree_named,
     time_to_first_response,
@@ -65,10 +69,6 @@ def step(title: str) -> None:
 
 def accelerator(env: dict[str, str]) -> str:
     """The accelerator kiln chooses on this host (the baseline VM uses the same)."""
-    import subprocess
-
-    from bench.harness import KILN
-
     argv = subprocess.run(
         [KILN, "run", "--dry-run", "hello-http"], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -136,43 +136,49 @@ def run(args: argparse.Namespace) -> dict:
     runs = args.runs or (3 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
         env = isolated_home(Path(tmp) / "home")
-        os.environ["KILN_HOME"] = env["KILN_HOME"]  # kiln's own modules (instances, store) look here too
-        step("building the kiln image")
-        KilnQemu(env, "tcg").prepare()
-        accel = accelerator(env)
-        console.print(f"  accelerator: [bold]{accel.upper()}[/bold]")
-        stacks = [STACKS[k](env, accel) for k in keys]
-        results: dict[str, dict] = {}
-        for stack in stacks:
-            step(f"preparing {stack.title}{stack.prepare_note}")
-            t0 = time.perf_counter()
-            stack.prepare()
-            facts = stack.facts()
-            console.print(f"  ready in {time.perf_counter() - t0:.0f} s")
-            results[stack.key] = {"key": stack.key, "title": stack.title, "boot": [], "facts": asdict(facts)}
-            if stack.memory_range is None:
-                results[stack.key]["memory_note"] = "n/a (no guest RAM)"
-        step(f"boot to first response, {runs} runs each")
-        boot_times(stacks, runs, results, timeout=args.timeout)
-        step("serving: 100 requests, wrk, host memory")
-        for stack in stacks:
-            if not results[stack.key].get("error"):
-                serve_and_load(stack, results[stack.key], 3 if args.quick else 10, args.timeout)
-        for stack in stacks:
-            r = results[stack.key]
-            if stack.memory_range and r["boot"] and not r.get("error"):
-                step(f"lowest guest memory of {stack.title} (bisection)")
-                probe_timeout = max(30.0, 3 * Summary.of(r["boot"]).median)
-                min_memory(stack, r, (16 if stack.memory_range[0] < 64 else 64) if args.quick else 4, probe_timeout)
-        dens = None
-        if "kiln-qemu" in keys and args.max_n > 0:
-            step(f"density: kiln (qemu) instances at once, up to {args.max_n}")
-            steps, stopped = density.ramp(env, accel, args.max_n, report=lambda line: console.print(line))
-            dens = {
-                "steps": [s.to_dict() for s in steps],
-                "stopped": stopped,
-                "memory_mib": KilnQemu(env, accel).default_memory(),  # the image's default, what users run
-            }
+        with kiln_home_of(env):
+            return measure(args, keys, runs, env)
+
+
+def measure(args: argparse.Namespace, keys: list[str], runs: int, env: dict[str, str]) -> dict:
+    step("building the kiln image")
+    KilnQemu(env, "tcg").prepare()
+    accel = accelerator(env)
+    console.print(f"  accelerator: [bold]{accel.upper()}[/bold]")
+    stacks = [STACKS[k](env, accel) for k in keys]
+    results: dict[str, dict] = {}
+    for stack in stacks:
+        step(f"preparing {stack.title}{stack.prepare_note}")
+        t0 = time.perf_counter()
+        stack.prepare()
+        facts = stack.facts()
+        console.print(f"  ready in {time.perf_counter() - t0:.0f} s")
+        results[stack.key] = {"key": stack.key, "title": stack.title, "boot": [], "facts": asdict(facts)}
+        if stack.memory_range is None:
+            results[stack.key]["memory_note"] = "n/a (no guest RAM)"
+    step(f"boot to first response, {runs} runs each")
+    boot_times(stacks, runs, results, timeout=args.timeout)
+    step("serving: 100 requests, wrk, host memory")
+    for stack in stacks:
+        if not results[stack.key].get("error"):
+            serve_and_load(stack, results[stack.key], 3 if args.quick else 10, args.timeout)
+    for stack in stacks:
+        r = results[stack.key]
+        if stack.memory_range and r["boot"] and not r.get("error"):
+            step(f"lowest guest memory of {stack.title} (bisection)")
+            probe_timeout = max(30.0, 3 * Summary.of(r["boot"]).median)
+            min_memory(stack, r, (16 if stack.memory_range[0] < 64 else 64) if args.quick else 4, probe_timeout)
+    dens = None
+    if "kiln-qemu" in keys and args.max_n > 0:
+        step(f"density: kiln (qemu) instances at once, up to {args.max_n}")
+        steps, stopped = density.ramp(
+            env, accel, args.max_n, seconds_per_instance=args.density_wait, report=lambda line: console.print(line)
+        )
+        dens = {
+            "steps": [s.to_dict() for s in steps],
+            "stopped": stopped,
+            "memory_mib": KilnQemu(env, accel).default_memory(),  # the image's default, what users run
+        }
     return {
         "measured": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "accel": accel,
@@ -187,8 +193,6 @@ def run(args: argparse.Namespace) -> dict:
 
 def publish(results: dict, output: Path, data: Path, plots_dir: Path, relative_to: Path) -> dict[str, str]:
     """Write the JSON, the plots and the Markdown block; return the plots as {title: path}."""
-    from bench.harness import replace_section
-
     data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text(json.dumps(results, indent=2) + "\n")
     plots: dict[str, str] = {}
@@ -210,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=0, help="boot runs per stack (default 5, quick 3)")
     parser.add_argument("--stacks", default="", help=f"comma-separated subset of: {', '.join(STACKS)}")
     parser.add_argument("--max-n", type=int, default=None, help="largest density step (default 300, quick 5; 0: none)")
+    parser.add_argument(
+        "--density-wait",
+        type=float,
+        default=8.0,
+        help="a density step of N fails unless all answer within 60 s + this × N seconds (default 8)",
+    )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a first answer")
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
     parser.add_argument("--data", type=Path, default=None, help="results JSON (default: docs/bench/hello-http.json)")

@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.report import COLUMNS
-from tests.conftest import ROOT, SHARED_HOME
+from tests.conftest import EXAMPLES, ROOT, SHARED_HOME, kiln
 
 
 def test_quick_bench_reports_every_column_for_kiln_and_the_plain_process(tmp_path: Path, kernel_built: None) -> None:
@@ -48,3 +50,19 @@ def test_quick_bench_reports_every_column_for_kiln_and_the_plain_process(tmp_pat
     # The density step removed every instance it started.
     listed = subprocess.run(["pgrep", "-f", "density-2-"], capture_output=True, text=True, check=False)
     assert listed.stdout.strip() == ""
+
+
+def test_a_density_step_that_times_out_still_removes_every_instance(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import density
+
+    monkeypatch.setenv("KILN_HOME", env["KILN_HOME"])  # the step reads instance state in-process
+    kiln("build", str(EXAMPLES / "hello-http"), env=env, check=True)
+    # No unikernel boots in half a second under TCG (nor under KVM, with kiln's start-up): the step fails...
+    step = density.step(env, 2, "tcg", None, timeout=0.5)
+    assert not step.ok and step.seconds is None and "did not answer within 0 s" in step.error
+    # ...and leaves nothing behind: no instance, no QEMU, no supervisor.
+    assert json.loads(kiln("ps", "-a", "--json", env=env, check=True).stdout) == []
+    stray = subprocess.run(["pgrep", "-f", env["KILN_HOME"]], capture_output=True, text=True, check=False)
+    assert stray.stdout.strip() == ""
