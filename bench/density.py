@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from bench.harness import KILN, meminfo
+from bench.harness import KILN, free_ports, meminfo
 from bench.stacks import GUEST_PORT, IMAGE
 from kiln.runtime import instance
 
@@ -61,15 +60,6 @@ class Step:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
 
 
 def plan_steps(max_n: int, steps: tuple[int, ...] = STEPS) -> list[int]:

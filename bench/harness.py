@@ -28,10 +28,25 @@ ROOT = Path(__file__).resolve().parent.parent
 KILN = str(Path(sys.executable).parent / "kiln")
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def accelerator(env: dict[str, str], image: str) -> str:
+    """The accelerator kiln chooses on this host for `image` ("kvm" or "tcg"), read from its dry run."""
+    argv = subprocess.run(
+        [KILN, "run", "--dry-run", image], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return argv[argv.index("-accel") + 1].split(",")[0]
 
 
 @dataclass

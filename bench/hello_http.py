@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +31,9 @@ from rich.console import Console
 
 from bench import density, report
 from bench.harness import (
-    KILN,
     ROOT,
     Summary,
+    accelerator,
     bisect_min,
     free_port,
     isolated_home,
@@ -46,7 +45,7 @@ from bench.harness import (
     time_to_first_response,
     wrk,
 )
-from bench.stacks import STACKS, KilnQemu, Stack
+from bench.stacks import IMAGE, STACKS, KilnQemu, Stack
 from kiln.runtime.instance import process_tree, rss_of
 
 console = Console(highlight=False)
@@ -65,14 +64,6 @@ NOTES = [
 
 def step(title: str) -> None:
     console.print(f"[bold]==>[/bold] {title}")
-
-
-def accelerator(env: dict[str, str]) -> str:
-    """The accelerator kiln chooses on this host (the baseline VM uses the same)."""
-    argv = subprocess.run(
-        [KILN, "run", "--dry-run", "hello-http"], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
-    return argv[argv.index("-accel") + 1].split(",")[0]
 
 
 def boot_times(stacks: list[Stack], runs: int, results: dict[str, dict], timeout: float) -> None:
@@ -143,7 +134,7 @@ def run(args: argparse.Namespace) -> dict:
 def measure(args: argparse.Namespace, keys: list[str], runs: int, env: dict[str, str]) -> dict:
     step("building the kiln image")
     KilnQemu(env, "tcg").prepare()
-    accel = accelerator(env)
+    accel = accelerator(env, IMAGE)  # the baseline VM uses the same
     console.print(f"  accelerator: [bold]{accel.upper()}[/bold]")
     stacks = [STACKS[k](env, accel) for k in keys]
     results: dict[str, dict] = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KILN, ROOT, free_port, isolated_home, machine, median, replace_section
+from bench.harness import KILN, ROOT, accelerator, free_port, isolated_home, machine, median, replace_section, stop
 from kiln.debs import fetch
 
 EXAMPLES = {"memcached": ("memcached", 11211), "redis": ("redis-server", 6379), "nginx-static": ("nginx", 8080)}
@@ -51,7 +51,7 @@ def boot(
 ) -> tuple[float, float | None]:
     """(seconds to the first answer, the `then` measurement) for one start of argv."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while not ready(name, port):
             if proc.poll() is not None or time.perf_counter() - start > 120:
@@ -60,12 +60,7 @@ def boot(
         elapsed = time.perf_counter() - start
         return elapsed, then() if then else None
     finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def redis_rps(port: int) -> float:
@@ -173,12 +168,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if rates:
                 speed.append((example, median(rates), median(native_rates)))
-            accel = kiln("run", "--dry-run", example, env=env).split()
-    accelerator = accel[accel.index("-accel") + 1].split(",")[0].upper()
+            accel = accelerator(env, example).upper()
     lines = [
         "## Native programs (`bench/native.py`)",
         "",
-        f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, accelerator: **{accelerator}**, "
+        f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, accelerator: **{accel}**, "
         f"medians of {args.runs} runs.",
         "",
         "| example | Debian package | image (kernel + root) | files | package + dependencies installed "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,12 +24,6 @@ EXAMPLES = ROOT / "examples"
 KILN = str(Path(sys.executable).parent / "kiln")
 SHARED_HOME = kiln_home()  # the developer's: holds the kernel build cache
 BOOT_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kiln(

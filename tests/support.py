@@ -15,7 +15,7 @@ from pathlib import Path
 import bcrypt
 import httpx
 
-from tests.conftest import free_port
+from bench.harness import free_port
 
 
 class Registry:

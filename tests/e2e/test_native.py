@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pymemcache.client.base import Client
 
-from tests.conftest import EXAMPLES, Instance, free_port, kiln
+from bench.harness import free_port
+from tests.conftest import EXAMPLES, Instance, kiln
 
 
 @pytest.mark.vm

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import EXAMPLES, FIXTURES, Instance, free_port, kiln
+from bench.harness import free_port
+from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
 
 TARGETS = ["qemu", "unix"]
 GREETING = "Hello from a kiln unikernel!\n"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Instance, free_port, kiln
+from bench.harness import free_port
+from tests.conftest import FIXTURES, Instance, kiln
 
 TARGETS = ["qemu", "unix"]
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness import free_port
 from kiln.store import Store
-from tests.conftest import EXAMPLES, FIXTURES, KILN, free_port, kiln
+from tests.conftest import EXAMPLES, FIXTURES, KILN, kiln
 from tests.support import Registry, SilentServer, SlowProxy
 
 pytestmark = pytest.mark.vm

@@ -16,6 +16,7 @@ from bench import density, report
 from bench.harness import (
     Summary,
     bisect_min,
+    free_ports,
     parse_status_kib,
     parse_wrk,
     ratio,
@@ -135,7 +136,7 @@ def test_density_memory_guard() -> None:
 
 
 def test_free_ports_are_distinct() -> None:
-    ports = density.free_ports(50)
+    ports = free_ports(50)
     assert len(set(ports)) == 50
 
 
