@@ -169,6 +169,13 @@ def store_files(env: dict[str, str]) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "lock")
 
 
+def only_in_registry(env: dict[str, str], ref: str) -> None:
+    """Push `ref` and remove it, and the local hello-http it was tagged from, from the store."""
+    kiln("push", ref, env=env, check=True)
+    kiln("rmi", ref, "hello-http", env=env, check=True)
+    kiln("prune", env=env, check=True)
+
+
 def test_push_rmi_pull_gives_the_same_image_and_it_boots(
     store_env: dict[str, str], registry: Registry, instances: list
 ) -> None:
@@ -177,9 +184,7 @@ def test_push_rmi_pull_gives_the_same_image_and_it_boots(
     kiln("tag", "hello-http", ref, env=env, check=True)
     digest = json.loads(kiln("inspect", "--json", ref, env=env, check=True).stdout)["digest"]
     before = blobs(env)
-    kiln("push", ref, env=env, check=True)
-    kiln("rmi", ref, "hello-http", env=env, check=True)
-    kiln("prune", env=env, check=True)
+    only_in_registry(env, ref)
     assert blobs(env) == {}
     kiln("pull", ref, env=env, check=True)
     assert blobs(env) == before, "byte-identical after the round trip"
@@ -207,10 +212,8 @@ def test_tampered_registry_blob_is_refused(store_env: dict[str, str], registry: 
     env = store_env
     ref = f"{registry.host}/demo/hello:tampered"
     kiln("tag", "hello-http", ref, env=env, check=True)
-    kiln("push", ref, env=env, check=True)
     rootfs = json.loads(kiln("inspect", "--json", ref, env=env, check=True).stdout)["manifest"]["rootfs"]["digest"]
-    kiln("rmi", ref, "hello-http", env=env, check=True)
-    kiln("prune", env=env, check=True)
+    only_in_registry(env, ref)
     blob = registry.blob(rootfs)
     data = bytearray(blob.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -277,9 +280,7 @@ def test_interrupted_pull_leaves_the_store_unchanged(store_env: dict[str, str], 
     env = store_env
     ref = f"{registry.host}/demo/hello:slow"
     kiln("tag", "hello-http", ref, env=env, check=True)
-    kiln("push", ref, env=env, check=True)
-    kiln("rmi", ref, "hello-http", env=env, check=True)
-    kiln("prune", env=env, check=True)
+    only_in_registry(env, ref)
     before = store_files(env)
     proxy = SlowProxy(registry.port, rate=512 * 1024)
     try:
