@@ -16,6 +16,7 @@ import bcrypt
 import httpx
 
 from bench.harness import free_port
+from kiln.targets.ports import Forwarder, PortMap
 
 
 class Registry:
@@ -68,47 +69,23 @@ class Registry:
         self.log.close()
 
 
-class SlowProxy:
-    """Relay 127.0.0.1:port -> upstream, at most `rate` bytes a second towards the client."""
+class SlowProxy(Forwarder):
+    """kiln's own port forwarder, listening on a free loopback port, relaying towards the client at most
+    `rate` bytes a second, and cutting every transfer short once closed."""
 
     def __init__(self, upstream: int, rate: int = 256 * 1024) -> None:
-        self.upstream, self.rate = upstream, rate
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sent = 0
-        self.stopped = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.rate, self.sent = rate, 0
+        super().__init__(PortMap(host_ip="127.0.0.1", host=free_port(), guest=upstream))
 
-    def _serve(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.upstream))
-
-        def forward(src: socket.socket, dst: socket.socket, slow: bool) -> None:
-            with contextlib.suppress(OSError):
-                while not self.stopped.is_set() and (data := src.recv(16384)):
-                    dst.sendall(data)
-                    if slow:
-                        self.sent += len(data)
-                        time.sleep(len(data) / self.rate)
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-        threading.Thread(target=forward, args=(client, upstream, False), daemon=True).start()
-        forward(upstream, client, True)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.listener.close()
+    def _copy(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+        with contextlib.suppress(OSError):
+            while not self.stopped.is_set() and (data := src.recv(16384)):
+                dst.sendall(data)
+                if to_client:
+                    self.sent += len(data)
+                    time.sleep(len(data) / self.rate)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
 
 class SilentServer:

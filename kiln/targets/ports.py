@@ -85,20 +85,20 @@ class Forwarder:
             client.close()
             return
         upstream.settimeout(None)
-
-        def pipe(src: socket.socket, dst: socket.socket) -> None:
-            with contextlib.suppress(OSError):
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-        t = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+        t = threading.Thread(target=self._copy, args=(upstream, client, True), daemon=True)
         t.start()
-        pipe(client, upstream)
+        self._copy(client, upstream, False)
         t.join()
         client.close()
         upstream.close()
+
+    def _copy(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:  # noqa: ARG002 (for subclasses)
+        """Relay one direction until its end, then pass the end on."""
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
         self.stopped.set()

@@ -284,7 +284,7 @@ def test_interrupted_pull_leaves_the_store_unchanged(store_env: dict[str, str], 
     before = store_files(env)
     proxy = SlowProxy(registry.port, rate=512 * 1024)
     try:
-        via_proxy = f"127.0.0.1:{proxy.port}/demo/hello:slow"
+        via_proxy = f"127.0.0.1:{proxy.port.host}/demo/hello:slow"
         proc = subprocess.Popen(
             [KILN, "pull", via_proxy], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -292,7 +292,7 @@ def test_interrupted_pull_leaves_the_store_unchanged(store_env: dict[str, str], 
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
-        proxy.stop()
+        proxy.close()
     assert proc.returncode == 130 and "Traceback" not in err
     assert store_files(env) == before
     kiln("pull", ref, env=env, check=True)  # the retry, straight to the registry
