@@ -48,6 +48,11 @@ class ImageFacts:
         return cls(size, files + extra_files, len(executables), bool(shells), detail)
 
 
+def app_file_count() -> int:
+    """The app's files, which the Debian stacks add to their tree."""
+    return sum(1 for p in APP.rglob("*") if p.is_file())
+
+
 def allocated(root: Path) -> int:
     """Bytes a tree takes on disk (allocated blocks, hard links once)."""
     seen: set[tuple[int, int]] = set()
@@ -180,13 +185,12 @@ class DebianVm(Stack):
 
     def facts(self) -> ImageFacts:
         img = self.image
-        app_files = sum(1 for p in APP.rglob("*") if p.is_file())
         return ImageFacts.of_tree(
             img.tree,
             img.size(),
             f"ext4 disk {img.disk.stat().st_blocks * 512 / 1e6:.0f} MB allocated + vmlinuz "
             f"{img.kernel.stat().st_size / 1e6:.1f} MB + initrd {img.initrd.stat().st_size / 1e6:.1f} MB",
-            extra_files=app_files + 4,  # the app, its unit, the network file, the enablement links
+            extra_files=app_file_count() + 4,  # the app, its unit, the network file, the enablement links
         )
 
     def default_memory(self) -> int | None:
@@ -226,9 +230,8 @@ class Container(Stack):
     def facts(self) -> ImageFacts:
         if not hasattr(self, "tree"):
             self.prepare()
-        app_files = sum(1 for p in APP.rglob("*") if p.is_file())
         return ImageFacts.of_tree(
-            self.tree, allocated(self.tree), "the Debian tree of the traditional VM", extra_files=app_files
+            self.tree, allocated(self.tree), "the Debian tree of the traditional VM", extra_files=app_file_count()
         )
 
 
