@@ -45,7 +45,8 @@ test: kernels
 	$(VENV)/bin/ruff check kiln tests bench scripts
 	$(VENV)/bin/pytest -q
 
-# Every benchmark (~40 min under TCG; the first run also debootstraps the baselines). QUICK=1: minutes.
+# Every benchmark. Under TCG on 2 cores: ~40 min up to 100 unikernels at once, more while the density
+# ramp goes on (it stops at a step that fails or would not fit in memory). QUICK=1: minutes.
 bench: kernels
 	$(VENV)/bin/python -m bench $(if $(QUICK),--quick)
 

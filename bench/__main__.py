@@ -23,7 +23,7 @@ from bench import hello_http, native, surface
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the quick mode of each benchmark (minutes, not ~40)")
+    parser.add_argument("--quick", action="store_true", help="quick mode: minutes, not an hour")
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
     steps = [
