@@ -84,8 +84,14 @@ class Client:
         # oras retries a failed request five times over about two minutes; kiln reports at once instead.
         unretried = oras.provider.Registry.do_request.__wrapped__  # type: ignore[attr-defined]
         self.registry.do_request = types.MethodType(unretried, self.registry)  # type: ignore[method-assign]
-        request = self.registry.session.request
-        self.registry.session.request = functools.partial(request, timeout=timeout)  # type: ignore[method-assign]
+        self.last: requests.Response | None = None  # the last answer, so a failure is judged by its status code
+        request = functools.partial(self.registry.session.request, timeout=timeout)
+
+        def remembering(*args: Any, **kwargs: Any) -> requests.Response:
+            self.last = request(*args, **kwargs)
+            return self.last
+
+        self.registry.session.request = remembering  # type: ignore[method-assign]
         creds = (username, password) if username is not None else docker_credentials(host)
         if creds:
             self.registry.auth.set_basic_auth(creds[0], creds[1] or "")
@@ -95,13 +101,12 @@ class Client:
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.messages.clear()
+        self.last = None
         try:
             response = fn(*args, **kwargs)
         except SystemExit:  # oras gives up by exiting
             said = self.messages[-1] if self.messages else "no reason given"
-            if "401" in said or "nauthorized" in said or "authentication" in said.lower():
-                raise RegistryError(f"registry {self.host} refused the credentials ({what})") from None
-            raise RegistryError(f"registry {self.host}: {what} failed: {said}") from None
+            raise self._failure(what, said) from None
         except requests.exceptions.Timeout:
             raise RegistryError(f"registry {self.host} did not answer within {self.timeout:.0f} s ({what})") from None
         except requests.exceptions.ConnectionError:
@@ -109,15 +114,17 @@ class Client:
         except requests.exceptions.HTTPError as err:
             raise self._http_error(what, err.response) from None
         except ValueError as err:  # oras raises ValueError for error responses
-            text = str(err)
-            if "401" in text or "unauthorized" in text.lower():
-                raise RegistryError(f"registry {self.host} refused the credentials ({what})") from None
-            if "404" in text or "not found" in text.lower() or "MANIFEST_UNKNOWN" in text:
-                raise RegistryError(f"{what}: not found in registry {self.host}") from None
-            raise RegistryError(f"registry {self.host}: {what} failed: {text[:200]}") from None
+            raise self._failure(what, str(err)) from None
         if isinstance(response, requests.Response) and response.status_code >= 400:
             raise self._http_error(what, response)
         return response
+
+    def _failure(self, what: str, said: str) -> RegistryError:
+        """oras gave up: judge by the status code of the registry's last answer, not by oras's words
+        (which quote the URL, and a port such as 53401 must not read as HTTP 401)."""
+        if self.last is not None and self.last.status_code >= 400:
+            return self._http_error(what, self.last)
+        return RegistryError(f"registry {self.host}: {what} failed: {said[:200]}")
 
     def _http_error(self, what: str, response: requests.Response | None) -> RegistryError:
         code = response.status_code if response is not None else 0

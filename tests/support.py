@@ -20,12 +20,12 @@ from kiln.targets.ports import Forwarder, PortMap
 
 
 class Registry:
-    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, users: dict[str, str] | None = None, port: int | None = None) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
             raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)
         auth = ""
@@ -67,6 +67,15 @@ class Registry:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def free_port_reading(digits: str) -> int:
+    """A free loopback port whose number contains `digits` (e.g. "401"), for tests of messages that quote it."""
+    for port in sorted(p for p in range(1024, 65536) if digits in str(p)):
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError(f"no free port contains {digits}")
 
 
 class SlowProxy(Forwarder):

@@ -19,7 +19,7 @@ import pytest
 from bench.harness import free_port
 from kiln.store import Store
 from tests.conftest import EXAMPLES, FIXTURES, KILN, kiln
-from tests.support import Registry, SilentServer, SlowProxy
+from tests.support import Registry, SilentServer, SlowProxy, free_port_reading
 
 pytestmark = pytest.mark.vm
 
@@ -206,6 +206,17 @@ def test_unknown_tag_and_non_kiln_names(store_env: dict[str, str], registry: Reg
     local = kiln("push", "hello-http", env=env)
     assert local.returncode == 2 and "names no registry" in local.stderr
     assert store_files(env) == before
+
+
+def test_a_port_that_reads_as_a_status_code_does_not_change_the_error(env: dict[str, str], tmp_path: Path) -> None:
+    """oras's messages quote the URL: on a registry at port X401 a missing tag is still "not found"."""
+    reg = Registry(tmp_path / "registry-401", port=free_port_reading("401"))
+    try:
+        proc = kiln("pull", f"{reg.host}/demo/never-pushed:1", env=env)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr == f"kiln: error: {reg.host}/demo/never-pushed:1: not found in registry {reg.host}\n"
+    finally:
+        reg.stop()
 
 
 def test_tampered_registry_blob_is_refused(store_env: dict[str, str], registry: Registry) -> None:
