@@ -30,6 +30,7 @@ STEPS = (1, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
 LAUNCHERS = 8  # `kiln run -d` commands in flight at once
 CHECKERS = 16  # requests in flight at once while waiting for the answers
 ANSWER_TIMEOUT = 10.0
+SECONDS_PER_INSTANCE = 15.0  # a step of N must fully answer within 60 s + this × N (TCG, 2 cores: ~10 s at 100)
 MEMORY_HEADROOM = 0.8  # never plan to use more than this share of the memory available at the start
 
 
@@ -71,26 +72,30 @@ def fits(next_n: int, per_instance: float, available: int, headroom: float = MEM
     return next_n * per_instance <= headroom * available
 
 
-def _answers(port: int) -> bool:
+def _answered_at(port: int) -> float | None:
+    """When (perf_counter) the instance on `port` answered its health check, or None."""
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=ANSWER_TIMEOUT).status_code == 200
+        ok = httpx.get(f"http://127.0.0.1:{port}/health", timeout=ANSWER_TIMEOUT).status_code == 200
     except httpx.HTTPError:
-        return False
+        return None
+    return time.perf_counter() if ok else None
 
 
-def wait_all(ports: list[int], deadline: float) -> set[int]:
-    """Poll every port until it answers or the deadline (perf_counter) passes; the indexes that never did.
+def wait_all(ports: list[int], deadline: float) -> dict[int, float]:
+    """Poll every port until it answers or the deadline (perf_counter) passes; {index: when it answered}
+    for those that answered by the deadline (an answer that comes later does not count).
     The checks run side by side with a generous timeout: on a saturated host a QEMU can take seconds
     to forward a connection, and one slow check must not starve the others."""
-    pending = set(range(len(ports)))
+    answered: dict[int, float] = {}
     with ThreadPoolExecutor(CHECKERS) as pool:
-        while pending and time.perf_counter() < deadline:
-            order = sorted(pending)
-            answered = {i for i, ok in zip(order, pool.map(lambda i: _answers(ports[i]), order), strict=True) if ok}
-            pending -= answered
-            if pending:
+        while len(answered) < len(ports) and time.perf_counter() < deadline:
+            order = [i for i in range(len(ports)) if i not in answered]
+            for i, when in zip(order, pool.map(lambda i: _answered_at(ports[i]), order), strict=True):
+                if when is not None and when <= deadline:
+                    answered[i] = when
+            if len(answered) < len(ports):
                 time.sleep(0.5)
-    return pending
+    return answered
 
 
 @contextlib.contextmanager
@@ -132,8 +137,9 @@ def step(env: dict[str, str], n: int, accel: str, memory_mib: int | None, timeou
     with instances(env, names):
         with ThreadPoolExecutor(LAUNCHERS) as pool:
             list(pool.map(launch, range(n)))
-        pending = wait_all(ports, deadline)
-        seconds = time.perf_counter() - start if not pending else None
+        answered = wait_all(ports, deadline)
+        pending = n - len(answered)
+        seconds = max(answered.values()) - start if not pending else None
         vm, sup = 0, 0
         for inst in instance.all_instances():
             if inst.name in names:
@@ -141,8 +147,8 @@ def step(env: dict[str, str], n: int, accel: str, memory_mib: int | None, timeou
                 vm += instance.rss_of([st.vm_pid] if st.vm_pid else []) or 0
                 sup += instance.rss_of([st.supervisor_pid] if st.supervisor_pid else []) or 0
         used = before - meminfo()
-    error = errors[0] if errors else ("" if not pending else f"{len(pending)} did not answer within {timeout:.0f} s")
-    return Step(n, n - len(pending), seconds, vm, sup, used, error)
+    error = errors[0] if errors else ("" if not pending else f"{pending} did not answer within {timeout:.0f} s")
+    return Step(n, n - pending, seconds, vm, sup, used, error)
 
 
 def ramp(
@@ -150,7 +156,7 @@ def ramp(
     accel: str,
     max_n: int,
     memory_mib: int | None = None,
-    seconds_per_instance: float = 8.0,
+    seconds_per_instance: float = SECONDS_PER_INSTANCE,
     report: Callable[[str], None] = print,
 ) -> tuple[list[Step], str]:
     """Run the steps up to max_n; (steps, why the ramp stopped)."""

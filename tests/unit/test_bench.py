@@ -3,7 +3,9 @@ the density ramp's planning, and the report (table, ratios, plots)."""
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from bench import density, report
 from bench.harness import (
     Summary,
     bisect_min,
+    free_port,
     free_ports,
     parse_status_kib,
     parse_wrk,
@@ -140,6 +143,38 @@ def test_free_ports_are_distinct() -> None:
     assert len(set(ports)) == 50
 
 
+def test_wait_all_counts_only_answers_by_the_deadline() -> None:
+    """Real servers on loopback: one answers at once, one only after the deadline, one port stays closed."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        delay = 0.0
+
+        def do_GET(self) -> None:
+            time.sleep(self.delay)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Late(Health):
+        delay = 3.0
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), h) for h in (Health, Late)]
+    for srv in servers:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        ports = [srv.server_address[1] for srv in servers] + [free_port()]
+        start = time.perf_counter()
+        answered = density.wait_all(ports, deadline=start + 1.5)
+        assert set(answered) == {0} and start <= answered[0] <= start + 1.5
+        assert time.perf_counter() - start < 1.5 + density.ANSWER_TIMEOUT + 1  # bounded
+    finally:
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+
+
 def test_step_cost_uses_the_larger_of_the_host_drop_and_qemu_rss() -> None:
     s = density.Step(n=10, answered=10, seconds=9.0, vm_rss=1000, supervisor_rss=300, host_used=1500)
     assert s.ok and s.per_instance == 130 and s.cost == 150
@@ -237,6 +272,8 @@ def test_report_density_block() -> None:
     )
     md = report.render(failed)
     assert "Largest N that answered: **10**" in md and "| 25 | 20/25 | — |" in md
+    failed["density"]["deadline"] = "60 s + 15 s × N"
+    assert "A step of N counts only if all N answer within 60 s + 15 s × N." in report.render(failed)
 
 
 def test_plots_are_png_files(tmp_path: Path) -> None:
