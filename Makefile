@@ -45,8 +45,9 @@ test: kernels
 	$(VENV)/bin/ruff check kiln tests bench scripts
 	$(VENV)/bin/pytest -q
 
-# Every benchmark. Under TCG on 2 cores: ~40 min up to 100 unikernels at once, more while the density
-# ramp goes on (it stops at a step that fails or would not fit in memory). QUICK=1: minutes.
+# Every benchmark. Under TCG on 2 cores: ~2 hours, most of it the density ramp (here 100 unikernels
+# answered, 125 did not within its deadline; it stops at a step that fails or would not fit in memory).
+# QUICK=1: minutes.
 bench: kernels
 	$(VENV)/bin/python -m bench $(if $(QUICK),--quick)
 
