@@ -169,8 +169,8 @@ def render_density(density: dict[str, Any]) -> list[str]:
         "### Density: kiln (qemu) instances at once",
         "",
         f"Largest N that answered: **{largest(density)}** (aim ≥ 100); {density['stopped']}. "
-        f"Guest RAM per instance: {density['memory_mib']} MiB."
-        + (f" A step of N counts only if all N answer within {density['deadline']}." if "deadline" in density else ""),
+        f"Guest RAM per instance: {density['memory_mib']} MiB. "
+        f"A step of N counts only if all N answer within {density['deadline']}.",
         "",
     ]
     body = []
