@@ -11,7 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kiln.errors import KilnError, ToolMissingError
@@ -89,3 +89,32 @@ def run(
         detail = " | ".join(line.strip() for line in tail) or f"exit status {proc.returncode}"
         raise KilnError(f"{what} failed: {detail}")
     return proc
+
+
+def stream(
+    argv: Sequence[str | os.PathLike[str]],
+    on_line: Callable[[str], None],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, list[str]]:
+    """Run a command, handing each line it prints (stdout and stderr together) to `on_line` as it comes;
+    returns (exit status, every line). A failure is the caller's to explain."""
+    args = [os.fspath(a) for a in argv]
+    args[0] = require(args[0]) if os.sep not in args[0] else args[0]
+    lines: list[str] = []
+    with subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            on_line(lines[-1])
+    return proc.returncode, lines

@@ -8,6 +8,9 @@ or the defaults for a single .py file, validated into frozen models.
     ports = [8080]              # ports the app listens on (TCP)
     memory = "48M"              # guest RAM; a number is MiB
     include = ["encodings.idna"]  # modules imported dynamically
+    exclude = ["watchdog"]      # imports that are never reached: not followed, never an error
+    data = ["templates/**", "static/*"]  # the app's data files (default: every non-Python file)
+    check = ["/", "/health"]    # paths `kiln build --check` requests on the declared ports
     sources = false             # also keep .py sources in the image
     volumes = ["/data"]         # writable directories (kiln run -v HOST:/data)
     [env]
@@ -92,11 +95,14 @@ class AppConfig(RunnableConfig):
 
     entry: str = "app.py"
     include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
     sources: bool = False
     python: str = "/usr/bin/python3.11"
     python_path: tuple[str, ...] = ()
+    data: tuple[str, ...] | None = None  # globs relative to the app; None: every non-Python file
+    check: tuple[Annotated[str, Field(pattern=r"^/[^\s]*$")], ...] = ("/",)
 
-    @field_validator("include")
+    @field_validator("include", "exclude")
     @classmethod
     def _include(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for mod in v:

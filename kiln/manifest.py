@@ -94,11 +94,20 @@ class LibraryEntry(_Frozen):
     needed_by: str
 
 
+class DistributionEntry(_Frozen):
+    name: str
+    version: str
+
+
 class PythonInfo(_Frozen):
     interpreter: str
     version: str
     modules: tuple[ModuleEntry, ...]
-    optional_left_out: tuple[str, ...] = ()
+    optional_left_out: tuple[str, ...] = ()  # imports not followed: optional, not required, other platforms
+    excluded: tuple[str, ...] = ()  # imports `exclude` declared never reached
+    dependencies_from: str | None = None  # "requirements.txt", "pyproject.toml + uv.lock"
+    distributions: tuple[DistributionEntry, ...] = ()  # third-party distributions whose modules are kept
+    data_files: int = 0  # package data and the app's own data files
 
 
 class BuildInputs(_Frozen):

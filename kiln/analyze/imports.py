@@ -8,8 +8,11 @@ classified by the code around it:
   The preferred module is kept when it resolves; the fallback only when it does not.
 - optional: `try: import a` / `except ImportError: pass` (no alternative). The
   code works without it, so it is left out unless `include` asks for it.
-- conditional: under `if sys.platform ...` / `os.name`. Kept when it resolves,
-  never an error when it does not.
+- conditional: under an `if` that mentions the platform but that
+  kiln.analyze.conditions cannot decide. Kept when it resolves, never an error
+  when it does not. Tests it can decide (`sys.version_info >= (3, 14)`,
+  `sys.platform == "win32"`, `os.name == "nt"`...) are evaluated against the
+  embedded interpreter, and only the branch that runs is scanned.
 - dynamic: `importlib.import_module("a")` / `__import__("a")` with a literal
   name. Kept when it resolves.
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from kiln.analyze.conditions import Facts
 from kiln.errors import AppError
 
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
@@ -112,8 +116,9 @@ def _dynamic_target(call: ast.Call) -> str | None:
 
 
 class _Collector:
-    def __init__(self, is_main: bool) -> None:
+    def __init__(self, is_main: bool, facts: Facts) -> None:
         self.is_main = is_main
+        self.facts = facts
         self.refs: list[ImportRef] = []
         self._groups = itertools.count(1)
         self._functions = 0
@@ -148,11 +153,18 @@ class _Collector:
             if _is_type_checking(node.test) or (_is_main_guard(node.test) and not self.is_main):
                 self.block(node.orelse, kind, group)
                 return
+            verdict = self.facts.evaluate(node.test)
+            if verdict is not None:
+                self.expressions(node.test, kind)
+                self.block(node.body if verdict else node.orelse, kind, group)
+                return
             inner = Kind.CONDITIONAL if _mentions_platform(node.test) and kind == Kind.REQUIRED else kind
             self.expressions(node.test, kind)
             self.block(node.body, inner, group)
             self.block(node.orelse, inner, group)
         else:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and self._functions == 0:
+                self.facts.bind(node.targets[0], node.value)
             for field in ast.iter_fields(node):
                 value = field[1]
                 items = value if isinstance(value, list) else [value]
@@ -193,9 +205,9 @@ class _Collector:
                 self.refs.append(ImportRef(target, 0, (), node.lineno, Kind.DYNAMIC, 0, self._functions > 0))
 
 
-def scan(tree: ast.Module, is_main: bool = False) -> list[ImportRef]:
-    """Every import that can run in a parsed module, in source order."""
-    collector = _Collector(is_main)
+def scan(tree: ast.Module, is_main: bool = False, facts: Facts | None = None) -> list[ImportRef]:
+    """Every import that can run in a parsed module on the interpreter `facts` describes, in source order."""
+    collector = _Collector(is_main, facts.child() if facts else Facts())
     collector.block(tree.body, Kind.REQUIRED)
     return collector.refs
 

@@ -17,7 +17,8 @@ from kiln import _proc
 from kiln.errors import AppError, KilnError
 
 _PROBE = r"""
-import _imp, importlib.machinery as m, importlib.util as u, json, sys, sysconfig
+import _imp, importlib.machinery as m, importlib.util as u, json, os, platform, sys, sysconfig
+impl = sys.implementation
 json.dump({
     "executable": sys.executable,
     "version": "%d.%d.%d" % sys.version_info[:3],
@@ -29,6 +30,19 @@ json.dump({
     "builtins": sorted(sys.builtin_module_names),
     "frozen": sorted(_imp._frozen_module_names()),
     "extension_suffixes": m.EXTENSION_SUFFIXES,
+    "markers": {  # PEP 508 environment markers, as packaging computes them
+        "implementation_name": impl.name,
+        "implementation_version": "%d.%d.%d" % impl.version[:3],
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    },
 }, sys.stdout)
 """
 
@@ -48,6 +62,7 @@ class Interpreter(BaseModel):
     builtins: frozenset[str]
     frozen: frozenset[str]
     extension_suffixes: tuple[str, ...]
+    markers: dict[str, str]
     startup_modules: tuple[str, ...]
 
     def frozen_only(self, name: str) -> bool:
@@ -59,6 +74,10 @@ class Interpreter(BaseModel):
     @property
     def lib_dynload(self) -> Path:
         return self.platstdlib / "lib-dynload"
+
+    @property
+    def version_info(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.version.split("."))
 
     @property
     def short_version(self) -> str:

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Literal
 
 from kiln.analyze import imports
+from kiln.analyze.conditions import Facts
+from kiln.analyze.hints import FRAMEWORK_HINTS
 from kiln.analyze.imports import ImportRef, Kind
 from kiln.analyze.interpreter import Interpreter
-from kiln.config import App
+from kiln.config import App, AppConfig
+from kiln.deps.metadata import Distributions
 from kiln.errors import AnalysisError
 
 Origin = Literal["app", "stdlib", "third-party"]
@@ -78,7 +81,9 @@ class ModuleGraph:
     modules: dict[str, Module] = field(default_factory=dict)
     unresolved: list[Unresolved] = field(default_factory=list)  # fatal
     ignored: list[Unresolved] = field(default_factory=list)  # conditional/stdlib, not fatal
-    optional_left_out: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    optional_left_out: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # name -> where, why
+    excluded: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # by `exclude`: name -> where
+    distributions: Distributions = field(default_factory=Distributions)
     reached_from: dict[str, tuple[str, int]] = field(default_factory=dict)  # module -> (importer, line)
     kernel_uses: dict[str, set[str]] = field(default_factory=dict)  # module -> kernel interfaces it names
 
@@ -97,14 +102,18 @@ class ModuleGraph:
 class Resolver:
     """Finds modules by name in a list of directories, like importlib's PathFinder."""
 
-    def __init__(self, app: App, interp: Interpreter) -> None:
+    def __init__(self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = ()) -> None:
         self.interp = interp
         self.app_root = app.root
-        extra = [(app.root / p).resolve() for p in app.config.python_path]
-        self.path = [app.root, *extra, *interp.path]
+        assert isinstance(app.config, AppConfig)
+        # Vendored directories (python_path) and installed dependencies hold third-party packages.
+        self.third_party = (*[(app.root / p).resolve() for p in app.config.python_path], *site_dirs)
+        self.path = [app.root, *self.third_party, *interp.path]
         self.cache: dict[str, Module | None] = {}
 
     def origin(self, path: Path) -> Origin:
+        if any(path.is_relative_to(d) for d in self.third_party):
+            return "third-party"
         if path.is_relative_to(self.app_root) and not self.app_root.is_relative_to(self.interp.stdlib):
             return "app"
         if path.is_relative_to(self.interp.stdlib) and not any(
@@ -177,11 +186,24 @@ def _absolute(ref: ImportRef, importer: Module) -> str | None:
 
 
 class _Walker:
-    def __init__(self, app: App, interp: Interpreter) -> None:
+    def __init__(self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...]) -> None:
+        assert isinstance(app.config, AppConfig)
         self.app = app
-        self.resolver = Resolver(app, interp)
+        self.resolver = Resolver(app, interp, site_dirs)
+        self.facts = Facts(
+            interp.version_info,
+            interp.markers["sys_platform"],
+            interp.markers["os_name"],
+            interp.markers["platform_system"],
+            interp.markers["implementation_name"],
+        )
         self.graph = ModuleGraph()
+        self.graph.distributions = Distributions.scan(
+            [*self.resolver.third_party, *(p for p in interp.path if p.name in ("site-packages", "dist-packages"))],
+            interp.markers,
+        )
         self.include = set(app.config.include)
+        self.exclude = set(app.config.exclude)
         self.queue: list[Module] = []
         self.lazy: dict[str, bool] = {}
         self.refs: dict[str, list[ImportRef]] = {}
@@ -204,12 +226,21 @@ class _Walker:
             if via:
                 self.graph.reached_from[sub] = via
             self.queue.append(mod)
-            for hidden in C_IMPORTS.get(sub, ()) if mod.kind in ("builtin", "extension") else ():
-                self.add(hidden, (sub, 0), lazy)
+            for hidden in (*C_IMPORTS.get(sub, ()), *FRAMEWORK_HINTS.get(sub, ())):
+                self.add(hidden, (sub, 0), lazy)  # kept if it exists
         return True
 
     def is_included(self, name: str) -> bool:
         return any(name == inc or name.startswith(inc + ".") for inc in self.include)
+
+    def is_excluded(self, name: str) -> bool:
+        return any(name == exc or name.startswith(exc + ".") for exc in self.exclude)
+
+    def required_by_metadata(self, importer: Module, target: str) -> str | None:
+        """The distribution of a third-party `importer` if its metadata says it needs `target`'s; else None."""
+        dists = self.graph.distributions
+        owner = dists.owner(importer.path)
+        return owner.name if owner is not None and dists.needs(owner, target) else None
 
     def visit(self, importer: Module, refs: list[ImportRef]) -> None:
         failed_groups: set[int] = set()
@@ -223,6 +254,9 @@ class _Walker:
                     self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (in a function)")
                 continue
             lazy = importer_lazy or deferred
+            if target and self.is_excluded(target) and not self.is_included(target):
+                self.graph.excluded[target].append(f"{importer.name}:{ref.line}")
+                continue
             shown = target or f"from {'.' * ref.level}{ref.module} import {', '.join(ref.names)}"
             miss = Unresolved(shown, importer.name, importer.path, ref.line)
             if ref.kind == Kind.FALLBACK and ref.group not in failed_groups:
@@ -238,10 +272,18 @@ class _Walker:
             if target is None or not self.add(target, (importer.name, ref.line), lazy):
                 if ref.kind == Kind.PREFERRED:
                     failed_groups.add(ref.group)
-                elif ref.kind in (Kind.REQUIRED, Kind.FALLBACK, Kind.OPTIONAL) and fatal:
-                    self.graph.unresolved.append(miss)
-                else:
+                elif ref.kind not in (Kind.REQUIRED, Kind.FALLBACK, Kind.OPTIONAL) or not fatal:
                     self.graph.ignored.append(miss)
+                elif importer.origin == "app" or target is None:
+                    self.graph.unresolved.append(miss)
+                elif needer := self.required_by_metadata(importer, target):
+                    self.graph.unresolved.append(
+                        Unresolved(f"{target} (needed by {needer})", importer.name, importer.path, ref.line)
+                    )
+                else:
+                    # A package's import of something its metadata does not require on this interpreter:
+                    # an optional extra, another platform's module. Left out, listed.
+                    self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (not required)")
                 continue
             for attr in ref.names:
                 if attr != "*":
@@ -264,23 +306,24 @@ class _Walker:
                 continue
             if mod.name not in self.refs:
                 tree = imports.parse(mod.path.read_bytes(), mod.path)
-                self.refs[mod.name] = imports.scan(tree, is_main=mod.name == "__main__")
+                self.refs[mod.name] = imports.scan(tree, is_main=mod.name == "__main__", facts=self.facts)
                 if uses := imports.kernel_uses(tree):
                     self.graph.kernel_uses[mod.name] = uses
             self.visit(mod, self.refs[mod.name])
         self.graph.optional_left_out = {
             k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules
         }
+        self.graph.excluded = dict(sorted(self.graph.excluded.items()))
         return self.graph
 
 
-def analyze(app: App, interp: Interpreter) -> ModuleGraph:
+def analyze(app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = ()) -> ModuleGraph:
     """The module graph of `app`; raises AnalysisError listing every unresolved import."""
     startup = [
         m for m in interp.startup_modules if m != "__main__" and m not in interp.builtins and m not in interp.frozen
     ]
     startup += [m for m in (*INTERPRETER_DYNAMIC, *LANDMARKS) if m not in startup]
-    graph = _Walker(app, interp).run(app.entry_path, startup)
+    graph = _Walker(app, interp, site_dirs).run(app.entry_path, startup)
     if graph.unresolved:
         listing = "; ".join(str(u) for u in graph.unresolved)
         count = len(graph.unresolved)

@@ -61,7 +61,7 @@ def features_for_app(app: Path) -> tuple[str, ...]:
     from kiln.image.native import analyze_native
 
     loaded = load_app(app)
-    return (analyze_native(loaded)[4] if loaded.native else analyze_python(loaded)[2]).features
+    return (analyze_native(loaded)[4] if loaded.native else analyze_python(loaded).needs).features
 
 
 @kernel.command("build", epilog=BUILD_EPILOG)

@@ -23,10 +23,13 @@ from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.interpreter import RUN_FLAGS, Interpreter, probe
 from kiln.analyze.needs import Needs, python_needs
-from kiln.analyze.python import Module, ModuleGraph, analyze
+from kiln.analyze.python import ModuleGraph, analyze
 from kiln.config import App, AppConfig
+from kiln.deps import declared as declared_deps
+from kiln.deps.install import install
 from kiln.guest import init_binary
 from kiln.image import erofs
+from kiln.image.data import Placement, app_data, kept_distributions, package_data
 from kiln.image.pycompile import compile_all
 from kiln.image.rootfs import RootFS
 from kiln.image.verity import protect
@@ -36,6 +39,7 @@ from kiln.manifest import (
     MEDIA_KERNEL,
     MEDIA_ROOTFS,
     BuildInputs,
+    DistributionEntry,
     Entry,
     KernelPart,
     LibraryEntry,
@@ -63,14 +67,6 @@ class BuildResult:
     manifest: Manifest
 
 
-def guest_path(mod: Module, app: App) -> PurePosixPath:
-    """Where a module's file goes inside the image."""
-    assert mod.path is not None
-    if mod.origin == "app":
-        return APP_DIR / mod.path.relative_to(app.root).as_posix()
-    return PurePosixPath(mod.path.as_posix())
-
-
 def _pyc(path: PurePosixPath) -> PurePosixPath:
     return path.with_suffix(".pyc")
 
@@ -85,10 +81,10 @@ def config_lines(entry: Entry, hostname: str, rules: Policy) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _entry(app: App, graph: ModuleGraph, interp: Interpreter) -> Entry:
-    main = guest_path(graph.modules["__main__"], app)
+def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement) -> Entry:
+    main = place.guest(graph.modules["__main__"].path)
     script = main if app.config.sources else _pyc(main)
-    bases = sorted({str(m.base) for m in graph.modules.values() if m.origin == "third-party" and m.base})
+    bases = sorted({str(place.guest(m.base)) for m in graph.modules.values() if m.origin == "third-party" and m.base})
     env = {"PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp"}
     if bases:
         env["PYTHONPATH"] = ":".join(bases)
@@ -103,20 +99,22 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter) -> Entry:
     )
 
 
-def layout(app: App, graph: ModuleGraph, interp: Interpreter, root: RootFS) -> tuple[list[ModuleEntry], elf.Closure]:
+def layout(
+    app: App, graph: ModuleGraph, interp: Interpreter, root: RootFS, place: Placement
+) -> tuple[list[ModuleEntry], elf.Closure]:
     jobs: list[tuple[Path, Path, str]] = []
     entries: list[ModuleEntry] = []
     for mod in sorted(graph.modules.values(), key=lambda m: m.name):
         dest: PurePosixPath | None = None
         if mod.kind == "source" and mod.path is not None:
-            dest = guest_path(mod, app)
+            dest = place.guest(mod.path)
             jobs.append((mod.path, root.host(_pyc(dest)), str(dest)))
             if app.config.sources:
                 root.add_file(str(dest), mod.path, 0o444)
             else:
                 dest = _pyc(dest)
         elif mod.kind == "extension" and mod.path is not None:
-            dest = guest_path(mod, app)
+            dest = place.guest(mod.path)
             root.add_file(str(dest), mod.path, 0o555)
         entries.append(ModuleEntry(name=mod.name, origin=mod.origin, kind=mod.kind, path=str(dest) if dest else None))
     compile_all(interp.executable, jobs)
@@ -159,12 +157,36 @@ def kernel_for(features: tuple[str, ...], build_kernel: bool, progress: KernelPr
         return kbuild.build(cfg, progress=report)
 
 
-def analyze_python(app: App) -> tuple[Interpreter, ModuleGraph, Needs]:
-    """(the embedded interpreter, the import graph, kernel needs)."""
+@dataclass(frozen=True)
+class PythonAnalysis:
+    interp: Interpreter
+    graph: ModuleGraph
+    needs: Needs
+    place: Placement
+    dependencies_from: str | None  # where the installed dependencies were declared
+
+
+def analyze_python(app: App, say: Step | None = None) -> PythonAnalysis:
+    """Install the app's declared dependencies (or take them from the cache), then analyze its imports."""
     assert isinstance(app.config, AppConfig)
+    say = say or (lambda _msg: None)
     interp = probe(app.config.python)
-    graph = analyze(app, interp)
-    return interp, graph, python_needs(app.config, graph)
+    sites: dict[Path, PurePosixPath] = {}
+    declared = declared_deps.read(app.root)
+    if declared is not None and not declared.empty:
+        say(f"dependencies: {declared_deps.describe(declared)}")
+        installed = install(app.root, declared, interp, lambda line: say(f"  {line}"))
+        state = "cached, nothing installed" if installed.cached else "installed"
+        say(f"dependencies: {len(installed.packages)} distributions ({state})")
+        sites[installed.site] = PurePosixPath(f"/usr/local/lib/python{interp.short_version}/site-packages")
+    graph = analyze(app, interp, tuple(sites))
+    return PythonAnalysis(
+        interp,
+        graph,
+        python_needs(app.config, graph),
+        Placement(app.root, APP_DIR, sites),
+        declared.source if declared is not None and sites else None,
+    )
 
 
 def build_python(
@@ -178,14 +200,16 @@ def build_python(
     say = step or (lambda _msg: None)
     ref = Ref.parse(tag) if tag else Ref(app.name)
     say(f"analyzing {app.entry_path.name}")
-    interp, graph, needs = analyze_python(app)
+    analysis = analyze_python(app, say)
+    interp, graph, needs, place = analysis.interp, analysis.graph, analysis.needs, analysis.place
     rules = policy(app.config.seccomp.allow)
     kernel = kernel_for(needs.features, build_kernel, kernel_progress)
 
     with store.staging() as scratch:
         say(f"laying out {len(graph.modules)} modules")
         root = RootFS(scratch / "root")
-        modules, closure = layout(app, graph, interp, root)
+        modules, closure = layout(app, graph, interp, root, place)
+        data_files = package_data(graph, root, place) + app_data(app, root, place)
         root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
         root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
         python = PythonInfo(
@@ -193,6 +217,10 @@ def build_python(
             version=interp.version,
             modules=tuple(modules),
             optional_left_out=tuple(graph.optional_left_out),
+            excluded=tuple(graph.excluded),
+            dependencies_from=analysis.dependencies_from,
+            distributions=tuple(DistributionEntry(name=d.name, version=d.version) for d in kept_distributions(graph)),
+            data_files=data_files,
         )
         inputs = BuildInputs(
             source=str(app.root),
@@ -200,9 +228,8 @@ def build_python(
             sources_digest=_sources_digest(app, graph),
             kiln_version=__version__,
         )
-        return finish(
-            store, ref, Contents(root, _entry(app, graph, interp), closure, python, inputs), needs, rules, kernel, say
-        )
+        contents = Contents(root, _entry(app, graph, interp, place), closure, python, inputs)
+        return finish(store, ref, contents, needs, rules, kernel, say)
 
 
 @dataclass

@@ -31,8 +31,13 @@ def kinds(src: str, is_main: bool = False) -> dict[str, Kind]:
         ),
         pytest.param(
             "import sys\nif sys.platform == 'win32':\n    import winreg",
+            {"sys": Kind.REQUIRED},
+            id="platform-decided",
+        ),
+        pytest.param(
+            "import sys\nif sys.platform in SUPPORTED:\n    import winreg",
             {"sys": Kind.REQUIRED, "winreg": Kind.CONDITIONAL},
-            id="platform",
+            id="platform-undecided",
         ),
         pytest.param(
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import email",

@@ -1,0 +1,113 @@
+"""What an app needs in its image besides modules, and where host files go in the guest.
+
+- `Placement` maps host paths to guest paths: the app's directory becomes
+  /app, installed dependencies become the guest's site-packages, and anything
+  else (the interpreter's stdlib) keeps its host path.
+- `package_data` copies, for every third-party package kept, the files in it
+  that are not Python (Jinja templates, certifi's cacert.pem, static files),
+  and the `*.dist-info` of every distribution whose modules are kept, so that
+  `importlib.metadata.version()` and entry points work in the guest.
+- `app_data` copies the app's own data files: by default every non-Python file
+  in its directory except caches, VCS directories and virtualenvs; `data =
+  ["templates/**", ...]` in kiln.toml narrows that to the files its globs match.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from kiln.analyze.python import ModuleGraph
+from kiln.config import App, AppConfig
+from kiln.deps.metadata import Distribution
+from kiln.image.rootfs import RootFS
+
+# Files a package carries that nothing reads at run time.
+NOT_DATA_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".pyx", ".pxd", ".c", ".h", ".cpp", ".so")
+NOT_DATA_NAMES = frozenset({"py.typed", "__pycache__"})
+# Directories of an app that are not its data.
+SKIPPED_DIRS = frozenset(
+    {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
+     ".ruff_cache", ".idea", ".vscode"}
+)  # fmt: skip
+SKIPPED_APP_FILES = frozenset({"kiln.toml"})
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where host files of the app go inside the image."""
+
+    app_root: Path
+    app_dir: PurePosixPath
+    sites: dict[Path, PurePosixPath] = field(default_factory=dict)  # host site dir -> guest site dir
+
+    def guest(self, path: Path | None) -> PurePosixPath:
+        assert path is not None
+        for host, guest in self.sites.items():
+            if path.is_relative_to(host):
+                return guest / path.relative_to(host).as_posix()
+        if path.is_relative_to(self.app_root):
+            return self.app_dir / path.relative_to(self.app_root).as_posix()
+        return PurePosixPath(path.as_posix())
+
+
+def kept_distributions(graph: ModuleGraph) -> list[Distribution]:
+    """The distributions that own at least one kept module, by name."""
+    found = {d.name: d for m in graph.modules.values() if (d := graph.distributions.owner(m.path)) is not None}
+    return [found[name] for name in sorted(found)]
+
+
+def _is_data(name: str) -> bool:
+    return name not in NOT_DATA_NAMES and not name.endswith(NOT_DATA_SUFFIXES)
+
+
+def _copy_tree(src: Path, root: RootFS, place: Placement) -> int:
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in NOT_DATA_NAMES and not (Path(dirpath, d, "__init__.py")).is_file()
+        )
+        for name in sorted(filenames):
+            if _is_data(name):
+                host = Path(dirpath, name)
+                root.add_file(str(place.guest(host)), host)
+                count += 1
+    return count
+
+
+def package_data(graph: ModuleGraph, root: RootFS, place: Placement) -> int:
+    """Copy the data files of kept third-party packages and the metadata of their distributions."""
+    count = 0
+    for mod in sorted(graph.modules.values(), key=lambda m: m.name):
+        if mod.origin == "third-party" and mod.is_package and mod.path is not None:
+            # Subpackages are walked when they are kept themselves.
+            count += _copy_tree(mod.path.parent, root, place)
+    for dist in kept_distributions(graph):
+        for dirpath, _dirs, filenames in os.walk(dist.info_dir):
+            for name in sorted(filenames):
+                host = Path(dirpath, name)
+                root.add_file(str(place.guest(host)), host)
+                count += 1
+    return count
+
+
+def app_data(app: App, root: RootFS, place: Placement) -> int:
+    """Copy the app's own data files; returns how many."""
+    assert isinstance(app.config, AppConfig)
+    vendored = {(app.root / p).resolve() for p in app.config.python_path}
+    if app.config.data is not None:
+        files = sorted({f for pattern in app.config.data for f in app.root.glob(pattern) if f.is_file()})
+    else:
+        files = []
+        for dirpath, dirnames, filenames in os.walk(app.root):
+            here = Path(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if d not in SKIPPED_DIRS and (here / d).resolve() not in vendored
+                and not (here / d / "pyvenv.cfg").is_file()
+            )  # fmt: skip
+            files += [here / n for n in sorted(filenames) if _is_data(n) and n not in SKIPPED_APP_FILES]
+    for host in files:
+        root.add_file(str(place.guest(host)), host)
+    return len(files)
