@@ -13,7 +13,6 @@ written last, so an interrupted build or pull leaves no image behind.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -80,12 +79,8 @@ class Store:
     # ---- locking and staging ---------------------------------------------
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        with open(self.root / "lock", "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with atomic.file_lock(self.root / "lock"):
+            yield
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:

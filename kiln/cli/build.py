@@ -85,6 +85,9 @@ def build(
                 "files": m.rootfs.files,
                 "modules": modules,
                 "libraries": len(m.libraries),
+                "distributions": {d.name: d.version for d in m.python.distributions} if m.python else {},
+                "left_out": list(m.python.optional_left_out) if m.python else [],
+                "excluded": list(m.python.excluded) if m.python else [],
             }
         )
         return
@@ -96,12 +99,18 @@ def build(
         f"  modules  {modules}, libraries {len(m.libraries)}, files {m.rootfs.files}",
         highlight=False,
     )
+    if m.python and m.python.distributions:
+        dists = ", ".join(f"{d.name} {d.version}" for d in m.python.distributions)
+        console.print(f"  packages {dists} (from {m.python.dependencies_from or 'python_path'})", highlight=False)
     if m.python and m.python.optional_left_out:
         left = ", ".join(m.python.optional_left_out[:8])
         more = f" and {len(m.python.optional_left_out) - 8} more" if len(m.python.optional_left_out) > 8 else ""
         console.print(
-            f"  optional imports left out (add to include= to keep): {left}{more}",
+            f"  left out: imports that are optional, not required or for other platforms "
+            f"(include= keeps one; kiln inspect lists all): {left}{more}",
             style="dim",
             highlight=False,
             markup=False,
         )
+    if m.python and m.python.excluded:
+        console.print(f"  excluded  {', '.join(m.python.excluded)}", style="dim", highlight=False, markup=False)

@@ -95,8 +95,13 @@ def show_manifest(img: Image, show_options: bool) -> None:
         counts = ", ".join(f"{n} {o}" for o, n in sorted(by_origin.items()))
         python = f"{m.python.version} ({m.python.interpreter})"
         lines.append(("python", f"{python}, {len(m.python.modules)} modules: {counts}"))
+        if m.python.distributions:
+            dists = ", ".join(f"{d.name} {d.version}" for d in m.python.distributions)
+            lines.append(("packages", f"{dists} (from {m.python.dependencies_from or 'python_path'})"))
         if m.python.optional_left_out:
             lines.append(("left out", ", ".join(m.python.optional_left_out)))
+        if m.python.excluded:
+            lines.append(("excluded", ", ".join(m.python.excluded)))
     lines.append(("libraries", ", ".join(lib.path for lib in m.libraries)))
     lines.append(("built from", m.build.source))
     for key, value in lines:

@@ -117,9 +117,17 @@ def _make(argv: list[str], cwd: Path, log: Path, on_line: Callable[[str], None] 
 
 
 def build(cfg: kconfig.KernelConfig, progress: Progress | None = None, jobs: int | None = None) -> Kernel:
-    """Build the kernel for `cfg` unless it is cached; return the cached build."""
+    """Build the kernel for `cfg` unless it is cached; return the cached build. Two processes asking for
+    the same config build it once: the second waits for the first and takes its result."""
     if (kernel := cached(cfg)) is not None:
         return kernel
+    with atomic.file_lock(home_dir("kernel", "work") / f"{cfg.hash}.lock"):
+        if (kernel := cached(cfg)) is not None:
+            return kernel
+        return _build(cfg, progress, jobs)
+
+
+def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | None) -> Kernel:
     for tool in ("make", "gcc", "flex", "bison", "bc", "objcopy"):
         _proc.require(tool)
     src = unpacked(find_source())

@@ -1,0 +1,189 @@
+"""Real Python apps: dependencies installed by kiln from the package index, frameworks that build and
+serve under QEMU and on the unix target, and every way installing dependencies can fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from bench.harness import free_port
+from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
+from tests.e2e.test_errors import assert_one_line_error, store_state
+
+TARGETS = ["qemu", "unix"]
+
+
+def deps_cache(env: dict[str, str]) -> list[str]:
+    cache = Path(env["KILN_HOME"]) / "cache" / "deps"
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+@pytest.fixture(scope="session")
+def flask_image(session_env: dict[str, str]) -> str:
+    kiln("build", str(EXAMPLES / "flask-app"), env=session_env, check=True, timeout=900)
+    return "flask-app"
+
+
+@pytest.fixture(scope="session")
+def fastapi_image(session_env: dict[str, str]) -> str:
+    kiln("build", str(EXAMPLES / "fastapi-app"), env=session_env, check=True, timeout=900)
+    return "fastapi-app"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_flask_app(target: str, flask_image: str, session_env: dict[str, str], instances: list[Instance]) -> None:
+    port = free_port()
+    inst = Instance(flask_image, session_env, target, {port: 8080})
+    instances.append(inst)
+    info = inst.wait_http(port, "/api/info")
+    assert info.status_code == 200, inst.output
+    assert info.json()["app"] == "flask-app" and info.json()["flask"].startswith("3.")  # dist-info is in the image
+    page = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+    assert page.status_code == 200 and f"Hello from Flask {info.json()['flask']}" in page.text  # Jinja template
+    css = httpx.get(f"http://127.0.0.1:{port}/static/style.css", timeout=10)
+    assert css.status_code == 200 and "font-family" in css.text  # the app's static file
+    echo = httpx.post(f"http://127.0.0.1:{port}/echo", data={"name": "kiln", "n": "3"}, timeout=10)
+    assert echo.json() == {"form": {"name": "kiln", "n": "3"}}
+    assert inst.stop() == 130
+
+
+def test_flask_image_is_trimmed_and_records_its_packages(flask_image: str, session_env: dict[str, str]) -> None:
+    manifest = json.loads(kiln("inspect", "--json", flask_image, env=session_env, check=True).stdout)
+    python = manifest["python"]
+    assert python["dependencies_from"] == "requirements.txt"
+    names = {d["name"] for d in python["distributions"]}
+    assert {"flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous", "click", "blinker"} <= names
+    modules = {m["name"] for m in python["modules"]}
+    assert "flask.app" in modules and "jinja2.environment" in modules
+    # optional extras and other platforms are left out, listed, and not in the image
+    assert {"dotenv", "msvcrt"} <= set(python["optional_left_out"])
+    assert not {"dotenv", "msvcrt", "watchdog", "tkinter", "unittest.mock"} & modules
+    site = "/usr/local/lib/python3.11/site-packages"
+    assert manifest["entry"]["env"]["PYTHONPATH"] == site
+    assert any(m["path"] == f"{site}/flask/app.pyc" for m in python["modules"])
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_fastapi_app(target: str, fastapi_image: str, session_env: dict[str, str], instances: list[Instance]) -> None:
+    port = free_port()
+    inst = Instance(fastapi_image, session_env, target, {port: 8000})
+    instances.append(inst)
+    item = inst.wait_http(port, "/items/3?q=kiln")
+    assert (item.status_code, item.json()) == (200, {"item_id": 3, "q": "kiln"}), inst.output
+    created = httpx.post(f"http://127.0.0.1:{port}/items", json={"name": "pot", "price": 9.5}, timeout=10)
+    assert created.json() == {"created": {"name": "pot", "price": 9.5}}
+    invalid = httpx.post(f"http://127.0.0.1:{port}/items", json={"name": "", "price": -1}, timeout=10)
+    assert invalid.status_code == 422  # pydantic validation
+    assert {e["loc"][-1] for e in invalid.json()["detail"]} == {"name", "price"}
+    assert httpx.get(f"http://127.0.0.1:{port}/items/three", timeout=10).status_code == 422
+    assert inst.stop() == 130
+    assert "Uvicorn running on http://0.0.0.0:8000" in inst.output
+
+
+class _Jobs(BaseHTTPRequestHandler):
+    results: ClassVar[list[dict[str, int]]] = []
+
+    def do_GET(self) -> None:
+        body = json.dumps({"numbers": list(range(1, 101))}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.results.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def jobs_server() -> Iterator[tuple[int, list[dict[str, int]]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Jobs)
+    _Jobs.results = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], _Jobs.results
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_worker_without_ports_talks_to_a_host_server(
+    target: str,
+    tmp_path: Path,
+    session_env: dict[str, str],
+    instances: list[Instance],
+    jobs_server: tuple[int, list[dict[str, int]]],
+) -> None:
+    port, results = jobs_server
+    app = tmp_path / "http-worker"
+    shutil.copytree(EXAMPLES / "http-worker", app)
+    # Under QEMU the host is the slirp gateway; the unix target shares the host's network.
+    host = "10.0.2.2" if target == "qemu" else "127.0.0.1"
+    toml = app / "kiln.toml"
+    toml.write_text(toml.read_text().replace("http://10.0.2.2:8099", f"http://{host}:{port}"))
+    kiln("build", "-t", f"http-worker:{target}", str(app), env=session_env, check=True, timeout=900)
+    inst = Instance(f"http-worker:{target}", session_env, target)
+    instances.append(inst)
+    assert inst.wait() == 0, inst.output
+    assert results == [{"sum": 5050}]
+    assert "http-worker: got 100 numbers with requests" in inst.output
+
+
+def test_unchanged_dependencies_are_served_from_the_cache(env: dict[str, str], tmp_path: Path) -> None:
+    app = tmp_path / "flask-app"
+    shutil.copytree(EXAMPLES / "flask-app", app)
+    first = kiln("build", "--json", str(app), env=env, check=True, timeout=900)
+    entries = deps_cache(env)
+    entry = Path(env["KILN_HOME"]) / "cache" / "deps" / entries[0]
+    stamp = (entry / "installed.json").stat().st_mtime_ns
+    (app / "app.py").write_text((app / "app.py").read_text() + "\n# a change to the app, not to its dependencies\n")
+    second = kiln("build", "--json", str(app), env=env, check=True, timeout=900)
+    assert "cached, nothing installed" in second.stderr and "Collecting" not in second.stderr
+    assert deps_cache(env) == entries and (entry / "installed.json").stat().st_mtime_ns == stamp
+    assert json.loads(first.stdout)["distributions"] == json.loads(second.stdout)["distributions"]
+
+
+@pytest.mark.parametrize(
+    ("app", "fragment", "extra_env"),
+    [
+        pytest.param(
+            "dep-missing",
+            "dependency kiln-no-such-distribution-xyz==1.0 (from requirements.txt): no such package",
+            {},
+            id="no-such-package",
+        ),
+        pytest.param(
+            "dep-conflict", "dependencies in requirements.txt conflict: The user requested werkzeug==2.0.0", {},
+            id="version-conflict",
+        ),
+        pytest.param(
+            "dep-needs-compiler",
+            "dependency cext-demo ships only as source and cannot be built here: its C compiler",
+            {"CC": "/nonexistent/cc"},
+            id="sdist-needs-a-compiler",
+        ),
+    ],
+)
+def test_dependency_errors(app: str, fragment: str, extra_env: dict[str, str], env: dict[str, str]) -> None:
+    before, cached = store_state(env), deps_cache(env)
+    proc = kiln("build", str(FIXTURES / app), env={**env, **extra_env}, timeout=900)
+    assert_one_line_error(proc, fragment)
+    assert store_state(env) == before and deps_cache(env) == cached

@@ -1,0 +1,154 @@
+"""Third-party packages: what their metadata requires decides whether a missing import fails the build;
+`exclude`; reading what an app declares."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kiln.analyze.interpreter import probe
+from kiln.analyze.python import analyze
+from kiln.config import load_app
+from kiln.deps import declared
+from kiln.errors import AnalysisError, AppError
+
+PYTHON = "/usr/bin/python3.11"
+
+# A distribution "fancy" 1.0 with one required dependency, an extra, and a backport for old Pythons.
+FANCY_METADATA = """\
+Metadata-Version: 2.1
+Name: Fancy
+Version: 1.0
+Requires-Dist: plainsupport>=1
+Requires-Dist: coloredstuff; extra == "color"
+Requires-Dist: importlib-metadata; python_version < "3.10"
+Requires-Dist: winhelper; sys_platform == "win32"
+"""
+FANCY_INIT = """\
+import plainsupport
+import coloredstuff
+import importlib_metadata
+import winhelper
+import msvcrt
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def site_with_fancy(site: Path, with_support: bool) -> None:
+    files = {"fancy/__init__.py": FANCY_INIT, "fancy-1.0.dist-info/METADATA": FANCY_METADATA}
+    record = ["fancy/__init__.py,,", "fancy-1.0.dist-info/METADATA,,", "fancy-1.0.dist-info/RECORD,,"]
+    files["fancy-1.0.dist-info/RECORD"] = "\n".join(record) + "\n"
+    if with_support:
+        files["plainsupport/__init__.py"] = "VALUE = 1\n"
+        files["plainsupport-2.0.dist-info/METADATA"] = "Metadata-Version: 2.1\nName: plainsupport\nVersion: 2.0\n"
+        files["plainsupport-2.0.dist-info/RECORD"] = "plainsupport/__init__.py,,\n"
+    write(site, files)
+
+
+def graph_of(root: Path):
+    app = load_app(root)
+    return analyze(app, probe(PYTHON))
+
+
+def test_an_import_the_metadata_requires_fails_naming_the_distribution(tmp_path: Path) -> None:
+    site_with_fancy(tmp_path / "vendor", with_support=False)
+    write(tmp_path, {"app.py": "import fancy\n", "kiln.toml": 'python_path = ["vendor"]\n'})
+    with pytest.raises(AnalysisError) as err:
+        graph_of(tmp_path)
+    message = str(err.value)
+    assert message.startswith("1 import cannot be resolved: plainsupport (needed by fancy)")
+    assert "vendor/fancy/__init__.py:1" in message
+
+
+def test_extras_other_platforms_and_backports_are_left_out(tmp_path: Path) -> None:
+    site_with_fancy(tmp_path / "vendor", with_support=True)
+    write(tmp_path, {"app.py": "import fancy\n", "kiln.toml": 'python_path = ["vendor"]\n'})
+    g = graph_of(tmp_path)
+    assert {"fancy", "plainsupport"} <= set(g.modules)
+    assert {"coloredstuff", "importlib_metadata", "winhelper", "msvcrt"} <= set(g.optional_left_out)
+    assert g.modules["fancy"].origin == "third-party"
+    fancy = g.distributions.owner(g.modules["fancy"].path)
+    assert fancy is not None and (fancy.name, fancy.version, fancy.requires) == ("fancy", "1.0", ("plainsupport",))
+
+
+def test_the_apps_own_unresolvable_import_still_fails_with_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, {"app.py": "import os\nimport nosuchthing_at_all\n", "kiln.toml": ""})
+    with pytest.raises(AnalysisError, match=r"nosuchthing_at_all \(imported at .*app.py:2\)"):
+        graph_of(tmp_path)
+
+
+def test_exclude_declares_an_import_never_reached(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "app.py": "import os\nif os.environ.get('DEV'):\n    import nosuchthing_at_all.reloader\nimport email\n",
+            "kiln.toml": 'exclude = ["nosuchthing_at_all", "email"]\n',
+        },
+    )
+    g = graph_of(tmp_path)
+    assert set(g.excluded) == {"nosuchthing_at_all.reloader", "email"}
+    assert "email" not in g.modules
+
+
+def test_exclude_rejects_what_is_not_a_module_name(tmp_path: Path) -> None:
+    write(tmp_path, {"app.py": "", "kiln.toml": 'exclude = ["not a module"]\n'})
+    with pytest.raises(AppError, match="exclude"):
+        load_app(tmp_path)
+
+
+def test_requirements_txt_with_includes(tmp_path: Path) -> None:
+    write(tmp_path, {"requirements.txt": "-r base.txt\nflask==3.1.0\n", "base.txt": "# shared\nrequests==2.32.3\n"})
+    first = declared.read(tmp_path)
+    assert first is not None and first.source == "requirements.txt" and first.file == tmp_path / "requirements.txt"
+    assert first.included == ((tmp_path / "base.txt").resolve(),)
+    (tmp_path / "base.txt").write_text("requests==2.32.4\n")
+    second = declared.read(tmp_path)
+    assert second is not None and second.key != first.key  # an included file's change is a new set
+
+
+def test_requirements_txt_including_a_missing_file(tmp_path: Path) -> None:
+    write(tmp_path, {"requirements.txt": "-r nowhere.txt\n"})
+    with pytest.raises(AppError, match=r"includes nowhere\.txt, which does not exist"):
+        declared.read(tmp_path)
+
+
+def test_pyproject_dependencies_and_uv_lock_pins(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": '[project]\nname = "x"\nversion = "0"\ndependencies = ["fastapi>=0.110", "uvicorn"]\n',
+            "uv.lock": """
+                version = 1
+                [[package]]
+                name = "fastapi"
+                version = "0.115.0"
+                source = { registry = "https://pypi.org/simple" }
+                [[package]]
+                name = "x"
+                version = "0"
+                source = { editable = "." }
+            """,
+        },
+    )
+    found = declared.read(tmp_path)
+    assert found is not None
+    assert (found.source, found.requirements, found.constraints) == (
+        "pyproject.toml + uv.lock",
+        "fastapi>=0.110\nuvicorn\n",
+        "fastapi==0.115.0\n",
+    )
+    assert declared.describe(found) == "fastapi>=0.110, uvicorn (from pyproject.toml + uv.lock)"
+
+
+def test_no_declared_dependencies(tmp_path: Path) -> None:
+    assert declared.read(tmp_path) is None
+    write(tmp_path, {"pyproject.toml": '[project]\nname = "x"\nversion = "0"\n'})
+    assert declared.read(tmp_path) is None
