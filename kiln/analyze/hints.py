@@ -6,6 +6,8 @@ statement names and the static analysis therefore cannot see:
 - uvicorn resolves `loop="auto"`, `http="auto"`, `ws="auto"` and `lifespan="auto"`
   through tables of "module:attribute" strings and `import_from_string`, and
   its logging config names its formatter classes as dotted strings;
+- anyio loads its event-loop backend with `import_module(f"anyio._backends._{name}")`
+  (asyncio is the one a plain asyncio app, such as uvicorn's, uses);
 - requests finds its character detector with `importlib.import_module(lib)`
   over ("chardet", "charset_normalizer"), a name held in a variable.
 
@@ -31,5 +33,6 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
         "uvicorn.lifespan.off",
         "uvicorn.logging",
     ),
+    "anyio._core._eventloop": ("anyio._backends._asyncio",),
     "requests.compat": ("chardet", "charset_normalizer"),
 }

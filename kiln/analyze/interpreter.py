@@ -30,6 +30,7 @@ json.dump({
     "builtins": sorted(sys.builtin_module_names),
     "frozen": sorted(_imp._frozen_module_names()),
     "extension_suffixes": m.EXTENSION_SUFFIXES,
+    "sysconfigdata": sysconfig._get_sysconfigdata_name(),
     "markers": {  # PEP 508 environment markers, as packaging computes them
         "implementation_name": impl.name,
         "implementation_version": "%d.%d.%d" % impl.version[:3],
@@ -62,6 +63,7 @@ class Interpreter(BaseModel):
     builtins: frozenset[str]
     frozen: frozenset[str]
     extension_suffixes: tuple[str, ...]
+    sysconfigdata: str  # the module sysconfig imports by a computed name
     markers: dict[str, str]
     startup_modules: tuple[str, ...]
 

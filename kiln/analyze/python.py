@@ -17,6 +17,7 @@ deferred imports are always followed, and `include` keeps anything else.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,11 @@ class Resolver:
         assert isinstance(app.config, AppConfig)
         # Vendored directories (python_path) and installed dependencies hold third-party packages.
         self.third_party = (*[(app.root / p).resolve() for p in app.config.python_path], *site_dirs)
-        self.path = [app.root, *self.third_party, *interp.path]
+        # An app that declares its dependencies gets exactly those: the host's own site-packages and
+        # dist-packages (Debian's python3-* packages) are not searched, as in a virtualenv.
+        host_sites = ("site-packages", "dist-packages")
+        system = [p for p in interp.path if not (site_dirs and p.name in host_sites)]
+        self.path = [app.root, *self.third_party, *system]
         self.cache: dict[str, Module | None] = {}
 
     def origin(self, path: Path) -> Origin:
@@ -198,12 +203,18 @@ class _Walker:
             interp.markers["implementation_name"],
         )
         self.graph = ModuleGraph()
+        # Hidden imports whose names the interpreter computes.
+        self.hidden = {"sysconfig": (interp.sysconfigdata,)}
         self.graph.distributions = Distributions.scan(
-            [*self.resolver.third_party, *(p for p in interp.path if p.name in ("site-packages", "dist-packages"))],
+            [p for p in self.resolver.path if p != app.root and not p.is_relative_to(interp.stdlib)],
             interp.markers,
         )
         self.include = set(app.config.include)
         self.exclude = set(app.config.exclude)
+        # Modules that will raise ImportError when imported (a plain import of theirs is missing), and the
+        # fallbacks waiting on a preferred import of one of them: (importer, preferred targets, fallback refs).
+        self.broken: set[str] = set()
+        self.waiting: list[tuple[Module, set[str], list[ImportRef]]] = []
         self.queue: list[Module] = []
         self.lazy: dict[str, bool] = {}
         self.refs: dict[str, list[ImportRef]] = {}
@@ -226,7 +237,7 @@ class _Walker:
             if via:
                 self.graph.reached_from[sub] = via
             self.queue.append(mod)
-            for hidden in (*C_IMPORTS.get(sub, ()), *FRAMEWORK_HINTS.get(sub, ())):
+            for hidden in (*C_IMPORTS.get(sub, ()), *FRAMEWORK_HINTS.get(sub, ()), *self.hidden.get(sub, ())):
                 self.add(hidden, (sub, 0), lazy)  # kept if it exists
         return True
 
@@ -246,8 +257,14 @@ class _Walker:
         failed_groups: set[int] = set()
         fatal = importer.origin != "stdlib"
         importer_lazy = self.lazy.get(importer.name, False)
+        preferred: dict[int, set[str]] = defaultdict(set)
         for ref in refs:
             target = _absolute(ref, importer)
+            if ref.kind == Kind.PREFERRED and target:
+                preferred[ref.group].add(target)
+            if ref.kind == Kind.FALLBACK and ref.group not in failed_groups:
+                # The preferred import resolved, but may still fail when the module it names runs.
+                self.waiting.append((importer, preferred[ref.group], [ref]))
             deferred = ref.deferred and importer.origin != "app"
             if deferred and importer_lazy and not (target and self.is_included(target)):
                 if target and target not in self.graph.modules:
@@ -284,6 +301,8 @@ class _Walker:
                     # A package's import of something its metadata does not require on this interpreter:
                     # an optional extra, another platform's module. Left out, listed.
                     self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (not required)")
+                    if ref.kind == Kind.REQUIRED and not ref.deferred:
+                        self.broken.add(importer.name)
                 continue
             for attr in ref.names:
                 if attr != "*":
@@ -300,6 +319,20 @@ class _Walker:
         for name in sorted(self.include):
             if not self.add(name):
                 raise AnalysisError(f"include: module {name} cannot be found")
+        self._drain()
+        while resumed := [w for w in self.waiting if w[1] & self.broken]:
+            # A preferred module fails at import time: its fallback runs instead, and is kept if it exists.
+            self.waiting = [w for w in self.waiting if not w[1] & self.broken]
+            for importer, _targets, fallback in resumed:
+                self.visit(importer, [dataclasses.replace(r, kind=Kind.CONDITIONAL) for r in fallback])
+            self._drain()
+        self.graph.optional_left_out = {
+            k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules
+        }
+        self.graph.excluded = dict(sorted(self.graph.excluded.items()))
+        return self.graph
+
+    def _drain(self) -> None:
         while self.queue:
             mod = self.queue.pop(0)
             if mod.kind != "source" or mod.path is None:
@@ -310,11 +343,6 @@ class _Walker:
                 if uses := imports.kernel_uses(tree):
                     self.graph.kernel_uses[mod.name] = uses
             self.visit(mod, self.refs[mod.name])
-        self.graph.optional_left_out = {
-            k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules
-        }
-        self.graph.excluded = dict(sorted(self.graph.excluded.items()))
-        return self.graph
 
 
 def analyze(app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = ()) -> ModuleGraph:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -10,16 +11,20 @@ from rich.markup import escape
 
 from kiln.cli.kernel import kernel_progress
 from kiln.cli.ui import console, err_console, human_size, print_json
-from kiln.config import App, NativeConfig, load_app
-from kiln.errors import UsageError
-from kiln.image.build import build_python
+from kiln.config import App, AppConfig, NativeConfig, load_app
+from kiln.errors import AnalysisError, UsageError
+from kiln.image.build import BuildResult, build_python
 from kiln.image.native import build_native
 from kiln.store import Store
+
+if TYPE_CHECKING:
+    from kiln.check import CheckReport
 
 EPILOG = """\b
 Examples:
   kiln build examples/hello-http
   kiln build -t hello:dev app.py
+  kiln build --check examples/flask-app    # run it once: what it imported, what the image lacks
   kiln build --exe /usr/bin/memcached --name memcached -p 11211 -- -u root -m 64 -p 11211
   kiln build --deb redis-server --name redis -p 6379 -- --port 6379 --protected-mode no --save ''
 """
@@ -35,6 +40,12 @@ Examples:
 @click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
 @click.option("--user", "users", multiple=True, help="With --exe: an account the program needs in /etc/passwd.")
 @click.option("--no-kernel-build", is_flag=True, help="Fail instead of building a kernel that is not cached.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Then run the image once on the unix target with import profiling, GET the `check` paths on its "
+    "ports, and report modules it imported that the image lacks (exit 1 if any) and modules it never imported.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(
     args: tuple[str, ...],
@@ -46,6 +57,7 @@ def build(
     files: tuple[str, ...],
     users: tuple[str, ...],
     no_kernel_build: bool,
+    check: bool,
     as_json: bool,
 ) -> None:
     """Build an app into an image: ARGS is APP (a directory with kiln.toml, or a .py
@@ -63,6 +75,8 @@ def build(
         app = load_app(Path(args[0]))
     else:
         raise UsageError("give one APP, or --exe PROGRAM [options] -- ARGS (see kiln build --help)")
+    if check and app.native:
+        raise UsageError("--check proves a Python app's imports; for a native program use kiln trace")
     builder = build_native if app.native else build_python
     result = builder(
         app,
@@ -74,6 +88,7 @@ def build(
     )
     m = result.manifest
     modules = len(m.python.modules) if m.python else 0
+    report = run_check(app, result) if check else None
     if as_json:
         print_json(
             {
@@ -88,8 +103,10 @@ def build(
                 "distributions": {d.name: d.version for d in m.python.distributions} if m.python else {},
                 "left_out": list(m.python.optional_left_out) if m.python else [],
                 "excluded": list(m.python.excluded) if m.python else [],
+                **({"check": check_json(report)} if report else {}),
             }
         )
+        check_verdict(report)
         return
     console.print(f"built {result.ref}", style="bold green", highlight=False)
     console.print(
@@ -114,3 +131,74 @@ def build(
         )
     if m.python and m.python.excluded:
         console.print(f"  excluded  {', '.join(m.python.excluded)}", style="dim", highlight=False, markup=False)
+    if report is not None:
+        show_check(report)
+        check_verdict(report)
+
+
+def run_check(app: App, result: BuildResult) -> CheckReport:
+    from kiln import check
+    from kiln.analyze.python import Resolver
+
+    analysis = result.analysis
+    assert analysis is not None and isinstance(app.config, AppConfig)
+    resolver = Resolver(app, analysis.interp, tuple(analysis.place.sites))
+    err_console.print(f"[dim]==>[/] checking: running {escape(str(result.ref))} on the unix target, imports profiled")
+    store = Store()
+    return check.run(store, store.image(str(result.ref)), app.config.check, lambda n: resolver.find(n) is not None)
+
+
+def check_json(report: CheckReport) -> dict[str, object]:
+    return {
+        "exit_status": report.exit_status,
+        "requests": dict(report.requests),
+        "imported": len(report.imported),
+        "missing": report.missing,
+        "never_imported": report.never_imported,
+        "suggest_include": report.include,
+        "consider_exclude": report.exclude,
+    }
+
+
+def show_check(report: CheckReport) -> None:
+    console.print("check", style="bold", highlight=False)
+    for url, status in report.requests:
+        console.print(f"  GET {url} -> {status}", highlight=False, markup=False)
+    console.print(f"  imported at run time: {len(report.imported)} modules", highlight=False)
+    console.print(
+        f"  in the image, never imported (app and third-party): {len(report.never_imported)}",
+        highlight=False,
+    )
+    if report.exclude:
+        console.print(
+            "  never imported in this run; exclude only if never reached: exclude = "
+            + "["
+            + ", ".join(f'"{n}"' for n in report.exclude)
+            + "]",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
+    if report.missing:
+        console.print(
+            f"  imported but missing from the image: {', '.join(report.missing)}",
+            style="red",
+            highlight=False,
+            markup=False,
+        )
+    if report.include:
+        console.print(
+            "  add to kiln.toml: include = [" + ", ".join(f'"{n}"' for n in report.include) + "]",
+            style="bold",
+            highlight=False,
+            markup=False,
+        )
+
+
+def check_verdict(report: CheckReport | None) -> None:
+    if report is not None and report.missing:
+        count = len(report.missing)
+        raise AnalysisError(
+            f"--check: {count} module{'s' if count > 1 else ''} imported at run time "
+            f"{'are' if count > 1 else 'is'} not in the image: {', '.join(report.missing)}"
+        )

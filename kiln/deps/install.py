@@ -66,21 +66,20 @@ def _explain(lines: list[str], declared: Declared) -> str:
                     break
                 cause.append(line.strip())
         return f"dependencies in {declared.source} conflict: " + ("; ".join(cause) or "pip found no set that fits")
-    failed = re.search(r"(?:Failed to build|Failed building wheel for|Building wheel for (\S+) .*error)\s*(\S*)", text)
+    failed = re.search(r"Failed (?:to build|building wheel for) (\S+)", text)
     if failed or "metadata-generation-failed" in text:
-        name = (failed.group(1) or failed.group(2)) if failed else "a dependency"
-        compiler = re.search(r"error: command '([^']+)' failed[^\n]*", text)
-        missing_h = re.search(r"fatal error: (\S+\.h): No such file", text)
-        why = (
-            f"its C compiler {compiler.group(1)!r} failed"
-            if compiler
-            else f"header {missing_h.group(1)} is missing"
-            if missing_h
-            else "building it failed"
-        )
+        name = failed.group(1) if failed else "a dependency"
+        if m := re.search(r"error: \[Errno 2\] No such file or directory: '([^']+)'", text):
+            why = f"its C compiler {m.group(1)} is not installed"
+        elif m := re.search(r"error: command '([^']+)' failed", text):
+            why = f"its C compiler {m.group(1)} failed"
+        elif m := re.search(r"fatal error: (\S+\.h): No such file", text):
+            why = f"the header {m.group(1)} is missing"
+        else:
+            why = "building it failed"
         return (
             f"dependency {name} ships only as source and cannot be built here: {why} "
-            "(install a C compiler and python3-dev, or pick a version with a wheel for this Python)"
+            "(install gcc and python3-dev, or pick a version with a wheel for this Python)"
         )
     tail = " | ".join(line.strip() for line in lines[-3:] if line.strip())
     return f"installing the dependencies in {declared.source} failed: {tail}"

@@ -293,6 +293,26 @@ static void bind_dev(const char *name) {
     mount_fs(src, dst, NULL, MS_BIND, NULL);
 }
 
+/* `--env KEY=VALUE` arguments of the sandbox (kiln build --check): added to the app's environment,
+ * replacing a variable of the same name from the config. */
+static char *sandbox_env[16];
+static int nsandbox_env;
+
+static void add_sandbox_env(void) {
+    int i, j, n = 0;
+    while (app_envp[n])
+        n++;
+    for (i = 0; i < nsandbox_env; i++) {
+        size_t key = strchr(sandbox_env[i], '=') - sandbox_env[i] + 1;
+        for (j = 0; j < n && strncmp(app_envp[j], sandbox_env[i], key); j++)
+            ;
+        if (j < n)
+            app_envp[j] = sandbox_env[i];
+        else if (n < MAX_ITEMS)
+            app_envp[n++] = sandbox_env[i];
+    }
+}
+
 /* `--volume HOST=GUEST` arguments of the sandbox, bound before the pivot. */
 static char *sandbox_volumes[16];
 static int nsandbox_volumes;
@@ -548,13 +568,16 @@ int main(int argc, char **argv) {
 
     if (argc >= 3 && !strcmp(argv[1], "--sandbox")) {
         int i;
-        for (i = 3; i + 1 < argc && nsandbox_volumes < 16; i += 2)
-            if (!strcmp(argv[i], "--volume"))
+        for (i = 3; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "--volume") && nsandbox_volumes < 16)
                 sandbox_volumes[nsandbox_volumes++] = argv[i + 1];
+            else if (!strcmp(argv[i], "--env") && nsandbox_env < 16 && strchr(argv[i + 1], '='))
+                sandbox_env[nsandbox_env++] = argv[i + 1];
+        }
         sandboxed = 1;
         enter_sandbox(argv[2]);
     } else if (getpid() != 1) {
-        say("usage: init (as PID 1 of a kiln VM) | init --sandbox ROOT [--volume HOST=GUEST]...");
+        say("usage: init (as PID 1 of a kiln VM) | init --sandbox ROOT [--volume HOST=GUEST] [--env KEY=VALUE]...");
         return 2;
     } else {
         mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
@@ -569,6 +592,7 @@ int main(int argc, char **argv) {
         seed_entropy();
     }
     load_config(CONFIG_PATH);
+    add_sandbox_env();
     mount_volumes();
     if (sethostname(hostname, strlen(hostname)) < 0)
         say("hostname: %s", strerror(errno));

@@ -12,6 +12,7 @@ changed only by `commit`, under the store lock, and the tag is written last.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -65,6 +66,7 @@ class BuildResult:
     ref: Ref
     digest: str
     manifest: Manifest
+    analysis: PythonAnalysis | None = None  # a Python app's, for `kiln build --check`
 
 
 def _pyc(path: PurePosixPath) -> PurePosixPath:
@@ -229,7 +231,7 @@ def build_python(
             kiln_version=__version__,
         )
         contents = Contents(root, _entry(app, graph, interp, place), closure, python, inputs)
-        return finish(store, ref, contents, needs, rules, kernel, say)
+        return dataclasses.replace(finish(store, ref, contents, needs, rules, kernel, say), analysis=analysis)
 
 
 @dataclass

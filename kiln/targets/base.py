@@ -47,6 +47,8 @@ class RunConfig(BaseModel):
     kernel_log: bool = False
     skip_digest_check: bool = False  # for testing dm-verity only: boot parts the store cannot vouch for
     qmp_socket: Path | None = None  # where QEMU's control socket goes (default: under $KILN_HOME/run)
+    # unix target only, for `kiln build --check`: added to the app's environment by init in the sandbox
+    extra_env: dict[str, str] = Field(default_factory=dict)
 
     def volume_hosts(self, declared: tuple[str, ...]) -> list[Path | None]:
         """For each volume the image declares, the host directory given for it (None: a fresh tmpfs)."""

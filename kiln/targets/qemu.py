@@ -43,6 +43,8 @@ class QemuTarget:
         check = not cfg.skip_digest_check
         kernel = unpack.kernel(self.store, image, check)
         rootfs = unpack.rootfs(self.store, image, check)
+        if cfg.extra_env:
+            raise UsageError("an extra environment for the app is for the unix target only (kiln build --check)")
         if cfg.ports and not m.kernel.network:
             raise UsageError(f"image {image.ref} has no network (its app declares no ports and uses no sockets)")
         accel, note = accelerator.choose(cfg.accel, kernel)

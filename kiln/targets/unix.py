@@ -43,6 +43,8 @@ class UnixTarget:
         for guest, host in zip(image.manifest.entry.volumes, hosts, strict=True):
             if host is not None:
                 argv += ["--volume", f"{host}={guest}"]
+        for key, value in sorted(cfg.extra_env.items()):
+            argv += ["--env", f"{key}={value}"]
         notes = []
         if cfg.memory_mib:
             notes.append("--memory is not enforced on the unix target")

@@ -176,7 +176,7 @@ def test_unchanged_dependencies_are_served_from_the_cache(env: dict[str, str], t
         ),
         pytest.param(
             "dep-needs-compiler",
-            "dependency cext-demo ships only as source and cannot be built here: its C compiler",
+            "dependency cext-demo ships only as source and cannot be built here: its C compiler /nonexistent/cc is not",
             {"CC": "/nonexistent/cc"},
             id="sdist-needs-a-compiler",
         ),
@@ -187,3 +187,23 @@ def test_dependency_errors(app: str, fragment: str, extra_env: dict[str, str], e
     proc = kiln("build", str(FIXTURES / app), env={**env, **extra_env}, timeout=900)
     assert_one_line_error(proc, fragment)
     assert store_state(env) == before and deps_cache(env) == cached
+
+
+def test_check_finds_a_string_import_the_analysis_cannot_see(env: dict[str, str], tmp_path: Path) -> None:
+    app = tmp_path / "string-import"
+    shutil.copytree(FIXTURES / "string-import", app)
+    proc = kiln("build", "--check", str(app), env=env, timeout=600)
+    assert_one_line_error(proc, "--check: 1 module imported at run time is not in the image: plugin_fast")
+    assert 'add to kiln.toml: include = ["plugin_fast"]' in proc.stdout
+    assert "ModuleNotFoundError: No module named 'plugin_fast'" not in proc.stderr  # the report, not the console
+    # What the check suggests makes the next build pass, and the app answers.
+    (app / "kiln.toml").write_text((app / "kiln.toml").read_text() + 'include = ["plugin_fast"]\n')
+    fixed = kiln("build", "--check", "--json", str(app), env=env, timeout=600, check=True)
+    report = json.loads(fixed.stdout)["check"]
+    assert report["missing"] == [] and report["requests"] == {"http://127.0.0.1:8731/": "200"}
+    assert report["imported"] > 50
+
+
+def test_check_is_for_python_apps(env: dict[str, str]) -> None:
+    proc = kiln("build", "--check", "--exe", "/bin/true", env=env)
+    assert_one_line_error(proc, "--check proves a Python app's imports; for a native program use kiln trace", 2)
