@@ -3,6 +3,7 @@
     hello-http on five stacks   bench/hello_http.py  -> docs/benchmarks.md, docs/bench/
     attack surface              bench/surface.py     -> docs/security.md
     native programs             bench/native.py      -> docs/benchmarks.md
+    Python apps with packages   bench/python_apps.py -> docs/benchmarks.md
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import hello_http, native, surface
+from bench import hello_http, native, python_apps, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         ("hello-http on five stacks", hello_http.main, quick),
         ("attack surface", surface.main, []),
         ("native programs", native.main, quick),
+        ("Python apps with packages", python_apps.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):
