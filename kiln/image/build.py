@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -128,9 +129,20 @@ def layout(
     root.add_host_path(interp.executable)
     roots = [init, interp.executable] + [m.path for m in graph.extensions if m.path]
     closure = elf.closure(roots)
+    # Libraries that wheels vendor (`<dist>.libs/`, found through RPATH $ORIGIN) move with their
+    # site-packages; everything else keeps the path the loader asks for.
+    placed = elf.Closure()
     for requested in closure.libraries:
-        root.add_host_path(requested)
-    return entries, closure
+        host = Path(os.path.normpath(requested))
+        if any(host.is_relative_to(site) for site in place.sites):
+            guest = str(place.guest(host))
+            root.add_file(guest, closure.files[requested])
+        else:
+            guest = requested
+            root.add_host_path(requested)
+        placed.files[guest] = closure.files[requested]
+        placed.needed_by[guest] = str(place.guest(Path(os.path.normpath(closure.needed_by[requested]))))
+    return entries, placed
 
 
 def _sources_digest(app: App, graph: ModuleGraph) -> str:

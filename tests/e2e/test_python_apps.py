@@ -207,3 +207,17 @@ def test_check_finds_a_string_import_the_analysis_cannot_see(env: dict[str, str]
 def test_check_is_for_python_apps(env: dict[str, str]) -> None:
     proc = kiln("build", "--check", "--exe", "/bin/true", env=env)
     assert_one_line_error(proc, "--check proves a Python app's imports; for a native program use kiln trace", 2)
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_wheel_with_vendored_libraries(target: str, session_env: dict[str, str], instances: list[Instance]) -> None:
+    kiln("build", str(FIXTURES / "pillow-app"), env=session_env, check=True, timeout=900)
+    manifest = json.loads(kiln("inspect", "--json", "pillow-app", env=session_env, check=True).stdout)["manifest"]
+    vendored = [lib["path"] for lib in manifest["libraries"] if "pillow.libs" in lib["path"]]
+    assert any("libjpeg" in p for p in vendored)
+    assert all(p.startswith("/usr/local/lib/python3.11/site-packages/pillow.libs/") for p in vendored)
+    inst = Instance("pillow-app", session_env, target)
+    instances.append(inst)
+    assert inst.wait() == 0, inst.output
+    assert "pillow-app: JPEG (8, 8) jpeg=True" in inst.output
