@@ -8,7 +8,8 @@
   and the `*.dist-info` of every distribution whose modules are kept, so that
   `importlib.metadata.version()` and entry points work in the guest.
 - `app_data` copies the app's own data files: by default every non-Python file
-  in its directory except caches, VCS directories and virtualenvs; `data =
+  in its directory except caches, VCS directories and virtualenvs (none for an
+  app that is a single .py file); `data =
   ["templates/**", ...]` in kiln.toml narrows that to the files its globs match.
 """
 
@@ -96,8 +97,12 @@ def app_data(app: App, root: RootFS, place: Placement) -> int:
     """Copy the app's own data files; returns how many."""
     assert isinstance(app.config, AppConfig)
     vendored = {(app.root / p).resolve() for p in app.config.python_path}
+    if app.config_file is None and app.config.data is None:
+        return 0  # a single .py file: its directory is not the app's
     if app.config.data is not None:
-        files = sorted({f for pattern in app.config.data for f in app.root.glob(pattern) if f.is_file()})
+        # A glob that matches a directory ("templates/**") means every file below it.
+        matched = [m for pattern in app.config.data for m in app.root.glob(pattern)]
+        files = sorted({f for m in matched for f in ([m] if m.is_file() else m.rglob("*")) if f.is_file()})
     else:
         files = []
         for dirpath, dirnames, filenames in os.walk(app.root):

@@ -152,3 +152,37 @@ def test_no_declared_dependencies(tmp_path: Path) -> None:
     assert declared.read(tmp_path) is None
     write(tmp_path, {"pyproject.toml": '[project]\nname = "x"\nversion = "0"\n'})
     assert declared.read(tmp_path) is None
+
+
+def test_app_data_defaults_narrowing_and_single_files(tmp_path: Path) -> None:
+    from kiln.image.build import APP_DIR
+    from kiln.image.data import Placement, app_data
+    from kiln.image.rootfs import RootFS
+
+    write(
+        tmp_path / "app",
+        {
+            "app.py": "",
+            "kiln.toml": "",
+            "templates/index.html": "<p>",
+            "static/style.css": "body{}",
+            "notes.txt": "x",
+            ".git/config": "x",
+            "__pycache__/app.cpython-311.pyc": "x",
+            ".venv/pyvenv.cfg": "x",
+            "env2/pyvenv.cfg": "x",
+            "env2/lib/site.py": "x",
+        },
+    )
+    app_root = tmp_path / "app"
+
+    def copied(app_dir: Path, toml: str = "") -> set[str]:
+        (app_dir / "kiln.toml").write_text(toml)
+        root = RootFS(tmp_path / f"root-{len(list(tmp_path.iterdir()))}")
+        app_data(load_app(app_dir), root, Placement(app_dir, APP_DIR))
+        return {str(p) for p in root.files() if str(p).startswith("/app/")}
+
+    assert copied(app_root) == {"/app/templates/index.html", "/app/static/style.css", "/app/notes.txt"}
+    assert copied(app_root, 'data = ["templates/**"]\n') == {"/app/templates/index.html"}
+    root = RootFS(tmp_path / "single")
+    assert app_data(load_app(app_root / "app.py"), root, Placement(app_root, APP_DIR)) == 0
