@@ -186,3 +186,50 @@ def test_app_data_defaults_narrowing_and_single_files(tmp_path: Path) -> None:
     assert copied(app_root, 'data = ["templates/**"]\n') == {"/app/templates/index.html"}
     root = RootFS(tmp_path / "single")
     assert app_data(load_app(app_root / "app.py"), root, Placement(app_root, APP_DIR)) == 0
+
+
+def test_framework_hints_keep_string_imports_that_exist(tmp_path: Path) -> None:
+    from kiln.analyze.hints import FRAMEWORK_HINTS
+
+    # A stand-in for uvicorn: config.py names its loops and protocols only in strings.
+    write(
+        tmp_path / "vendor",
+        {
+            "uvicorn/__init__.py": "from uvicorn.config import Config\n",
+            "uvicorn/config.py": 'LOOPS = {"asyncio": "uvicorn.loops.asyncio:asyncio_setup"}\nclass Config: ...\n',
+            "uvicorn/loops/__init__.py": "",
+            "uvicorn/loops/auto.py": "",
+            "uvicorn/loops/asyncio.py": "import asyncio\n",
+            "uvicorn/protocols/__init__.py": "",
+            "uvicorn/protocols/http/__init__.py": "",
+            "uvicorn/protocols/http/h11_impl.py": "",
+        },
+    )
+    write(tmp_path, {"app.py": "import uvicorn\n", "kiln.toml": 'python_path = ["vendor"]\n'})
+    g = graph_of(tmp_path)
+    assert {"uvicorn.loops.auto", "uvicorn.loops.asyncio", "uvicorn.protocols.http.h11_impl", "asyncio"} <= set(
+        g.modules
+    )
+    # hints that name modules this install lacks are not errors, and are not invented
+    assert "uvicorn.lifespan.on" in FRAMEWORK_HINTS["uvicorn.config"] and "uvicorn.lifespan.on" not in g.modules
+    assert g.why("uvicorn.loops.asyncio")[-2:] == ["uvicorn.config", "uvicorn.loops.asyncio"]
+
+
+def test_a_preferred_import_that_fails_when_run_keeps_its_fallback(tmp_path: Path) -> None:
+    # uvicorn.supervisors: `try: from .watchfilesreload import X` / `except ImportError: from .statreload import X`,
+    # where watchfilesreload imports watchfiles, an extra that is not installed.
+    write(
+        tmp_path / "vendor",
+        {
+            "sup/__init__.py": "try:\n    from sup.fancy import R\nexcept ImportError:\n    from sup.plain import R\n",
+            "sup/fancy.py": "import notinstalled_extra\nR = 1\n",
+            "sup/plain.py": "R = 2\n",
+            "sup-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: sup\nVersion: 1.0\n"
+            'Requires-Dist: notinstalled-extra; extra == "fancy"\n',
+            "sup-1.0.dist-info/RECORD": "sup/__init__.py,,\nsup/fancy.py,,\nsup/plain.py,,\n",
+        },
+    )
+    write(tmp_path, {"app.py": "import sup\n", "kiln.toml": 'python_path = ["vendor"]\n'})
+    g = graph_of(tmp_path)
+    assert {"sup.fancy", "sup.plain"} <= set(g.modules)
+    assert "notinstalled_extra" in g.optional_left_out
