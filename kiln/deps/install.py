@@ -88,6 +88,13 @@ def _explain(lines: list[str], declared: Declared) -> str:
 _SHOWN = re.compile(r"^(Collecting|Downloading|Building wheel|Installing collected packages|Successfully installed)")
 
 
+def _show(line: str, say: Progress) -> None:
+    """Pass pip's progress on; its failures are summed up in one error line instead."""
+    line = line.strip()
+    if _SHOWN.match(line) and "error" not in line.lower():
+        say(line)
+
+
 def install(root: Path, declared: Declared, interp: Interpreter, progress: Progress | None = None) -> Installed:
     """The dependencies installed for `interp` (from the cache if this set was installed before)."""
     say = progress or (lambda _msg: None)
@@ -109,9 +116,7 @@ def install(root: Path, declared: Declared, interp: Interpreter, progress: Progr
         if declared.constraints:
             (scratch / "constraints.txt").write_text(declared.constraints)
             argv += ["-c", scratch / "constraints.txt"]
-        status, lines = _proc.stream(
-            argv, lambda line: say(line.strip()) if _SHOWN.match(line.strip()) else None, cwd=root
-        )
+        status, lines = _proc.stream(argv, lambda line: _show(line, say), cwd=root)
         if status != 0:
             raise AnalysisError(_explain(lines, declared))
         report = json.loads((scratch / "report.json").read_text())
