@@ -61,7 +61,11 @@ def features_for_app(app: Path) -> tuple[str, ...]:
     from kiln.image.native import analyze_native
 
     loaded = load_app(app)
-    return (analyze_native(loaded)[4] if loaded.native else analyze_python(loaded).needs).features
+    if loaded.native:
+        return analyze_native(loaded)[4]
+    # Installing the app's dependencies may come first: show pip's progress as `kiln build` does.
+    analysis = analyze_python(loaded, lambda msg: err_console.print(f"==> {msg}", markup=False, highlight=False))
+    return analysis.needs.features
 
 
 @kernel.command("build", epilog=BUILD_EPILOG)
