@@ -1,7 +1,7 @@
 """Real Python apps (examples/flask-app, examples/fastapi-app): image size and files, build time cold
 and cached, and boot to first response, against the same app with the same packages in a Debian tree
-(`python:3.11-slim`-like: the traditional VM's bookworm tree + python3, run under bubblewrap) and
-plain `python3` on the host, all in one run.
+(the traditional VM's bookworm tree with python3, run under bubblewrap: the container of
+bench/hello_http.py) and plain `python3` on the host, all in one run.
 
     python bench/python_apps.py           # 3 runs each; rewrites its block in docs/benchmarks.md
 """
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, accelerator: **{accel}**, "
         f"medians of {args.runs} runs. The Debian tree is the traditional VM's bookworm tree with python3 "
-        "(a `python:3.11-slim`-like base) plus the same packages kiln installed, run under bubblewrap.",
+        "plus the same packages kiln installed, run under bubblewrap (the container of the hello-http "
+        "comparison; the tree also holds systemd and the cloud kernel, so it is larger than a slim "
+        "Python container image).",
         "",
         "| app | kiln image (kernel + root) | files | Debian tree + packages | files | image / tree "
         "| build, cold | build, cached |",
