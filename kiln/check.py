@@ -47,6 +47,7 @@ class CheckReport:
     missing: list[str] = field(default_factory=list)  # imported at run time, not in the image
     never_imported: list[str] = field(default_factory=list)  # app and third-party modules in the image, unused
     requests: list[tuple[str, str]] = field(default_factory=list)  # (url, status or error)
+    not_ready: list[int] = field(default_factory=list)  # declared ports that never accepted a connection
     include: list[str] = field(default_factory=list)  # suggested lines
     exclude: list[str] = field(default_factory=list)  # packages to consider excluding
     output: str = ""
@@ -107,6 +108,8 @@ def run(store: Store, image: Image, paths: tuple[str, ...], exists: Callable[[st
                 for path in paths:
                     url = f"http://127.0.0.1:{port}{path}"
                     report.requests.append((url, _get(url)))
+            else:
+                report.not_ready.append(port)
         if thread.is_alive() and started:
             os.killpg(started[0], signal.SIGTERM)
     thread.join(RUN_TIMEOUT)

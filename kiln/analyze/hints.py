@@ -11,8 +11,18 @@ statement names and the static analysis therefore cannot see:
 - requests finds its character detector with `importlib.import_module(lib)`
   over ("chardet", "charset_normalizer"), a name held in a variable.
 
-Django's INSTALLED_APPS (settings strings) is not covered yet: such apps list
-their apps in `include`, and `kiln build --check` names what is missing.
+Django names nearly everything by strings: DJANGO_SETTINGS_MODULE, and in the
+settings INSTALLED_APPS, MIDDLEWARE, ROOT_URLCONF, WSGI_APPLICATION, template
+and database backends, password validators. In an app that reaches Django,
+every string in the app's own modules and in Django's defaults
+(`django.conf.global_settings`) that reads as a dotted name becomes an
+import that is kept if it resolves (as the module itself, or as a module and
+an attribute), and so do the submodules Django loads by convention for each
+installed app (`apps`, `models`, `admin`, `urls`) and for a database ENGINE
+(`base`); see `django_strings`. A
+`templatetags` or `management.commands` package is kept whole: Django lists
+its modules at run time (`{% load i18n %}`, `manage.py runserver`); see
+`whole_packages`.
 
 When the module on the left is part of the app, the modules on the right are
 added too, each only if it exists (an optional part that is not installed is
@@ -21,6 +31,10 @@ table misses; `include` in kiln.toml keeps it.
 """
 
 from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
 
 FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
     "uvicorn.config": (
@@ -34,5 +48,46 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
         "uvicorn.logging",
     ),
     "anyio._core._eventloop": ("anyio._backends._asyncio",),
+    "django.core.management": ("django.core.management.commands",),
+    # the template engine's `default_builtins`, loaded by name
+    "django.template.engine": (
+        "django.template.defaulttags",
+        "django.template.defaultfilters",
+        "django.template.loader_tags",
+    ),
     "requests.compat": ("chardet", "charset_normalizer"),
 }
+
+# Submodules Django imports by convention: for every installed app, and `base` of a database ENGINE.
+DJANGO_APP_MODULES = ("apps", "models", "admin", "urls", "templatetags", "management.commands", "base")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def django_strings(tree: ast.Module) -> list[tuple[str, int]]:
+    """(module name to try, line) for the dotted-name strings of one of a Django app's own modules."""
+    found: list[tuple[str, int]] = []
+    installed = {  # INSTALLED_APPS names apps that are often a single word ("blog")
+        id(item)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "INSTALLED_APPS" for t in node.targets)
+        and isinstance(node.value, ast.List | ast.Tuple)
+        for item in node.value.elts
+    }
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            continue
+        if _DOTTED.match(node.value) or (id(node) in installed and node.value.isidentifier()):
+            name = node.value
+            found.append((name, node.lineno))
+            if "." in name:  # a module and an attribute ("app.wsgi.application")
+                found.append((name.rpartition(".")[0], node.lineno))
+            found += [(f"{name}.{sub}", node.lineno) for sub in DJANGO_APP_MODULES]
+    return list(dict.fromkeys(found))
+
+
+def whole_packages(name: str, search: tuple[Path, ...]) -> list[str]:
+    """Submodules of package `name` that a framework lists at run time (every one of them)."""
+    if not name.endswith((".templatetags", ".management.commands")):
+        return []
+    return sorted({f"{name}.{f.stem}" for d in search for f in d.glob("*.py") if f.stem != "__init__"})

@@ -7,7 +7,9 @@ classified by the code around it:
 - preferred / fallback: `try: import a` / `except ImportError: import b`.
   The preferred module is kept when it resolves; the fallback only when it does not.
 - optional: `try: import a` / `except ImportError: pass` (no alternative). The
-  code works without it, so it is left out unless `include` asks for it.
+  code works without it, so it is left out unless `include` asks for it. A
+  handler that raises again (`except ImportError: raise ImportError("install
+  Django")`) does not make the import optional.
 - conditional: under an `if` that mentions the platform but that
   kiln.analyze.conditions cannot decide. Kept when it resolves, never an error
   when it does not. Tests it can decide (`sys.version_info >= (3, 14)`,
@@ -178,7 +180,9 @@ class _Collector:
                         self.block(v.body, kind, group)
 
     def _try(self, node: ast.Try | ast.TryStar, kind: Kind, group: int) -> None:
-        guarded = any(_catches_import_error(h) for h in node.handlers)
+        catching = [h for h in node.handlers if _catches_import_error(h)]
+        # `except ImportError: raise ...` (Django's manage.py) only rewords the error: the import is required.
+        guarded = bool(catching) and not all(any(isinstance(n, ast.Raise) for n in h.body) for h in catching)
         if not guarded:
             self.block(node.body, kind, group)
             for h in node.handlers:

@@ -25,7 +25,7 @@ from typing import Literal
 
 from kiln.analyze import imports
 from kiln.analyze.conditions import Facts
-from kiln.analyze.hints import FRAMEWORK_HINTS
+from kiln.analyze.hints import FRAMEWORK_HINTS, django_strings, whole_packages
 from kiln.analyze.imports import ImportRef, Kind
 from kiln.analyze.interpreter import Interpreter
 from kiln.config import App, AppConfig
@@ -237,7 +237,8 @@ class _Walker:
             if via:
                 self.graph.reached_from[sub] = via
             self.queue.append(mod)
-            for hidden in (*C_IMPORTS.get(sub, ()), *FRAMEWORK_HINTS.get(sub, ()), *self.hidden.get(sub, ())):
+            hints = (*C_IMPORTS.get(sub, ()), *FRAMEWORK_HINTS.get(sub, ()), *self.hidden.get(sub, ()))
+            for hidden in (*hints, *whole_packages(sub, mod.search)):
                 self.add(hidden, (sub, 0), lazy)  # kept if it exists
         return True
 
@@ -340,6 +341,11 @@ class _Walker:
             if mod.name not in self.refs:
                 tree = imports.parse(mod.path.read_bytes(), mod.path)
                 self.refs[mod.name] = imports.scan(tree, is_main=mod.name == "__main__", facts=self.facts)
+                django_settings = mod.origin == "app" or mod.name == "django.conf.global_settings"
+                if django_settings and self.resolver.find("django") is not None:
+                    self.refs[mod.name] += [
+                        ImportRef(name, 0, (), line, Kind.DYNAMIC) for name, line in django_strings(tree)
+                    ]
                 if uses := imports.kernel_uses(tree):
                     self.graph.kernel_uses[mod.name] = uses
             self.visit(mod, self.refs[mod.name])

@@ -152,6 +152,7 @@ def check_json(report: CheckReport) -> dict[str, object]:
     return {
         "exit_status": report.exit_status,
         "requests": dict(report.requests),
+        "ports_not_answering": report.not_ready,
         "imported": len(report.imported),
         "missing": report.missing,
         "never_imported": report.never_imported,
@@ -161,6 +162,8 @@ def check_json(report: CheckReport) -> dict[str, object]:
 
 
 def show_check(report: CheckReport) -> None:
+    if report.not_ready:
+        err_console.print(report.output.rstrip(), markup=False, highlight=False)  # why it never answered
     console.print("check", style="bold", highlight=False)
     for url, status in report.requests:
         console.print(f"  GET {url} -> {status}", highlight=False, markup=False)
@@ -196,6 +199,10 @@ def show_check(report: CheckReport) -> None:
 
 
 def check_verdict(report: CheckReport | None) -> None:
+    if report is not None and report.not_ready and not report.missing:
+        ports = ", ".join(map(str, report.not_ready))
+        ended = f"it exited with status {report.exit_status}" if report.exit_status is not None else "it kept running"
+        raise AnalysisError(f"--check: the app never answered on port {ports} ({ended}; the console is above)")
     if report is not None and report.missing:
         count = len(report.missing)
         raise AnalysisError(

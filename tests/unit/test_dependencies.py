@@ -233,3 +233,52 @@ def test_a_preferred_import_that_fails_when_run_keeps_its_fallback(tmp_path: Pat
     g = graph_of(tmp_path)
     assert {"sup.fancy", "sup.plain"} <= set(g.modules)
     assert "notinstalled_extra" in g.optional_left_out
+
+
+def test_django_names_its_parts_in_strings(tmp_path: Path) -> None:
+    # A stand-in for Django: its defaults and the project's settings name modules only in strings.
+    write(
+        tmp_path / "vendor",
+        {
+            "django/__init__.py": "",
+            "django/conf/__init__.py": "from django.conf import global_settings\n",
+            "django/conf/global_settings.py": 'CACHE = "django.core.cache.backends.locmem.X"\n',
+            "django/core/__init__.py": "",
+            "django/core/cache/__init__.py": "",
+            "django/core/cache/backends/__init__.py": "",
+            "django/core/cache/backends/locmem.py": "class X: ...\n",
+            "django/core/cache/backends/redis.py": "import redis\n",
+        },
+    )
+    write(
+        tmp_path,
+        {
+            "manage.py": 'import os\nimport django.conf\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")\n',  # noqa: E501
+            "mysite/__init__.py": "",
+            "mysite/settings.py": 'INSTALLED_APPS = ["blog"]\nROOT_URLCONF = "mysite.urls"\n',
+            "mysite/urls.py": "",
+            "blog/__init__.py": "",
+            "blog/apps.py": "",
+            "blog/models.py": "",
+            "blog/templatetags/__init__.py": "",
+            "blog/templatetags/blog_tags.py": "",
+            "blog/templatetags/more_tags.py": "",
+            "kiln.toml": 'entry = "manage.py"\npython_path = ["vendor"]\n',
+        },
+    )
+    g = graph_of(tmp_path)
+    assert {
+        "mysite.settings",
+        "mysite.urls",
+        "blog.apps",
+        "blog.models",
+        "blog.templatetags.blog_tags",
+        "blog.templatetags.more_tags",
+        "django.core.cache.backends.locmem",
+    } <= set(g.modules)
+    assert "django.core.cache.backends.redis" not in g.modules  # named by no string
+
+
+def test_the_django_rule_stays_out_of_other_apps(tmp_path: Path) -> None:
+    write(tmp_path, {"app.py": 'NAME = "email.mime.text"\n', "helpers.py": "", "kiln.toml": ""})
+    assert "email.mime.text" not in graph_of(tmp_path).modules

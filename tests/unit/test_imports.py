@@ -50,6 +50,12 @@ def kinds(src: str, is_main: bool = False) -> dict[str, Kind]:
             id="dynamic-literal",
         ),
         pytest.param("try:\n    import x\nexcept KeyError:\n    pass", {"x": Kind.REQUIRED}, id="other-exception"),
+        pytest.param(
+            "try:\n    from django.core.management import run\nexcept ImportError as exc:\n"
+            "    raise ImportError('is Django installed?') from exc",
+            {"django.core.management:run": Kind.REQUIRED},
+            id="reraised",
+        ),
         pytest.param("from . import sibling", {".:sibling": Kind.REQUIRED}, id="relative"),
     ],
 )
