@@ -4,6 +4,7 @@ statistics, memory bisection, machine facts, generated blocks in the docs."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -310,3 +311,15 @@ def replace_section(doc: Path, name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def example_args(argv: list[str] | None, description: str, quick_help: str) -> argparse.Namespace:
+    """The options of a benchmark over examples: --runs, --quick (one run), --output (the report)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 1
+    return args

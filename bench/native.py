@@ -8,7 +8,6 @@ run natively, in the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import subprocess
@@ -21,7 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import KILN, ROOT, accelerator, free_port, isolated_home, machine, median, replace_section, stop
+from bench.harness import (
+    KILN,
+    ROOT,
+    accelerator,
+    example_args,
+    free_port,
+    isolated_home,
+    machine,
+    median,
+    replace_section,
+    stop,
+)
 from kiln.debs import fetch
 
 EXAMPLES = {"memcached": ("memcached", 11211), "redis": ("redis-server", 6379), "nginx-static": ("nginx", 8080)}
@@ -116,13 +126,7 @@ def native_argv(name: str, port: int, root: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one run per example")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.runs = 1
+    args = example_args(argv, __doc__.splitlines()[0], "one run per example")
     rows, speed = [], []
     with tempfile.TemporaryDirectory(prefix="kiln-bench-native-") as tmp:
         env = isolated_home(Path(tmp) / "home")

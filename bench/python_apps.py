@@ -8,7 +8,6 @@ bench/hello_http.py) and plain `python3` on the host, all in one run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ from bench.harness import (
     KILN,
     ROOT,
     accelerator,
+    example_args,
     free_port,
     machine,
     median,
@@ -99,13 +99,7 @@ def stack_argv(stack: str, s: Started) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="one run per stack")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.runs = 1
+    args = example_args(argv, __doc__.splitlines()[0], "one run per stack")
     bwrap, tree = _proc.require("bwrap"), traditional.tree()
     tree_size, tree_files = allocated(tree), files_in(tree)
     rows = []
