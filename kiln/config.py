@@ -135,6 +135,7 @@ class App(BaseModel):
     root: Path
     config: AppConfig | NativeConfig
     config_file: Path | None
+    single_file: bool = False  # a lone .py file: its directory is not the app's (no data, no dependencies)
 
     @property
     def name(self) -> str:
@@ -142,7 +143,7 @@ class App(BaseModel):
             return self.config.name
         if isinstance(self.config, NativeConfig):
             return default_name(self.root if self.config_file else Path(self.config.exe or self.config.deb or "app"))
-        return default_name(self.root if self.config_file else Path(self.config.entry))
+        return default_name(Path(self.config.entry) if self.single_file else self.root)
 
     @property
     def entry_path(self) -> Path:
@@ -152,6 +153,10 @@ class App(BaseModel):
     @property
     def native(self) -> bool:
         return isinstance(self.config, NativeConfig)
+
+
+# What a directory without a config runs, in this order of preference.
+DEFAULT_ENTRIES = ("app.py", "main.py", "__main__.py")
 
 
 def default_name(path: Path) -> str:
@@ -195,14 +200,19 @@ def load_app(path: Path) -> App:
     if path.is_file():
         if path.suffix != ".py":
             raise AppError(f"{path}: a Python app is a directory with kiln.toml or a .py file")
-        return App(root=path.parent, config=AppConfig(entry=path.name), config_file=None)
+        return App(root=path.parent, config=AppConfig(entry=path.name), config_file=None, single_file=True)
     kiln_toml, pyproject = path / "kiln.toml", path / "pyproject.toml"
     if kiln_toml.is_file():
         config, source = parse_config(_read_toml(kiln_toml), kiln_toml), kiln_toml
     elif pyproject.is_file() and "kiln" in _read_toml(pyproject).get("tool", {}):
         config, source = parse_config(_read_toml(pyproject)["tool"]["kiln"], pyproject), pyproject
+    elif entry := next((name for name in DEFAULT_ENTRIES if (path / name).is_file()), None):
+        # A plain Python project (requirements.txt or pyproject dependencies, and an app.py): the defaults.
+        return App(root=path, config=AppConfig(entry=entry), config_file=None)
     else:
-        raise AppError(f"{path}: no kiln.toml, and no [tool.kiln] in pyproject.toml")
+        raise AppError(
+            f"{path}: no kiln.toml, no [tool.kiln] in pyproject.toml, and none of {', '.join(DEFAULT_ENTRIES)}"
+        )
     app = App(root=path, config=config, config_file=source)
     if not app.native and not app.entry_path.is_file():
         raise AppError(f"{source}: entry {config.entry!r} does not exist in {path}")

@@ -186,7 +186,7 @@ def analyze_python(app: App, say: Step | None = None) -> PythonAnalysis:
     say = say or (lambda _msg: None)
     interp = probe(app.config.python)
     sites: dict[Path, PurePosixPath] = {}
-    declared = declared_deps.read(app.root)
+    declared = None if app.single_file else declared_deps.read(app.root)
     if declared is not None and not declared.empty:
         say(f"dependencies: {declared_deps.describe(declared)}")
         installed = install(app.root, declared, interp, lambda line: say(f"  {line}"))

@@ -97,7 +97,7 @@ def app_data(app: App, root: RootFS, place: Placement) -> int:
     """Copy the app's own data files; returns how many."""
     assert isinstance(app.config, AppConfig)
     vendored = {(app.root / p).resolve() for p in app.config.python_path}
-    if app.config_file is None and app.config.data is None:
+    if app.single_file and app.config.data is None:
         return 0  # a single .py file: its directory is not the app's
     if app.config.data is not None:
         # A glob that matches a directory ("templates/**") means every file below it.

@@ -282,3 +282,23 @@ def test_django_names_its_parts_in_strings(tmp_path: Path) -> None:
 def test_the_django_rule_stays_out_of_other_apps(tmp_path: Path) -> None:
     write(tmp_path, {"app.py": 'NAME = "email.mime.text"\n', "helpers.py": "", "kiln.toml": ""})
     assert "email.mime.text" not in graph_of(tmp_path).modules
+
+
+def test_a_plain_python_project_needs_no_kiln_toml(tmp_path: Path) -> None:
+    project = tmp_path / "My Shop"
+    write(project, {"requirements.txt": "flask\n", "main.py": "print('hi')\n"})
+    app = load_app(project)
+    assert (app.config.entry, app.name, app.config_file, app.single_file) == ("main.py", "my-shop", None, False)
+    write(tmp_path / "empty", {"notes.txt": ""})
+    with pytest.raises(AppError, match=r"no kiln.toml, no \[tool.kiln\] in pyproject.toml, and none of app.py"):
+        load_app(tmp_path / "empty")
+
+
+def test_a_single_file_app_ignores_what_lies_beside_it(tmp_path: Path) -> None:
+    from kiln.image.build import analyze_python
+
+    # A requirements.txt that would fail to install proves it is never read for a lone .py file.
+    write(tmp_path, {"tool.py": "import json\n", "requirements.txt": "kiln-no-such-distribution-xyz\n"})
+    app = load_app(tmp_path / "tool.py")
+    assert (app.name, app.single_file) == ("tool", True)
+    assert analyze_python(app).dependencies_from is None
