@@ -120,15 +120,19 @@ def run(store: Store, image: Image, paths: tuple[str, ...], exists: Callable[[st
         raise errors[0]
     report.exit_status = result[0] if result else None
     report.output = sink.getvalue().decode(errors="replace")
+    audit(image, report)
+    report.include = [name for name in report.missing if exists(name)]
+    return report
+
+
+def audit(image: Image, report: CheckReport) -> None:
+    """Fill in what the profiled console `report.output` says against what `image` holds
+    (`kiln build --check` and `kiln trace` of a Python image)."""
     report.imported, missing = parse(report.output)
     python = image.manifest.python
     kept = {m.name for m in python.modules} if python else set()
     report.missing = [name for name in missing if name not in kept]
-    report.include = [name for name in report.missing if exists(name)]
     unused = [m for m in (python.modules if python else ()) if m.origin != "stdlib" and m.name != "__main__"]
     report.never_imported = sorted(m.name for m in unused if m.name not in report.imported)
     used_tops = {name.split(".")[0] for name in report.imported}
-    report.exclude = sorted(
-        {m.name.split(".")[0] for m in unused if m.origin == "third-party"} - used_tops
-    )
-    return report
+    report.exclude = sorted({m.name.split(".")[0] for m in unused if m.origin == "third-party"} - used_tops)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -30,7 +32,9 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool) -> None:
     """Run IMAGE under strace while you exercise it; report its system calls and files, and
-    suggest additions to its config (never removals)."""
+    suggest additions to its config (never removals). For a Python app, its imports are profiled
+    too: modules it imported that the image lacks, and modules it never imported."""
+    from kiln import check
     from kiln import trace as tracing
     from kiln.debs import fetch
     from kiln.image import unpack
@@ -38,7 +42,10 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
     store = Store()
     img = store.image(image)
     target = UnixTarget(store)
-    plan = target.plan(img, RunConfig(ports=tuple(PortMap.parse(p) for p in ports)))
+    python = img.manifest.python is not None
+    extra_env = check.PROFILE_ENV if python else {}
+    plan = target.plan(img, RunConfig(ports=tuple(PortMap.parse(p) for p in ports), extra_env=extra_env))
+    console_copy = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="kiln-trace-") as tmp:
         log = Path(tmp) / "strace.log"
         plan.argv = [_proc.require("strace"), "-f", "-qq", "-s", "256", "-o", str(log), *plan.argv]
@@ -47,7 +54,8 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
             signal.alarm(seconds)
         err_console.print(f"tracing {img.ref}: exercise it, then Ctrl-C", highlight=False, markup=False)
         try:
-            target.run(plan, sys.stderr.buffer if as_json else sys.stdout.buffer)  # keep --json clean
+            out = sys.stderr.buffer if as_json else sys.stdout.buffer  # keep --json clean
+            target.run(plan, _Tee(out, console_copy))
         except KeyboardInterrupt:
             pass
         finally:
@@ -58,11 +66,20 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
     tree = unpack.tree(store, img)
     in_image = {"/" + str(p.relative_to(tree)) for p in tree.rglob("*")}
     advice = tracing.suggest(result, in_image, root)
-    report = {
+    imports = check.CheckReport(exit_status=None, output=console_copy.getvalue().decode(errors="replace"))
+    if python:
+        check.audit(img, imports)
+    report: dict[str, object] = {
         "syscalls": dict(result.syscalls.most_common()),
         "files": result.files,
         "suggest": {"files": advice.files, "libraries": advice.libraries, "allow": advice.allow},
     }
+    if python:
+        report["python"] = {
+            "imported": len(imports.imported),
+            "missing": imports.missing,
+            "never_imported": imports.never_imported,
+        }
     if as_json:
         print_json(report)
         return
@@ -74,7 +91,19 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
     console.print(
         "syscalls: " + ", ".join(f"{n} ({c})" for n, c in result.syscalls.most_common()), highlight=False, markup=False
     )
-    if not (advice.files or advice.libraries or advice.allow):
+    if python:
+        console.print(
+            f"python: {len(imports.imported)} modules imported; {len(imports.never_imported)} app and "
+            "third-party modules in the image never imported",
+            highlight=False,
+        )
+        if imports.missing:
+            console.print(
+                "add to kiln.toml: include = [" + ", ".join(f'"{n}"' for n in imports.missing) + "]",
+                highlight=False,
+                markup=False,
+            )
+    if not (advice.files or advice.libraries or advice.allow or imports.missing):
         console.print("nothing to add: the image has everything the program touched", highlight=False)
     for key, values in (("files", advice.files), ("libraries", advice.libraries)):
         if values:
@@ -85,3 +114,19 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
             highlight=False,
             markup=False,
         )
+
+
+class _Tee(io.RawIOBase):
+    """The console goes to the terminal and into a copy (for the import audit)."""
+
+    def __init__(self, *sinks: BinaryIO) -> None:
+        self.sinks = sinks
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        for sink in self.sinks:
+            sink.write(data)
+            sink.flush()
+        return len(data)

@@ -223,3 +223,12 @@ def test_wheel_with_vendored_libraries(target: str, session_env: dict[str, str],
     instances.append(inst)
     assert inst.wait() == 0, inst.output
     assert "pillow-app: JPEG (8, 8) jpeg=True" in inst.output
+
+
+def test_trace_of_a_python_image_audits_its_imports(env: dict[str, str]) -> None:
+    kiln("build", str(FIXTURES / "string-import-once"), env=env, check=True, timeout=600)
+    proc = kiln("trace", "-t", "60", "--json", "string-import-once", env=env, timeout=180)
+    report = json.loads(proc.stdout)["python"]
+    assert report["missing"] == ["plugin_once"], proc.stderr
+    assert report["imported"] > 20
+    assert "ModuleNotFoundError: No module named 'plugin_once'" in proc.stderr  # the console, in full
