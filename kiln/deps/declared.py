@@ -8,8 +8,9 @@ In order of precedence:
    honoured as constraints: every package the lock pins from an index is
    installed at exactly the locked version.
 
-`key` covers every byte that decides what gets installed, so an unchanged set
-maps to the same cache entry.
+`key` covers every byte that decides what gets installed (the files, and the
+content of local path requirements such as `./mypkg`), so an unchanged set maps
+to the same cache entry.
 """
 
 from __future__ import annotations
@@ -58,6 +59,26 @@ def _includes(path: Path, seen: set[Path]) -> list[Path]:
     return found
 
 
+_LOCAL = re.compile(r"^\s*(?:-e\s+|--editable\s+)?(\.{1,2}/\S*|/\S+|file:\S+)")
+_NOT_SOURCE = ("build", "dist", "__pycache__", ".git")
+
+
+def _local_trees(text: str, base: Path) -> list[bytes]:
+    """The content of local path requirements (`./pkg`, `file:...`), so that editing one is a new set."""
+    parts: list[bytes] = []
+    for line in text.splitlines():
+        m = _LOCAL.match(line)
+        if not m:
+            continue
+        path = (base / m.group(1).removeprefix("file://").removeprefix("file:")).resolve()
+        files = [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []
+        for f in files:
+            rel = f.relative_to(path.parent)
+            if f.is_file() and not any(p in _NOT_SOURCE or p.endswith(".egg-info") for p in rel.parts):
+                parts.append(str(rel).encode() + b"\0" + f.read_bytes())
+    return parts
+
+
 def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -97,6 +118,8 @@ def read(root: Path) -> Declared | None:
                     f"{p.relative_to(root) if p.is_relative_to(root) else p}\0".encode() + p.read_bytes()
                     for p in included
                 ),
+                *_local_trees(text, root),
+                *(tree for p in included for tree in _local_trees(p.read_text(), p.parent)),
             ),
         )
     pyproject = root / "pyproject.toml"

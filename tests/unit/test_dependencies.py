@@ -302,3 +302,13 @@ def test_a_single_file_app_ignores_what_lies_beside_it(tmp_path: Path) -> None:
     app = load_app(tmp_path / "tool.py")
     assert (app.name, app.single_file) == ("tool", True)
     assert analyze_python(app).dependencies_from is None
+
+
+def test_a_local_path_requirement_is_keyed_by_its_content(tmp_path: Path) -> None:
+    write(tmp_path, {"requirements.txt": "./mypkg\nflask\n", "mypkg/setup.py": "x = 1\n", "mypkg/build/junk": "1"})
+    first = declared.read(tmp_path)
+    (tmp_path / "mypkg" / "build" / "junk").write_text("2")  # pip's own build output is not the source
+    assert declared.read(tmp_path) == first
+    (tmp_path / "mypkg" / "setup.py").write_text("x = 2\n")
+    second = declared.read(tmp_path)
+    assert first is not None and second is not None and second.key != first.key
