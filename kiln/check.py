@@ -53,6 +53,11 @@ class CheckReport:
     output: str = ""
 
 
+def toml_list(key: str, names: list[str]) -> str:
+    """A kiln.toml line to suggest: `include = ["a", "b"]`."""
+    return f"{key} = [" + ", ".join(f'"{n}"' for n in names) + "]"
+
+
 def parse(text: str) -> tuple[set[str], list[str]]:
     """(modules imported, modules the guest could not find) from the console of a profiled run."""
     imported = {m.group(1) for line in text.splitlines() if (m := _IMPORT_TIME.match(line.strip()))}

@@ -263,9 +263,6 @@ class _Walker:
             target = _absolute(ref, importer)
             if ref.kind == Kind.PREFERRED and target:
                 preferred[ref.group].add(target)
-            if ref.kind == Kind.FALLBACK and ref.group not in failed_groups:
-                # The preferred import resolved, but may still fail when the module it names runs.
-                self.waiting.append((importer, preferred[ref.group], [ref]))
             deferred = ref.deferred and importer.origin != "app"
             if deferred and importer_lazy and not (target and self.is_included(target)):
                 if target and target not in self.graph.modules:
@@ -278,6 +275,8 @@ class _Walker:
             shown = target or f"from {'.' * ref.level}{ref.module} import {', '.join(ref.names)}"
             miss = Unresolved(shown, importer.name, importer.path, ref.line)
             if ref.kind == Kind.FALLBACK and ref.group not in failed_groups:
+                # The preferred import resolved, but may still fail when the module it names runs.
+                self.waiting.append((importer, preferred[ref.group], [ref]))
                 continue
             free = target is not None and (
                 target in self.graph.modules

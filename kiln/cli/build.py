@@ -162,6 +162,8 @@ def check_json(report: CheckReport) -> dict[str, object]:
 
 
 def show_check(report: CheckReport) -> None:
+    from kiln.check import toml_list
+
     if report.not_ready:
         err_console.print(report.output.rstrip(), markup=False, highlight=False)  # why it never answered
     console.print("check", style="bold", highlight=False)
@@ -174,10 +176,7 @@ def show_check(report: CheckReport) -> None:
     )
     if report.exclude:
         console.print(
-            "  never imported in this run; exclude only if never reached: exclude = "
-            + "["
-            + ", ".join(f'"{n}"' for n in report.exclude)
-            + "]",
+            f"  never imported in this run; exclude only if never reached: {toml_list('exclude', report.exclude)}",
             style="dim",
             highlight=False,
             markup=False,
@@ -191,7 +190,7 @@ def show_check(report: CheckReport) -> None:
         )
     if report.include:
         console.print(
-            "  add to kiln.toml: include = [" + ", ".join(f'"{n}"' for n in report.include) + "]",
+            f"  add to kiln.toml: {toml_list('include', report.include)}",
             style="bold",
             highlight=False,
             markup=False,

@@ -99,7 +99,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
         )
         if imports.missing:
             console.print(
-                "add to kiln.toml: include = [" + ", ".join(f'"{n}"' for n in imports.missing) + "]",
+                f"add to kiln.toml: {check.toml_list('include', imports.missing)}",
                 highlight=False,
                 markup=False,
             )

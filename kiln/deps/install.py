@@ -8,9 +8,9 @@ configuration (index, find-links, constraints), so no host is named here.
 
 The result is cached in `$KILN_HOME/cache/deps/<key>/` where the key covers
 the declared set (see kiln.deps.declared) and the interpreter. An entry is
-installed in a scratch directory and renamed into place
-(kiln.atomic.staging_dir) only when pip succeeded, so a failed or interrupted install leaves nothing behind, and an
-unchanged set is never installed twice.
+installed in a scratch directory and renamed into place (kiln.atomic.staging_dir)
+only when pip succeeded, so a failed or interrupted install leaves nothing
+behind, and an unchanged set is never installed twice.
 """
 
 from __future__ import annotations
