@@ -7,6 +7,7 @@ or in a part it names, changes the image's identity.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Literal
@@ -78,6 +79,7 @@ class Entry(_Frozen):
     ports: tuple[int, ...] = ()
     volumes: tuple[str, ...] = ()
     memory_mib: int = Field(ge=16)
+    ready: str | None = None  # an HTTP path that answers 200 once the app is ready (snapshots)
 
 
 class ModuleEntry(_Frozen):
@@ -145,3 +147,59 @@ class Manifest(_Frozen):
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise StoreError(f"{what} is not a valid kiln manifest: {where}: {first['msg']}") from None
+
+
+MEDIA_SNAPSHOT_STATE = "application/vnd.kiln.snapshot.state.v1"  # QEMU's migration stream, RAM aside
+MEDIA_SNAPSHOT_RAM = "application/vnd.kiln.snapshot.ram.v1"  # the guest's RAM, byte for byte
+
+
+class MadeWith(_Frozen):
+    """Everything a restore must find again: another value in any field means a cold boot."""
+
+    qemu: str  # QEMU's version line
+    accel: str
+    cpu: str
+    memory_mib: int
+    devices: str  # qemu_command.device_set
+    after: Literal["ready", "kernel"]
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def differences(self, other: MadeWith) -> list[str]:
+        """What differs, in words: ["memory: snapshot 48 MiB, this run 64 MiB", ...]."""
+        out = []
+        for field, value in self.model_dump().items():
+            theirs = getattr(other, field)
+            if value != theirs:
+                unit = " MiB" if field == "memory_mib" else ""
+                name = field.removesuffix("_mib")
+                out.append(f"{name}: snapshot {value}{unit}, this run {theirs}{unit}")
+        return out
+
+
+class SnapshotRecord(_Frozen):
+    """A saved, running VM of one image: the record is a blob, its digest names the snapshot."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    image: Digest  # the image's manifest digest
+    made_with: MadeWith
+    state: Part
+    ram: Part
+    ports: tuple[int, ...] = ()  # guest ports that listened when it was saved
+    created: datetime
+    boot_seconds: float  # from QEMU's start to the snapshot point
+
+    @property
+    def size(self) -> int:
+        return self.state.size + self.ram.size
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, what: str = "snapshot record") -> SnapshotRecord:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as err:
+            raise StoreError(f"{what} is not a valid kiln snapshot record: {err.errors()[0]['msg']}") from None

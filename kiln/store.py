@@ -2,6 +2,8 @@
 
     blobs/sha256/<hex>     kernels, root file systems and manifests, by digest
     tags/<name>/<tag>      "sha256:<hex>" of the image's manifest
+    snapshots/<image hex>/<key>  "sha256:<hex>" of a snapshot record (kiln.snapshot): the
+                           image's VM saved while running, for one QEMU, accelerator, memory...
     tmp/                   staging for builds (same file system, so renames are atomic)
     lock                   flock(2) held while the store is written
 
@@ -26,7 +28,7 @@ from urllib.parse import quote, unquote
 
 from kiln import atomic
 from kiln.errors import StoreError, UsageError
-from kiln.manifest import Manifest
+from kiln.manifest import Manifest, SnapshotRecord
 from kiln.paths import kiln_home
 
 STALE_AFTER = 24 * 3600  # seconds before prune treats a scratch entry as abandoned
@@ -73,7 +75,7 @@ def sha256_file(path: Path) -> str:
 class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or kiln_home() / "store"
-        for d in ("blobs/sha256", "tags", "tmp"):
+        for d in ("blobs/sha256", "tags", "snapshots", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
 
     # ---- locking and staging ---------------------------------------------
@@ -99,6 +101,18 @@ class Store:
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
+
+    def adopt_file(self, path: Path) -> tuple[str, int]:
+        """Move `path` (a file in the store's tmp/, e.g. a snapshot's RAM) into the store by digest,
+        without copying it (a sparse file stays sparse); return (digest, size)."""
+        digest, size = sha256_file(path), path.stat().st_size
+        dest = self.blob_path(digest)
+        if dest.is_file():
+            path.unlink()
+        else:
+            os.chmod(path, 0o444)
+            atomic.install_file(path, dest)
+        return digest, size
 
     def put_file(self, path: Path) -> tuple[str, int]:
         """Copy `path` into the store by digest; return (digest, size)."""
@@ -157,6 +171,59 @@ class Store:
                         p.unlink(missing_ok=True)
                 raise
         return digest
+
+    # ---- snapshots ----------------------------------------------------------------
+    def _snapshot_index(self, image_digest: str, key: str | None = None) -> Path:
+        path = self.root / "snapshots" / self.blob_path(image_digest).name
+        return path / key if key else path
+
+    def add_snapshot(
+        self, image_digest: str, key: str, parts: list[Path], record: Callable[[list[tuple[str, int]]], bytes]
+    ) -> str:
+        """Add a snapshot as a whole: its files (moved in), then its record, then the index entry
+        (image, key) -> record, under the lock; if anything fails, the blobs this call added go again."""
+        blobs = self.root / "blobs" / "sha256"
+        with self.lock():
+            before = {p.name for p in blobs.iterdir()}
+            try:
+                stored = [self.adopt_file(p) for p in parts]
+                digest = self.put_bytes(record(stored))
+                atomic.write_bytes(self._snapshot_index(image_digest, key), digest.encode() + b"\n")
+            except BaseException:
+                for p in blobs.iterdir():
+                    if p.name not in before:
+                        p.unlink(missing_ok=True)
+                raise
+        return digest
+
+    def snapshot_refs(self, image_digest: str | None = None) -> list[tuple[str, str, str]]:
+        """(image digest, key, record digest) of every snapshot (of one image, if given)."""
+        out = []
+        top = self.root / "snapshots"
+        dirs = [self._snapshot_index(image_digest)] if image_digest else sorted(top.iterdir())
+        for d in dirs:
+            if not d.is_dir():
+                continue
+            for entry in sorted(d.iterdir()):
+                if not entry.name.startswith("."):
+                    out.append(("sha256:" + d.name, entry.name, entry.read_text().strip()))
+        return out
+
+    def snapshot(self, record_digest: str) -> SnapshotRecord:
+        path = self.verify_blob(record_digest, "a snapshot record")
+        return SnapshotRecord.from_json(path.read_bytes(), f"snapshot record {record_digest}")
+
+    def remove_snapshots(self, image_digest: str, key: str | None = None) -> int:
+        """Forget the snapshots of an image (or one of them); their blobs go with `prune`."""
+        removed = 0
+        with self.lock():
+            for _, k, _ in self.snapshot_refs(image_digest):
+                if key is None or k == key:
+                    self._snapshot_index(image_digest, k).unlink(missing_ok=True)
+                    removed += 1
+            with contextlib.suppress(OSError):
+                self._snapshot_index(image_digest).rmdir()
+        return removed
 
     # ---- manifests and tags -------------------------------------------------
     def put_manifest(self, manifest: Manifest) -> str:
@@ -224,18 +291,31 @@ class Store:
         return digest
 
     def parts(self, digest: str) -> set[str]:
-        """The manifest's digest and the digests of the parts it names."""
+        """The manifest's digest, the digests of the parts it names, and its snapshots' blobs."""
         try:
             m = self.read_manifest(digest)
         except StoreError:
             return {digest}
-        return {digest, m.kernel.digest, m.rootfs.digest}
+        used = {digest, m.kernel.digest, m.rootfs.digest}
+        for _, _, record in self.snapshot_refs(digest):
+            used.add(record)
+            with contextlib.suppress(StoreError):
+                snap = self.snapshot(record)
+                used |= {snap.state.digest, snap.ram.digest}
+        return used
 
     def prune(self, keep: set[str]) -> list[str]:
-        """Delete every blob that no tag and no image digest in `keep` uses; return what went."""
+        """Delete every blob that no tag and no image digest in `keep` uses, and the snapshots of
+        images that are gone; return the blobs that went."""
         with self.lock():
             used: set[str] = set()
-            for digest in {d for _, d in self.refs()} | keep:
+            kept = {d for _, d in self.refs()} | keep
+            for image, key, _ in self.snapshot_refs():
+                if image not in kept:
+                    self._snapshot_index(image, key).unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        self._snapshot_index(image).rmdir()
+            for digest in kept:
                 used |= self.parts(digest)
             removed = []
             for blob in sorted((self.root / "blobs" / "sha256").iterdir()):

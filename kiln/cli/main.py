@@ -36,6 +36,7 @@ COMMANDS = {
     "push": "kiln.cli.push:push",
     "pull": "kiln.cli.push:pull",
     "trace": "kiln.cli.trace:trace",
+    "snapshot": "kiln.cli.snapshot:snapshot",
 }
 
 EPILOG = """\b

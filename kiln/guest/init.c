@@ -25,6 +25,19 @@
  * The exit status travels to QEMU through the isa-debug-exit device (QEMU then
  * exits with (status << 1) | 1); statuses of 127 and above are sent as 127 and
  * the exact value is in the console line "kiln-init: exit status N".
+ *
+ * The control channel (VM only) is the virtio-serial port named
+ * "org.kiln.control", a UNIX socket on the host (kiln/control.py). The host
+ * asks, init answers, one line each way:
+ *   ping                        -> "ok ping STATE UPTIME_MS"  (STATE: waiting-seed | running)
+ *   listening PORT...           -> "ok listening" once every PORT has a TCP socket in LISTEN,
+ *                                  else "no listening PORT" (the first one that has none)
+ *   seed HEX SECONDS NANOSECONDS -> "ok seed": credit HEX (32 bytes) to the kernel's pool, force
+ *                                  the CRNG to reseed, set the clock; then start the app if
+ *                                  init was waiting for it (kiln.wait-seed on the command line)
+ *   anything else               -> "err VERB unknown request"
+ * Init reads the port only while the host side is connected; the kernel tells
+ * it of every connect and disconnect with SIGIO.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -43,6 +56,8 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <dirent.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +76,7 @@
 #define CONFIG_PATH "/kiln/config"
 #define DEBUG_EXIT_PORT 0xf4
 #define MAX_ITEMS 256
+#define CONTROL_PORT_NAME "org.kiln.control"
 
 static char *app_argv[MAX_ITEMS + 1];
 static char *app_envp[MAX_ITEMS + 1];
@@ -249,33 +265,45 @@ static void setup_network(void) {
 
 /* ---- entropy (VM only) -------------------------------------------------- */
 
-static void seed_entropy(void) {
-    char hexbuf[160];
-    const char *hex = cmdline_param("kiln.seed", hexbuf, sizeof hexbuf);
+/* Credit the hex-encoded seed to the kernel's pool; with reseed, make the CRNG use it now
+ * (a restored clone must not go on from the snapshot's random state). 0 on success. */
+static int credit_seed(const char *hex, int reseed) {
     struct {
         int entropy_count;
         int buf_size;
         unsigned char buf[64];
     } seed;
-    char probe;
-    int fd, i, n = 0;
+    int fd, i, n = 0, ok = 0;
 
-    if (hex) {
-        for (i = 0; hex[i] && hex[i + 1] && n < (int)sizeof seed.buf; i += 2) {
-            unsigned int byte;
-            if (sscanf(hex + i, "%2x", &byte) != 1)
-                break;
-            seed.buf[n++] = (unsigned char)byte;
-        }
-        seed.entropy_count = n * 8;
-        seed.buf_size = n;
-        fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ioctl(fd, RNDADDENTROPY, &seed) < 0)
-            say("could not credit the entropy seed: %s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        memset(&seed, 0, sizeof seed);
+    for (i = 0; hex[i] && hex[i + 1] && n < (int)sizeof seed.buf; i += 2) {
+        unsigned int byte;
+        if (sscanf(hex + i, "%2x", &byte) != 1)
+            break;
+        seed.buf[n++] = (unsigned char)byte;
     }
+    if (n == 0)
+        return -1;
+    seed.entropy_count = n * 8;
+    seed.buf_size = n;
+    fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ioctl(fd, RNDADDENTROPY, &seed) < 0) {
+        say("could not credit the entropy seed: %s", strerror(errno));
+        ok = -1;
+    } else if (reseed && ioctl(fd, RNDRESEEDCRNG) < 0) {
+        say("could not reseed the CRNG: %s", strerror(errno));
+        ok = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    memset(&seed, 0, sizeof seed);
+    return ok;
+}
+
+static void seed_entropy(void) {
+    char hexbuf[160], probe;
+    if (cmdline_param("kiln.seed", hexbuf, sizeof hexbuf))
+        credit_seed(hexbuf, 0);
+    memset(hexbuf, 0, sizeof hexbuf);
     if (getrandom(&probe, 1, GRND_NONBLOCK) < 0)
         say("random pool not ready yet (%s); getrandom() may block", strerror(errno));
 }
@@ -439,22 +467,212 @@ static const char *rule_name(int nr) {
     return "?";
 }
 
+/* ---- the control channel (VM only) ------------------------------------------ */
+
+static int wake_pipe[2] = {-1, -1};
+static int ctl_fd = -1;
+static int ctl_live;       /* the host side may be connected: poll the port */
+static int waiting_seed;   /* kiln.wait-seed: the app starts after the host's seed */
+static char ctl_in[4096];
+static size_t ctl_len;
+static struct timespec boot_time;
+
+static void wake(int sig) {
+    if (sig == SIGIO)
+        ctl_live = 1; /* connected or disconnected: look again */
+    if (write(wake_pipe[1], "w", 1) < 0) {
+        /* the pipe is full: init is awake already */
+    }
+}
+
+static void open_control(void) {
+    DIR *d = opendir("/sys/class/virtio-ports");
+    struct dirent *e;
+    struct sigaction sa;
+    if (!d)
+        return;
+    while ((e = readdir(d)) && ctl_fd < 0) {
+        char path[300], name[64] = "";
+        int fd;
+        ssize_t n;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        n = read(fd, name, sizeof name - 1);
+        close(fd);
+        if (n <= 0 || strncmp(name, CONTROL_PORT_NAME, strlen(CONTROL_PORT_NAME)))
+            continue;
+        snprintf(path, sizeof path, "/dev/%s", e->d_name);
+        ctl_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (ctl_fd < 0)
+            say("control channel %s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (ctl_fd < 0)
+        return;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wake;
+    sigaction(SIGIO, &sa, NULL);
+    fcntl(ctl_fd, F_SETOWN, getpid());
+    fcntl(ctl_fd, F_SETFL, O_RDWR | O_NONBLOCK | O_ASYNC);
+    ctl_live = 1;
+}
+
+static void reply(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    int n, off = 0, tries = 0;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof buf - 2)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    while (off < n && tries < 100) {
+        ssize_t w = write(ctl_fd, buf + off, n - off);
+        if (w > 0)
+            off += (int)w;
+        else if (w < 0 && errno == EAGAIN) {
+            struct pollfd p = {ctl_fd, POLLOUT, 0};
+            poll(&p, 1, 10);
+            tries++;
+        } else
+            return; /* the host went away */
+    }
+}
+
+/* Does a TCP socket listen on `port` (IPv4 or IPv6, any address)? */
+static int listening_on(unsigned port) {
+    static const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    char line[512];
+    int t, found = 0;
+    for (t = 0; t < 2 && !found; t++) {
+        FILE *f = fopen(tables[t], "r");
+        if (!f)
+            continue;
+        while (!found && fgets(line, sizeof line, f)) {
+            char local[64];
+            unsigned st, p;
+            char *colon;
+            if (sscanf(line, " %*d: %63s %*s %x", local, &st) != 2)
+                continue;
+            colon = strrchr(local, ':');
+            if (colon && sscanf(colon + 1, "%x", &p) == 1 && p == port && st == 0x0A)
+                found = 1;
+        }
+        fclose(f);
+    }
+    return found;
+}
+
+static void request(char *line) {
+    char *save = NULL, *verb = strtok_r(line, " ", &save), *arg;
+    if (!verb)
+        return;
+    if (!strcmp(verb, "ping")) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        reply("ok ping %s %ld", waiting_seed ? "waiting-seed" : "running",
+              (long)((now.tv_sec - boot_time.tv_sec) * 1000 + (now.tv_nsec - boot_time.tv_nsec) / 1000000));
+    } else if (!strcmp(verb, "listening")) {
+        while ((arg = strtok_r(NULL, " ", &save))) {
+            if (!listening_on((unsigned)atoi(arg))) {
+                reply("no listening %s", arg);
+                return;
+            }
+        }
+        reply("ok listening");
+    } else if (!strcmp(verb, "seed")) {
+        char *hex = strtok_r(NULL, " ", &save), *sec = strtok_r(NULL, " ", &save),
+             *nsec = strtok_r(NULL, " ", &save);
+        struct timespec ts;
+        if (!hex || !sec || !nsec || strlen(hex) != 64) {
+            reply("err seed expected: seed HEX64 SECONDS NANOSECONDS");
+            return;
+        }
+        if (credit_seed(hex, 1) < 0) {
+            reply("err seed %s", strerror(errno));
+            return;
+        }
+        memset(hex, 0, strlen(hex));
+        ts.tv_sec = atol(sec);
+        ts.tv_nsec = atol(nsec);
+        if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
+            reply("err seed clock: %s", strerror(errno));
+            return;
+        }
+        waiting_seed = 0;
+        reply("ok seed");
+    } else
+        reply("err %s unknown request", verb);
+}
+
+/* Read what the host sent and answer every complete line. */
+static void serve_control(short revents) {
+    ssize_t n;
+    char *nl;
+    if (!(revents & POLLIN)) {
+        if (revents & (POLLHUP | POLLERR))
+            ctl_live = 0; /* nobody on the host side: wait for SIGIO */
+        return;
+    }
+    while ((n = read(ctl_fd, ctl_in + ctl_len, sizeof ctl_in - 1 - ctl_len)) > 0) {
+        ctl_len += (size_t)n;
+        ctl_in[ctl_len] = '\0';
+        while ((nl = memchr(ctl_in, '\n', ctl_len))) {
+            size_t used = (size_t)(nl - ctl_in) + 1;
+            *nl = '\0';
+            request(ctl_in);
+            memmove(ctl_in, ctl_in + used, ctl_len - used);
+            ctl_len -= used;
+        }
+        if (ctl_len == sizeof ctl_in - 1)
+            ctl_len = 0; /* a line longer than any request: drop it */
+    }
+    if (n == 0)
+        ctl_live = 0;
+}
+
+/* Fill fds[0] with the control port if the host may be there; return how many were added. */
+static int control_pollfd(struct pollfd *fd) {
+    if (ctl_fd < 0 || !ctl_live)
+        return 0;
+    fd->fd = ctl_fd;
+    fd->events = POLLIN;
+    fd->revents = 0;
+    return 1;
+}
+
+/* kiln.wait-seed (a snapshot made "after kernel"): answer the host until it has sent the seed. */
+static void wait_for_seed(void) {
+    char drain[64];
+    waiting_seed = 1;
+    say("waiting for the host's seed on the control channel");
+    while (waiting_seed) {
+        struct pollfd fds[2] = {{wake_pipe[0], POLLIN, 0}};
+        int n = 1 + control_pollfd(&fds[1]);
+        if (poll(fds, n, -1) < 0 && errno != EINTR)
+            break;
+        while (read(wake_pipe[0], drain, sizeof drain) > 0)
+            ;
+        if (n > 1)
+            serve_control(fds[1].revents);
+    }
+}
+
 /* ---- the app ------------------------------------------------------------- */
 
 static volatile pid_t app_pid;
-static int wake_pipe[2] = {-1, -1};
 static int app_started;
 
 static void forward_signal(int sig) {
     if (app_pid > 0)
         kill(app_pid, sig);
-}
-
-static void on_child(int sig) {
-    (void)sig;
-    if (write(wake_pipe[1], "c", 1) < 0) {
-        /* the pipe is full: init is awake already */
-    }
 }
 
 static void answer(int listener) {
@@ -504,9 +722,9 @@ static int run_app(void) {
     int status = 0, listener = -1, report[2];
     struct sigaction sa;
 
-    must(pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == 0 && pipe2(report, O_CLOEXEC) == 0, "create pipes");
+    must(pipe2(report, O_CLOEXEC) == 0, "create a pipe");
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_child;
+    sa.sa_handler = wake;
     sa.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = forward_signal;
@@ -522,14 +740,18 @@ static int run_app(void) {
     if (read(report[0], &listener, sizeof listener) != sizeof listener)
         listener = -1; /* the app's process ended before it could start the app */
 
-    /* Answer the policy's questions, reap every orphan, stop when the app has ended. */
+    /* Answer the policy's questions and the host's, reap every orphan, stop when the app has ended. */
     for (;;) {
-        struct pollfd fds[2] = {{wake_pipe[0], POLLIN, 0}, {listener, POLLIN, 0}};
-        int st, done = 0;
+        struct pollfd fds[3] = {{wake_pipe[0], POLLIN, 0}, {listener, POLLIN, 0}};
+        int st, done = 0, nfds = listener >= 0 ? 2 : 1, ctl = 0;
         pid_t pid;
         char drain[64];
-        if (poll(fds, listener >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+        if (control_pollfd(&fds[nfds]))
+            ctl = nfds++;
+        if (poll(fds, nfds, -1) < 0 && errno != EINTR)
             break;
+        if (ctl)
+            serve_control(fds[ctl].revents);
         if (listener >= 0 && (fds[1].revents & POLLIN))
             answer(listener);
         else if (listener >= 0 && (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
@@ -566,6 +788,9 @@ int main(int argc, char **argv) {
     int status;
     char flag[8];
 
+    clock_gettime(CLOCK_MONOTONIC, &boot_time);
+    must(pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) == 0, "create a pipe");
+
     if (argc >= 3 && !strcmp(argv[1], "--sandbox")) {
         int i;
         for (i = 3; i + 1 < argc; i += 2) {
@@ -590,6 +815,9 @@ int main(int argc, char **argv) {
         }
         setup_network();
         seed_entropy();
+        open_control();
+        if (cmdline_param("kiln.wait-seed", flag, sizeof flag))
+            wait_for_seed();
     }
     load_config(CONFIG_PATH);
     add_sandbox_env();

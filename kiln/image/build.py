@@ -99,6 +99,7 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement) 
         ports=app.config.ports,
         volumes=app.config.volumes,
         memory_mib=app.config.memory,
+        ready=app.config.ready,
     )
 
 

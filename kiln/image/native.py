@@ -119,6 +119,7 @@ def build_native(
             ports=cfg.ports,
             volumes=cfg.volumes,
             memory_mib=cfg.memory,
+            ready=cfg.ready,
         )
         program = elf.resolve_in(sysroot, exe)
         assert program is not None

@@ -2,6 +2,7 @@
 
     $KILN_HOME/kernel/builds/<hash>/vmlinux     stripped, uncompressed, PVH-bootable
     $KILN_HOME/kernel/builds/<hash>/vmlinux.xz  the same, as images carry it
+    $KILN_HOME/kernel/builds/<hash>/vmlinux.sym the same with its symbol table, for gdb (kiln debug)
     $KILN_HOME/kernel/builds/<hash>/config      the full .config
     $KILN_HOME/kernel/builds/<hash>/meta.json   features, source version, sizes
     $KILN_HOME/kernel/work/<hash>/              make's object tree (kept to resume)
@@ -162,6 +163,7 @@ def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | Non
     final = builds_dir() / cfg.hash
     with atomic.staging_dir(final) as tmp:
         _proc.run(["objcopy", "--strip-all", work / "vmlinux", tmp / "vmlinux"], what="stripping vmlinux")
+        shutil.copyfile(work / "vmlinux", tmp / "vmlinux.sym")
         with open(tmp / "vmlinux", "rb") as raw, lzma.open(tmp / "vmlinux.xz", "wb", preset=6) as xz:
             shutil.copyfileobj(raw, xz, 1 << 20)
         shutil.copyfile(work / ".config", tmp / "config")

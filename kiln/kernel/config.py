@@ -18,11 +18,21 @@ from kiln.errors import KernelError
 FRAGMENTS_DIR = Path(__file__).parent / "fragments"
 
 # Bump when the way a config is turned into a kernel changes (make targets, strip...).
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 # What every kiln guest needs: boot, console, the verified root file system,
-# entropy, and seccomp for the syscall policy.
-BASE_FEATURES = ("base", "serial-console", "virtio-mmio", "virtio-blk", "erofs", "dm-verity", "virtio-rng", "seccomp")
+# entropy, seccomp for the syscall policy, and the host<->init control channel.
+BASE_FEATURES = (
+    "base",
+    "serial-console",
+    "control",
+    "virtio-mmio",
+    "virtio-blk",
+    "erofs",
+    "dm-verity",
+    "virtio-rng",
+    "seccomp",
+)
 NETWORK_FEATURES = ("virtio-net", "ipv4")
 # What `kiln kernel build` builds without --features or --for: a networked event-loop app.
 DEFAULT_FEATURES = (*BASE_FEATURES, *NETWORK_FEATURES, "epoll")

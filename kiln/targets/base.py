@@ -14,6 +14,7 @@ from kiln.store import Image, Store
 from kiln.targets.ports import PortMap
 
 Accel = Literal["auto", "kvm", "tcg"]
+SnapshotUse = Literal["auto", "never", "require"]
 
 
 class VolumeMap(BaseModel):
@@ -47,6 +48,9 @@ class RunConfig(BaseModel):
     kernel_log: bool = False
     skip_digest_check: bool = False  # for testing dm-verity only: boot parts the store cannot vouch for
     qmp_socket: Path | None = None  # where QEMU's control socket goes (default: under $KILN_HOME/run)
+    control_socket: Path | None = None  # where the guest init's channel goes (default: under $KILN_HOME/run)
+    # qemu target: restore from a matching snapshot (auto), never (--cold), or fail without one
+    snapshot: SnapshotUse = "auto"
     # unix target only, for `kiln build --check`: added to the app's environment by init in the sandbox
     extra_env: dict[str, str] = Field(default_factory=dict)
 
@@ -71,6 +75,19 @@ class Plan:
     forwards: list[PortMap] = field(default_factory=list)  # host-side proxies to start
     qmp_socket: Path | None = None
     cleanup: list[Path] = field(default_factory=list)
+    control_socket: Path | None = None
+    restore: Restore | None = None  # set: argv restores a snapshot, and `cold` is the fallback
+    cold: list[str] | None = None  # the cold boot's command, if the restore fails (None: --snapshot=require)
+
+
+@dataclass(frozen=True)
+class Restore:
+    """What a restored VM still needs once QEMU runs: a new seed and clock, then its port forwards."""
+
+    snapshot: str  # the snapshot record's digest
+    after: str  # "ready" or "kernel"
+    ports: tuple[PortMap, ...]
+    state: Path  # the saved device state (QEMU's migration stream)
 
 
 class Target(Protocol):

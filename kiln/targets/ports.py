@@ -43,6 +43,13 @@ class PortMap(BaseModel):
         return f"{self.host_ip}:{self.host}->{self.guest}/tcp"
 
 
+def free_port(host_ip: str = "127.0.0.1") -> int:
+    """A TCP port the kernel says is free now (for forwards nobody publishes, e.g. the summoner's)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host_ip, 0))
+        return int(s.getsockname()[1])
+
+
 def check_free(ports: tuple[PortMap, ...] | list[PortMap]) -> None:
     """Raise TargetError if a host port is already taken."""
     for p in ports:

@@ -1,16 +1,19 @@
-"""The qemu target: boot an image as a microVM and relay its console.
+"""The qemu target: boot an image as a microVM (or restore its snapshot) and relay its console.
 
 The command line comes from kiln.targets.qemu_command; this module checks
-the image, picks the accelerator, starts QEMU, streams the console, stops
-the VM through QMP on Ctrl-C, and turns QEMU's end into the app's status.
+the image, picks the accelerator, restores a fitting snapshot (kiln.snapshot)
+unless told not to, starts QEMU, streams the console, stops the VM through
+QMP on Ctrl-C, and turns QEMU's end into the app's status.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -22,7 +25,7 @@ from kiln.manifest import volume_tag
 from kiln.paths import home_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
-from kiln.targets.base import Plan, RunConfig
+from kiln.targets.base import Plan, Restore, RunConfig
 from kiln.targets.console import ConsoleReader
 from kiln.targets.ports import check_free
 from kiln.targets.qemu_command import VmSpec, command, decode_exit
@@ -36,8 +39,8 @@ class QemuTarget:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def plan(self, image: Image, cfg: RunConfig) -> Plan:
-        qemu = _proc.require("qemu-system-x86_64")
+    def spec(self, image: Image, cfg: RunConfig) -> tuple[VmSpec, list[str]]:
+        """The cold boot of `image` under `cfg`, checked; and one-line notices for the user."""
         m = image.manifest
         hosts = cfg.volume_hosts(m.entry.volumes)
         check = not cfg.skip_digest_check
@@ -48,29 +51,55 @@ class QemuTarget:
         if cfg.ports and not m.kernel.network:
             raise UsageError(f"image {image.ref} has no network (its app declares no ports and uses no sockets)")
         accel, note = accelerator.choose(cfg.accel, kernel)
-        qmp = cfg.qmp_socket or home_dir("run") / f"qemu-{os.getpid()}-{secrets.token_hex(4)}.qmp"
+        tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
         spec = VmSpec(
             kernel=kernel,
             rootfs=rootfs,
             accel=accel,
             ports=cfg.ports,
             network=m.kernel.network,
-            qmp_socket=qmp,
+            qmp_socket=cfg.qmp_socket or home_dir("run") / f"{tag}.qmp",
+            control_socket=cfg.control_socket or home_dir("run") / f"{tag}.ctl",
             memory_mib=cfg.memory_mib or m.entry.memory_mib,
             cmdline=(f"kiln.seed={secrets.token_hex(32)}",),
             quiet=not cfg.kernel_log,
             verity_table=dm_table(m.rootfs.verity),
             volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
         )
-        return Plan(
+        return spec, [note] if note else []
+
+    def plan(self, image: Image, cfg: RunConfig) -> Plan:
+        qemu = _proc.require("qemu-system-x86_64")
+        spec, notes = self.spec(image, cfg)
+        assert spec.qmp_socket and spec.control_socket
+        plan = Plan(
             self.name,
             str(image.ref),
             command(spec, qemu),
-            notes=[note] if note else [],
-            qmp_socket=qmp,
-            cleanup=[qmp],
+            notes=notes,
+            qmp_socket=spec.qmp_socket,
+            control_socket=spec.control_socket,
+            cleanup=[spec.qmp_socket, spec.control_socket],
             forwards=list(cfg.ports),
         )
+        if cfg.snapshot == "never":
+            return plan
+        from kiln.snapshot import match  # only a run that may restore needs it
+
+        found, why_not = match.find(self.store, image, spec, qemu)
+        if found is None:
+            if cfg.snapshot == "require":
+                raise UsageError(why_not or f"image {image.ref} has no snapshot (make one: kiln snapshot {image.ref})")
+            if why_not:
+                plan.notes.append(why_not)
+            return plan
+        restored = dataclasses.replace(spec, ports=(), ram_file=found.ram, ram_shared=False, incoming=True)
+        plan.cold = None if cfg.snapshot == "require" else plan.argv
+        plan.argv = command(restored, qemu)
+        plan.restore = Restore(
+            snapshot=found.digest, after=found.record.made_with.after, ports=cfg.ports, state=found.state
+        )
+        return plan
 
     def _stop(self, proc: subprocess.Popen[bytes], plan: Plan) -> None:
         """Quit through QMP; kill if QEMU does not go within STOP_TIMEOUT."""
@@ -90,14 +119,46 @@ class QemuTarget:
             proc.kill()
             proc.wait()
 
+    def _launch(self, argv: list[str], sink: BinaryIO) -> tuple[subprocess.Popen[bytes], ConsoleReader, ConsoleReader]:
+        proc = _proc.spawn(argv, merge_stderr=False)
+        assert proc.stdout is not None and proc.stderr is not None
+        return proc, ConsoleReader(proc.stdout, sink), ConsoleReader(proc.stderr, None)
+
+    def _restore(self, plan: Plan, sink: BinaryIO) -> tuple[subprocess.Popen[bytes], ConsoleReader, ConsoleReader]:
+        """Restore the snapshot; if that fails and a cold boot is allowed, boot cold (with a notice)."""
+        from kiln.snapshot import restore
+
+        assert plan.restore and plan.qmp_socket and plan.control_socket
+        proc, console, errors = self._launch(plan.argv, sink)
+        try:
+            restore.complete(plan.restore, plan.control_socket, plan.qmp_socket)
+            return proc, console, errors
+        except BaseException as err:
+            proc.kill()
+            proc.wait()
+            console.join(5)
+            errors.join(5)
+            if plan.cold is None or not isinstance(err, Exception):
+                raise
+            detail = errors.lines[-1].decode(errors="replace") if errors.lines else str(err)
+            print(f"kiln: restoring the snapshot failed ({detail}); booting cold", file=sys.stderr, flush=True)
+            for path in (plan.qmp_socket, plan.control_socket):
+                path.unlink(missing_ok=True)
+            return self._launch(plan.cold, sink)
+
     def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         check_free(plan.forwards)
-        proc = _proc.spawn(plan.argv, merge_stderr=False)
+        try:
+            if plan.restore:
+                proc, console, errors = self._restore(plan, sink)
+            else:
+                proc, console, errors = self._launch(plan.argv, sink)
+        except BaseException:
+            for path in plan.cleanup:
+                path.unlink(missing_ok=True)
+            raise
         if on_start:
             on_start(proc.pid)
-        assert proc.stdout is not None and proc.stderr is not None
-        console = ConsoleReader(proc.stdout, sink)
-        errors = ConsoleReader(proc.stderr, None)
         try:
             proc.wait()
         except BaseException:

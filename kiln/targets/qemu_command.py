@@ -3,7 +3,14 @@
 kiln's guests: microvm with PVH boot of an uncompressed vmlinux, no firmware,
 no PCI: the root file system on virtio-blk (read-only), user-mode networking
 on virtio-net with host port forwards, virtio-rng for entropy, the 8250
-console on stdio, isa-debug-exit for the app's exit status, and a QMP socket.
+console on stdio, isa-debug-exit for the app's exit status, a QMP socket, and
+the control channel to guest init (a virtio-serial port, kiln.control).
+
+Snapshots (kiln.summon.snapshot): the guest's RAM can live in a file
+(memory-backend-file): shared while a snapshot is made, so the file *is* the
+RAM, and private (copy-on-write) in every clone restored from it; the
+migration stream then carries only device state (x-ignore-shared), and a
+restore is the same command line plus -incoming.
 
 The benchmarks' traditional VM (`pc_command`): a q35 PC with firmware, a
 compressed distribution kernel and its initramfs, a writable virtio-pci disk
@@ -58,6 +65,21 @@ class VmSpec:
     quiet: bool = True
     verity_table: str | None = None  # dm-verity table for the root device (see kiln.image.verity)
     volumes: tuple[tuple[str, Path], ...] = ()  # (9p mount tag, host directory)
+    control_socket: Path | None = None  # the host end of the control channel (kiln.control)
+    ram_file: Path | None = None  # guest RAM in this file (snapshots), instead of anonymous memory
+    ram_shared: bool = False  # True: writes go to ram_file (making a snapshot); False: copy-on-write
+    incoming: bool = False  # restore: wait for the saved state (QMP migrate-incoming, see kiln.snapshot)
+
+
+def device_set(spec: VmSpec) -> str:
+    """The guest's hardware, as a snapshot must find it again to be restored (paths and ports aside)."""
+    devices = ["microvm", "debug-exit", "virtio-blk", "virtio-rng"]
+    if spec.network:
+        devices.append("virtio-net")
+    devices += [f"9p:{tag}" for tag, _ in spec.volumes]
+    if spec.control_socket:
+        devices.append("virtio-serial:control")
+    return ",".join(devices)
 
 
 def kernel_cmdline(spec: VmSpec) -> str:
@@ -120,8 +142,11 @@ def _user_net(ports: tuple[PortMap, ...], device: str) -> list[str]:
 
 
 def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
+    machine = "microvm,acpi=off,x-option-roms=off"
+    if spec.ram_file:
+        machine += ",memory-backend=ram"
     argv = [
-        *_common(qemu, "microvm,acpi=off,x-option-roms=off", spec.accel, spec.memory_mib, accel_option(spec.accel)),
+        *_common(qemu, machine, spec.accel, spec.memory_mib, accel_option(spec.accel)),
         "-device",
         DEBUG_EXIT,
         "-kernel",
@@ -144,8 +169,25 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
             "-device",
             f"virtio-9p-device,fsdev={tag},mount_tag={tag}",
         ]
+    if spec.control_socket:
+        argv += [
+            "-chardev",
+            f"socket,id=control,path={spec.control_socket},server=on,wait=off",
+            "-device",
+            "virtio-serial-device,max_ports=2",
+            "-device",
+            "virtserialport,chardev=control,name=org.kiln.control,nr=1",
+        ]
     if spec.qmp_socket:
         argv += ["-qmp", f"unix:{spec.qmp_socket},server=on,wait=off"]
+    if spec.ram_file:
+        share = "on" if spec.ram_shared else "off"
+        argv += [
+            "-object",
+            f"memory-backend-file,id=ram,size={spec.memory_mib}M,mem-path={spec.ram_file},share={share}",
+        ]
+    if spec.incoming:
+        argv += ["-incoming", "defer"]
     return argv
 
 

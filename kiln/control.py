@@ -1,0 +1,114 @@
+"""The host side of the control channel between kiln and a VM's guest init.
+
+Every kiln VM has one virtio-serial port named "org.kiln.control"; QEMU
+serves it on a UNIX socket of the host (qemu_command.VmSpec.control_socket).
+The host connects, asks, and init answers, one text line each way (the
+requests are listed at the top of kiln/guest/init.c):
+
+    ping                            ok ping STATE UPTIME_MS
+    listening PORT...               ok listening | no listening PORT
+    seed HEX64 SECONDS NANOSECONDS  ok seed
+
+Only the host starts a conversation, and only one host process talks at a time
+(QEMU's socket takes one client). Snapshots (kiln.summon.snapshot) and every
+restore use it; later tools (stacks, guest stats) add requests to the same
+channel rather than opening another one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kiln.errors import TargetError
+
+PORT_NAME = "org.kiln.control"
+
+
+class ControlChannel:
+    """One connection to a VM's guest init."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._buf = b""
+        deadline = time.monotonic() + timeout
+        while True:  # QEMU creates the socket a few milliseconds after it starts
+            try:
+                self.sock.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise TargetError(f"the VM's control channel {path} did not appear in {timeout:.0f} s") from None
+                time.sleep(0.002)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> ControlChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, line: str, timeout: float = 30.0) -> str:
+        """Send one request; return init's answer (the line without its newline)."""
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(line.encode() + b"\n")
+            while b"\n" not in self._buf:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    raise TargetError("the VM closed its control channel (did it stop?)")
+                self._buf += chunk
+        except TimeoutError:
+            raise TargetError(f"guest init did not answer {line.split()[0]!r} within {timeout:.0f} s") from None
+        except OSError as err:
+            raise TargetError(f"the VM's control channel failed: {err.strerror or err}") from None
+        answer, self._buf = self._buf.split(b"\n", 1)
+        return answer.decode(errors="replace")
+
+    def ping(self, timeout: float = 30.0) -> str:
+        """The guest's state: "running" or "waiting-seed"."""
+        answer = self.request("ping", timeout)
+        parts = answer.split()
+        if parts[:2] != ["ok", "ping"] or len(parts) < 3:
+            raise TargetError(f"guest init answered ping with {answer!r}")
+        return parts[2]
+
+    def listening(self, ports: list[int], timeout: float = 30.0) -> bool:
+        """Whether a TCP socket in the guest listens on every one of `ports`."""
+        answer = self.request("listening " + " ".join(str(p) for p in ports), timeout)
+        return answer == "ok listening"
+
+    def wait_listening(self, ports: list[int], timeout: float, alive: Callable[[], bool] | None = None) -> None:
+        """Ask until every port listens; TargetError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while not self.listening(ports, timeout=max(1.0, deadline - time.monotonic())):
+            if alive is not None and not alive():
+                raise TargetError("the VM stopped before its app listened")
+            if time.monotonic() > deadline:
+                listed = ", ".join(map(str, ports))
+                raise TargetError(f"the app did not listen on port(s) {listed} within {timeout:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def reseed(self, timeout: float = 30.0) -> None:
+        """Give the guest a fresh 256-bit seed and the host's time (after every restore)."""
+        now = time.time_ns()
+        answer = self.request(f"seed {secrets.token_hex(32)} {now // 10**9} {now % 10**9}", timeout)
+        if answer != "ok seed":
+            raise TargetError(f"guest init refused the new seed: {answer}")
+
+
+def socket_path_ok(path: Path) -> Path:
+    """UNIX socket paths are limited to 107 bytes: say so clearly instead of failing in QEMU."""
+    if len(os.fsencode(path)) > 107:
+        raise TargetError(f"the control socket path is too long for a UNIX socket: {path} (set a shorter KILN_HOME)")
+    return path
