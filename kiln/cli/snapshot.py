@@ -32,7 +32,9 @@ Examples:
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait until it is ready.")
 @click.option("--rm", "remove", is_flag=True, help="Remove the image's snapshots instead of making one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot record as JSON.")
-def snapshot(image: str, after: str, memory: str | None, accel: str, timeout: float, remove: bool, as_json: bool) -> None:
+def snapshot(  # noqa: PLR0913 (one parameter per option)
+    image: str, after: str, memory: str | None, accel: str, timeout: float, remove: bool, as_json: bool
+) -> None:
     """Boot IMAGE once, wait until it is ready, and save the running VM into the store."""
     store = Store()
     img = store.image(image)
@@ -50,7 +52,9 @@ def snapshot(image: str, after: str, memory: str | None, accel: str, timeout: fl
         err_console.print(f"kiln: {text}", style="yellow", highlight=False, markup=False)
 
     with err_console.status(f"booting {img.ref} and waiting until it is {after}…"):
-        digest, record = make(store, img, after=after, memory_mib=memory_mib, accel=accel, timeout=timeout, notify=notify)
+        digest, record = make(
+            store, img, after=after, memory_mib=memory_mib, accel=accel, timeout=timeout, notify=notify
+        )
     if as_json:
         print_json({"digest": digest, **record.model_dump(mode="json")})
         return

@@ -52,7 +52,12 @@ def _http_ok(port: int, path: str) -> bool:
 
 
 def _wait_ready(
-    ctl: ControlChannel, image: Image, after: str, ready_port: PortMap | None, deadline: float, alive: Callable[[], bool]
+    ctl: ControlChannel,
+    image: Image,
+    after: str,
+    ready_port: PortMap | None,
+    deadline: float,
+    alive: Callable[[], bool],
 ) -> None:
     entry = image.manifest.entry
     if after == "kernel":
@@ -142,7 +147,9 @@ def make(
             proc.wait()
             console.join(5)
             tail = "\n".join(console.text().splitlines()[-15:])
-            raise TargetError(f"cannot snapshot {image.ref}: {err}\n--- the guest's console, last lines ---\n{tail}")
+            raise TargetError(
+                f"cannot snapshot {image.ref}: {err}\n--- the guest's console, last lines ---\n{tail}"
+            ) from None
         finally:
             if proc.poll() is None:
                 proc.kill()
