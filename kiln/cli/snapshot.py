@@ -32,7 +32,7 @@ Examples:
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait until it is ready.")
 @click.option("--rm", "remove", is_flag=True, help="Remove the image's snapshots instead of making one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot record as JSON.")
-def snapshot(  # noqa: PLR0913 (one parameter per option)
+def snapshot(
     image: str, after: str, memory: str | None, accel: str, timeout: float, remove: bool, as_json: bool
 ) -> None:
     """Boot IMAGE once, wait until it is ready, and save the running VM into the store."""
