@@ -6,14 +6,29 @@ import click
 from rich.table import Table
 
 from kiln.cli.ui import console, human_size, print_json
+from kiln.errors import StoreError
+from kiln.manifest import SnapshotRecord
 from kiln.store import Store
+
+
+def snapshots_of(store: Store, digest: str) -> list[tuple[str, SnapshotRecord]]:
+    """The image's snapshots that can be read (a damaged one shows in `kiln inspect`)."""
+    out = []
+    for _, _, record in store.snapshot_refs(digest):
+        try:
+            out.append((record, store.snapshot(record)))
+        except StoreError:
+            continue
+    return out
 
 
 @click.command(epilog="\b\nExample:\n  kiln images\n  kiln images --json")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def images(as_json: bool) -> None:
-    """List images: name, tag, digest, size, created."""
-    rows = Store().images()
+    """List images: name, tag, digest, size, created, and their snapshots (after/memory/accelerator)."""
+    store = Store()
+    rows = store.images()
+    snaps = {i.digest: snapshots_of(store, i.digest) for i in rows}
     if as_json:
         print_json(
             [
@@ -23,13 +38,16 @@ def images(as_json: bool) -> None:
                     "digest": i.digest,
                     "size": i.manifest.size,
                     "created": i.manifest.created.isoformat(),
+                    "snapshots": [
+                        {"digest": d, "size": r.size, **r.made_with.model_dump()} for d, r in snaps[i.digest]
+                    ],
                 }
                 for i in rows
             ]
         )
         return
     table = Table(box=None, header_style="bold")
-    for col in ("NAME", "TAG", "DIGEST", "SIZE", "CREATED"):
+    for col in ("NAME", "TAG", "DIGEST", "SIZE", "CREATED", "SNAPSHOTS"):
         table.add_column(col, justify="right" if col == "SIZE" else "left")
     for i in rows:
         table.add_row(
@@ -38,5 +56,7 @@ def images(as_json: bool) -> None:
             i.digest.split(":", 1)[1][:12],
             human_size(i.manifest.size),
             i.manifest.created.strftime("%Y-%m-%d %H:%M:%S"),
+            ", ".join(f"{r.made_with.after}/{r.made_with.memory_mib}M/{r.made_with.accel}" for _, r in snaps[i.digest])
+            or "-",
         )
     console.print(table)

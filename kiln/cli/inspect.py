@@ -6,7 +6,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from kiln.cli.images import snapshots_of
 from kiln.cli.ui import console, err_console, human_size, print_json
+from kiln.errors import StoreError
 from kiln.store import Image, Store
 
 EPILOG = """\b
@@ -29,9 +31,31 @@ def inspect(image: str, as_json: bool, surface: bool, show_options: bool) -> Non
     if surface:
         show_surface(store, img, as_json)
     elif as_json:
-        print_json({"digest": img.digest, "manifest": img.manifest.model_dump(mode="json")})
+        print_json(
+            {
+                "digest": img.digest,
+                "manifest": img.manifest.model_dump(mode="json"),
+                "snapshots": [{"digest": d, **r.model_dump(mode="json")} for d, r in snapshots_of(store, img.digest)],
+            }
+        )
     else:
         show_manifest(img, show_options)
+        show_snapshots(store, img)
+
+
+def show_snapshots(store: Store, img: Image) -> None:
+    for _, key, digest in store.snapshot_refs(img.digest):
+        try:
+            r = store.snapshot(digest)
+        except StoreError as err:
+            text = f"{key}: unreadable ({err})"
+        else:
+            w = r.made_with
+            text = (
+                f"{digest.split(':', 1)[1][:12]}  after {w.after}, {w.memory_mib} MiB, {w.accel} ({w.cpu}), "
+                f"{human_size(r.size)}, ready in {r.boot_seconds:.1f} s, {w.qemu}"
+            )
+        console.print(f"[bold]{'snapshot':>10}[/]  {escape(text)}", highlight=False)
 
 
 def show_surface(store: Store, img: Image, as_json: bool) -> None:

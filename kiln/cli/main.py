@@ -37,6 +37,7 @@ COMMANDS = {
     "pull": "kiln.cli.push:pull",
     "trace": "kiln.cli.trace:trace",
     "snapshot": "kiln.cli.snapshot:snapshot",
+    "summon": "kiln.cli.summon:summon",
 }
 
 EPILOG = """\b

@@ -41,6 +41,7 @@ def ps(show_all: bool, as_json: bool) -> None:
                 "restart_policy": str(cfg.restart),
                 "pid": st.vm_pid,
                 "error": st.error,
+                "summoned_by": cfg.summoned_by,
             }
         )
     if as_json:
@@ -51,6 +52,8 @@ def ps(show_all: bool, as_json: bool) -> None:
         table.add_column(col)
     for r in rows:
         state = r["state"] if r["state"] != "exited" else f"exited ({r['exit_code']})"
+        if r["summoned_by"] is not None:
+            state += " (summoned)"
         table.add_row(
             r["name"],
             r["image"],

@@ -25,3 +25,5 @@ def rmi(images: tuple[str, ...], force: bool) -> None:
             raise UsageError(f"rmi takes a name[:tag], not a digest ({text})")
         store.untag(str(ref))
         console.print(f"untagged {ref}", highlight=False, markup=False)
+        if all(d != digest for _, d in store.refs()) and (n := store.remove_snapshots(digest)):
+            console.print(f"removed {n} snapshot{'s' if n != 1 else ''} of {ref}", highlight=False, markup=False)

@@ -23,6 +23,7 @@ Examples:
   kiln run -v ./data:/data notes        # a host directory on a declared volume
   kiln run -d --name web -p 8080:8080 --restart on-failure hello-http
   kiln run --dry-run hello-http        # print the QEMU command line
+  kiln run --cold -p 8080:8080 hello-http   # boot, even if `kiln snapshot` saved one
 """
 
 
@@ -77,6 +78,15 @@ Examples:
     metavar="no|on-failure[:N]|always",
     help="Restart policy of a detached instance.",
 )
+@click.option("--cold", is_flag=True, help="Boot cold even if the image has a fitting snapshot.")
+@click.option(
+    "--snapshot",
+    "snapshot_use",
+    type=click.Choice(["auto", "require"]),
+    default="auto",
+    show_default=True,
+    help="qemu target: restore a fitting snapshot when there is one (auto), or fail without one (require).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the command that would run, and exit.")
 def run(
     image: str,
@@ -90,6 +100,8 @@ def run(
     detach: bool,
     name: str | None,
     restart: str,
+    cold: bool,
+    snapshot_use: str,
     dry_run: bool,
 ) -> None:
     """Run IMAGE; the console streams here, Ctrl-C stops it, and kiln exits with the app's status."""
@@ -97,7 +109,12 @@ def run(
         memory_mib = parse_memory(memory) if memory else None
     except ValueError as err:
         raise UsageError(f"--memory: {err}") from None
+    if cold and snapshot_use == "require":
+        raise UsageError("--cold and --snapshot=require contradict each other")
+    if snapshot_use == "require" and target != "qemu":
+        raise UsageError("snapshots are restored on the qemu target only")
     cfg = RunConfig(
+        snapshot="never" if cold else snapshot_use,  # type: ignore[arg-type]
         ports=tuple(PortMap.parse(p) for p in ports),
         volumes=tuple(VolumeMap.parse(v) for v in volumes),
         memory_mib=memory_mib,
@@ -110,7 +127,9 @@ def run(
         from kiln.runtime.instance import RestartPolicy
         from kiln.runtime.manage import run_detached
 
-        inst = run_detached(store, image, target, cfg, RestartPolicy.parse(restart), name)
+        inst, notes = run_detached(store, image, target, cfg, RestartPolicy.parse(restart), name)
+        for note in notes:
+            err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
         console.print(inst.name, highlight=False, markup=False)
         return
     if name or restart != "no":

@@ -66,6 +66,7 @@ class InstanceConfig(BaseModel):
     run: RunConfig
     restart: RestartPolicy = RestartPolicy()
     created: datetime
+    summoned_by: int | None = None  # the pid of the summoner (kiln summon) that runs it, if one does
 
 
 class InstanceState(BaseModel):
@@ -120,6 +121,10 @@ class Instance:
     @property
     def qmp_socket(self) -> Path:
         return self.dir / "qmp.sock"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.dir / "control.sock"
 
     @property
     def config(self) -> InstanceConfig:

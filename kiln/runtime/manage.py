@@ -59,9 +59,10 @@ def _wait_started(inst: Instance) -> InstanceState:
 
 def run_detached(
     store: Store, image: str, target: str, run: RunConfig, restart: RestartPolicy, name: str | None
-) -> Instance:
+) -> tuple[Instance, list[str]]:
+    """Start a detached instance; return it and the plan's notices (KVM missing, snapshot not fitting...)."""
     img = store.image(image)
-    TARGETS[target](store).plan(img, run)  # every error a run would meet, before anything is created
+    plan = TARGETS[target](store).plan(img, run)  # every error a run would meet, before anything is created
     check_free(run.ports)
     name = name or f"{img.ref.name.rsplit('/', 1)[-1]}-{secrets.token_hex(3)}"
     inst = create(
@@ -71,12 +72,14 @@ def run_detached(
     )
     _spawn_supervisor(inst)
     _wait_started(inst)
-    return inst
+    return inst, plan.notes
 
 
 def start(inst: Instance) -> None:
     if inst.running():
         raise UsageError(f"instance {inst.name} is already running")
+    if inst.config.summoned_by is not None:
+        raise UsageError(f"instance {inst.name} is summoned: its summoner starts it when a connection arrives")
     check_free(inst.config.run.ports)
     _spawn_supervisor(inst)
     _wait_started(inst)
@@ -86,6 +89,14 @@ def stop(inst: Instance, timeout: float = STOP_TIMEOUT) -> None:
     """Graceful: the supervisor quits the VM through QMP (or TERMs the sandbox); a kill after `timeout`."""
     st = inst.state()
     if not inst.running():
+        return
+    if inst.config.summoned_by is not None:
+        # The summoner's VM: end it; the summoner sees it go and summons it again on the next connection.
+        if alive(st.vm_pid, st.vm_start):
+            os.kill(st.vm_pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and alive(st.vm_pid, st.vm_start):
+            time.sleep(0.05)
         return
     if alive(st.supervisor_pid, st.supervisor_start):
         os.kill(st.supervisor_pid, signal.SIGTERM)  # type: ignore[arg-type]

@@ -4,6 +4,8 @@
 `kiln run -d` that started it, runs the instance's image on its target with
 the console going to DIR/console.log, records every start and end in
 DIR/state.json, and applies the restart policy with exponential backoff.
+Each start, restarts included, restores the image's snapshot when one fits
+(the qemu target decides; `kiln run -d --cold` never does).
 SIGTERM (from `kiln stop`) stops the VM gracefully and ends the supervisor
 without a restart.
 """
@@ -50,7 +52,8 @@ def supervise(inst: Instance) -> int:
             target = TARGETS[cfg.target](store)
             try:
                 image = store.image_by_digest(cfg.digest, cfg.image)
-                plan = target.plan(image, cfg.run.model_copy(update={"qmp_socket": inst.qmp_socket}))
+                sockets = {"qmp_socket": inst.qmp_socket, "control_socket": inst.control_socket}
+                plan = target.plan(image, cfg.run.model_copy(update=sockets))
             except KilnError as err:
                 state.status, state.error, state.finished_at = "exited", str(err), now()
                 inst.write_state(state)

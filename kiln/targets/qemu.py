@@ -33,6 +33,20 @@ from kiln.targets.qemu_command import VmSpec, command, decode_exit
 STOP_TIMEOUT = 5.0
 
 
+@dataclasses.dataclass(frozen=True)
+class Vm:
+    """A started QEMU: its process, its console and stderr readers, and whether it was restored."""
+
+    proc: subprocess.Popen[bytes]
+    console: ConsoleReader
+    errors: ConsoleReader
+    restored: bool
+
+    def join(self) -> None:
+        self.console.join(5)
+        self.errors.join(5)
+
+
 class QemuTarget:
     name = "qemu"
 
@@ -101,7 +115,8 @@ class QemuTarget:
         )
         return plan
 
-    def _stop(self, proc: subprocess.Popen[bytes], plan: Plan) -> None:
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], plan: Plan) -> None:
         """Quit through QMP; kill if QEMU does not go within STOP_TIMEOUT."""
         if proc.poll() is not None:
             return
@@ -119,57 +134,64 @@ class QemuTarget:
             proc.kill()
             proc.wait()
 
-    def _launch(self, argv: list[str], sink: BinaryIO) -> tuple[subprocess.Popen[bytes], ConsoleReader, ConsoleReader]:
+    def _launch(self, argv: list[str], sink: BinaryIO) -> Vm:
         proc = _proc.spawn(argv, merge_stderr=False)
         assert proc.stdout is not None and proc.stderr is not None
-        return proc, ConsoleReader(proc.stdout, sink), ConsoleReader(proc.stderr, None)
+        return Vm(proc, ConsoleReader(proc.stdout, sink), ConsoleReader(proc.stderr, None), restored=False)
 
-    def _restore(self, plan: Plan, sink: BinaryIO) -> tuple[subprocess.Popen[bytes], ConsoleReader, ConsoleReader]:
+    def _restore(self, plan: Plan, sink: BinaryIO) -> Vm:
         """Restore the snapshot; if that fails and a cold boot is allowed, boot cold (with a notice)."""
         from kiln.snapshot import restore
 
         assert plan.restore and plan.qmp_socket and plan.control_socket
-        proc, console, errors = self._launch(plan.argv, sink)
+        vm = self._launch(plan.argv, sink)
         try:
             restore.complete(plan.restore, plan.control_socket, plan.qmp_socket)
-            return proc, console, errors
+            return dataclasses.replace(vm, restored=True)
         except BaseException as err:
-            proc.kill()
-            proc.wait()
-            console.join(5)
-            errors.join(5)
+            vm.proc.kill()
+            vm.proc.wait()
+            vm.join()
             if plan.cold is None or not isinstance(err, Exception):
                 raise
-            detail = errors.lines[-1].decode(errors="replace") if errors.lines else str(err)
+            detail = vm.errors.lines[-1].decode(errors="replace") if vm.errors.lines else str(err)
             print(f"kiln: restoring the snapshot failed ({detail}); booting cold", file=sys.stderr, flush=True)
             for path in (plan.qmp_socket, plan.control_socket):
                 path.unlink(missing_ok=True)
             return self._launch(plan.cold, sink)
 
-    def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
+    def start(self, plan: Plan, sink: BinaryIO) -> Vm:
+        """Start the plan: restore its snapshot (or boot cold), the console going to `sink`."""
         check_free(plan.forwards)
         try:
-            if plan.restore:
-                proc, console, errors = self._restore(plan, sink)
-            else:
-                proc, console, errors = self._launch(plan.argv, sink)
+            return self._restore(plan, sink) if plan.restore else self._launch(plan.argv, sink)
         except BaseException:
-            for path in plan.cleanup:
-                path.unlink(missing_ok=True)
+            self.cleanup(plan)
             raise
+
+    @staticmethod
+    def cleanup(plan: Plan) -> None:
+        for path in plan.cleanup:
+            path.unlink(missing_ok=True)
+
+    def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
+        vm = self.start(plan, sink)
         if on_start:
-            on_start(proc.pid)
+            on_start(vm.proc.pid)
         try:
-            proc.wait()
+            vm.proc.wait()
         except BaseException:
-            self._stop(proc, plan)
+            self.stop(vm.proc, plan)
             raise
         finally:
-            console.join(5)
-            errors.join(5)
-            for path in plan.cleanup:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            vm.join()
+            self.cleanup(plan)
+        return self.status(vm, plan)
+
+    @staticmethod
+    def status(vm: Vm, plan: Plan) -> int:
+        """The app's exit status, once QEMU has ended; TargetError when the VM itself failed."""
+        proc, console, errors = vm.proc, vm.console, vm.errors
         if console.verity:
             then = f"; then: {console.panic}" if console.panic else ""
             raise TargetError(

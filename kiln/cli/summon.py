@@ -1,0 +1,130 @@
+"""`kiln summon`: serve images with nothing running, and summon an instance when a request arrives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from kiln.cli.ui import console, err_console
+from kiln.errors import KilnError, UsageError
+from kiln.paths import home_dir
+from kiln.runtime.instance import alive, proc_start_time
+
+EPILOG = """\b
+Examples:
+  kiln snapshot hello-http                     # once: summons then restore in a fraction of a boot
+  kiln summon hello-http=8080:8080             # foreground; Ctrl-C stops it and its instances
+  kiln summon -f summon.toml -d                # detached; its log is under $KILN_HOME/summon/
+  kiln summon hello-http=8080:8080 --idle 10s --dns 127.0.0.1:5353 --domain kiln.test
+  kiln summon --stop                           # stop the detached summoner
+"""
+
+START_TIMEOUT = 120.0
+
+
+def _dir(name: str) -> Path:
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise UsageError(f"invalid summoner name {name!r} (letters, digits, - and _)")
+    return home_dir("summon", name)
+
+
+def _running_pid(directory: Path) -> int | None:
+    try:
+        pid, start = (int(x) for x in (directory / "pid").read_text().split())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid, start) else None
+
+
+def _stop(name: str) -> None:
+    directory = _dir(name)
+    pid = _running_pid(directory)
+    if pid is None:
+        raise UsageError(f"no summoner named {name} is running")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while _running_pid(directory) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    console.print(f"stopped summoner {name}", highlight=False)
+
+
+def _detach(cfg_json: str, name: str) -> None:
+    directory = _dir(name)
+    if (pid := _running_pid(directory)) is not None:
+        raise UsageError(f"summoner {name} is already running (pid {pid}); kiln summon --stop --name {name}")
+    (directory / "config.json").write_text(cfg_json)
+    (directory / "ready").unlink(missing_ok=True)
+    log = directory / "summoner.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kiln.summon.server", str(directory)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    (directory / "pid").write_text(f"{proc.pid} {proc_start_time(proc.pid)}\n")
+    deadline = time.monotonic() + START_TIMEOUT
+    while not (directory / "ready").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            lines = log.read_text(errors="replace").strip().splitlines()
+            last = lines[-1] if lines else f"it exited with status {proc.returncode}"
+            raise KilnError(f"the summoner did not start: {last.split('error: ', 1)[-1]} (log: {log})")
+        time.sleep(0.05)
+    console.print(f"summoner {name} running (pid {proc.pid}); log: {log}", highlight=False, markup=False)
+
+
+@click.command(epilog=EPILOG)
+@click.argument("services", nargs=-1, metavar="[IMAGE=[IP:]HOST:GUEST[,...]]...")
+@click.option("-f", "--file", "file", type=click.Path(path_type=Path), help="A summon.toml (default: ./summon.toml).")
+@click.option("--idle", help="Stop an instance after this long without connections, e.g. 30s (default 30s).")
+@click.option("--max-running", type=int, help="At most this many instances at once (default 8).")
+@click.option("--ready-timeout", help="Reset held connections if the instance is not ready by then (default 60s).")
+@click.option("--dns", "dns_listen", metavar="HOST:PORT", help="Answer DNS A queries for NAME.DOMAIN here.")
+@click.option("--domain", default="kiln.test", show_default=True, help="The DNS domain of the services.")
+@click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics.")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; --stop ends it.")
+@click.option("--name", default="default", show_default=True, help="Name of a detached summoner.")
+@click.option("--stop", "stop", is_flag=True, help="Stop the detached summoner --name.")
+def summon(
+    services: tuple[str, ...],
+    file: Path | None,
+    idle: str | None,
+    max_running: int | None,
+    ready_timeout: str | None,
+    dns_listen: str | None,
+    domain: str,
+    metrics: str | None,
+    detach: bool,
+    name: str,
+    stop: bool,
+) -> None:
+    """Serve SERVICES (or those of summon.toml) on their host ports; summon an instance on the first
+    connection, restoring its snapshot when it has one, and stop it when idle."""
+    if stop:
+        _stop(name)
+        return
+    from kiln.summon.config import load
+
+    if file is None and not services and Path("summon.toml").is_file():
+        file = Path("summon.toml")
+    if file is None and not services:
+        raise UsageError("nothing to serve: give IMAGE=HOST:GUEST, or a summon.toml (-f)")
+    dns = {"listen": dns_listen, "domain": domain} if dns_listen else None
+    cfg = load(
+        file, list(services), idle=idle, max_running=max_running, ready_timeout=ready_timeout, dns=dns, metrics=metrics
+    )
+    if detach:
+        _detach(cfg.model_dump_json(), name)
+        return
+    from kiln.summon.server import run
+
+    err_console.print("kiln: summoning; Ctrl-C stops the summoner and its instances", highlight=False)
+    run(cfg)

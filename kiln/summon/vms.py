@@ -1,0 +1,129 @@
+"""One summoned VM: started (restored from its snapshot, or booted cold) until its ports listen,
+registered as an instance so `kiln ps` and `kiln logs` see it, and stopped again.
+
+Everything here blocks; the server calls it from worker threads. The VM's
+ports are forwarded to free loopback ports, which only the summoner's proxy
+uses; the published ports belong to the summoner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from kiln.control import ControlChannel
+from kiln.errors import KilnError
+from kiln.runtime import instance as instances
+from kiln.store import Image, Store
+from kiln.summon.config import Service
+from kiln.targets.base import Plan, RunConfig
+from kiln.targets.ports import PortMap, free_port
+from kiln.targets.qemu import QemuTarget, Vm
+
+UNANSWERED_MAX = 4  # connections in flight to one VM that it has not answered (see kiln.summon.server)
+
+
+@dataclass
+class SummonedVm:
+    service: Service
+    plan: Plan
+    vm: Vm
+    instance: instances.Instance
+    console: BinaryIO
+    forwards: dict[int, int]  # guest port -> loopback port of the VM's forward
+    how: str  # "restore" or "cold"
+    started: float = field(default_factory=time.monotonic)
+    last_activity: float = field(default_factory=time.monotonic)
+    active: int = 0  # open proxied connections
+    # connections the VM has not answered yet (the gate of kiln.summon.server)
+    unanswered: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UNANSWERED_MAX))
+
+    @property
+    def exited(self) -> bool:
+        return self.vm.proc.poll() is not None
+
+    @property
+    def idle_for(self) -> float:
+        return 0.0 if self.active else time.monotonic() - self.last_activity
+
+
+def instance_name(service: Service) -> str:
+    return f"{service.name}.summoned"
+
+
+def _fresh_instance(service: Service, image: Image) -> instances.Instance:
+    directory = instances.instances_dir() / instance_name(service)
+    if directory.exists():  # left by a summoner that was killed
+        old = instances.Instance(directory)
+        if old.running():
+            raise KilnError(f"instance {old.name} is already running (another summoner?)")
+        shutil.rmtree(directory, ignore_errors=True)
+    return instances.create(
+        instances.InstanceConfig(
+            name=instance_name(service),
+            image=str(image.ref),
+            digest=image.digest,
+            target="qemu",
+            run=RunConfig(ports=service.ports, memory_mib=service.memory),
+            created=instances.now(),
+            summoned_by=os.getpid(),
+        )
+    )
+
+
+def start(store: Store, image: Image, service: Service, ready_timeout: float) -> SummonedVm:
+    """Summon one VM of `service` and wait until every guest port listens."""
+    inst = _fresh_instance(service, image)
+    guest_ports = sorted({p.guest for p in service.ports})
+    forwards = {g: free_port() for g in guest_ports}
+    cfg = RunConfig(
+        ports=tuple(PortMap(host_ip="127.0.0.1", host=h, guest=g) for g, h in forwards.items()),
+        memory_mib=service.memory,
+        qmp_socket=inst.qmp_socket,
+        control_socket=inst.control_socket,
+    )
+    target = QemuTarget(store)
+    console = open(inst.console_log, "ab")  # noqa: SIM115 (open for the VM's life, closed by stop())
+    try:
+        plan = target.plan(image, cfg)
+        vm = target.start(plan, console)
+    except BaseException:
+        console.close()
+        shutil.rmtree(inst.dir, ignore_errors=True)
+        raise
+    svm = SummonedVm(service, plan, vm, inst, console, forwards, "restore" if vm.restored else "cold")
+    try:
+        assert plan.control_socket
+        with ControlChannel(plan.control_socket, timeout=ready_timeout) as ctl:
+            ctl.wait_listening(guest_ports, ready_timeout, alive=lambda: not svm.exited)
+    except BaseException:
+        stop(svm)
+        raise
+    state = instances.InstanceState(
+        status="running",
+        supervisor_pid=os.getpid(),
+        supervisor_start=instances.proc_start_time(os.getpid()),
+        vm_pid=vm.proc.pid,
+        vm_start=instances.proc_start_time(vm.proc.pid),
+        started_at=instances.now(),
+    )
+    inst.write_state(state)
+    return svm
+
+
+def stop(svm: SummonedVm) -> None:
+    """Stop the VM (QMP quit, a kill if it lingers) and forget its instance."""
+    with contextlib.suppress(Exception):
+        QemuTarget.stop(svm.vm.proc, svm.plan)
+    if svm.vm.proc.poll() is None:
+        svm.vm.proc.kill()
+        svm.vm.proc.wait()
+    svm.vm.join()
+    QemuTarget.cleanup(svm.plan)
+    svm.console.close()
+    shutil.rmtree(svm.instance.dir, ignore_errors=True)
