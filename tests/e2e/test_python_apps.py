@@ -173,7 +173,9 @@ def test_unchanged_dependencies_are_served_from_the_cache(env: dict[str, str], t
             id="no-such-package",
         ),
         pytest.param(
-            "dep-conflict", "dependencies in requirements.txt conflict: The user requested werkzeug==2.0.0", {},
+            "dep-conflict",
+            "dependencies in requirements.txt conflict: The user requested werkzeug==2.0.0",
+            {},
             id="version-conflict",
         ),
         pytest.param(
