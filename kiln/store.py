@@ -34,6 +34,7 @@ from kiln.paths import kiln_home
 STALE_AFTER = 24 * 3600  # seconds before prune treats a scratch entry as abandoned
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^(?:[a-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_verified: dict[Path, tuple[int, int, int, int, int]] = {}  # blobs this process has checked (verify_blob)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -146,13 +147,23 @@ class Store:
         return digest
 
     def verify_blob(self, digest: str, what: str) -> Path:
-        """The blob's path, after checking that its content still has its digest."""
+        """The blob's path, after checking that its content still has its digest.
+
+        A process that checks the same blob again (a summoner restoring a snapshot many times) reads it
+        once: the check is remembered with what the file looked like (inode, size, mtime, ctime; any
+        write changes ctime, which cannot be set back)."""
         path = self.blob_path(digest)
-        if not path.is_file():
-            raise StoreError(f"{what} is missing from the store ({digest})")
+        try:
+            st = path.stat()
+        except OSError:
+            raise StoreError(f"{what} is missing from the store ({digest})") from None
+        seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if _verified.get(path) == seen:
+            return path
         actual = sha256_file(path)
         if actual != digest:
             raise StoreError(f"{what} is damaged: its content has digest {actual}, the manifest says {digest}")
+        _verified[path] = seen
         return path
 
     def add_image(self, ref: Ref, parts: list[Path], manifest: Callable[[list[tuple[str, int]]], bytes]) -> str:

@@ -22,11 +22,6 @@ from kiln.paths import home_dir
 from kiln.store import Image, Store
 from kiln.targets.qemu_command import VmSpec, cpu_model, device_set
 
-# Blobs verified by this process, by digest -> what the file looked like then (a long-lived
-# summoner checks a 48 MiB RAM file once, not on every restore; a change to the file shows in
-# its size, mtime or ctime, and ctime cannot be set back).
-_verified: dict[str, tuple[int, int, int, int, int]] = {}
-
 
 def qemu_version(qemu: str) -> str:
     """QEMU's version line ("QEMU emulator version 7.2.x (Debian ...)"), cached per binary."""
@@ -57,18 +52,6 @@ def made_with(spec: VmSpec, qemu: str, after: str) -> MadeWith:
     )
 
 
-def _verify(store: Store, digest: str, what: str) -> Path:
-    path = store.blob_path(digest)
-    with contextlib.suppress(OSError):
-        st = path.stat()
-        if _verified.get(digest) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            return path
-    store.verify_blob(digest, what)
-    st = path.stat()
-    _verified[digest] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return path
-
-
 @dataclass(frozen=True)
 class Found:
     digest: str  # the record's
@@ -96,8 +79,8 @@ def find(store: Store, image: Image, spec: VmSpec, qemu: str) -> tuple[Found | N
         return None, f"the snapshot of {image.ref} does not fit this run ({diff}): booting cold"
     digest, record = sorted(fitting, key=lambda dr: dr[1].made_with.after != "ready")[0]
     try:
-        state = _verify(store, record.state.digest, f"the device state of the snapshot of {image.ref}")
-        ram = _verify(store, record.ram.digest, f"the memory of the snapshot of {image.ref}")
+        state = store.verify_blob(record.state.digest, f"the device state of the snapshot of {image.ref}")
+        ram = store.verify_blob(record.ram.digest, f"the memory of the snapshot of {image.ref}")
     except StoreError as err:
         return None, f"refusing to restore: {err}; booting cold"
     return Found(digest, record, state, ram), None

@@ -88,6 +88,7 @@ class Restore:
     after: str  # "ready" or "kernel"
     ports: tuple[PortMap, ...]
     state: Path  # the saved device state (QEMU's migration stream)
+    listening: tuple[int, ...] = ()  # guest ports that listened when it was saved (after "ready")
 
 
 class Target(Protocol):

@@ -111,7 +111,11 @@ class QemuTarget:
         plan.cold = None if cfg.snapshot == "require" else plan.argv
         plan.argv = command(restored, qemu)
         plan.restore = Restore(
-            snapshot=found.digest, after=found.record.made_with.after, ports=cfg.ports, state=found.state
+            snapshot=found.digest,
+            after=found.record.made_with.after,
+            ports=cfg.ports,
+            state=found.state,
+            listening=found.record.ports,
         )
         return plan
 

@@ -120,7 +120,7 @@ def test_control_channel_and_snapshot_ram() -> None:
     assert opt(saving, "-machine")[0].endswith(",memory-backend=ram") and "-incoming" not in saving
     clone = command(spec(control_socket=Path("/r/c.sock"), ram_file=Path("/s/ram"), incoming=True))
     assert opt(clone, "-object") == ["memory-backend-file,id=ram,size=48M,mem-path=/s/ram,share=off"]
-    assert opt(clone, "-incoming") == ["defer"]
+    assert opt(clone, "-incoming") == ["defer"] and opt(clone, "-accel") == ["tcg,tb-size=16"]
 
 
 def test_device_set_ignores_paths_and_ports() -> None:
