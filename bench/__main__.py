@@ -4,6 +4,7 @@
     attack surface              bench/surface.py     -> docs/security.md
     native programs             bench/native.py      -> docs/benchmarks.md
     Python apps with packages   bench/python_apps.py -> docs/benchmarks.md
+    summon from zero            bench/summon.py      -> docs/benchmarks.md, docs/bench/summon.png
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import hello_http, native, python_apps, surface
+from bench import hello_http, native, python_apps, summon, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         ("attack surface", surface.main, []),
         ("native programs", native.main, quick),
         ("Python apps with packages", python_apps.main, quick),
+        ("summon from zero", summon.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):

@@ -146,7 +146,7 @@ def measure(args: argparse.Namespace, keys: list[str], runs: int, env: dict[str,
         console.print(f"  ready in {time.perf_counter() - t0:.0f} s")
         results[stack.key] = {"key": stack.key, "title": stack.title, "boot": [], "facts": asdict(facts)}
         if stack.memory_range is None:
-            results[stack.key]["memory_note"] = "n/a (no guest RAM)"
+            results[stack.key]["memory_note"] = stack.memory_note
     step(f"boot to first response, {runs} runs each")
     boot_times(stacks, runs, results, timeout=args.timeout)
     step("serving: 100 requests, wrk, host memory")
@@ -214,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(default {density.SECONDS_PER_INSTANCE:g}: a bound for a stuck run, generous for TCG on 2 cores)",
     )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a first answer")
+    parser.add_argument(
+        "--keep-density",
+        action="store_true",
+        help="with --max-n 0: keep the density figures of the last run (dated) instead of dropping them",
+    )
     parser.add_argument("--output", type=Path, default=DOCS / "benchmarks.md")
     parser.add_argument("--data", type=Path, default=None, help="results JSON (default: docs/bench/hello-http.json)")
     parser.add_argument("--plots", type=Path, default=None, help="directory for the PNGs (default: docs/bench)")
@@ -221,8 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_n is None:
         args.max_n = 5 if args.quick else 300
     out_dir = args.output.parent / "bench"
+    data = args.data or out_dir / "hello-http.json"
     results = run(args)
-    publish(results, args.output, args.data or out_dir / "hello-http.json", args.plots or out_dir, args.output.parent)
+    if results["density"] is None and args.keep_density and data.is_file():
+        previous = json.loads(data.read_text())
+        if previous.get("density"):  # --max-n 0: keep the last ramp's figures, dated
+            results["density"] = {
+                **previous["density"],
+                "measured": previous["density"].get("measured", previous["measured"]),
+            }
+    publish(results, args.output, data, args.plots or out_dir, args.output.parent)
     console.print(f"[bold]==>[/bold] written: {args.output} (block hello-http), {out_dir}/")
     return 0
 

@@ -170,7 +170,8 @@ def render_density(density: dict[str, Any]) -> list[str]:
         "",
         f"Largest N that answered: **{largest(density)}** (aim ≥ 100); {density['stopped']}. "
         f"Guest RAM per instance: {density['memory_mib']} MiB. "
-        f"A step of N counts only if all N answer within {density['deadline']}.",
+        f"A step of N counts only if all N answer within {density['deadline']}."
+        + (f" (This ramp was measured {density['measured']}, in an earlier run.)" if density.get("measured") else ""),
         "",
     ]
     body = []
