@@ -77,7 +77,7 @@ def test_missing_kernel_says_how_to_build_it(tmp_path: Path) -> None:
     env = {**os.environ, "KILN_HOME": str(tmp_path / "empty-home")}
     proc = kiln("build", "--no-kernel-build", str(FIXTURES / "exit3"), env=env)
     assert_one_line_error(proc, "no kernel is built for config ")
-    assert "run `kiln kernel build --features base,dm-verity,epoll,erofs," in proc.stderr
+    assert "run `kiln kernel build --features base,control,dm-verity,epoll,erofs," in proc.stderr
     assert store_state(env) == []
 
 

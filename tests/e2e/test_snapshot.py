@@ -4,6 +4,7 @@ snapshot can fail to fit (damaged, other memory, other QEMU) ending in a cold bo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -185,3 +186,24 @@ def test_snapshot_without_ports_asks_for_after_kernel(session_env: dict[str, str
     kiln("build", str(FIXTURES / "exit3"), env=session_env, check=True)
     proc = kiln("snapshot", "exit3", env=session_env)
     assert proc.returncode != 0 and "--after kernel" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.vm
+def test_the_supervisor_restores_again_after_a_crash(clone_snapshot: str, session_env: dict[str, str]) -> None:
+    port = free_port()
+    kiln("run", "-d", "--name", "phoenix", "--restart", "always", "--snapshot=require", "-p",
+         f"127.0.0.1:{port}:8080", clone_snapshot, env=session_env, check=True)  # fmt: skip
+    try:
+        saved_start = _first_answer(port)["started"]
+        state = json.loads(kiln("ps", "--json", env=session_env, check=True).stdout)[0]
+        os.kill(int(state["pid"]), 9)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = json.loads(kiln("ps", "--json", env=session_env, check=True).stdout)[0]
+            if state["restarts"] == 1 and state["state"] == "running":
+                break
+            time.sleep(0.2)
+        assert state["restarts"] == 1, state
+        assert _first_answer(port)["started"] == saved_start  # the same saved app, restored again
+    finally:
+        kiln("rm", "-f", "phoenix", env=session_env)

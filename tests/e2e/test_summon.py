@@ -199,3 +199,26 @@ def test_summon_errors_are_one_line(session_env: dict[str, str], tmp_path: Path)
     config.write_text('idle = "soon"\n[[service]]\nimage = "x"\nports = ["1:2"]\n')
     wrong = kiln("summon", "-f", str(config), env=session_env)
     assert wrong.returncode != 0 and "idle" in wrong.stderr and "not a duration" in wrong.stderr
+
+
+@pytest.mark.vm
+def test_a_detached_summoner_serves_until_stopped(
+    clone_snapshot: str,  # noqa: F811
+    session_env: dict[str, str],
+) -> None:
+    port = free_port()
+    started = kiln("summon", "-d", "--name", "bg", f"{clone_snapshot}={port}:8080", env=session_env, check=True)
+    try:
+        assert "summoner bg running" in started.stdout
+        again = kiln("summon", "-d", "--name", "bg", f"{clone_snapshot}={free_port()}:8080", env=session_env)
+        assert again.returncode != 0 and "already running" in again.stderr
+        assert _get(port).status_code == 200
+        ps = json.loads(kiln("ps", "--json", env=session_env, check=True).stdout)
+        assert [(i["name"], i["summoned_by"] is not None) for i in ps] == [("clone-http.summoned", True)]
+    finally:
+        kiln("summon", "--stop", "--name", "bg", env=session_env, check=True)
+    assert json.loads(kiln("ps", "--json", env=session_env, check=True).stdout) == []
+    log = Path(session_env["KILN_HOME"]) / "summon" / "bg" / "summoner.log"
+    assert "clone-http: stopped (shutdown)" in log.read_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
