@@ -128,7 +128,7 @@ def step(env: dict[str, str], n: int, accel: str, memory_mib: int | None, timeou
     errors: list[str] = []
 
     def launch(i: int) -> None:
-        argv = [KILN, "run", "-d", "--name", names[i], "--accel", accel, *mem]
+        argv = [KILN, "run", "-d", "--cold", "--name", names[i], "--accel", accel, *mem]
         argv += ["-p", f"127.0.0.1:{ports[i]}:{GUEST_PORT}", IMAGE]
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0:

@@ -130,7 +130,8 @@ class KilnQemu(Stack):
 
     def argv(self, port: int, memory_mib: int | None = None) -> list[str]:
         mem = ["-m", f"{memory_mib}M"] if memory_mib else []
-        return [KILN, "run", "--accel", self.accel, *mem, "-p", f"127.0.0.1:{port}:{GUEST_PORT}", IMAGE]
+        # --cold: a boot, even when the store holds the snapshot the restored stack made
+        return [KILN, "run", "--cold", "--accel", self.accel, *mem, "-p", f"127.0.0.1:{port}:{GUEST_PORT}", IMAGE]
 
     def facts(self) -> ImageFacts:
         return kiln_image(self.env["KILN_HOME"])[0]
