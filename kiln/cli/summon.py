@@ -106,7 +106,7 @@ def summon(
     name: str,
     stop: bool,
 ) -> None:
-    """Serve SERVICES (or those of summon.toml) on their host ports; summon an instance on the first
+    """Serve images given as IMAGE=PORTS (or those of summon.toml) on their host ports; summon an instance
     connection, restoring its snapshot when it has one, and stop it when idle."""
     if stop:
         _stop(name)

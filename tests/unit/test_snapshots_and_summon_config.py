@@ -130,3 +130,8 @@ def test_summon_config_from_file_and_command_line(tmp_path: Path) -> None:
 def test_summon_config_errors(services: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         load(None, services)
+
+
+def test_the_example_summon_toml_is_valid() -> None:
+    cfg = load(Path(__file__).resolve().parents[2] / "examples" / "summon" / "summon.toml", [])
+    assert [s.name for s in cfg.service] == ["hello"] and cfg.dns is not None and cfg.dns.domain == "kiln.test"
