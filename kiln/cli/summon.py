@@ -107,7 +107,7 @@ def summon(
     stop: bool,
 ) -> None:
     """Serve images given as IMAGE=PORTS (or those of summon.toml) on their host ports; summon an instance
-    connection, restoring its snapshot when it has one, and stop it when idle."""
+    on the first connection, restoring its snapshot when it has one, and stop it when idle."""
     if stop:
         _stop(name)
         return
