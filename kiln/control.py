@@ -32,7 +32,8 @@ PORT_NAME = "org.kiln.control"
 class ControlChannel:
     """One connection to a VM's guest init."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, timeout: float = 30.0, alive: Callable[[], bool] | None = None) -> None:
+        """Connect, waiting up to `timeout` for QEMU to create the socket (and no longer than `alive()`)."""
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buf = b""
@@ -42,6 +43,9 @@ class ControlChannel:
                 self.sock.connect(str(path))
                 break
             except (FileNotFoundError, ConnectionRefusedError):
+                if alive is not None and not alive():
+                    self.sock.close()
+                    raise TargetError("the VM stopped before its control channel opened") from None
                 if time.monotonic() > deadline:
                     self.sock.close()
                     raise TargetError(f"the VM's control channel {path} did not appear in {timeout:.0f} s") from None

@@ -22,6 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from kiln import _proc
 from kiln.control import ControlChannel
@@ -73,8 +74,8 @@ def _wait_ready(
         time.sleep(0.05)
 
 
-def _save(qmp_socket: object, state: object) -> None:
-    qmp = qmp_session(qmp_socket)  # type: ignore[arg-type]
+def _save(qmp_socket: Path, state: Path) -> None:
+    qmp = qmp_session(qmp_socket)
     try:
         qmp.cmd("stop")
         ignore_shared(qmp)
@@ -137,7 +138,7 @@ def make(
         assert proc.stdout is not None
         console = ConsoleReader(proc.stdout, None)
         try:
-            with ControlChannel(tmp / "ctl", timeout=30) as ctl:
+            with ControlChannel(tmp / "ctl", timeout=30, alive=lambda: proc.poll() is None) as ctl:
                 _wait_ready(ctl, image, after, ready_port, began + timeout, lambda: proc.poll() is None)
             boot_seconds = time.monotonic() - began
             _save(tmp / "qmp", state)

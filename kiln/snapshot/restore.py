@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,9 +28,11 @@ if TYPE_CHECKING:
 RESTORE_TIMEOUT = 30.0
 
 
-def qmp_session(socket_path: Path, timeout: float = RESTORE_TIMEOUT) -> QEMUMonitorProtocol:
+def qmp_session(
+    socket_path: Path, timeout: float = RESTORE_TIMEOUT, alive: Callable[[], bool] | None = None
+) -> QEMUMonitorProtocol:
     """A connected QMP client (imported here: only restores and snapshots need it). QEMU creates
-    its monitor socket a few milliseconds after it starts: wait for it."""
+    its monitor socket a few milliseconds after it starts: wait for it (while `alive()`)."""
     from qemu.qmp.legacy import QEMUMonitorProtocol
 
     deadline = time.monotonic() + timeout
@@ -40,6 +43,8 @@ def qmp_session(socket_path: Path, timeout: float = RESTORE_TIMEOUT) -> QEMUMoni
             return qmp
         except Exception as err:  # qemu.qmp raises several kinds
             close_quietly(qmp)
+            if alive is not None and not alive():
+                raise TargetError("QEMU ended before its monitor opened") from None
             if time.monotonic() > deadline:
                 raise TargetError(f"QEMU's monitor {socket_path} did not answer: {err}") from None
             time.sleep(0.002)
@@ -68,9 +73,15 @@ def _migration_status(qmp: QEMUMonitorProtocol) -> str | None:
     return info.get("status") if isinstance(info, dict) else None
 
 
-def complete(restore: Restore, control_socket: Path, qmp_socket: Path, timeout: float = RESTORE_TIMEOUT) -> None:
+def complete(
+    restore: Restore,
+    control_socket: Path,
+    qmp_socket: Path,
+    alive: Callable[[], bool],
+    timeout: float = RESTORE_TIMEOUT,
+) -> None:
     """Load the saved state into the waiting QEMU, reseed the guest and set its clock, publish its ports."""
-    qmp = qmp_session(qmp_socket, timeout)
+    qmp = qmp_session(qmp_socket, timeout, alive)
     try:
         _qmp(qmp, "migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": True}])
         _qmp(qmp, "migrate-incoming", uri=f"exec:cat {shlex.quote(str(restore.state))}")
@@ -80,7 +91,7 @@ def complete(restore: Restore, control_socket: Path, qmp_socket: Path, timeout: 
                 raise TargetError(f"QEMU could not load the snapshot (migration {status})")
             time.sleep(0.002)
         _qmp(qmp, "cont")  # it was saved paused
-        with ControlChannel(control_socket, timeout=timeout) as ctl:
+        with ControlChannel(control_socket, timeout=timeout, alive=alive) as ctl:
             ctl.reseed(timeout)
         for port in restore.ports:
             rule = f"tcp:{port.host_ip}:{port.host}-:{port.guest}"

@@ -289,7 +289,6 @@ class Summoner:
             self.log("summoner stopped")
 
     def _describe(self, svc: Service) -> None:
-        from kiln.snapshot.match import made_with, qemu_version  # noqa: F401 (warm the caches)
         from kiln.targets.base import RunConfig
         from kiln.targets.qemu import QemuTarget
 

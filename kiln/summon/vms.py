@@ -101,7 +101,7 @@ def start(store: Store, image: Image, service: Service, ready_timeout: float) ->
         assert plan.control_socket
         saved_listening = vm.restored and plan.restore is not None and set(guest_ports) <= set(plan.restore.listening)
         if not saved_listening:  # a cold boot, a snapshot made "after kernel", or a port it did not listen on
-            with ControlChannel(plan.control_socket, timeout=ready_timeout) as ctl:
+            with ControlChannel(plan.control_socket, timeout=ready_timeout, alive=lambda: not svm.exited) as ctl:
                 ctl.wait_listening(guest_ports, ready_timeout, alive=lambda: not svm.exited)
     except BaseException:
         stop(svm)

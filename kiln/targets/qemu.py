@@ -150,7 +150,7 @@ class QemuTarget:
         assert plan.restore and plan.qmp_socket and plan.control_socket
         vm = self._launch(plan.argv, sink)
         try:
-            restore.complete(plan.restore, plan.control_socket, plan.qmp_socket)
+            restore.complete(plan.restore, plan.control_socket, plan.qmp_socket, lambda: vm.proc.poll() is None)
             return dataclasses.replace(vm, restored=True)
         except BaseException as err:
             vm.proc.kill()
