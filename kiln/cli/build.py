@@ -35,7 +35,7 @@ Examples:
 @click.option("-t", "--tag", help="Name the image name[:tag] (default: the app's name, :latest).")
 @click.option("--exe", help="Build a native program (a path, or a name on PATH); ARGS are its arguments.")
 @click.option("--deb", help="Build the program of this Debian package (fetched, never installed); ARGS as --exe.")
-@click.option("--name", help="With --exe: the image name (default: the program's).")
+@click.option("--name", help="The image name, as -t (default: the app's, or the program's).")
 @click.option("-p", "--port", "ports", type=int, multiple=True, help="With --exe: a port the program listens on.")
 @click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
 @click.option("--user", "users", multiple=True, help="With --exe: an account the program needs in /etc/passwd.")
@@ -71,8 +71,15 @@ def build(
         except ValidationError as err:
             raise UsageError(f"--exe: {err.errors()[0]['msg']}") from None
         app = App(root=Path.cwd(), config=config, config_file=None)
-    elif len(args) == 1 and not (name or ports or files or users):
+    elif len(args) == 1 and not (ports or files or users):
         app = load_app(Path(args[0]))
+        if name and tag:
+            raise UsageError("--name and -t both name the image: give one (-t NAME[:TAG])")
+        tag = tag or name
+    elif len(args) == 1:
+        raise UsageError(
+            "-p, --file and --user describe a native program (--exe, --deb); an app declares them in kiln.toml"
+        )
     else:
         raise UsageError("give one APP, or --exe PROGRAM [options] -- ARGS (see kiln build --help)")
     if check and app.native:

@@ -29,6 +29,7 @@ from kiln.analyze.python import ModuleGraph, analyze
 from kiln.config import App, AppConfig
 from kiln.deps import declared as declared_deps
 from kiln.deps.install import install
+from kiln.errors import UsageError
 from kiln.guest import init_binary
 from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data
@@ -146,14 +147,32 @@ def layout(
     return entries, placed
 
 
-def _sources_digest(app: App, graph: ModuleGraph) -> str:
-    h = hashlib.sha256()
-    files = [m.path for m in graph.modules.values() if m.origin == "app" and m.path]
+def _sources_digest(app: App, graph: ModuleGraph, data: list[Path]) -> str:
+    """sha256 over what the build read from the app's directory (its modules, config, dependency
+    declarations and data files), each file as its path relative to the app, NUL, its content."""
+    files = {m.path for m in graph.modules.values() if m.origin == "app" and m.path} | set(data)
     if app.config_file:
-        files.append(app.config_file)
-    for f in sorted(files):
+        files.add(app.config_file)
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda p: str(p.relative_to(app.root))):
         h.update(str(f.relative_to(app.root)).encode() + b"\0" + f.read_bytes())
+    declared = None if app.single_file else declared_deps.read(app.root)
+    if declared is not None:  # the declarations with what they include (-r files, local packages)
+        h.update(b"dependencies\0" + declared.key.encode())
     return "sha256:" + h.hexdigest()
+
+
+def build_time() -> datetime:
+    """The image's `created`: SOURCE_DATE_EPOCH when set (reproducible-builds.org), else 1970-01-01.
+
+    Nothing in the inputs tells a trustworthy time (a checkout's mtimes are the checkout's), and
+    the build time would make every build a different image; so, as Nix and ko do, the epoch."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise UsageError(f"SOURCE_DATE_EPOCH must be seconds since 1970 (got {raw!r})")
+        return datetime.fromtimestamp(int(raw), UTC)
+    return datetime.fromtimestamp(0, UTC)
 
 
 # Shows a kernel build's progress: given the config, yields the callback for kbuild.build.
@@ -224,7 +243,8 @@ def build_python(
         say(f"laying out {len(graph.modules)} modules")
         root = RootFS(scratch / "root")
         modules, closure = layout(app, graph, interp, root, place)
-        data_files = package_data(graph, root, place) + app_data(app, root, place)
+        app_files = app_data(app, root, place)
+        data_files = package_data(graph, root, place) + len(app_files)
         root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
         root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
         python = PythonInfo(
@@ -238,9 +258,9 @@ def build_python(
             data_files=data_files,
         )
         inputs = BuildInputs(
-            source=str(app.root),
-            config_file=str(app.config_file) if app.config_file else None,
-            sources_digest=_sources_digest(app, graph),
+            source=app.entry_path.name if app.single_file else app.root.name,
+            config_file=str(app.config_file.relative_to(app.root)) if app.config_file else None,
+            sources_digest=_sources_digest(app, graph, app_files),
             kiln_version=__version__,
         )
         contents = Contents(root, _entry(app, graph, interp, place), closure, python, inputs)
@@ -280,7 +300,7 @@ def finish(
     def manifest(kernel_digest: str, kernel_size: int, rootfs_digest: str, rootfs_size: int) -> Manifest:
         return Manifest(
             name=ref.name,
-            created=datetime.now(UTC).replace(microsecond=0),
+            created=build_time(),
             kernel=KernelPart(
                 digest=kernel_digest,
                 size=kernel_size,

@@ -93,12 +93,12 @@ def package_data(graph: ModuleGraph, root: RootFS, place: Placement) -> int:
     return count
 
 
-def app_data(app: App, root: RootFS, place: Placement) -> int:
-    """Copy the app's own data files; returns how many."""
+def app_data(app: App, root: RootFS, place: Placement) -> list[Path]:
+    """Copy the app's own data files; return them (host paths)."""
     assert isinstance(app.config, AppConfig)
     vendored = {(app.root / p).resolve() for p in app.config.python_path}
     if app.single_file and app.config.data is None:
-        return 0  # a single .py file: its directory is not the app's
+        return []  # a single .py file: its directory is not the app's
     if app.config.data is not None:
         # A glob that matches a directory ("templates/**") means every file below it.
         matched = [m for pattern in app.config.data for m in app.root.glob(pattern)]
@@ -115,4 +115,4 @@ def app_data(app: App, root: RootFS, place: Placement) -> int:
             files += [here / n for n in sorted(filenames) if _is_data(n) and n not in SKIPPED_APP_FILES]
     for host in files:
         root.add_file(str(place.guest(host)), host)
-    return len(files)
+    return files

@@ -123,10 +123,10 @@ def build_native(
         )
         program = elf.resolve_in(sysroot, exe)
         assert program is not None
-        source = f"Debian package {unpacked.package} {unpacked.version}" if unpacked else exe
+        source = f"Debian package {unpacked.package} {unpacked.version}" if unpacked else f"program {Path(exe).name}"
         inputs = BuildInputs(
             source=source,
-            config_file=str(app.config_file) if app.config_file else None,
+            config_file=str(app.config_file.relative_to(app.root)) if app.config_file else None,
             sources_digest=sha256_file(program),
             kiln_version=__version__,
         )

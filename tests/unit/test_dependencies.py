@@ -185,7 +185,7 @@ def test_app_data_defaults_narrowing_and_single_files(tmp_path: Path) -> None:
     assert copied(app_root) == {"/app/templates/index.html", "/app/static/style.css", "/app/notes.txt"}
     assert copied(app_root, 'data = ["templates/**"]\n') == {"/app/templates/index.html"}
     root = RootFS(tmp_path / "single")
-    assert app_data(load_app(app_root / "app.py"), root, Placement(app_root, APP_DIR)) == 0
+    assert app_data(load_app(app_root / "app.py"), root, Placement(app_root, APP_DIR)) == []
 
 
 def test_framework_hints_keep_string_imports_that_exist(tmp_path: Path) -> None:
