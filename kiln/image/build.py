@@ -232,6 +232,7 @@ def build_python(
     kernel_progress: KernelProgress | None = None,
 ) -> BuildResult:
     say = step or (lambda _msg: None)
+    build_time()  # a malformed SOURCE_DATE_EPOCH fails before any work (mkfs.erofs reads it too)
     ref = Ref.parse(tag) if tag else Ref(app.name)
     say(f"analyzing {app.entry_path.name}")
     analysis = analyze_python(app, say)

@@ -19,7 +19,7 @@ from kiln.config import App, NativeConfig
 from kiln.debs import Unpacked, default_exe, fetch
 from kiln.errors import AppError
 from kiln.guest import init_binary
-from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, finish, kernel_for
+from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, build_time, finish, kernel_for
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
 from kiln.manifest import BuildInputs, Entry
@@ -97,6 +97,7 @@ def build_native(
     kernel_progress: KernelProgress | None = None,
 ) -> BuildResult:
     say = step or (lambda _msg: None)
+    build_time()  # a malformed SOURCE_DATE_EPOCH fails before any work (mkfs.erofs reads it too)
     cfg = app.config
     assert isinstance(cfg, NativeConfig)
     ref = Ref.parse(tag) if tag else Ref(app.name)
