@@ -16,28 +16,29 @@ from kiln import __version__
 from kiln.cli.ui import err_console
 from kiln.errors import KilnError
 
-# verb -> "module:command"; a verb's module is imported only when it runs, which
-# keeps `kiln run` from paying for the build pipeline's imports at start-up.
-COMMANDS = {
-    "kernel": "kiln.cli.kernel:kernel",
-    "build": "kiln.cli.build:build",
-    "run": "kiln.cli.run:run",
-    "images": "kiln.cli.images:images",
-    "inspect": "kiln.cli.inspect:inspect",
-    "ps": "kiln.cli.ps:ps",
-    "logs": "kiln.cli.logs:logs",
-    "stop": "kiln.cli.stop:stop",
-    "start": "kiln.cli.start:start",
-    "rm": "kiln.cli.rm:rm",
-    "stats": "kiln.cli.stats:stats",
-    "tag": "kiln.cli.tag:tag",
-    "rmi": "kiln.cli.rmi:rmi",
-    "prune": "kiln.cli.prune:prune",
-    "push": "kiln.cli.push:push",
-    "pull": "kiln.cli.push:pull",
-    "trace": "kiln.cli.trace:trace",
-    "snapshot": "kiln.cli.snapshot:snapshot",
-    "summon": "kiln.cli.summon:summon",
+# verb -> ("module:command", its one-line help). A verb's module is imported only when it runs,
+# which keeps `kiln run` from paying for the build pipeline's imports, and `kiln --help` from
+# importing every command (tests/unit/test_cli_help.py keeps the one-liners true).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "kernel": ("kiln.cli.kernel:kernel", "Build and inspect guest kernels."),
+    "build": ("kiln.cli.build:build", "Build an app into an image: ARGS is APP (a directory with..."),
+    "run": ("kiln.cli.run:run", "Run IMAGE; the console streams here, Ctrl-C stops it, and..."),
+    "images": ("kiln.cli.images:images", "List images: name, tag, digest, size, created, and their..."),
+    "inspect": ("kiln.cli.inspect:inspect", "Show the manifest of IMAGE (name[:tag] or digest)."),
+    "ps": ("kiln.cli.ps:ps", "List instances: name, image, target, state, ports,..."),
+    "logs": ("kiln.cli.logs:logs", "Print the console output of instance NAME."),
+    "stop": ("kiln.cli.stop:stop", "Stop running instances; they stay listed (kiln ps -a)..."),
+    "start": ("kiln.cli.start:start", "Start stopped instances."),
+    "rm": ("kiln.cli.rm:rm", "Remove instances (their console logs go with them)."),
+    "stats": ("kiln.cli.stats:stats", "Guest memory (configured and resident on the host) and..."),
+    "tag": ("kiln.cli.tag:tag", "Make TARGET name the same image as SOURCE."),
+    "rmi": ("kiln.cli.rmi:rmi", "Untag IMAGES; their blobs are deleted by `kiln prune`..."),
+    "prune": ("kiln.cli.prune:prune", "Delete unused blobs (kernels, root file systems,..."),
+    "push": ("kiln.cli.push:push", "Push IMAGE (named registry/repository:tag) to its..."),
+    "pull": ("kiln.cli.push:pull", "Pull IMAGE from its registry into the local store,..."),
+    "trace": ("kiln.cli.trace:trace", "Run IMAGE under strace while you exercise it; report its..."),
+    "snapshot": ("kiln.cli.snapshot:snapshot", "Boot IMAGE once, wait until it is ready, and save the..."),
+    "summon": ("kiln.cli.summon:summon", "Serve images given as IMAGE=PORTS (or those of..."),
 }
 
 EPILOG = """\b
@@ -55,8 +56,13 @@ class KilnGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: ARG002
         if cmd_name not in COMMANDS:
             return None
-        module, attr = COMMANDS[cmd_name].split(":")
+        module, attr = COMMANDS[cmd_name][0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the one-liners above, without importing a single command."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(verb, COMMANDS[verb][1]) for verb in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context) -> object:
         debug = bool(ctx.params.get("debug"))
