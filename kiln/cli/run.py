@@ -11,7 +11,7 @@ import click
 from kiln.cli.ui import console, err_console, interrupt_on
 from kiln.errors import UsageError
 from kiln.store import Store
-from kiln.targets import TARGETS
+from kiln.targets import NAMES, TARGETS
 from kiln.targets.base import RunConfig, VolumeMap
 from kiln.targets.ports import PortMap
 from kiln.units import parse_memory
@@ -40,7 +40,7 @@ Examples:
 @click.option(
     "-t",
     "--target",
-    type=click.Choice(sorted(TARGETS)),
+    type=click.Choice(sorted(NAMES)),
     default="qemu",
     show_default=True,
     help="Where to run the image.",

@@ -6,8 +6,21 @@ unix   the same root file system as a sandboxed host process
 
 from __future__ import annotations
 
-from kiln.targets.base import Target
-from kiln.targets.qemu import QemuTarget
-from kiln.targets.unix import UnixTarget
+from typing import TYPE_CHECKING
 
-TARGETS: dict[str, type[Target]] = {"qemu": QemuTarget, "unix": UnixTarget}
+if TYPE_CHECKING:
+    from kiln.targets.base import Target
+
+NAMES = ("qemu", "unix")  # what `kiln run --target` offers, known without importing a target
+
+
+def __getattr__(name: str) -> object:
+    """TARGETS, imported on first use: reading kiln.targets.base (RunConfig) must not load QEMU's code."""
+    if name != "TARGETS":
+        raise AttributeError(name)
+    from kiln.targets.qemu import QemuTarget
+    from kiln.targets.unix import UnixTarget
+
+    targets: dict[str, type[Target]] = {"qemu": QemuTarget, "unix": UnixTarget}
+    globals()["TARGETS"] = targets
+    return targets

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiln.errors import UsageError
-from kiln.store import Image, Store
 from kiln.targets.ports import PortMap
+
+if TYPE_CHECKING:
+    from kiln.store import Image, Store
 
 Accel = Literal["auto", "kvm", "tcg"]
 SnapshotUse = Literal["auto", "never", "require"]

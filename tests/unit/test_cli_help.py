@@ -27,3 +27,9 @@ def test_help_lists_every_command_without_importing_them() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert all(f"  {verb} " in out for verb in COMMANDS), out
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_target_names_are_the_targets() -> None:
+    from kiln.targets import NAMES, TARGETS
+
+    assert sorted(NAMES) == sorted(TARGETS)
