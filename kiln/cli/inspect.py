@@ -127,7 +127,8 @@ def show_manifest(img: Image, show_options: bool) -> None:
         if m.python.excluded:
             lines.append(("excluded", ", ".join(m.python.excluded)))
     lines.append(("libraries", ", ".join(lib.path for lib in m.libraries)))
-    lines.append(("built from", m.build.source))
+    b = m.build
+    lines.append(("built from", f"{b.source} (sources {b.sources_digest[:19]}…, kiln {b.kiln_version})"))
     for key, value in lines:
         console.print(f"[bold]{key:>10}[/]  {escape(str(value))}", highlight=False)
     if show_options:
