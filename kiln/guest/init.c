@@ -26,9 +26,9 @@
  * exits with (status << 1) | 1); statuses of 127 and above are sent as 127 and
  * the exact value is in the console line "kiln-init: exit status N".
  *
- * The control channel (VM only) is the virtio-serial port named
- * "org.kiln.control", a UNIX socket on the host (kiln/control.py). The host
- * asks, init answers, one line each way:
+ * The control channel (VM only) is the second UART, ttyS1 (a UNIX socket on
+ * the host, kiln/control.py), in raw mode. The host asks, init answers, one
+ * line each way:
  *   ping                        -> "ok ping STATE UPTIME_MS"  (STATE: waiting-seed | running)
  *   listening PORT...           -> "ok listening" once every PORT has a TCP socket in LISTEN,
  *                                  else "no listening PORT" (the first one that has none)
@@ -36,8 +36,8 @@
  *                                  the CRNG to reseed, set the clock; then start the app if
  *                                  init was waiting for it (kiln.wait-seed on the command line)
  *   anything else               -> "err VERB unknown request"
- * Init reads the port only while the host side is connected; the kernel tells
- * it of every connect and disconnect with SIGIO.
+ * While no host is connected, QEMU drops what init writes and init reads
+ * nothing: a UART has no notion of a peer, and needs none.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -56,7 +56,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <dirent.h>
+#include <termios.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +76,7 @@
 #define CONFIG_PATH "/kiln/config"
 #define DEBUG_EXIT_PORT 0xf4
 #define MAX_ITEMS 256
-#define CONTROL_PORT_NAME "org.kiln.control"
+#define CONTROL_TTY "/dev/ttyS1"
 
 static char *app_argv[MAX_ITEMS + 1];
 static char *app_envp[MAX_ITEMS + 1];
@@ -471,54 +471,34 @@ static const char *rule_name(int nr) {
 
 static int wake_pipe[2] = {-1, -1};
 static int ctl_fd = -1;
-static int ctl_live;       /* the host side may be connected: poll the port */
 static int waiting_seed;   /* kiln.wait-seed: the app starts after the host's seed */
 static char ctl_in[4096];
 static size_t ctl_len;
 static struct timespec boot_time;
 
 static void wake(int sig) {
-    if (sig == SIGIO)
-        ctl_live = 1; /* connected or disconnected: look again */
+    (void)sig;
     if (write(wake_pipe[1], "w", 1) < 0) {
         /* the pipe is full: init is awake already */
     }
 }
 
 static void open_control(void) {
-    DIR *d = opendir("/sys/class/virtio-ports");
-    struct dirent *e;
-    struct sigaction sa;
-    if (!d)
-        return;
-    while ((e = readdir(d)) && ctl_fd < 0) {
-        char path[300], name[64] = "";
-        int fd;
-        ssize_t n;
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        n = read(fd, name, sizeof name - 1);
-        close(fd);
-        if (n <= 0 || strncmp(name, CONTROL_PORT_NAME, strlen(CONTROL_PORT_NAME)))
-            continue;
-        snprintf(path, sizeof path, "/dev/%s", e->d_name);
-        ctl_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-        if (ctl_fd < 0)
-            say("control channel %s: %s", path, strerror(errno));
-    }
-    closedir(d);
+    struct termios t;
+    ctl_fd = open(CONTROL_TTY, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (ctl_fd < 0)
+        return; /* no second UART: a VM without a control channel */
+    if (tcgetattr(ctl_fd, &t) < 0) {
+        close(ctl_fd); /* the port exists in the driver but no UART answers there */
+        ctl_fd = -1;
         return;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = wake;
-    sigaction(SIGIO, &sa, NULL);
-    fcntl(ctl_fd, F_SETOWN, getpid());
-    fcntl(ctl_fd, F_SETFL, O_RDWR | O_NONBLOCK | O_ASYNC);
-    ctl_live = 1;
+    }
+    cfmakeraw(&t);
+    t.c_cflag |= CLOCAL | CREAD; /* no modem lines: the host coming and going is no hangup */
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(ctl_fd, TCSANOW, &t) < 0)
+        say("control channel %s: %s", CONTROL_TTY, strerror(errno));
 }
 
 static void reply(const char *fmt, ...) {
@@ -616,11 +596,8 @@ static void request(char *line) {
 static void serve_control(short revents) {
     ssize_t n;
     char *nl;
-    if (!(revents & POLLIN)) {
-        if (revents & (POLLHUP | POLLERR))
-            ctl_live = 0; /* nobody on the host side: wait for SIGIO */
+    if (!(revents & POLLIN))
         return;
-    }
     while ((n = read(ctl_fd, ctl_in + ctl_len, sizeof ctl_in - 1 - ctl_len)) > 0) {
         ctl_len += (size_t)n;
         ctl_in[ctl_len] = '\0';
@@ -634,13 +611,11 @@ static void serve_control(short revents) {
         if (ctl_len == sizeof ctl_in - 1)
             ctl_len = 0; /* a line longer than any request: drop it */
     }
-    if (n == 0)
-        ctl_live = 0;
 }
 
-/* Fill fds[0] with the control port if the host may be there; return how many were added. */
+/* Fill *fd with the control channel, if there is one; return how many were added. */
 static int control_pollfd(struct pollfd *fd) {
-    if (ctl_fd < 0 || !ctl_live)
+    if (ctl_fd < 0)
         return 0;
     fd->fd = ctl_fd;
     fd->events = POLLIN;

@@ -115,7 +115,7 @@ def test_traditional_vm_is_a_pc_with_firmware_and_a_snapshot_disk() -> None:
 def test_control_channel_and_snapshot_ram() -> None:
     saving = command(spec(control_socket=Path("/r/c.sock"), ram_file=Path("/s/ram"), ram_shared=True))
     assert "socket,id=control,path=/r/c.sock,server=on,wait=off" in opt(saving, "-chardev")
-    assert "virtserialport,chardev=control,name=org.kiln.control,nr=1" in opt(saving, "-device")
+    assert "isa-serial,chardev=control,iobase=0x2f8,irq=3" in opt(saving, "-device")
     assert opt(saving, "-object") == ["memory-backend-file,id=ram,size=48M,mem-path=/s/ram,share=on"]
     assert opt(saving, "-machine")[0].endswith(",memory-backend=ram") and "-incoming" not in saving
     clone = command(spec(control_socket=Path("/r/c.sock"), ram_file=Path("/s/ram"), incoming=True))
@@ -126,5 +126,5 @@ def test_control_channel_and_snapshot_ram() -> None:
 def test_device_set_ignores_paths_and_ports() -> None:
     a = spec(control_socket=Path("/r/c.sock"), ports=(PortMap(host=8080, guest=80),))
     b = spec(control_socket=Path("/elsewhere/c.sock"), rootfs=Path("/other"), ram_file=Path("/s/ram"))
-    assert device_set(a) == device_set(b) == "microvm,debug-exit,virtio-blk,virtio-rng,virtio-net,virtio-serial:control"
+    assert device_set(a) == device_set(b) == "microvm,debug-exit,virtio-blk,virtio-rng,virtio-net,uart:control"
     assert device_set(spec(network=False, volumes=(("vol0", Path("/d")),))).endswith("9p:vol0")
