@@ -7,12 +7,12 @@ A UART, not a virtio-serial port: it has no receive rings in guest memory
 The host connects, asks, and init answers, one text line each way (the
 requests are listed at the top of kiln/guest/init.c):
 
-    ping                            ok ping STATE UPTIME_MS
-    listening PORT...               ok listening | no listening PORT
-    seed HEX64 SECONDS NANOSECONDS  ok seed
+    @N ping                            @N ok ping STATE UPTIME_MS
+    @N listening PORT...               @N ok listening | @N no listening PORT
+    @N seed HEX64 SECONDS NANOSECONDS  @N ok seed
 
 Only the host starts a conversation, and only one host process talks at a time
-(QEMU's socket takes one client). Snapshots (kiln.summon.snapshot) and every
+(QEMU's socket takes one client). Snapshots (kiln.snapshot) and every
 restore use it; later tools (stacks, guest stats) add requests to the same
 channel rather than opening another one.
 """
@@ -28,6 +28,8 @@ from pathlib import Path
 
 from kiln.errors import TargetError
 
+RESEND = 0.5  # seconds before a request unanswered is sent again (a UART may have dropped it)
+
 
 class ControlChannel:
     """One connection to a VM's guest init."""
@@ -37,6 +39,7 @@ class ControlChannel:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buf = b""
+        self._seq = 0
         deadline = time.monotonic() + timeout
         while True:  # QEMU creates the socket a few milliseconds after it starts
             try:
@@ -61,21 +64,36 @@ class ControlChannel:
         self.close()
 
     def request(self, line: str, timeout: float = 30.0) -> str:
-        """Send one request; return init's answer (the line without its newline)."""
-        self.sock.settimeout(timeout)
+        """Send one request; return init's answer (without its tag and newline).
+
+        A UART drops what arrives before guest init opens it, so the request goes again every
+        RESEND seconds until its answer comes; answers to earlier tags are ignored."""
+        self._seq += 1
+        tag = f"@{self._seq}"
+        deadline = time.monotonic() + timeout
         try:
-            self.sock.sendall(line.encode() + b"\n")
-            while b"\n" not in self._buf:
-                chunk = self.sock.recv(4096)
-                if not chunk:
-                    raise TargetError("the VM closed its control channel (did it stop?)")
-                self._buf += chunk
-        except TimeoutError:
-            raise TargetError(f"guest init did not answer {line.split()[0]!r} within {timeout:.0f} s") from None
+            while True:
+                # the leading newline ends whatever part of an earlier line the UART dropped
+                self.sock.sendall(f"\n{tag} {line}\n".encode())
+                resend = min(deadline, time.monotonic() + RESEND)
+                while time.monotonic() < resend:
+                    while b"\n" in self._buf:
+                        answer, self._buf = self._buf.split(b"\n", 1)
+                        text = answer.decode(errors="replace").strip()
+                        if text.startswith(tag + " "):
+                            return text[len(tag) + 1 :]
+                    self.sock.settimeout(max(0.001, resend - time.monotonic()))
+                    try:
+                        chunk = self.sock.recv(4096)
+                    except TimeoutError:
+                        break
+                    if not chunk:
+                        raise TargetError("the VM closed its control channel (did it stop?)")
+                    self._buf += chunk
+                if time.monotonic() >= deadline:
+                    raise TargetError(f"guest init did not answer {line.split()[0]!r} within {timeout:.0f} s")
         except OSError as err:
             raise TargetError(f"the VM's control channel failed: {err.strerror or err}") from None
-        answer, self._buf = self._buf.split(b"\n", 1)
-        return answer.decode(errors="replace")
 
     def ping(self, timeout: float = 30.0) -> str:
         """The guest's state: "running" or "waiting-seed"."""

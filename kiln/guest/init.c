@@ -28,7 +28,10 @@
  *
  * The control channel (VM only) is the second UART, ttyS1 (a UNIX socket on
  * the host, kiln/control.py), in raw mode. The host asks, init answers, one
- * line each way:
+ * line each way, the answer starting with the request's tag ("@N ping" ->
+ * "@N ok ping ..."): a UART drops what arrives before init opens it, so the
+ * host sends a request again until its answer comes, and ignores answers to
+ * tags it no longer waits for. Every request is safe to repeat.
  *   ping                        -> "ok ping STATE UPTIME_MS"  (STATE: waiting-seed | running)
  *   listening PORT...           -> "ok listening" once every PORT has a TCP socket in LISTEN,
  *                                  else "no listening PORT" (the first one that has none)
@@ -501,12 +504,15 @@ static void open_control(void) {
         say("control channel %s: %s", CONTROL_TTY, strerror(errno));
 }
 
+static char ctl_tag[24]; /* the tag of the request being answered ("@N "), or "" */
+
 static void reply(const char *fmt, ...) {
     char buf[512];
     va_list ap;
     int n, off = 0, tries = 0;
+    n = snprintf(buf, sizeof buf - 1, "%s", ctl_tag);
     va_start(ap, fmt);
-    n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    n += vsnprintf(buf + n, sizeof buf - 1 - n, fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
@@ -552,6 +558,11 @@ static int listening_on(unsigned port) {
 
 static void request(char *line) {
     char *save = NULL, *verb = strtok_r(line, " ", &save), *arg;
+    ctl_tag[0] = '\0';
+    if (verb && verb[0] == '@') {
+        snprintf(ctl_tag, sizeof ctl_tag, "%.20s ", verb);
+        verb = strtok_r(NULL, " ", &save);
+    }
     if (!verb)
         return;
     if (!strcmp(verb, "ping")) {
