@@ -29,6 +29,7 @@ from pathlib import Path
 from kiln.errors import TargetError
 
 RESEND = 0.5  # seconds before a request unanswered is sent again (a UART may have dropped it)
+ANSWERS = ("ok", "no", "err")  # how init's answers begin, after the tag
 
 
 class ControlChannel:
@@ -80,8 +81,9 @@ class ControlChannel:
                     while b"\n" in self._buf:
                         answer, self._buf = self._buf.split(b"\n", 1)
                         text = answer.decode(errors="replace").strip()
-                        if text.startswith(tag + " "):
-                            return text[len(tag) + 1 :]
+                        rest = text[len(tag) + 1 :] if text.startswith(tag + " ") else ""
+                        if rest.split(" ", 1)[0] in ANSWERS:  # not the tty echoing a request before raw mode
+                            return rest
                     self.sock.settimeout(max(0.001, resend - time.monotonic()))
                     try:
                         chunk = self.sock.recv(4096)

@@ -502,6 +502,7 @@ static void open_control(void) {
     t.c_cc[VTIME] = 0;
     if (tcsetattr(ctl_fd, TCSANOW, &t) < 0)
         say("control channel %s: %s", CONTROL_TTY, strerror(errno));
+    tcflush(ctl_fd, TCIOFLUSH); /* what came in cooked mode (and its echo): the host sends it again */
 }
 
 static char ctl_tag[24]; /* the tag of the request being answered ("@N "), or "" */
