@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -119,7 +119,28 @@ class BuildInputs(_Frozen):
     kiln_version: str
 
 
-class Manifest(_Frozen):
+class _Document(_Frozen):
+    """A JSON document stored as a blob: its digest is taken over its canonical bytes."""
+
+    kind: ClassVar[str]  # for messages: "manifest", "snapshot record"
+
+    def to_json(self) -> bytes:
+        """The canonical bytes that the document's digest is taken over."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, what: str | None = None) -> Self:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise StoreError(f"{what or cls.kind} is not a valid kiln {cls.kind}: {where}: {first['msg']}") from None
+
+
+class Manifest(_Document):
+    kind: ClassVar[str] = "manifest"
+
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._:/-]*$")  # the image name it was built as
     created: datetime
@@ -134,19 +155,6 @@ class Manifest(_Frozen):
     @property
     def size(self) -> int:
         return self.kernel.size + self.rootfs.size
-
-    def to_json(self) -> bytes:
-        """The canonical bytes that the image digest is taken over."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2).encode() + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes, what: str = "manifest") -> Manifest:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            raise StoreError(f"{what} is not a valid kiln manifest: {where}: {first['msg']}") from None
 
 
 MEDIA_SNAPSHOT_STATE = "application/vnd.kiln.snapshot.state.v1"  # QEMU's migration stream, RAM aside
@@ -178,8 +186,10 @@ class MadeWith(_Frozen):
         return out
 
 
-class SnapshotRecord(_Frozen):
+class SnapshotRecord(_Document):
     """A saved, running VM of one image: the record is a blob, its digest names the snapshot."""
+
+    kind: ClassVar[str] = "snapshot record"
 
     schema_version: Literal[1] = SCHEMA_VERSION
     image: Digest  # the image's manifest digest
@@ -193,13 +203,3 @@ class SnapshotRecord(_Frozen):
     @property
     def size(self) -> int:
         return self.state.size + self.ram.size
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2).encode() + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes, what: str = "snapshot record") -> SnapshotRecord:
-        try:
-            return cls.model_validate_json(data)
-        except ValidationError as err:
-            raise StoreError(f"{what} is not a valid kiln snapshot record: {err.errors()[0]['msg']}") from None

@@ -169,19 +169,26 @@ class Store:
     def add_image(self, ref: Ref, parts: list[Path], manifest: Callable[[list[tuple[str, int]]], bytes]) -> str:
         """Add an image as a whole: its parts, then the manifest made from their (digest, size), then
         the tag, under the lock. If anything fails, the blobs this call added are removed again."""
+        with self._adding():
+            stored = [self.put_file(p) for p in parts]
+            digest = self.put_bytes(manifest(stored))
+            self.tag(ref, digest)
+        return digest
+
+    @contextlib.contextmanager
+    def _adding(self) -> Iterator[None]:
+        """Hold the lock while a whole (image, snapshot) goes in; if the block fails, remove the blobs
+        it added, so that nothing half-added stays behind."""
         blobs = self.root / "blobs" / "sha256"
         with self.lock():
             before = {p.name for p in blobs.iterdir()}
             try:
-                stored = [self.put_file(p) for p in parts]
-                digest = self.put_bytes(manifest(stored))
-                self.tag(ref, digest)
+                yield
             except BaseException:
                 for p in blobs.iterdir():
                     if p.name not in before:
                         p.unlink(missing_ok=True)
                 raise
-        return digest
 
     # ---- snapshots ----------------------------------------------------------------
     def _snapshot_index(self, image_digest: str, key: str | None = None) -> Path:
@@ -193,18 +200,10 @@ class Store:
     ) -> str:
         """Add a snapshot as a whole: its files (moved in), then its record, then the index entry
         (image, key) -> record, under the lock; if anything fails, the blobs this call added go again."""
-        blobs = self.root / "blobs" / "sha256"
-        with self.lock():
-            before = {p.name for p in blobs.iterdir()}
-            try:
-                stored = [self.adopt_file(p) for p in parts]
-                digest = self.put_bytes(record(stored))
-                atomic.write_bytes(self._snapshot_index(image_digest, key), digest.encode() + b"\n")
-            except BaseException:
-                for p in blobs.iterdir():
-                    if p.name not in before:
-                        p.unlink(missing_ok=True)
-                raise
+        with self._adding():
+            stored = [self.adopt_file(p) for p in parts]
+            digest = self.put_bytes(record(stored))
+            atomic.write_bytes(self._snapshot_index(image_digest, key), digest.encode() + b"\n")
         return digest
 
     def snapshot_refs(self, image_digest: str | None = None) -> list[tuple[str, str, str]]:

@@ -58,7 +58,7 @@ def close_quietly(qmp: QEMUMonitorProtocol) -> None:
 
 def ignore_shared(qmp: QEMUMonitorProtocol) -> None:
     """RAM in a file stays out of the migration stream (on both sides)."""
-    qmp.cmd("migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": True}])
+    _qmp(qmp, "migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": True}])
 
 
 def _qmp(qmp: QEMUMonitorProtocol, name: str, **args: object) -> object:
@@ -83,7 +83,7 @@ def complete(
     """Load the saved state into the waiting QEMU, reseed the guest and set its clock, publish its ports."""
     qmp = qmp_session(qmp_socket, timeout, alive)
     try:
-        _qmp(qmp, "migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": True}])
+        ignore_shared(qmp)
         _qmp(qmp, "migrate-incoming", uri=f"exec:cat {shlex.quote(str(restore.state))}")
         deadline = time.monotonic() + timeout
         while (status := _migration_status(qmp)) != "completed":
