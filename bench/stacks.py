@@ -25,7 +25,7 @@ from kiln.baselines import traditional
 from kiln.image import unpack
 from kiln.store import Store
 from kiln.surface import scan_tree
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import PcVmSpec, pc_command
 
 APP = ROOT / "examples" / "hello-http"

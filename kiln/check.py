@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from kiln.store import Image, Store
 from kiln.targets.base import RunConfig
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 from kiln.targets.unix import UnixTarget
 
 PROFILE_ENV = {"PYTHONPROFILEIMPORTTIME": "1"}

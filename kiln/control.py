@@ -10,6 +10,7 @@ requests are listed at the top of kiln/guest/init.c):
     @N ping                            @N ok ping STATE UPTIME_MS
     @N listening PORT...               @N ok listening | @N no listening PORT
     @N seed HEX64 SECONDS NANOSECONDS  @N ok seed
+    @N meminfo                         @N ok meminfo MemTotal=KIB ... VmRSS=KIB ...
 
 Only the host starts a conversation, and only one host process talks at a time
 (QEMU's socket takes one client). Snapshots (kiln.snapshot) and every
@@ -121,6 +122,18 @@ class ControlChannel:
                 raise TargetError(f"the app did not listen on port(s) {listed} within {timeout:.0f} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def meminfo(self, timeout: float = 30.0) -> dict[str, int]:
+        """The guest's own memory figures in KiB: /proc/meminfo's MemTotal, MemFree, MemAvailable,
+        Cached, Shmem, AnonPages, Slab, KernelStack, PageTables, and the app's VmRSS, RssAnon, RssFile."""
+        answer = self.request("meminfo", timeout)
+        parts = answer.split()
+        if parts[:2] != ["ok", "meminfo"]:
+            raise TargetError(f"guest init answered meminfo with {answer!r}")
+        try:
+            return {key: int(value) for key, value in (p.split("=", 1) for p in parts[2:])}
+        except ValueError:
+            raise TargetError(f"guest init answered meminfo with {answer!r}") from None
 
     def reseed(self, timeout: float = 30.0) -> None:
         """Give the guest a fresh 256-bit seed and the host's time (after every restore)."""

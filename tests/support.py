@@ -16,7 +16,8 @@ import bcrypt
 import httpx
 
 from bench.harness import free_port
-from kiln.targets.ports import Forwarder, PortMap
+from kiln.targets.portmap import PortMap
+from kiln.targets.ports import Forwarder
 
 
 class Registry:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
+import msgspec
 
-from kiln.cli.ui import console, human_size, print_json
+from kiln.cli.ui import columns, human_size, print_json
 from kiln.errors import StoreError
 from kiln.manifest import SnapshotRecord
 from kiln.store import Store
@@ -39,24 +39,26 @@ def images(as_json: bool) -> None:
                     "size": i.manifest.size,
                     "created": i.manifest.created.isoformat(),
                     "snapshots": [
-                        {"digest": d, "size": r.size, **r.made_with.model_dump()} for d, r in snaps[i.digest]
+                        {"digest": d, "size": r.size, **msgspec.structs.asdict(r.made_with)} for d, r in snaps[i.digest]
                     ],
                 }
                 for i in rows
             ]
         )
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "TAG", "DIGEST", "SIZE", "CREATED", "SNAPSHOTS"):
-        table.add_column(col, justify="right" if col == "SIZE" else "left")
+    table: list[list[str]] = []
     for i in rows:
-        table.add_row(
-            i.ref.name,
-            i.ref.tag,
-            i.digest.split(":", 1)[1][:12],
-            human_size(i.manifest.size),
-            i.manifest.created.strftime("%Y-%m-%d %H:%M:%S"),
-            ", ".join(f"{r.made_with.after}/{r.made_with.memory_mib}M/{r.made_with.accel}" for _, r in snaps[i.digest])
-            or "-",
+        table.append(
+            [
+                i.ref.name,
+                i.ref.tag,
+                i.digest.split(":", 1)[1][:12],
+                human_size(i.manifest.size),
+                i.manifest.created.strftime("%Y-%m-%d %H:%M:%S"),
+                ", ".join(
+                    f"{r.made_with.after}/{r.made_with.memory_mib}M/{r.made_with.accel}" for _, r in snaps[i.digest]
+                )
+                or "-",
+            ]
         )
-    console.print(table)
+    columns(("NAME", "TAG", "DIGEST", "SIZE", "CREATED", "SNAPSHOTS"), table, right=("SIZE",))

@@ -34,8 +34,8 @@ def inspect(image: str, as_json: bool, surface: bool, show_options: bool) -> Non
         print_json(
             {
                 "digest": img.digest,
-                "manifest": img.manifest.model_dump(mode="json"),
-                "snapshots": [{"digest": d, **r.model_dump(mode="json")} for d, r in snapshots_of(store, img.digest)],
+                "manifest": img.manifest.to_dict(),
+                "snapshots": [{"digest": d, **r.to_dict()} for d, r in snapshots_of(store, img.digest)],
             }
         )
     else:

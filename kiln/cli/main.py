@@ -10,10 +10,9 @@ import importlib
 import sys
 
 import click
-from rich.markup import escape
 
 from kiln import __version__
-from kiln.cli.ui import err_console
+from kiln.cli import ui
 from kiln.errors import KilnError
 
 # verb -> ("module:command", its one-line help). A verb's module is imported only when it runs,
@@ -71,12 +70,12 @@ class KilnGroup(click.Group):
         except KilnError as err:
             if debug:
                 raise
-            err_console.print(f"[bold red]kiln: error:[/] {escape(str(err))}", highlight=False)
+            ui.error(str(err))
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             if debug:
                 raise
-            err_console.print("kiln: interrupted")
+            ui.say("kiln: interrupted", err=True)
             sys.exit(130)
 
 

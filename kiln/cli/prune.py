@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.ui import console, print_json
+from kiln.cli import ui
+from kiln.cli.ui import print_json
 from kiln.runtime.instance import images_in_use
 from kiln.store import Store
 
@@ -17,4 +18,4 @@ def prune(as_json: bool) -> None:
     if as_json:
         print_json(removed)
     else:
-        console.print(f"deleted {len(removed)} blob{'s' if len(removed) != 1 else ''}", highlight=False)
+        ui.say(f"deleted {len(removed)} blob{'s' if len(removed) != 1 else ''}")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from kiln.cli.ui import console, human_size, print_json
+from kiln.cli.ui import columns, human_size, print_json
 from kiln.runtime.instance import all_instances, rss_bytes
 
 
@@ -47,21 +46,21 @@ def ps(show_all: bool, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "IMAGE", "TARGET", "STATE", "PORTS", "UPTIME", "MEMORY", "RESTARTS"):
-        table.add_column(col)
+    table: list[list[str]] = []
     for r in rows:
         state = r["state"] if r["state"] != "exited" else f"exited ({r['exit_code']})"
         if r["summoned_by"] is not None:
             state += " (summoned)"
-        table.add_row(
-            r["name"],
-            r["image"],
-            r["target"],
-            state,
-            ", ".join(r["ports"]),
-            _duration(r["uptime"]),
-            human_size(r["memory"]) if r["memory"] else "",
-            str(r["restarts"]),
+        table.append(
+            [
+                r["name"],
+                r["image"],
+                r["target"],
+                state,
+                ", ".join(r["ports"]),
+                _duration(r["uptime"]),
+                human_size(r["memory"]) if r["memory"] else "",
+                str(r["restarts"]),
+            ]
         )
-    console.print(table)
+    columns(("NAME", "IMAGE", "TARGET", "STATE", "PORTS", "UPTIME", "MEMORY", "RESTARTS"), table)

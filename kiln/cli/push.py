@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kiln.cli.ui import console, err_console
+from kiln.cli import ui
 
 CREDENTIALS = [
     click.option("-u", "--username", help="Registry user (else from ~/.docker/config.json)."),
@@ -43,9 +43,9 @@ def push(image: str, username: str | None, password_stdin: bool) -> None:
     user, password = _credentials(username, password_stdin)
     store = Store()
     store.image(image)  # a missing image is an error before anything is said to the registry
-    err_console.print(f"pushing {image}", highlight=False, markup=False)
+    ui.say(f"pushing {image}", err=True)
     digest = push_image(store, image, user, password)
-    console.print(f"{image} pushed ({digest})", highlight=False, markup=False)
+    ui.say(f"{image} pushed ({digest})")
 
 
 @click.command(epilog="\b\nExample:\n  kiln pull localhost:5000/demo/hello:1.0")
@@ -60,7 +60,7 @@ def pull(image: str, username: str | None, password_stdin: bool) -> None:
 
     def show(what: str, done: int, total: int) -> None:
         if done:
-            err_console.print(f"  {what}: {done} of {total} bytes", highlight=False, markup=False)
+            ui.say(f"  {what}: {done} of {total} bytes", err=True)
 
     digest = pull_image(Store(), image, user, password, progress=show)
-    console.print(f"{image} pulled ({digest})", highlight=False, markup=False)
+    ui.say(f"{image} pulled ({digest})")

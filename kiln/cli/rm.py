@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.ui import console
+from kiln.cli import ui
 from kiln.runtime.instance import get
 from kiln.runtime.manage import remove
 
@@ -16,4 +16,4 @@ def rm(names: tuple[str, ...], force: bool) -> None:
     """Remove instances (their console logs go with them)."""
     for name in names:
         remove(get(name), force)
-        console.print(name, highlight=False, markup=False)
+        ui.say(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.ui import console
+from kiln.cli import ui
 from kiln.errors import UsageError
 from kiln.runtime.instance import all_instances
 from kiln.store import Store
@@ -24,6 +24,6 @@ def rmi(images: tuple[str, ...], force: bool) -> None:
         if ref is None:
             raise UsageError(f"rmi takes a name[:tag], not a digest ({text})")
         store.untag(str(ref))
-        console.print(f"untagged {ref}", highlight=False, markup=False)
+        ui.say(f"untagged {ref}")
         if all(d != digest for _, d in store.refs()) and (n := store.remove_snapshots(digest)):
-            console.print(f"removed {n} snapshot{'s' if n != 1 else ''} of {ref}", highlight=False, markup=False)
+            ui.say(f"removed {n} snapshot{'s' if n != 1 else ''} of {ref}")

@@ -8,12 +8,14 @@ import sys
 
 import click
 
-from kiln.cli.ui import console, err_console, interrupt_on
+from kiln.cli import ui
+from kiln.cli.ui import interrupt_on
 from kiln.errors import UsageError
 from kiln.store import Store
-from kiln.targets import NAMES, TARGETS
+from kiln.targets import NAMES
+from kiln.targets import target as target_class
 from kiln.targets.base import RunConfig, VolumeMap
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 from kiln.units import parse_memory
 
 EPILOG = """\b
@@ -129,21 +131,21 @@ def run(
 
         inst, notes = run_detached(store, image, target, cfg, RestartPolicy.parse(restart), name)
         for note in notes:
-            err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
-        console.print(inst.name, highlight=False, markup=False)
+            ui.note(note)
+        ui.say(inst.name)
         return
     if name or restart != "no":
         raise UsageError("--name and --restart go with -d (a detached instance)")
     img = store.image(image)
-    runner = TARGETS[target](store)
+    runner = target_class(target)(store)
     plan = runner.plan(img, cfg)
     if dry_run:
-        console.print(shlex.join(plan.argv), highlight=False, soft_wrap=True)
+        ui.say(shlex.join(plan.argv))
         return
     for note in plan.notes:
-        err_console.print(f"kiln: {note}", style="yellow", highlight=False, markup=False)
+        ui.note(note)
     interrupt_on(signal.SIGTERM)
     status = runner.run(plan, sys.stdout.buffer)
     if status != 0:
-        err_console.print(f"kiln: {img.ref} exited with status {status}", highlight=False, markup=False)
+        ui.say(f"kiln: {img.ref} exited with status {status}", err=True)
     sys.exit(status)

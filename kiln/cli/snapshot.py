@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.ui import console, err_console, human_size, print_json
+from kiln.cli import ui
+from kiln.cli.ui import err_console, human_size, print_json
 from kiln.errors import UsageError
 from kiln.store import Store
 from kiln.units import parse_memory
@@ -40,7 +41,7 @@ def snapshot(
     img = store.image(image)
     if remove:
         n = store.remove_snapshots(img.digest)
-        console.print(f"removed {n} snapshot{'s' if n != 1 else ''} of {img.ref}", highlight=False, markup=False)
+        ui.say(f"removed {n} snapshot{'s' if n != 1 else ''} of {img.ref}")
         return
     try:
         memory_mib = parse_memory(memory) if memory else None
@@ -49,19 +50,17 @@ def snapshot(
     from kiln.snapshot.make import make
 
     def notify(text: str) -> None:
-        err_console.print(f"kiln: {text}", style="yellow", highlight=False, markup=False)
+        ui.note(text)
 
     with err_console.status(f"booting {img.ref} and waiting until it is {after}…"):
         digest, record = make(
             store, img, after=after, memory_mib=memory_mib, accel=accel, timeout=timeout, notify=notify
         )
     if as_json:
-        print_json({"digest": digest, **record.model_dump(mode="json")})
+        print_json({"digest": digest, **record.to_dict()})
         return
-    console.print(
+    ui.say(
         f"snapshot of {img.ref} ({record.made_with.after}, {record.made_with.accel}, "
         f"{record.made_with.memory_mib} MiB): {digest.split(':', 1)[1][:12]}, "
-        f"{human_size(record.size)}, made in {record.boot_seconds:.1f} s",
-        highlight=False,
-        markup=False,
+        f"{human_size(record.size)}, made in {record.boot_seconds:.1f} s"
     )

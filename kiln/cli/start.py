@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.ui import console
+from kiln.cli import ui
 from kiln.runtime.instance import get
 from kiln.runtime.manage import start as start_instance
 
@@ -15,4 +15,4 @@ def start(names: tuple[str, ...]) -> None:
     """Start stopped instances."""
     for name in names:
         start_instance(get(name))
-        console.print(name, highlight=False, markup=False)
+        ui.say(name)

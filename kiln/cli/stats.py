@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import click
-from rich.table import Table
 
-from kiln.cli.ui import console, human_size, print_json
+from kiln.cli.ui import columns, human_size, print_json
 from kiln.runtime.instance import all_instances, cpu_seconds, rss_bytes
 
 SAMPLE = 0.5
@@ -40,16 +39,16 @@ def stats(as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "TARGET", "GUEST MEMORY", "HOST RSS", "CPU %", "CPU TIME"):
-        table.add_column(col)
+    table: list[list[str]] = []
     for r in rows:
-        table.add_row(
-            r["name"],
-            r["target"],
-            f"{r['memory_limit_mib']} MiB" if r["memory_limit_mib"] else "image's",
-            human_size(r["rss"]) if r["rss"] else "",
-            f"{r['cpu_percent']}" if r["cpu_percent"] is not None else "",
-            f"{r['cpu_seconds']:.1f} s" if r["cpu_seconds"] is not None else "",
+        table.append(
+            [
+                r["name"],
+                r["target"],
+                f"{r['memory_limit_mib']} MiB" if r["memory_limit_mib"] else "image's",
+                human_size(r["rss"]) if r["rss"] else "",
+                f"{r['cpu_percent']}" if r["cpu_percent"] is not None else "",
+                f"{r['cpu_seconds']:.1f} s" if r["cpu_seconds"] is not None else "",
+            ]
         )
-    console.print(table)
+    columns(("NAME", "TARGET", "GUEST MEMORY", "HOST RSS", "CPU %", "CPU TIME"), table)

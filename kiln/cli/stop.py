@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kiln.cli.ui import console
+from kiln.cli import ui
 from kiln.runtime.instance import get
 from kiln.runtime.manage import STOP_TIMEOUT
 from kiln.runtime.manage import stop as stop_instance
@@ -19,4 +19,4 @@ def stop(names: tuple[str, ...], timeout: float) -> None:
     """Stop running instances; they stay listed (kiln ps -a) until kiln rm."""
     for name in names:
         stop_instance(get(name), timeout)
-        console.print(name, highlight=False, markup=False)
+        ui.say(name)

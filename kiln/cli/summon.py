@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from kiln.cli.ui import console, err_console
+from kiln.cli import ui
 from kiln.errors import KilnError, UsageError
 from kiln.paths import home_dir
 from kiln.runtime.instance import alive, proc_start_time
@@ -51,7 +51,7 @@ def _stop(name: str) -> None:
     deadline = time.monotonic() + 60
     while _running_pid(directory) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
-    console.print(f"stopped summoner {name}", highlight=False)
+    ui.say(f"stopped summoner {name}")
 
 
 def _detach(cfg_json: str, name: str) -> None:
@@ -78,7 +78,7 @@ def _detach(cfg_json: str, name: str) -> None:
             last = lines[-1] if lines else f"it exited with status {proc.returncode}"
             raise KilnError(f"the summoner did not start: {last.split('error: ', 1)[-1]} (log: {log})")
         time.sleep(0.05)
-    console.print(f"summoner {name} running (pid {proc.pid}); log: {log}", highlight=False, markup=False)
+    ui.say(f"summoner {name} running (pid {proc.pid}); log: {log}")
 
 
 @click.command(epilog=EPILOG)
@@ -126,5 +126,5 @@ def summon(
         return
     from kiln.summon.server import run
 
-    err_console.print("kiln: summoning; Ctrl-C stops the summoner and its instances", highlight=False)
+    ui.say("kiln: summoning; Ctrl-C stops the summoner and its instances", err=True)
     run(cfg)

@@ -15,7 +15,7 @@ from kiln import _proc
 from kiln.cli.ui import console, err_console, interrupt_on, print_json
 from kiln.store import Store
 from kiln.targets.base import RunConfig
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 from kiln.targets.unix import UnixTarget
 
 EPILOG = """\b

@@ -38,6 +38,10 @@
  *   seed HEX SECONDS NANOSECONDS -> "ok seed": credit HEX (32 bytes) to the kernel's pool, force
  *                                  the CRNG to reseed, set the clock; then start the app if
  *                                  init was waiting for it (kiln.wait-seed on the command line)
+ *   meminfo                     -> "ok meminfo KEY=KIB ...": the guest's own memory figures, from
+ *                                  /proc/meminfo (MemTotal, MemFree, MemAvailable, Cached, Shmem,
+ *                                  AnonPages, Slab, KernelStack, PageTables) and the app's
+ *                                  VmRSS/RssAnon/RssFile (/proc/PID/status), in KiB
  *   anything else               -> "err VERB unknown request"
  * While no host is connected, QEMU drops what init writes and init reads
  * nothing: a UART has no notion of a peer, and needs none.
@@ -506,6 +510,7 @@ static void open_control(void) {
 }
 
 static char ctl_tag[24]; /* the tag of the request being answered ("@N "), or "" */
+static volatile pid_t app_pid; /* the app, once started (0 before) */
 
 static void reply(const char *fmt, ...) {
     char buf[512];
@@ -557,6 +562,40 @@ static int listening_on(unsigned port) {
     return found;
 }
 
+/* Append "KEY=VALUE" to out for each line of `path` ("Key:   VALUE kB") whose key is in keys. */
+static void kib_fields(const char *path, const char *const *keys, char *out, size_t size) {
+    char line[256];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char key[64];
+        unsigned long kib;
+        int i;
+        if (sscanf(line, "%63[^:]: %lu", key, &kib) != 2)
+            continue;
+        for (i = 0; keys[i]; i++)
+            if (!strcmp(key, keys[i])) {
+                size_t len = strlen(out);
+                snprintf(out + len, size - len, " %s=%lu", key, kib);
+            }
+    }
+    fclose(f);
+}
+
+static void meminfo(void) {
+    static const char *const system[] = {"MemTotal", "MemFree", "MemAvailable", "Cached", "Shmem", "AnonPages",
+                                         "Slab", "KernelStack", "PageTables", NULL};
+    static const char *const app[] = {"VmRSS", "RssAnon", "RssFile", NULL};
+    char out[400] = "", path[64];
+    kib_fields("/proc/meminfo", system, out, sizeof out);
+    if (app_pid > 0) {
+        snprintf(path, sizeof path, "/proc/%d/status", (int)app_pid);
+        kib_fields(path, app, out, sizeof out);
+    }
+    reply("ok meminfo%s", out);
+}
+
 static void request(char *line) {
     char *save = NULL, *verb = strtok_r(line, " ", &save), *arg;
     ctl_tag[0] = '\0';
@@ -600,6 +639,8 @@ static void request(char *line) {
         }
         waiting_seed = 0;
         reply("ok seed");
+    } else if (!strcmp(verb, "meminfo")) {
+        meminfo();
     } else
         reply("err %s unknown request", verb);
 }
@@ -654,7 +695,6 @@ static void wait_for_seed(void) {
 
 /* ---- the app ------------------------------------------------------------- */
 
-static volatile pid_t app_pid;
 static int app_started;
 
 static void forward_signal(int sig) {

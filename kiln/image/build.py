@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+import msgspec
+
 from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.interpreter import RUN_FLAGS, Interpreter, probe
@@ -124,7 +126,7 @@ def layout(
         entries.append(ModuleEntry(name=mod.name, origin=mod.origin, kind=mod.kind, path=str(dest) if dest else None))
     compile_all(interp.executable, jobs)
     root.mkdir(str(interp.lib_dynload))  # getpath's landmark for the platform library
-    entries = [e.model_copy(update={"size": root.host(e.path).stat().st_size}) if e.path else e for e in entries]
+    entries = [msgspec.structs.replace(e, size=root.host(e.path).stat().st_size) if e.path else e for e in entries]
 
     init = init_binary()
     root.add_file(INIT_PATH, init, 0o555)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
 from kiln import _proc
 from kiln.errors import KilnError
@@ -21,15 +22,19 @@ BLOCK = 4096
 _ROOT_HASH = re.compile(r"^Root hash:\s*([0-9a-f]{64})\s*$", re.MULTILINE)
 
 
-class Verity(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+Hex64 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class Verity(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Part of the manifest (kiln.manifest says why it is a msgspec Struct)."""
 
     algorithm: str = "sha256"
-    root_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    salt: str = Field(pattern=r"^[0-9a-f]{64}$")
+    root_hash: Hex64
+    salt: Hex64
     block_size: int = BLOCK
-    data_blocks: int = Field(gt=0)
-    hash_offset: int = Field(gt=0)  # bytes: where the hash tree starts in the image
+    data_blocks: Positive
+    hash_offset: Positive  # bytes: where the hash tree starts in the image
 
 
 def protect(image: Path) -> Verity:

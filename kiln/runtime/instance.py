@@ -13,15 +13,15 @@ vanished (kill -9, host crash) leaves an instance that reads as exited.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any, Literal, get_args
 
 from kiln import atomic
 from kiln.errors import KilnError, UsageError
@@ -32,11 +32,34 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 Status = Literal["starting", "running", "restarting", "stopping", "exited"]
 
 
-class RestartPolicy(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def to_json(record: Any) -> bytes:
+    """A record (dataclass) as the JSON kept in an instance's directory."""
 
-    mode: Literal["no", "on-failure", "always"] = "no"
-    max_retries: int | None = Field(default=None, ge=0)  # on-failure:N
+    def plain(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(f"cannot store {type(value).__name__} in an instance file")
+
+    return json.dumps(dataclasses.asdict(record), indent=2, default=plain).encode()
+
+
+def _datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+Mode = Literal["no", "on-failure", "always"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartPolicy:
+    mode: Mode = "no"
+    max_retries: int | None = None  # on-failure:N
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(Mode) or (self.max_retries is not None and self.max_retries < 0):
+            raise ValueError(f"invalid restart policy {self.mode}:{self.max_retries}")
 
     @classmethod
     def parse(cls, text: str) -> RestartPolicy:
@@ -56,22 +79,30 @@ class RestartPolicy(BaseModel):
         return False
 
 
-class InstanceConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+@dataclass(frozen=True, kw_only=True)
+class InstanceConfig:
     name: str
     image: str  # the reference it was started from
     digest: str  # the image it runs, pinned
     target: str
     run: RunConfig
-    restart: RestartPolicy = RestartPolicy()
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
     created: datetime
     summoned_by: int | None = None  # the pid of the summoner (kiln summon) that runs it, if one does
 
+    @classmethod
+    def from_json(cls, text: bytes) -> InstanceConfig:
+        data = json.loads(text)
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("run", "restart", "created")},
+            run=RunConfig.from_dict(data["run"]),
+            restart=RestartPolicy(**data.get("restart", {})),
+            created=datetime.fromisoformat(data["created"]),
+        )
 
-class InstanceState(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+@dataclass(kw_only=True)
+class InstanceState:
     status: Status = "starting"
     supervisor_pid: int | None = None
     supervisor_start: int | None = None
@@ -82,6 +113,18 @@ class InstanceState(BaseModel):
     exit_code: int | None = None
     restarts: int = 0
     error: str | None = None
+
+    @classmethod
+    def from_json(cls, text: bytes) -> InstanceState:
+        data = json.loads(text)
+        state = cls(
+            **{k: v for k, v in data.items() if k not in ("started_at", "finished_at")},
+            started_at=_datetime(data.get("started_at")),
+            finished_at=_datetime(data.get("finished_at")),
+        )
+        if state.status not in get_args(Status):
+            raise ValueError(f"invalid status {state.status!r}")
+        return state
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -129,18 +172,18 @@ class Instance:
     @property
     def config(self) -> InstanceConfig:
         try:
-            return InstanceConfig.model_validate_json((self.dir / "config.json").read_bytes())
-        except (OSError, ValidationError) as err:
+            return InstanceConfig.from_json((self.dir / "config.json").read_bytes())
+        except (OSError, ValueError, TypeError, KeyError) as err:
             raise KilnError(f"instance {self.name}: unreadable config ({err.__class__.__name__})") from None
 
     def read_state(self) -> InstanceState:
         try:
-            return InstanceState.model_validate_json((self.dir / "state.json").read_bytes())
-        except (OSError, ValidationError):
+            return InstanceState.from_json((self.dir / "state.json").read_bytes())
+        except (OSError, ValueError, TypeError, KeyError):
             return InstanceState(status="exited", error="no readable state")
 
     def write_state(self, state: InstanceState) -> None:
-        atomic.write_bytes(self.dir / "state.json", state.model_dump_json(indent=2).encode())
+        atomic.write_bytes(self.dir / "state.json", to_json(state))
 
     # ---- the truth ---------------------------------------------------------------
     def state(self) -> InstanceState:
@@ -185,7 +228,7 @@ def create(config: InstanceConfig) -> Instance:
         directory.mkdir()
     except FileExistsError:
         raise UsageError(f"an instance named {config.name} already exists (kiln rm {config.name})") from None
-    atomic.write_bytes(directory / "config.json", config.model_dump_json(indent=2).encode())
+    atomic.write_bytes(directory / "config.json", to_json(config))
     inst = Instance(directory)
     inst.write_state(InstanceState())
     return inst

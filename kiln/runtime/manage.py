@@ -24,7 +24,7 @@ from kiln.runtime.instance import (
     proc_start_time,
 )
 from kiln.store import Store
-from kiln.targets import TARGETS
+from kiln.targets import target as target_class
 from kiln.targets.base import RunConfig
 from kiln.targets.ports import check_free
 
@@ -62,7 +62,7 @@ def run_detached(
 ) -> tuple[Instance, list[str]]:
     """Start a detached instance; return it and the plan's notices (KVM missing, snapshot not fitting...)."""
     img = store.image(image)
-    plan = TARGETS[target](store).plan(img, run)  # every error a run would meet, before anything is created
+    plan = target_class(target)(store).plan(img, run)  # every error a run would meet, before anything is created
     check_free(run.ports)
     name = name or f"{img.ref.name.rsplit('/', 1)[-1]}-{secrets.token_hex(3)}"
     inst = create(

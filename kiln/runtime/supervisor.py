@@ -12,6 +12,7 @@ without a restart.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from types import FrameType
 from kiln.errors import KilnError
 from kiln.runtime.instance import Instance, now, proc_start_time
 from kiln.store import Store
-from kiln.targets import TARGETS
+from kiln.targets import target as target_class
 
 BACKOFF_START = 0.5  # seconds before the first restart; doubles each time
 BACKOFF_MAX = 30.0
@@ -49,11 +50,11 @@ def supervise(inst: Instance) -> int:
     signal.signal(signal.SIGINT, _on_term)
     try:
         while True:
-            target = TARGETS[cfg.target](store)
+            target = target_class(cfg.target)(store)
             try:
                 image = store.image_by_digest(cfg.digest, cfg.image)
                 sockets = {"qmp_socket": inst.qmp_socket, "control_socket": inst.control_socket}
-                plan = target.plan(image, cfg.run.model_copy(update=sockets))
+                plan = target.plan(image, dataclasses.replace(cfg.run, **sockets))
             except KilnError as err:
                 state.status, state.error, state.finished_at = "exited", str(err), now()
                 inst.write_state(state)

@@ -33,7 +33,8 @@ from kiln.snapshot.restore import close_quietly, ignore_shared, qmp_session
 from kiln.store import Image, Store
 from kiln.targets.base import RunConfig
 from kiln.targets.console import ConsoleReader
-from kiln.targets.ports import PortMap, free_port
+from kiln.targets.portmap import PortMap
+from kiln.targets.ports import free_port
 from kiln.targets.qemu import QemuTarget
 from kiln.targets.qemu_command import command
 

@@ -28,7 +28,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kiln.errors import UsageError
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 from kiln.units import parse_memory
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")

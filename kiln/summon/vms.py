@@ -22,7 +22,8 @@ from kiln.runtime import instance as instances
 from kiln.store import Image, Store
 from kiln.summon.config import Service
 from kiln.targets.base import Plan, RunConfig
-from kiln.targets.ports import PortMap, free_port
+from kiln.targets.portmap import PortMap
+from kiln.targets.ports import free_port
 from kiln.targets.qemu import QemuTarget, Vm
 
 UNANSWERED_MAX = 4  # connections in flight to one VM that it has not answered (see kiln.summon.server)

@@ -2,25 +2,26 @@
 
 qemu   QEMU microvm, PVH boot, KVM when it works, TCG otherwise
 unix   the same root file system as a sandboxed host process
+
+`target(name)` imports only the target asked for: a unix run does not load QEMU's code, and
+reading kiln.targets.base (RunConfig) loads neither.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kiln.targets.base import Target
 
-NAMES = ("qemu", "unix")  # what `kiln run --target` offers, known without importing a target
+# what `kiln run --target` offers -> where its class lives
+_CLASSES = {"qemu": "kiln.targets.qemu:QemuTarget", "unix": "kiln.targets.unix:UnixTarget"}
+NAMES = tuple(_CLASSES)
 
 
-def __getattr__(name: str) -> object:
-    """TARGETS, imported on first use: reading kiln.targets.base (RunConfig) must not load QEMU's code."""
-    if name != "TARGETS":
-        raise AttributeError(name)
-    from kiln.targets.qemu import QemuTarget
-    from kiln.targets.unix import UnixTarget
-
-    targets: dict[str, type[Target]] = {"qemu": QemuTarget, "unix": UnixTarget}
-    globals()["TARGETS"] = targets
-    return targets
+def target(name: str) -> type[Target]:
+    """The class of target `name` (one of NAMES), imported on first use."""
+    module, attr = _CLASSES[name].split(":")
+    cls: type[Target] = getattr(importlib.import_module(module), attr)
+    return cls

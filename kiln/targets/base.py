@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, get_args
 
 from kiln.errors import UsageError
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 
 if TYPE_CHECKING:
     from kiln.store import Image, Store
@@ -19,13 +17,16 @@ Accel = Literal["auto", "kvm", "tcg"]
 SnapshotUse = Literal["auto", "never", "require"]
 
 
-class VolumeMap(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class VolumeMap:
     """-v HOST:GUEST: a host directory on one of the image's declared volumes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: Path
     guest: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VolumeMap:
+        return cls(host=Path(data["host"]), guest=str(data["guest"]))
 
     @classmethod
     def parse(cls, spec: str) -> VolumeMap:
@@ -38,14 +39,18 @@ class VolumeMap(BaseModel):
         return cls(host=path, guest=guest)
 
 
-class RunConfig(BaseModel):
-    """Everything `kiln run` may say about one run."""
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything `kiln run` may say about one run.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The run-time records (this, PortMap, VolumeMap and the instance files) are plain dataclasses, not
+    pydantic models: `kiln ps` and `kiln run` read them on every call, and pydantic's import alone
+    would double their start-up. kiln writes these files itself; kiln.toml and manifests, which come
+    from users and registries, keep pydantic's validation."""
 
     ports: tuple[PortMap, ...] = ()
     volumes: tuple[VolumeMap, ...] = ()
-    memory_mib: int | None = Field(default=None, ge=16)
+    memory_mib: int | None = None
     accel: Accel = "auto"
     kernel_log: bool = False
     skip_digest_check: bool = False  # for testing dm-verity only: boot parts the store cannot vouch for
@@ -54,7 +59,28 @@ class RunConfig(BaseModel):
     # qemu target: restore from a matching snapshot (auto), never (--cold), or fail without one
     snapshot: SnapshotUse = "auto"
     # unix target only, for `kiln build --check`: added to the app's environment by init in the sandbox
-    extra_env: dict[str, str] = Field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.memory_mib is not None and (type(self.memory_mib) is not int or self.memory_mib < 16):
+            raise UsageError(f"guest memory must be at least 16 MiB (got {self.memory_mib})")
+        if self.accel not in get_args(Accel):
+            raise ValueError(f"invalid accelerator {self.accel!r}")
+        if self.snapshot not in get_args(SnapshotUse):
+            raise ValueError(f"invalid snapshot use {self.snapshot!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        def path(key: str) -> Path | None:
+            return None if data.get(key) is None else Path(data[key])
+
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("ports", "volumes", "qmp_socket", "control_socket")},
+            ports=tuple(PortMap.from_dict(p) for p in data.get("ports", ())),
+            volumes=tuple(VolumeMap.from_dict(v) for v in data.get("volumes", ())),
+            qmp_socket=path("qmp_socket"),
+            control_socket=path("control_socket"),
+        )
 
     def volume_hosts(self, declared: tuple[str, ...]) -> list[Path | None]:
         """For each volume the image declares, the host directory given for it (None: a fresh tmpfs)."""

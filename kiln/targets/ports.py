@@ -1,46 +1,15 @@
-"""Port publishing: parse -p specs, check host ports are free, proxy TCP.
-
-`-p [ip:]host:guest` as Docker spells it. The default host address is 0.0.0.0
-(all interfaces), as with Docker.
-"""
+"""Port publishing on the host: check host ports are free, and proxy TCP (the unix target's forwards).
+What a published port is (`-p`) lives in kiln.targets.portmap."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import socket
 import threading
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from kiln.errors import TargetError, UsageError
-
-
-class PortMap(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host_ip: str = "0.0.0.0"
-    host: int = Field(ge=1, le=65535)
-    guest: int = Field(ge=1, le=65535)
-
-    @classmethod
-    def parse(cls, spec: str) -> PortMap:
-        parts = spec.rsplit(":", 2)
-        try:
-            if len(parts) == 1:
-                return cls(host=int(parts[0]), guest=int(parts[0]))
-            if len(parts) == 2:
-                return cls(host=int(parts[0]), guest=int(parts[1]))
-            ipaddress.IPv4Address(parts[0])
-            return cls(host_ip=parts[0], host=int(parts[1]), guest=int(parts[2]))
-        except ValueError:
-            raise UsageError(
-                f"invalid port mapping {spec!r} (expected [ip:]hostport:guestport, e.g. 8080:8080)"
-            ) from None
-
-    def __str__(self) -> str:
-        return f"{self.host_ip}:{self.host}->{self.guest}/tcp"
+from kiln.errors import TargetError
+from kiln.targets.portmap import PortMap
 
 
 def free_port(host_ip: str = "127.0.0.1") -> int:

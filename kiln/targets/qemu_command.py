@@ -24,7 +24,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 
 GUEST_IP = "10.0.2.15/24"
 GATEWAY = "10.0.2.2"

@@ -21,7 +21,8 @@ from kiln.image import unpack
 from kiln.store import Image, Store
 from kiln.targets.base import Plan, RunConfig
 from kiln.targets.console import ConsoleReader
-from kiln.targets.ports import Forwarder, PortMap, check_free
+from kiln.targets.portmap import PortMap
+from kiln.targets.ports import Forwarder, check_free
 
 STOP_TIMEOUT = 5.0
 

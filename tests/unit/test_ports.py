@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from kiln.errors import TargetError, UsageError
-from kiln.targets.ports import Forwarder, PortMap, check_free
+from kiln.targets.portmap import PortMap
+from kiln.targets.ports import Forwarder, check_free
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.targets.ports import PortMap
+from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import (
     PcVmSpec,
     VmSpec,

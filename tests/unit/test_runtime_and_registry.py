@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.errors import UsageError
+from kiln.errors import KilnError, UsageError
 from kiln.registry import docker_credentials, split_ref
 from kiln.runtime.instance import RestartPolicy, alive, proc_start_time
 from kiln.store import Ref
@@ -77,3 +77,49 @@ def test_docker_credentials(tmp_path: Path) -> None:
     assert docker_credentials("localhost:5000", config) == ("me", "pw:x")
     assert docker_credentials("other:5000", config) is None
     assert docker_credentials("localhost:5000", tmp_path / "missing.json") is None
+
+
+def test_instance_files_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    from kiln.runtime import instance as instances
+    from kiln.targets.portmap import PortMap
+
+    config = instances.InstanceConfig(
+        name="web",
+        image="hello-http",
+        digest="sha256:" + "a" * 64,
+        target="qemu",
+        run=RunConfig(
+            ports=(PortMap(host_ip="127.0.0.1", host=8080, guest=80),),
+            volumes=(VolumeMap(host=tmp_path, guest="/data"),),
+            memory_mib=48,
+            accel="tcg",
+            qmp_socket=tmp_path / "q.sock",
+            snapshot="never",
+            extra_env={"A": "1"},
+        ),
+        restart=RestartPolicy.parse("on-failure:3"),
+        created=instances.now(),
+        summoned_by=42,
+    )
+    inst = instances.create(config)
+    assert inst.config == config
+    state = instances.InstanceState(status="running", vm_pid=7, started_at=instances.now(), restarts=2)
+    inst.write_state(state)
+    assert inst.read_state() == state
+    (inst.dir / "state.json").write_text('{"status": "dancing"}')
+    assert inst.read_state().error == "no readable state"
+    (inst.dir / "config.json").write_text('{"name": "web"}')
+    with pytest.raises(KilnError, match="instance web: unreadable config"):
+        _ = inst.config
+
+
+def test_run_config_checks_its_values() -> None:
+    from kiln.targets.portmap import PortMap
+
+    with pytest.raises(UsageError, match="at least 16 MiB"):
+        RunConfig(memory_mib=8)
+    with pytest.raises(ValueError, match="invalid accelerator"):
+        RunConfig(accel="hvf")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="invalid port"):
+        PortMap(host=0, guest=80)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -58,7 +59,7 @@ def test_snapshots_are_stored_listed_and_pruned_with_their_image(tmp_path: Path)
     store = Store(tmp_path / "store")
     image = _image(store, tmp_path)
     digest = _snapshot(store, image, tmp_path)
-    other = _snapshot(store, image, tmp_path, MADE.model_copy(update={"memory_mib": 64}))
+    other = _snapshot(store, image, tmp_path, msgspec.structs.replace(MADE, memory_mib=64))
     assert {d for _, _, d in store.snapshot_refs(image)} == {digest, other}
     snap = store.snapshot(digest)
     assert snap.made_with == MADE and store.has_blob(snap.ram.digest) and not (store.root / "tmp" / "ram").exists()
@@ -87,12 +88,12 @@ def test_a_failed_snapshot_leaves_no_blob(tmp_path: Path) -> None:
 
 
 def test_what_differs_is_said_in_words() -> None:
-    run = MADE.model_copy(update={"memory_mib": 64, "qemu": "QEMU emulator version 8.0"})
+    run = msgspec.structs.replace(MADE, memory_mib=64, qemu="QEMU emulator version 8.0")
     assert MADE.differences(run) == [
         "qemu: snapshot QEMU emulator version 7.2.22, this run QEMU emulator version 8.0",
         "memory: snapshot 48 MiB, this run 64 MiB",
     ]
-    assert MADE.key() != run.key() and MADE.key() == MADE.model_copy().key()
+    assert MADE.key() != run.key() and MADE.key() == msgspec.structs.replace(MADE).key()
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("500ms", 0.5), ("2m", 120), (5, 5), ("1h", 3600)])

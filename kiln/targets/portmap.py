@@ -1,0 +1,50 @@
+"""A published port: `-p [ip:]host:guest` as Docker spells it. The default host address is 0.0.0.0
+(all interfaces), as with Docker.
+
+Kept apart from kiln.targets.ports (sockets, threads, the forwarder) because every `kiln ps`
+reads port maps from instance files and needs none of that.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from kiln.errors import UsageError
+
+
+@dataclass(frozen=True, kw_only=True)
+class PortMap:
+    """One published port. A plain dataclass (not pydantic): `kiln ps` reads these on every call."""
+
+    host_ip: str = "0.0.0.0"
+    host: int
+    guest: int
+
+    def __post_init__(self) -> None:
+        for port in (self.host, self.guest):
+            if type(port) is not int or not 1 <= port <= 65535:
+                raise ValueError(f"invalid port {port!r} (1 to 65535)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PortMap:
+        return cls(**data)
+
+    @classmethod
+    def parse(cls, spec: str) -> PortMap:
+        parts = spec.rsplit(":", 2)
+        try:
+            if len(parts) == 1:
+                return cls(host=int(parts[0]), guest=int(parts[0]))
+            if len(parts) == 2:
+                return cls(host=int(parts[0]), guest=int(parts[1]))
+            ipaddress.IPv4Address(parts[0])
+            return cls(host_ip=parts[0], host=int(parts[1]), guest=int(parts[2]))
+        except ValueError:
+            raise UsageError(
+                f"invalid port mapping {spec!r} (expected [ip:]hostport:guestport, e.g. 8080:8080)"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host}->{self.guest}/tcp"
