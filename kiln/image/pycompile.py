@@ -3,6 +3,10 @@
 The .pyc files go where the sources would be ("sourceless" layout), with the
 guest path recorded as the file name so tracebacks name /app/app.py, and with
 unchecked-hash validation so the build is reproducible.
+
+Compiled with `-X no_debug_ranges`: code objects carry line numbers but not the
+column ranges behind 3.11's `^^^^` markers in tracebacks. The .pyc files are
+~7% smaller, and so is what the guest holds in memory for every code object.
 """
 
 from __future__ import annotations
@@ -27,4 +31,4 @@ def compile_all(interpreter: Path, jobs: list[tuple[Path, Path, str]]) -> None:
     for _, dst, _ in jobs:
         dst.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps([[str(s), str(d), shown] for s, d, shown in jobs]).encode()
-    _proc.run([interpreter, "-s", "-E", "-c", _COMPILER], what="compiling to bytecode", input=payload)
+    _proc.run([interpreter, "-s", "-E", "-X", "no_debug_ranges", "-c", _COMPILER], what="compiling to bytecode", input=payload)
