@@ -11,6 +11,7 @@ requests are listed at the top of kiln/guest/init.c):
     @N listening PORT...               @N ok listening | @N no listening PORT
     @N seed HEX64 SECONDS NANOSECONDS  @N ok seed
     @N meminfo                         @N ok meminfo MemTotal=KIB ... VmRSS=KIB ...
+    @N http PORT /PATH                 @N ok http STATUS | @N no http REASON
 
 Only the host starts a conversation, and only one host process talks at a time
 (QEMU's socket takes one client). Snapshots (kiln.snapshot) and every
@@ -122,6 +123,16 @@ class ControlChannel:
                 raise TargetError(f"the app did not listen on port(s) {listed} within {timeout:.0f} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def http_status(self, port: int, path: str, timeout: float = 10.0) -> int | None:
+        """GET http://127.0.0.1:PORT/PATH inside the guest (its private ports too): the status, or None."""
+        answer = self.request(f"http {port} {path}", timeout)
+        parts = answer.split()
+        if parts[:2] == ["ok", "http"] and len(parts) == 3 and parts[2].isdigit():
+            return int(parts[2])
+        if parts[:2] == ["no", "http"]:
+            return None
+        raise TargetError(f"guest init answered http with {answer!r}")
 
     def meminfo(self, timeout: float = 30.0) -> dict[str, int]:
         """The guest's own memory figures in KiB: /proc/meminfo's MemTotal, MemFree, MemAvailable,

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("kiln.cli.push:pull", "Pull IMAGE from its registry into the local store,..."),
     "trace": ("kiln.cli.trace:trace", "Run IMAGE under strace while you exercise it; report its..."),
     "snapshot": ("kiln.cli.snapshot:snapshot", "Boot IMAGE once, wait until it is ready, and save the..."),
+    "compose": ("kiln.cli.compose:compose", "Run a compose file's services as unikernels on a private..."),
     "summon": ("kiln.cli.summon:summon", "Serve images given as IMAGE=PORTS (or those of..."),
 }
 

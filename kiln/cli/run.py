@@ -23,6 +23,7 @@ Examples:
   kiln run -p 8080:8080 hello-http
   kiln run --target unix -p 8080:8080 hello-http
   kiln run -v ./data:/data notes        # a host directory on a declared volume
+  kiln run -e GREETING=hi -p 8080:8080 hello-http
   kiln run -d --name web -p 8080:8080 --restart on-failure hello-http
   kiln run --dry-run hello-http        # print the QEMU command line
   kiln run --cold -p 8080:8080 hello-http   # boot, even if `kiln snapshot` saved one
@@ -48,6 +49,14 @@ Examples:
     help="Where to run the image.",
 )
 @click.option("-m", "--memory", help="Guest RAM, e.g. 64M (default: the image's).")
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a variable in the app's environment, over the image's (repeatable; boots cold).",
+)
 @click.option(
     "--accel",
     type=click.Choice(["auto", "kvm", "tcg"]),
@@ -95,6 +104,7 @@ def run(
     ports: tuple[str, ...],
     target: str,
     memory: str | None,
+    env: tuple[str, ...],
     accel: str,
     volumes: tuple[str, ...],
     kernel_log: bool,
@@ -115,7 +125,11 @@ def run(
         raise UsageError("--cold and --snapshot=require contradict each other")
     if snapshot_use == "require" and target != "qemu":
         raise UsageError("snapshots are restored on the qemu target only")
+    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0] or "\n" in e]
+    if bad:
+        raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
     cfg = RunConfig(
+        extra_env=dict(e.split("=", 1) for e in env),
         snapshot="never" if cold else snapshot_use,  # type: ignore[arg-type]
         ports=tuple(PortMap.parse(p) for p in ports),
         volumes=tuple(VolumeMap.parse(v) for v in volumes),

@@ -11,6 +11,12 @@
  * /proc, /dev and /tmp, pivots into it, drops every capability but
  * CAP_NET_BIND_SERVICE, runs the app the same way and exits with its status.
  *
+ * On the kernel command line, besides kiln.ip/kiln.gw (eth0) and kiln.seed:
+ * kiln.ip1=IP/PREFIX configures eth1 (a compose project's private network),
+ * kiln.hosts=HEX adds hex-encoded lines to /etc/hosts (bound over the
+ * read-only one), and kiln.env=HEX adds "KEY=VALUE" lines to the app's
+ * environment (`kiln run -e`, compose's `environment`).
+ *
  * The app is described by /kiln/config, written by kiln at build time, one
  * setting a line:  "arg VALUE", "env KEY=VALUE", "workdir DIR", "hostname NAME",
  * "volume TAG PATH" (a 9p share in the VM; `--volume HOST=PATH` in the sandbox;
@@ -42,6 +48,8 @@
  *                                  /proc/meminfo (MemTotal, MemFree, MemAvailable, Cached, Shmem,
  *                                  AnonPages, Slab, KernelStack, PageTables) and the app's
  *                                  VmRSS/RssAnon/RssFile (/proc/PID/status), in KiB
+ *   http PORT PATH              -> "ok http STATUS" (GET http://127.0.0.1:PORT/PATH inside the guest,
+ *                                  2 s at most), else "no http REASON": compose's healthchecks
  *   anything else               -> "err VERB unknown request"
  * While no host is connected, QEMU drops what init writes and init reads
  * nothing: a UART has no notion of a peer, and needs none.
@@ -201,6 +209,9 @@ static void mount_fs(const char *src, const char *dst, const char *type, unsigne
         say("mount %s on %s: %s", type ? type : src, dst, strerror(errno));
 }
 
+static char *sandbox_env[32]; /* KEY=VALUE over the image's environment: --env, kiln.env */
+static int nsandbox_env;
+
 /* ---- networking (VM only) ---------------------------------------------- */
 
 static int set_addr(int fd, const char *ifname, unsigned long req, const char *addr) {
@@ -224,13 +235,75 @@ static int link_up(int fd, const char *ifname) {
     return ioctl(fd, SIOCSIFFLAGS, &ifr);
 }
 
+/* Give ifname the address "IP[/PREFIX]" (default /24) and bring it up; 0 on success. */
+static int configure(int fd, const char *ifname, const char *cidr) {
+    char ip[64], *p, mask[32];
+    int prefix = 24;
+    struct in_addr m;
+    snprintf(ip, sizeof ip, "%s", cidr);
+    if ((p = strchr(ip, '/'))) {
+        *p = '\0';
+        prefix = atoi(p + 1);
+    }
+    m.s_addr = prefix ? htonl(0xffffffffu << (32 - prefix)) : 0;
+    inet_ntop(AF_INET, &m, mask, sizeof mask);
+    if (set_addr(fd, ifname, SIOCSIFADDR, ip) < 0 || set_addr(fd, ifname, SIOCSIFNETMASK, mask) < 0 ||
+        link_up(fd, ifname) < 0) {
+        say("%s: %s", ifname, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Decode hex into out (NUL-terminated); the length, or -1 if it is not hex or does not fit. */
+static int unhex(const char *hex, char *out, size_t outlen) {
+    size_t i, n = 0;
+    for (i = 0; hex[i] && hex[i + 1]; i += 2) {
+        unsigned int byte;
+        if (n + 1 >= outlen || sscanf(hex + i, "%2x", &byte) != 1)
+            return -1;
+        out[n++] = (char)byte;
+    }
+    out[n] = '\0';
+    return (int)n;
+}
+
+/* kiln.hosts=HEX: more lines for /etc/hosts (the names of a compose project's services).
+ * The root is read-only: the whole file is written to /tmp and bound over /etc/hosts. */
+static void add_hosts(void) {
+    static char hex[4096];
+    char extra[2048], base[1024] = "";
+    ssize_t n = 0;
+    int fd;
+    if (!cmdline_param("kiln.hosts", hex, sizeof hex) || unhex(hex, extra, sizeof extra) < 0)
+        return;
+    fd = open("/etc/hosts", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        say("kiln.hosts: the image has no /etc/hosts to extend");
+        return;
+    }
+    n = read(fd, base, sizeof base - 1);
+    close(fd);
+    base[n > 0 ? n : 0] = '\0';
+    fd = open("/tmp/.kiln-hosts", O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0444);
+    if (fd < 0 || write(fd, base, strlen(base)) < 0 || write(fd, extra, strlen(extra)) < 0) {
+        say("kiln.hosts: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    mount_fs("/tmp/.kiln-hosts", "/etc/hosts", NULL, MS_BIND, NULL);
+    mount_fs(NULL, "/etc/hosts", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+}
+
 static void setup_network(void) {
-    char ip[64], *p, mask[32], gwbuf[64], cidrbuf[64];
+    char gwbuf[64], cidrbuf[64], privbuf[64];
     const char *gw = cmdline_param("kiln.gw", gwbuf, sizeof gwbuf);
     const char *cidr = cmdline_param("kiln.ip", cidrbuf, sizeof cidrbuf);
-    int prefix = 24, fd;
+    const char *priv = cmdline_param("kiln.ip1", privbuf, sizeof privbuf); /* a compose project's network */
+    int fd;
     struct rtentry rt;
-    struct in_addr m;
 
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -240,20 +313,9 @@ static void setup_network(void) {
     }
     if (link_up(fd, "lo") < 0)
         say("lo: %s", strerror(errno));
-    if (!cidr) {
-        close(fd);
-        return;
-    }
-    snprintf(ip, sizeof ip, "%s", cidr);
-    if ((p = strchr(ip, '/'))) {
-        *p = '\0';
-        prefix = atoi(p + 1);
-    }
-    m.s_addr = prefix ? htonl(0xffffffffu << (32 - prefix)) : 0;
-    inet_ntop(AF_INET, &m, mask, sizeof mask);
-    if (set_addr(fd, "eth0", SIOCSIFADDR, ip) < 0 || set_addr(fd, "eth0", SIOCSIFNETMASK, mask) < 0 ||
-        link_up(fd, "eth0") < 0) {
-        say("eth0: %s", strerror(errno));
+    if (priv)
+        configure(fd, "eth1", priv);
+    if (!cidr || configure(fd, "eth0", cidr) < 0) {
         close(fd);
         return;
     }
@@ -268,6 +330,19 @@ static void setup_network(void) {
             say("default route via %s: %s", gw, strerror(errno));
     }
     close(fd);
+}
+
+/* kiln.env=HEX: "KEY=VALUE" lines for the app's environment (kiln run -e, compose's environment),
+ * over what /kiln/config sets, as --env does in the sandbox. */
+static char env_text[2048];
+static void env_from_cmdline(void) {
+    static char hex[4096];
+    char *line, *save = NULL;
+    if (!cmdline_param("kiln.env", hex, sizeof hex) || unhex(hex, env_text, sizeof env_text) < 0)
+        return;
+    for (line = strtok_r(env_text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        if (strchr(line, '=') && nsandbox_env < (int)(sizeof sandbox_env / sizeof *sandbox_env))
+            sandbox_env[nsandbox_env++] = line;
 }
 
 /* ---- entropy (VM only) -------------------------------------------------- */
@@ -330,8 +405,6 @@ static void bind_dev(const char *name) {
 
 /* `--env KEY=VALUE` arguments of the sandbox (kiln build --check): added to the app's environment,
  * replacing a variable of the same name from the config. */
-static char *sandbox_env[16];
-static int nsandbox_env;
 
 static void add_sandbox_env(void) {
     int i, j, n = 0;
@@ -596,6 +669,34 @@ static void meminfo(void) {
     reply("ok meminfo%s", out);
 }
 
+/* GET path from 127.0.0.1:port inside the guest: the HTTP status, or -1 (errno says why). */
+static int http_status(unsigned port, const char *path) {
+    struct sockaddr_in addr;
+    struct timeval limit = {2, 0};
+    char head[64];
+    ssize_t n;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = -1;
+    if (fd < 0)
+        return -1;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        dprintf(fd, "GET %s HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n", path) > 0 &&
+        (n = read(fd, head, sizeof head - 1)) > 0) {
+        head[n] = '\0';
+        if (sscanf(head, "HTTP/%*s %d", &status) != 1) {
+            status = -1;
+            errno = EPROTO;
+        }
+    }
+    close(fd);
+    return status;
+}
+
 static void request(char *line) {
     char *save = NULL, *verb = strtok_r(line, " ", &save), *arg;
     ctl_tag[0] = '\0';
@@ -641,6 +742,18 @@ static void request(char *line) {
         reply("ok seed");
     } else if (!strcmp(verb, "meminfo")) {
         meminfo();
+    } else if (!strcmp(verb, "http")) {
+        char *port = strtok_r(NULL, " ", &save), *path = strtok_r(NULL, " ", &save);
+        int status;
+        if (!port || !path || path[0] != '/') {
+            reply("err http expected: http PORT /PATH");
+            return;
+        }
+        status = http_status((unsigned)atoi(port), path);
+        if (status < 0)
+            reply("no http %s", strerror(errno));
+        else
+            reply("ok http %d", status);
     } else
         reply("err %s unknown request", verb);
 }
@@ -823,7 +936,7 @@ int main(int argc, char **argv) {
         for (i = 3; i + 1 < argc; i += 2) {
             if (!strcmp(argv[i], "--volume") && nsandbox_volumes < 16)
                 sandbox_volumes[nsandbox_volumes++] = argv[i + 1];
-            else if (!strcmp(argv[i], "--env") && nsandbox_env < 16 && strchr(argv[i + 1], '='))
+            else if (!strcmp(argv[i], "--env") && nsandbox_env < 32 && strchr(argv[i + 1], '='))
                 sandbox_env[nsandbox_env++] = argv[i + 1];
         }
         sandboxed = 1;
@@ -841,6 +954,8 @@ int main(int argc, char **argv) {
             power_off(0);
         }
         setup_network();
+        add_hosts();
+        env_from_cmdline();
         seed_entropy();
         open_control();
         if (cmdline_param("kiln.wait-seed", flag, sizeof flag))

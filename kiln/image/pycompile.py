@@ -31,4 +31,6 @@ def compile_all(interpreter: Path, jobs: list[tuple[Path, Path, str]]) -> None:
     for _, dst, _ in jobs:
         dst.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps([[str(s), str(d), shown] for s, d, shown in jobs]).encode()
-    _proc.run([interpreter, "-s", "-E", "-X", "no_debug_ranges", "-c", _COMPILER], what="compiling to bytecode", input=payload)
+    _proc.run(
+        [interpreter, "-s", "-E", "-X", "no_debug_ranges", "-c", _COMPILER], what="compiling to bytecode", input=payload
+    )

@@ -29,20 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from kiln.errors import UsageError
 from kiln.targets.portmap import PortMap
-from kiln.units import parse_memory
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from 30, "30s", "500ms", "2m" or "1h"."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 500ms, 2m)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-
+from kiln.units import parse_duration, parse_memory
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 

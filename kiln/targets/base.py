@@ -40,6 +40,21 @@ class VolumeMap:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Lan:
+    """A second NIC (eth1) on a private L2 segment: a compose project's network (kiln.compose.switch)."""
+
+    socket: Path  # the segment's switch on the host, a UNIX socket
+    address: str  # this guest's IP/PREFIX on it
+    mac: str
+    hosts: tuple[tuple[str, str], ...] = ()  # (name, IP): lines the guest's /etc/hosts gets
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lan:
+        hosts = tuple((str(name), str(ip)) for name, ip in data.get("hosts", ()))
+        return cls(socket=Path(data["socket"]), address=str(data["address"]), mac=str(data["mac"]), hosts=hosts)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Everything `kiln run` may say about one run.
 
@@ -58,8 +73,9 @@ class RunConfig:
     control_socket: Path | None = None  # where the guest init's channel goes (default: under $KILN_HOME/run)
     # qemu target: restore from a matching snapshot (auto), never (--cold), or fail without one
     snapshot: SnapshotUse = "auto"
-    # unix target only, for `kiln build --check`: added to the app's environment by init in the sandbox
+    # added to the app's environment by init (kiln run -e, compose's environment, kiln build --check)
     extra_env: dict[str, str] = field(default_factory=dict)
+    lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
 
     def __post_init__(self) -> None:
         if self.memory_mib is not None and (type(self.memory_mib) is not int or self.memory_mib < 16):
@@ -75,7 +91,8 @@ class RunConfig:
             return None if data.get(key) is None else Path(data[key])
 
         return cls(
-            **{k: v for k, v in data.items() if k not in ("ports", "volumes", "qmp_socket", "control_socket")},
+            **{k: v for k, v in data.items() if k not in ("ports", "volumes", "qmp_socket", "control_socket", "lan")},
+            lan=None if data.get("lan") is None else Lan.from_dict(data["lan"]),
             ports=tuple(PortMap.from_dict(p) for p in data.get("ports", ())),
             volumes=tuple(VolumeMap.from_dict(v) for v in data.get("volumes", ())),
             qmp_socket=path("qmp_socket"),

@@ -60,9 +60,7 @@ class QemuTarget:
         check = not cfg.skip_digest_check
         kernel = unpack.kernel(self.store, image, check)
         rootfs = unpack.rootfs(self.store, image, check)
-        if cfg.extra_env:
-            raise UsageError("an extra environment for the app is for the unix target only (kiln build --check)")
-        if cfg.ports and not m.kernel.network:
+        if (cfg.ports or cfg.lan) and not m.kernel.network:
             raise UsageError(f"image {image.ref} has no network (its app declares no ports and uses no sockets)")
         accel, note = accelerator.choose(cfg.accel, kernel)
         tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
@@ -79,6 +77,8 @@ class QemuTarget:
             quiet=not cfg.kernel_log,
             verity_table=dm_table(m.rootfs.verity),
             volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
+            env=tuple(sorted(cfg.extra_env.items())),
+            lan=cfg.lan,
         )
         return spec, [note] if note else []
 
@@ -96,7 +96,9 @@ class QemuTarget:
             cleanup=[spec.qmp_socket, spec.control_socket],
             forwards=list(cfg.ports),
         )
-        if cfg.snapshot == "never":
+        if (cfg.extra_env or cfg.lan) and cfg.snapshot == "require":
+            raise UsageError("-e and compose networks boot cold: a snapshot's app started with the image's environment")
+        if cfg.snapshot == "never" or cfg.extra_env or cfg.lan:
             return plan
         from kiln.snapshot import match  # only a run that may restore needs it
 

@@ -24,6 +24,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kiln.targets.base import Lan
 from kiln.targets.portmap import PortMap
 
 GUEST_IP = "10.0.2.15/24"
@@ -74,6 +75,8 @@ class VmSpec:
     ram_file: Path | None = None  # guest RAM in this file (snapshots), instead of anonymous memory
     ram_shared: bool = False  # True: writes go to ram_file (making a snapshot); False: copy-on-write
     incoming: bool = False  # restore: wait for the saved state (QMP migrate-incoming, see kiln.snapshot)
+    env: tuple[tuple[str, str], ...] = ()  # KEY=VALUE for the app, over the image's (kiln.env)
+    lan: Lan | None = None  # a second NIC on a private segment (compose)
 
 
 def device_set(spec: VmSpec) -> str:
@@ -82,9 +85,16 @@ def device_set(spec: VmSpec) -> str:
     if spec.network:
         devices.append("virtio-net")
     devices += [f"9p:{tag}" for tag, _ in spec.volumes]
+    if spec.lan:
+        devices.append("virtio-net:lan")
     if spec.control_socket:
         devices.append("uart:control")
     return ",".join(devices)
+
+
+def hex_lines(lines: list[str]) -> str:
+    """Lines as one hex word: a kernel parameter holds no spaces or quotes (init decodes it)."""
+    return "".join(f"{line}\n" for line in lines).encode().hex()
 
 
 def kernel_cmdline(spec: VmSpec) -> str:
@@ -110,6 +120,12 @@ def kernel_cmdline(spec: VmSpec) -> str:
         params.append("quiet")
     if spec.network:
         params += [f"kiln.ip={GUEST_IP}", f"kiln.gw={GATEWAY}"]
+    if spec.lan:
+        params.append(f"kiln.ip1={spec.lan.address}")
+        if spec.lan.hosts:
+            params.append("kiln.hosts=" + hex_lines([f"{ip}\t{name}" for name, ip in spec.lan.hosts]))
+    if spec.env:
+        params.append("kiln.env=" + hex_lines([f"{key}={value}" for key, value in spec.env]))
     return " ".join(params + list(spec.cmdline))
 
 
@@ -172,6 +188,13 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
     ]
     if spec.network:
         argv += _user_net(spec.ports, "virtio-net-device")
+    if spec.lan:  # after the user network, so that the guest names it eth1
+        argv += [
+            "-netdev",
+            f"stream,id=lan,server=off,addr.type=unix,addr.path={spec.lan.socket}",
+            "-device",
+            f"virtio-net-device,netdev=lan,mac={spec.lan.mac}",
+        ]
     for tag, host in spec.volumes:
         argv += [
             "-fsdev",

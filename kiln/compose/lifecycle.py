@@ -1,0 +1,307 @@
+"""`kiln compose up|down|ps|logs`: a project's services as detached instances on one private network.
+
+    $KILN_HOME/compose/<project>/project.json   the services and the instance each one runs as
+    $KILN_HOME/compose/<project>/switch.sock    the project's network (kiln.compose.switch)
+    $KILN_HOME/compose/<project>/switch.json    the switch's pid and start time
+    $KILN_HOME/compose/<project>/volumes/NAME/  named volumes (kept by `down`, removed by `down -v`)
+
+Each service runs as the instance `<project>-<service>` under the usual supervisor and restart
+policy, on the qemu target, with a second NIC on the project's switch: the services, sorted by
+name, get 10.89.0.2, .3, ... and every guest's /etc/hosts names them all. Published ports stay on
+the first NIC (QEMU's user network), as with `kiln run -p`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln import atomic
+from kiln.compose.project import Healthcheck, Project, Service
+from kiln.control import ControlChannel
+from kiln.errors import KilnError, TargetError, UsageError
+from kiln.paths import home_dir
+from kiln.runtime import instance as instances
+from kiln.runtime import manage
+from kiln.store import Store
+from kiln.targets.base import Lan, RunConfig, VolumeMap
+
+SUBNET = "10.89.0"
+PREFIX = 24
+HEALTH_TIMEOUT = 180.0  # seconds a service has to become healthy (TCG boots are slow)
+Say = Callable[[str], None]
+
+
+def project_dir(name: str) -> Path:
+    return home_dir("compose") / name
+
+
+def instance_name(project: str, service: str) -> str:
+    return f"{project}-{service}"
+
+
+def addresses(project: Project) -> dict[str, str]:
+    """Service -> its address on the project's network (sorted names: stable across ups)."""
+    names = sorted(project.services)
+    if len(names) > 250:
+        raise UsageError("a project has at most 250 services")
+    return {name: f"{SUBNET}.{i + 2}" for i, name in enumerate(names)}
+
+
+# -- the switch ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SwitchProcess:
+    directory: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.directory / "switch.sock"
+
+    @property
+    def record(self) -> Path:
+        return self.directory / "switch.json"
+
+    def pid(self) -> int | None:
+        try:
+            data = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return None
+        return data["pid"] if instances.alive(data.get("pid"), data.get("start")) else None
+
+    def start(self) -> None:
+        if self.pid() is not None and self.socket.exists():
+            return
+        log = open(self.directory / "switch.log", "ab")  # noqa: SIM115 (the child keeps it)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kiln.compose.switch", str(self.socket)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+        )  # fmt: skip
+        log.close()
+        atomic.write_bytes(
+            self.record, json.dumps({"pid": proc.pid, "start": instances.proc_start_time(proc.pid)}).encode()
+        )
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TargetError(f"the project's network did not start (see {self.directory / 'switch.log'})")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while self.pid() is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.record.unlink(missing_ok=True)
+        self.socket.unlink(missing_ok=True)
+
+
+# -- up --------------------------------------------------------------------------------------------
+
+
+def _ensure_image(store: Store, service: Service, project: Project, rebuild: bool, say: Say) -> str:
+    ref = service.image or f"{project.name}-{service.name}"
+    have = True
+    try:
+        store.image(ref)
+    except KilnError:
+        have = False
+    if have and not (rebuild and service.build):
+        return ref
+    if service.build is None:
+        raise UsageError(f"service {service.name}: no image {ref} in the store, and no build to make it")
+    say(f"building {service.name} from {service.build}")
+    proc = subprocess.run([sys.executable, "-m", "kiln", "build", str(service.build), "-t", ref], check=False)
+    if proc.returncode != 0:
+        raise KilnError(f"service {service.name}: the build of {service.build} failed")
+    return ref
+
+
+def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs: dict[str, str]) -> RunConfig:
+    volumes = []
+    for kind, source, target in service.volumes:
+        if kind == "volume":
+            host = project_dir(project.name) / "volumes" / source
+            host.mkdir(parents=True, exist_ok=True)
+        else:
+            host = Path(source)
+        volumes.append(VolumeMap(host=host, guest=target))
+    me = addrs[service.name]
+    lan = Lan(
+        socket=switch.socket,
+        address=f"{me}/{PREFIX}",
+        mac="52:54:00:89:00:{:02x}".format(int(me.rsplit(".", 1)[1])),
+        hosts=tuple((name, ip) for name, ip in sorted(addrs.items())),
+    )
+    return RunConfig(
+        ports=service.ports,
+        volumes=tuple(volumes),
+        memory_mib=service.memory_mib,
+        extra_env=dict(service.environment),
+        lan=lan,
+        snapshot="never",
+    )
+
+
+def _console_tail(inst: instances.Instance, lines: int = 15) -> str:
+    try:
+        text = inst.console_log.read_text(errors="replace")
+    except OSError:
+        return "(no console output)"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def check_health(inst: instances.Instance, check: Healthcheck) -> bool:
+    """One healthcheck, run inside the guest by init (its ports need not be published)."""
+    try:
+        with ControlChannel(inst.control_socket, timeout=check.timeout) as channel:
+            if check.kind == "tcp":
+                return channel.listening([check.port], timeout=check.timeout)
+            status = channel.http_status(check.port, check.path, timeout=check.timeout)
+            return status is not None and 200 <= status < 400
+    except TargetError:
+        return False
+
+
+def wait_healthy(inst: instances.Instance, service: Service, timeout: float = HEALTH_TIMEOUT) -> None:
+    assert service.healthcheck is not None
+    check = service.healthcheck
+    deadline = time.monotonic() + max(timeout, check.start_period)
+    while time.monotonic() < deadline:
+        if not inst.running():
+            raise TargetError(f"service {service.name} stopped before it was healthy; its console:\n"
+                              f"{_console_tail(inst)}")  # fmt: skip
+        if check_health(inst, check):
+            return
+        time.sleep(check.interval)
+    raise TargetError(f"service {service.name} did not become healthy within {timeout:.0f} s; its console:\n"
+                      f"{_console_tail(inst)}")  # fmt: skip
+
+
+def up(project: Project, store: Store, say: Say, services: list[str] | None = None, rebuild: bool = False) -> None:
+    """Start the project's services (or `services` and what they depend on) in dependency order."""
+    order = project.order()
+    if services:
+        unknown = sorted(set(services) - set(project.services))
+        if unknown:
+            raise UsageError(f"no service named {', '.join(unknown)} in project {project.name}")
+        wanted: set[str] = set()
+        todo = list(services)
+        while todo:
+            name = todo.pop()
+            if name not in wanted:
+                wanted.add(name)
+                todo.extend(project.services[name].depends_on)
+        order = [s for s in order if s in wanted]
+    refs = {name: _ensure_image(store, project.services[name], project, rebuild, say) for name in order}
+    directory = project_dir(project.name)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(
+        directory / "project.json",
+        json.dumps({"name": project.name, "directory": str(project.directory),
+                    "services": {s: instance_name(project.name, s) for s in project.services}}, indent=2).encode(),
+    )  # fmt: skip
+    switch = SwitchProcess(directory)
+    switch.start()
+    addrs = addresses(project)
+    for name in order:
+        service = project.services[name]
+        for dep, condition in sorted(service.depends_on.items()):
+            dep_inst = instances.get(instance_name(project.name, dep))
+            if condition == "service_healthy":
+                say(f"waiting for {dep} to be healthy")
+                wait_healthy(dep_inst, project.services[dep])
+        inst_name = instance_name(project.name, name)
+        try:
+            existing: instances.Instance | None = instances.get(inst_name)
+        except KilnError:
+            existing = None
+        if existing is not None and existing.running():
+            say(f"{name}: running ({inst_name})")
+            continue
+        if existing is not None:
+            manage.remove(existing, force=True)  # exited: start it afresh, with this file's settings
+        cfg = _run_config(project, service, switch, addrs)
+        inst, notes = manage.run_detached(
+            store, refs[name], "qemu", cfg, instances.RestartPolicy.parse(service.restart), inst_name
+        )
+        for note in notes:
+            say(note)
+        say(f"{name}: started ({inst.name}, {addrs[name]})")
+
+
+# -- down, ps, logs --------------------------------------------------------------------------------
+
+
+def members(name: str) -> dict[str, str]:
+    """Service -> instance name, as the last `up` recorded them."""
+    try:
+        data = json.loads((project_dir(name) / "project.json").read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"no compose project {name} (kiln compose up starts one)") from None
+    return dict(data["services"])
+
+
+def down(name: str, say: Say, volumes: bool = False) -> None:
+    for service, inst_name in sorted(members(name).items()):
+        try:
+            inst = instances.get(inst_name)
+        except KilnError:
+            continue
+        manage.remove(inst, force=True)
+        say(f"{service}: removed ({inst_name})")
+    directory = project_dir(name)
+    SwitchProcess(directory).stop()
+    for entry in directory.iterdir():
+        if entry.name == "volumes" and not volumes:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if not any(directory.iterdir()):
+        directory.rmdir()
+    if volumes:
+        say("named volumes removed")
+
+
+def status(name: str) -> list[dict[str, object]]:
+    rows = []
+    for service, inst_name in sorted(members(name).items()):
+        try:
+            inst = instances.get(inst_name)
+        except KilnError:
+            rows.append({"service": service, "instance": inst_name, "state": "not created", "ports": []})
+            continue
+        st = inst.state()
+        rows.append({"service": service, "instance": inst_name, "state": st.status,
+                     "ports": [str(p) for p in inst.config.run.ports],
+                     "address": inst.config.run.lan.address if inst.config.run.lan else None})  # fmt: skip
+    return rows
+
+
+def logs(name: str, services: list[str]) -> list[tuple[str, str]]:
+    """(service, console text) for `services` (all when empty)."""
+    found = members(name)
+    unknown = sorted(set(services) - set(found))
+    if unknown:
+        raise UsageError(f"no service named {', '.join(unknown)} in project {name}")
+    out = []
+    for service in services or sorted(found):
+        try:
+            text = instances.get(found[service]).console_log.read_text(errors="replace")
+        except (KilnError, OSError):
+            text = ""
+        out.append((service, text))
+    return out

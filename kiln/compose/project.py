@@ -1,0 +1,336 @@
+"""A compose file, read: validated against the Compose Specification's schema, then the subset
+kiln runs, each key it does not run refused in one line that names the key and its service.
+
+Supported (the rest of Compose is valid but refused):
+    name
+    services.<s>.image | build (a directory, or {context: DIR})
+    services.<s>.ports          "[IP:]HOST:GUEST" or {target, published, host_ip}; TCP only
+    services.<s>.environment    list of KEY=VALUE or a mapping
+    services.<s>.depends_on     list, or {service: {condition: service_started | service_healthy}}
+    services.<s>.healthcheck    test: ["HTTP", PORT, "/path"] or ["TCP", PORT] (a unikernel has no
+                                shell to run a command in); interval, timeout, retries, start_period
+    services.<s>.volumes        "NAME:/path" (a named volume) or "./dir:/path" (a host directory),
+                                on a volume the image declares
+    services.<s>.restart        no | always | on-failure[:N] | unless-stopped (as always)
+    services.<s>.mem_limit      e.g. 64m
+    volumes.<name>              named volumes ({} or null)
+Variables are interpolated as Compose does: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, $$.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from kiln.errors import UsageError
+from kiln.targets.portmap import PortMap
+from kiln.units import parse_duration, parse_memory
+
+SCHEMA = Path(__file__).parent / "schema" / "compose-spec.json"
+SERVICE_KEYS = {
+    "image",
+    "build",
+    "ports",
+    "environment",
+    "depends_on",
+    "healthcheck",
+    "volumes",
+    "restart",
+    "mem_limit",
+}
+TOP_KEYS = {"name", "services", "volumes", "version"}  # version: obsolete in Compose, accepted and ignored
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    kind: str  # "http" or "tcp"
+    port: int
+    path: str = "/"
+    interval: float = 1.0
+    timeout: float = 5.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    image: str | None
+    build: Path | None
+    ports: tuple[PortMap, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
+    healthcheck: Healthcheck | None = None
+    volumes: tuple[tuple[str, str, str], ...] = ()  # (kind "volume" | "bind", source, guest path)
+    restart: str = "no"
+    memory_mib: int | None = None
+
+    @property
+    def image_ref(self) -> str:
+        return self.image or self.name
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    directory: Path  # where the compose file is: relative paths start here
+    services: dict[str, Service]
+    volumes: tuple[str, ...] = ()
+
+    def order(self) -> list[str]:
+        """Service names, every one after those it depends on (a cycle is an error)."""
+        done: list[str] = []
+        visiting: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            if name in visiting:
+                cycle = [*visiting[visiting.index(name) :], name]
+                raise UsageError(f"depends_on has a cycle: {' -> '.join(cycle)}")
+            visiting.append(name)
+            for dep in sorted(self.services[name].depends_on):
+                visit(dep)
+            visiting.pop()
+            done.append(name)
+
+        for name in sorted(self.services):
+            visit(name)
+        return done
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable interpolation, in every string of the document."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1):
+            return "$"
+        name = m.group(2) or m.group(5)
+        have = env.get(name)
+        if m.group(3) == ":-":
+            return have or m.group(4)
+        if m.group(3) == "-":
+            return m.group(4) if have is None else have
+        return have or ""
+
+    return _VAR.sub(one, value)
+
+
+def _where(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validate(doc: Any, source: str) -> None:
+    """The Compose Specification's own schema; the first error, with the path of its key."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    if errors:
+        err = errors[0]
+        raise UsageError(f"{source} is not valid Compose: {_where(err.absolute_path)}: {err.message}")
+
+
+def _ports(raw: list[Any], service: str) -> tuple[PortMap, ...]:
+    out = []
+    for item in raw:
+        if isinstance(item, dict):
+            if item.get("protocol", "tcp") != "tcp":
+                raise UsageError(f"services.{service}.ports: kiln publishes TCP ports only")
+            if "published" not in item:
+                raise UsageError(f"services.{service}.ports: {item} publishes no host port (give published)")
+            spec = f"{item.get('host_ip', '0.0.0.0')}:{item['published']}:{item['target']}"
+        else:
+            spec = str(item)
+            if spec.endswith("/udp"):
+                raise UsageError(f"services.{service}.ports: {spec}: kiln publishes TCP ports only")
+            spec = spec.removesuffix("/tcp")
+            if ":" not in spec:
+                raise UsageError(f"services.{service}.ports: {spec} publishes no host port (expected HOST:GUEST)")
+        try:
+            out.append(PortMap.parse(spec))
+        except UsageError as err:
+            raise UsageError(f"services.{service}.ports: {err}") from None
+    return tuple(out)
+
+
+def _environment(raw: Any) -> dict[str, str]:
+    if isinstance(raw, dict):
+        return {k: "" if v is None else str(v) for k, v in raw.items()}
+    out = {}
+    for item in raw or []:
+        key, _, value = str(item).partition("=")
+        out[key] = value
+    return out
+
+
+def _duration(text: Any, where: str) -> float:
+    try:
+        return parse_duration(str(text))
+    except ValueError as err:
+        raise UsageError(f"{where}: {err}") from None
+
+
+def _healthcheck(raw: dict[str, Any], service: str) -> Healthcheck | None:
+    where = f"services.{service}.healthcheck"
+    for key in raw:
+        if key not in ("test", "interval", "timeout", "retries", "start_period", "disable"):
+            raise UsageError(f"{where}.{key}: valid Compose, but kiln does not support it")
+    if raw.get("disable"):
+        return None
+    test = raw.get("test")
+    words = [str(w) for w in test] if isinstance(test, list) else str(test or "").split()
+    usage = 'use test: ["HTTP", PORT, "/path"] or ["TCP", PORT] (a unikernel has no shell to run a command in)'
+    kind = words[0].upper() if words else ""
+    if kind not in ("HTTP", "TCP") or len(words) < 2 or not words[1].isdigit():
+        raise UsageError(f"{where}.test: {test!r}: {usage}")
+    path = words[2] if kind == "HTTP" and len(words) > 2 else "/"
+    if not path.startswith("/"):
+        raise UsageError(f"{where}.test: {path!r} is not a path (it starts with /)")
+    return Healthcheck(
+        kind=kind.lower(),
+        port=int(words[1]),
+        path=path,
+        interval=_duration(raw.get("interval", "1s"), f"{where}.interval"),
+        timeout=_duration(raw.get("timeout", "5s"), f"{where}.timeout"),
+        retries=int(raw.get("retries", 3)),
+        start_period=_duration(raw.get("start_period", "0s"), f"{where}.start_period"),
+    )
+
+
+def _volumes(raw: list[Any], service: str, directory: Path, named: set[str]) -> tuple[tuple[str, str, str], ...]:
+    out = []
+    for item in raw:
+        if isinstance(item, dict):
+            kind, source, target = item.get("type", "volume"), str(item.get("source", "")), str(item["target"])
+            extra = sorted(set(item) - {"type", "source", "target"})
+            if extra:
+                raise UsageError(f"services.{service}.volumes.{extra[0]}: valid Compose, but kiln does not support it")
+        else:
+            source, sep, target = str(item).partition(":")
+            target = target.split(":", 1)[0]
+            if not sep:
+                raise UsageError(f"services.{service}.volumes: {item!r} names no source (NAME:/path or ./dir:/path)")
+            kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+        if kind == "bind":
+            host = (directory / os.path.expanduser(source)).resolve()
+            if not host.is_dir():
+                raise UsageError(f"services.{service}.volumes: {host} is not a directory")
+            out.append(("bind", str(host), target))
+        elif kind == "volume":
+            if source not in named:
+                raise UsageError(f"services.{service}.volumes: volume {source!r} is not declared under volumes")
+            out.append(("volume", source, target))
+        else:
+            raise UsageError(f"services.{service}.volumes: type {kind!r}: kiln mounts volumes and binds only")
+    return tuple(out)
+
+
+def _memory(raw: Any, service: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return parse_memory(str(raw))
+    except ValueError as err:
+        raise UsageError(f"services.{service}.mem_limit: {err}") from None
+
+
+def _restart(raw: str, service: str) -> str:
+    mode, _, count = raw.partition(":")
+    if mode == "unless-stopped":
+        return "always"  # kiln has no daemon to outlive: a stop is the only stop
+    if mode in ("no", "always", "on-failure") and (not count or (mode == "on-failure" and count.isdigit())):
+        return raw
+    raise UsageError(f"services.{service}.restart: {raw!r} (expected no, always, on-failure[:N], unless-stopped)")
+
+
+def load(path: Path, name: str | None = None, env: dict[str, str] | None = None) -> Project:
+    """Read, interpolate and validate a compose file; refuse what kiln does not run."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{path}{at}: not YAML: {getattr(err, 'problem', err)}") from None
+    doc = interpolate(doc, dict(os.environ) if env is None else env)
+    validate(doc, str(path))
+    for key in doc:
+        if key not in TOP_KEYS and not key.startswith("x-"):
+            why = " (each project has one private network)" if key == "networks" else ""
+            raise UsageError(f"{key}: valid Compose, but kiln does not support it{why}")
+    project = name or doc.get("name") or path.resolve().parent.name
+    project = re.sub(r"[^a-z0-9_-]", "", project.lower())
+    if not NAME_RE.match(project):
+        raise UsageError(f"invalid project name {project!r} (lower-case letters, digits, - and _)")
+    named = set((doc.get("volumes") or {}).keys())
+    services: dict[str, Service] = {}
+    directory = path.resolve().parent
+    published: dict[int, str] = {}
+    for svc, raw in (doc.get("services") or {}).items():
+        if not NAME_RE.match(svc):
+            raise UsageError(f"services.{svc}: a service name is lower-case letters, digits, - and _")
+        for key in raw:
+            if key not in SERVICE_KEYS and not key.startswith("x-"):
+                raise UsageError(f"services.{svc}.{key}: valid Compose, but kiln does not support it")
+        build = raw.get("build")
+        if isinstance(build, dict):
+            extra = sorted(set(build) - {"context"})
+            if extra:
+                raise UsageError(f"services.{svc}.build.{extra[0]}: valid Compose, but kiln does not support it")
+            build = build.get("context", ".")
+        depends = raw.get("depends_on") or {}
+        if isinstance(depends, list):
+            depends = {d: {"condition": "service_started"} for d in depends}
+        conditions = {}
+        for dep, how in depends.items():
+            condition = how.get("condition", "service_started")
+            if condition not in ("service_started", "service_healthy"):
+                raise UsageError(f"services.{svc}.depends_on.{dep}.condition: {condition} is not supported by kiln")
+            conditions[dep] = condition
+        service = Service(
+            name=svc,
+            image=raw.get("image"),
+            build=(directory / str(build)).resolve() if build is not None else None,
+            ports=_ports(raw.get("ports") or [], svc),
+            environment=_environment(raw.get("environment")),
+            depends_on=conditions,
+            healthcheck=_healthcheck(raw["healthcheck"], svc) if raw.get("healthcheck") else None,
+            volumes=_volumes(raw.get("volumes") or [], svc, directory, named),
+            restart=_restart(str(raw.get("restart", "no")), svc),
+            memory_mib=_memory(raw.get("mem_limit"), svc),
+        )
+        for p in service.ports:
+            if p.host in published:
+                raise UsageError(f"host port {p.host} is published twice (services {published[p.host]} and {svc})")
+            published[p.host] = svc
+        services[svc] = service
+    for svc, service in services.items():
+        for dep in service.depends_on:
+            if dep not in services:
+                raise UsageError(f"services.{svc}.depends_on: no service named {dep}")
+            if service.depends_on[dep] == "service_healthy" and services[dep].healthcheck is None:
+                raise UsageError(f"services.{svc}.depends_on.{dep}: service_healthy, but {dep} has no healthcheck")
+    result = Project(name=project, directory=directory, services=services, volumes=tuple(sorted(named)))
+    result.order()  # a cycle is an error now, before anything starts
+    return result

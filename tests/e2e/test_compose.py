@@ -1,0 +1,93 @@
+"""kiln compose: examples/compose-counter (a Python web app and the redis unikernel) on a private
+network, under real QEMU; and a second project from the same file that cannot see the first's redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.harness import free_port
+from tests.conftest import EXAMPLES, kiln
+
+pytestmark = [pytest.mark.vm, pytest.mark.kernel]
+COMPOSE = EXAMPLES / "compose-counter" / "compose.yaml"
+
+
+def get(port: int, path: str = "/") -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+            if r.status_code == 200:
+                return r.text.strip()
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no answer on port {port}{path}")
+        time.sleep(0.2)
+
+
+def compose(env: dict[str, str], project: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return kiln("compose", "-f", str(COMPOSE), "-p", project, *args, env=env, check=check, timeout=900)
+
+
+def test_counter_on_a_private_network(session_env: dict[str, str]) -> None:
+    port_a, port_b = free_port(), free_port()
+    env_a = {**session_env, "WEB_PORT": str(port_a)}
+    env_b = {**session_env, "WEB_PORT": str(port_b)}
+    try:
+        compose(env_a, "one", "up", "-d")
+        assert [get(port_a) for _ in range(10)][-1] == "visits: 10"
+        rows = json.loads(compose(env_a, "one", "ps", "--json").stdout)
+        assert {r["service"]: (r["state"], r["address"]) for r in rows} == {
+            "redis": ("running", "10.89.0.2/24"),
+            "web": ("running", "10.89.0.3/24"),
+        }
+        # redis is published nowhere: the host reaches only the web app's port
+        assert all(r["ports"] == [] for r in rows if r["service"] == "redis")
+
+        # the web service restarts alone; the count lives in redis and survives
+        kiln("stop", "one-web", env=env_a, check=True)
+        kiln("start", "one-web", env=env_a, check=True)
+        assert get(port_a, "/count") == "visits: 10"
+
+        # the same file under another name: its own network and its own redis, which starts from nothing
+        compose(env_b, "two", "up", "-d")
+        assert get(port_b) == "visits: 1"
+        assert get(port_a, "/count") == "visits: 10"
+        assert "web | counter listening" in compose(env_a, "one", "logs", "web").stdout
+    finally:
+        compose(env_a, "one", "down", check=False)
+        compose(env_b, "two", "down", check=False)
+    left = json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)
+    assert not [r for r in left if r["name"].startswith(("one-", "two-"))]
+    assert not (Path(session_env["KILN_HOME"]) / "compose" / "one").exists()
+    switches = subprocess.run(["pgrep", "-f", f"kiln.compose.switch {session_env['KILN_HOME']}"], capture_output=True)
+    assert switches.returncode == 1, switches.stdout
+
+
+def test_compose_errors(session_env: dict[str, str], tmp_path: Path) -> None:
+    def error(text: str) -> str:
+        (tmp_path / "compose.yaml").write_text(text)
+        proc = kiln("compose", "-f", str(tmp_path / "compose.yaml"), "up", "-d", env=session_env)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr.strip()
+
+    assert "is not valid Compose: services.web.ports" in error("services:\n  web:\n    image: x\n    ports: 8080\n")
+    assert "services.web.cap_add: valid Compose, but kiln does not support it" in error(
+        "services:\n  web:\n    image: x\n    cap_add: [NET_ADMIN]\n"
+    )
+    assert "depends_on has a cycle: a -> b -> a" in error(
+        "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n"
+    )
+    assert "service web: no image nothing-here in the store, and no build to make it" in error(
+        "services:\n  web:\n    image: nothing-here\n"
+    )
+    assert "host port 8080 is published twice (services a and b)" in error(
+        "services:\n  a:\n    image: x\n    ports: ['8080:80']\n  b:\n    image: x\n    ports: ['8080:81']\n"
+    )

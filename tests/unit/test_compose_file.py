@@ -1,0 +1,83 @@
+"""The compose file reader: interpolation, the Compose schema, kiln's subset, dependency order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiln.compose.project import interpolate, load
+from kiln.errors import UsageError
+
+GOOD = """
+name: demo
+services:
+  web:
+    build: ./web
+    ports: ["${PORT:-8080}:8080", {target: 81, published: 9091, host_ip: 127.0.0.1}]
+    environment: [A=1, B=two words]
+    depends_on:
+      db: {condition: service_healthy}
+    healthcheck: {test: ["HTTP", "8080", "/health"], interval: 500ms, retries: 5}
+    volumes: ["data:/data", "./static:/static"]
+    restart: unless-stopped
+    mem_limit: 64m
+  db:
+    image: redis
+    healthcheck: {test: ["TCP", "6379"]}
+volumes:
+  data: {}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "static").mkdir(exist_ok=True)
+    path = tmp_path / "compose.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_reads_the_subset(tmp_path: Path) -> None:
+    project = load(write(tmp_path, GOOD), env={"PORT": "9000"})
+    assert project.name == "demo" and project.order() == ["db", "web"]
+    web = project.services["web"]
+    assert [str(p) for p in web.ports] == ["0.0.0.0:9000->8080/tcp", "127.0.0.1:9091->81/tcp"]
+    assert web.environment == {"A": "1", "B": "two words"} and web.memory_mib == 64 and web.restart == "always"
+    assert web.depends_on == {"db": "service_healthy"} and web.build == tmp_path / "web"
+    assert web.healthcheck is not None and (web.healthcheck.kind, web.healthcheck.path) == ("http", "/health")
+    assert web.healthcheck.interval == 0.5 and web.healthcheck.retries == 5
+    assert web.volumes == (("volume", "data", "/data"), ("bind", str(tmp_path / "static"), "/static"))
+    assert project.services["db"].healthcheck.kind == "tcp"  # type: ignore[union-attr]
+    assert load(write(tmp_path, GOOD), name="other", env={}).services["web"].ports[0].host == 8080
+
+
+def test_interpolation() -> None:
+    env = {"A": "x", "E": ""}
+    assert interpolate("$A ${A} ${B:-d} ${B-d} ${E:-d} ${E-d} $$A", env) == "x x d d d  $A"
+    assert interpolate({"k": ["${A}"]}, env) == {"k": ["x"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("services:\n  w:\n    image: x\n    ports: 80\n", "is not valid Compose: services.w.ports"),
+        ("services:\n  w:\n    image: x\n    command: [a]\n", "services.w.command: valid Compose, but kiln"),
+        ("services:\n  w:\n    image: x\nnetworks: {n: {}}\n", "networks: valid Compose, but kiln does not support it"),
+        ("services:\n  w:\n    image: x\n    healthcheck: {test: [CMD, curl, x]}\n", "a unikernel has no shell"),
+        ("services:\n  w:\n    image: x\n    depends_on: [v]\n", "services.w.depends_on: no service named v"),
+        ("services:\n  w:\n    image: x\n    ports: ['53:53/udp']\n", "TCP ports only"),
+        ("services:\n  w:\n    image: x\n    volumes: ['nope:/d']\n", "volume 'nope' is not declared"),
+        ("services:\n  w:\n    image: x\n    restart: sometimes\n", "services.w.restart: 'sometimes'"),
+        ("services:\n  w:\n    image: x\n    mem_limit: 1k\n", "services.w.mem_limit"),
+        (
+            "services:\n  a:\n    image: x\n    depends_on: {b: {condition: service_healthy}}\n  b:\n    image: x\n",
+            "service_healthy, but b has no healthcheck",
+        ),
+        ("services:\n  a:\n    image: x\n    depends_on: [a]\n", "depends_on has a cycle: a -> a"),
+        ("services: [\n", "not YAML"),
+    ],
+)
+def test_refuses_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=None) as err:
+        load(write(tmp_path, text), env={})
+    assert message in str(err.value) and "\n" not in str(err.value)
