@@ -128,3 +128,22 @@ def test_device_set_ignores_paths_and_ports() -> None:
     b = spec(control_socket=Path("/elsewhere/c.sock"), rootfs=Path("/other"), ram_file=Path("/s/ram"))
     assert device_set(a) == device_set(b) == "microvm,debug-exit,virtio-blk,virtio-rng,virtio-net,uart:control"
     assert device_set(spec(network=False, volumes=(("vol0", Path("/d")),))).endswith("9p:vol0")
+
+
+def test_lan_and_environment() -> None:
+    from kiln.targets.base import Lan
+
+    lan = Lan(socket=Path("/c/p/switch.sock"), address="10.89.0.3/24", mac="52:54:00:89:00:03",
+              hosts=(("redis", "10.89.0.2"), ("web", "10.89.0.3")))  # fmt: skip
+    s = spec(lan=lan, env=(("A", "1 2"), ("B", "x=y")))
+    argv = command(s)
+    netdevs = opt(argv, "-netdev")
+    assert netdevs[0].startswith("user,id=net0") and netdevs[1] == (
+        "stream,id=lan,server=off,addr.type=unix,addr.path=/c/p/switch.sock"
+    )  # the user network first: the guest names it eth0, the project's eth1
+    assert "virtio-net-device,netdev=lan,mac=52:54:00:89:00:03" in opt(argv, "-device")
+    params = dict(p.split("=", 1) for p in kernel_cmdline(s).split() if p.startswith("kiln."))
+    assert params["kiln.ip1"] == "10.89.0.3/24"
+    assert bytes.fromhex(params["kiln.hosts"]).decode() == "10.89.0.2\tredis\n10.89.0.3\tweb\n"
+    assert bytes.fromhex(params["kiln.env"]).decode() == "A=1 2\nB=x=y\n"
+    assert device_set(s) != device_set(spec())  # a snapshot without the second NIC does not fit
