@@ -135,15 +135,50 @@ class Client:
         return RegistryError(f"registry {self.host}: {what} failed with HTTP {code}")
 
 
-def push(store: Store, text: str, username: str | None = None, password: str | None = None) -> str:
-    """Push a local image to the registry its name starts with; return the OCI manifest digest."""
+def upload(
+    client: Client,
+    reference: str,
+    layers: list[tuple[Path, str, str, str]],
+    config: tuple[Path, str],
+    artifact_type: str | None = None,
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """Upload blobs (path, media type, digest, title) the registry lacks, then an OCI manifest naming
+    them with `config` (path, media type); the manifest's digest. The one place kiln writes to a registry."""
     import oras.container
 
+    container = oras.container.Container(reference)
+    descriptors = []
+    for path, media, digest, title in [*layers, (config[0], config[1], sha256_file(config[0]), "config")]:
+        desc = {
+            "mediaType": media,
+            "digest": digest,
+            "size": path.stat().st_size,
+            "annotations": {"org.opencontainers.image.title": title},
+        }
+        if not client.call(f"checking blob {digest[:19]}", client.registry.blob_exists, desc, container):
+            client.call(f"uploading {title}", client.registry.upload_blob, str(path), container, desc)
+        descriptors.append(desc)
+    oci: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {k: v for k, v in descriptors.pop().items() if k != "annotations"},
+        "layers": descriptors,
+    }
+    if artifact_type:
+        oci["artifactType"] = artifact_type
+    if annotations:
+        oci["annotations"] = annotations
+    response = client.call(f"pushing {reference}", client.registry.upload_manifest, oci, container)
+    return str(response.headers.get("Docker-Content-Digest", "")) or "(the registry did not say)"
+
+
+def push(store: Store, text: str, username: str | None = None, password: str | None = None) -> str:
+    """Push a local image to the registry its name starts with; return the OCI manifest digest."""
     ref = Ref.parse(text)
     img = store.image(str(ref))
     host, repo = split_ref(ref)
     client = Client(host, username, password)
-    container = oras.container.Container(f"{host}/{repo}:{ref.tag}")
     m = img.manifest
     manifest_blob = store.verify_blob(img.digest, f"the manifest of {ref}")
     parts = [
@@ -156,30 +191,17 @@ def push(store: Store, text: str, username: str | None = None, password: str | N
         ),
         (manifest_blob, MEDIA_MANIFEST, img.digest, "kiln-manifest.json"),
     ]
-    layers = []
     with store.staging() as scratch:
         config = scratch / "config.json"
         config.write_bytes(b"{}")
-        for path, media, digest, title in [*parts, (config, CONFIG_MEDIA, sha256_file(config), "config")]:
-            desc = {
-                "mediaType": media,
-                "digest": digest,
-                "size": path.stat().st_size,
-                "annotations": {"org.opencontainers.image.title": title},
-            }
-            if not client.call(f"checking blob {digest[:19]}", client.registry.blob_exists, desc, container):
-                client.call(f"uploading {title}", client.registry.upload_blob, str(path), container, desc)
-            layers.append(desc)
-    oci = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": {k: v for k, v in layers.pop().items() if k != "annotations"},
-        "layers": layers,
-        "annotations": {"org.opencontainers.image.ref.name": ref.tag, "vnd.kiln.image.digest": img.digest},
-    }
-    response = client.call(f"pushing {ref}", client.registry.upload_manifest, oci, container)
-    return str(response.headers.get("Docker-Content-Digest", "")) or "(the registry did not say)"
+        return upload(
+            client,
+            f"{host}/{repo}:{ref.tag}",
+            parts,
+            (config, CONFIG_MEDIA),
+            ARTIFACT_TYPE,
+            {"org.opencontainers.image.ref.name": ref.tag, "vnd.kiln.image.digest": img.digest},
+        )
 
 
 def pull(

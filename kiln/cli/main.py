@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("kiln.cli.trace:trace", "Run IMAGE under strace while you exercise it; report its..."),
     "snapshot": ("kiln.cli.snapshot:snapshot", "Boot IMAGE once, wait until it is ready, and save the..."),
     "compose": ("kiln.cli.compose:compose", "Run a compose file's services as unikernels on a private..."),
+    "export": ("kiln.cli.export:export", "Export an image to libvirt (a domain) or KubeVirt..."),
     "summon": ("kiln.cli.summon:summon", "Serve images given as IMAGE=PORTS (or those of..."),
 }
 

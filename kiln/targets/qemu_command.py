@@ -76,6 +76,8 @@ class VmSpec:
     ram_shared: bool = False  # True: writes go to ram_file (making a snapshot); False: copy-on-write
     incoming: bool = False  # restore: wait for the saved state (QMP migrate-incoming, see kiln.snapshot)
     env: tuple[tuple[str, str], ...] = ()  # KEY=VALUE for the app, over the image's (kiln.env)
+    guest_ip: str = GUEST_IP  # eth0's address and gateway: QEMU's user network (KubeVirt's pod network differs)
+    gateway: str = GATEWAY
     lan: Lan | None = None  # a second NIC on a private segment (compose)
 
 
@@ -119,7 +121,7 @@ def kernel_cmdline(spec: VmSpec) -> str:
     if spec.quiet:
         params.append("quiet")
     if spec.network:
-        params += [f"kiln.ip={GUEST_IP}", f"kiln.gw={GATEWAY}"]
+        params += [f"kiln.ip={spec.guest_ip}", f"kiln.gw={spec.gateway}"]
     if spec.lan:
         params.append(f"kiln.ip1={spec.lan.address}")
         if spec.lan.hosts:

@@ -1,0 +1,57 @@
+"""An image as a PCI machine sees it: libvirt and KubeVirt run q35, not QEMU's microvm.
+
+The root file system and the dm-verity table are the image's own, byte for byte. The kernel is
+the image's feature set plus `pci` (virtio-pci, MSI-X; kiln/kernel/fragments/pci.config), built
+once and cached like any kernel: only exported images pay for PCI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.image import unpack
+from kiln.image.build import KernelProgress, kernel_for
+from kiln.image.verity import dm_table
+from kiln.store import Image, Store
+from kiln.targets.qemu_command import GATEWAY, GUEST_IP, VmSpec, kernel_cmdline
+
+EXPORT_FEATURE = "pci"
+
+
+@dataclass(frozen=True)
+class Machine:
+    image: Image
+    kernel: Path  # uncompressed, PVH-bootable vmlinux with virtio-pci
+    rootfs: Path  # the image's root file system (EROFS + verity tree), as stored
+    cmdline: str
+    memory_mib: int
+    ports: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return self.image.ref.name.rsplit("/", 1)[-1].replace("_", "-").replace(".", "-")
+
+
+def prepare(
+    store: Store,
+    image: Image,
+    progress: KernelProgress | None = None,
+    guest_ip: str = GUEST_IP,
+    gateway: str = GATEWAY,
+) -> Machine:
+    """The image's PCI kernel (built if not cached), its verified root and its command line."""
+    m = image.manifest
+    kernel = kernel_for(tuple(sorted({*m.kernel.features, EXPORT_FEATURE})), True, progress)
+    rootfs = unpack.rootfs(store, image)
+    spec = VmSpec(
+        kernel=kernel.vmlinux,
+        rootfs=rootfs,
+        memory_mib=m.entry.memory_mib,
+        accel="tcg",  # not on the command line: the engine chooses
+        network=m.kernel.network,
+        verity_table=dm_table(m.rootfs.verity),
+        guest_ip=guest_ip,
+        gateway=gateway,
+    )
+    return Machine(image, kernel.vmlinux, rootfs, kernel_cmdline(spec), m.entry.memory_mib, m.entry.ports)
