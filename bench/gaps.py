@@ -310,7 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 runs, coarse bisection")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--render", type=Path, nargs="+", help="re-render the block from saved results (merged)")
     args = parser.parse_args(argv)
+    if args.render:
+        merged: dict = {}
+        for path in args.render:
+            merged.update(json.loads(path.read_text()))
+        replace_section(args.output, "gaps", render(merged))
+        say(f"wrote {args.output}")
+        return 0
     parts = args.parts.split(",")
     if unknown := [p for p in parts if p not in PARTS]:
         raise SystemExit(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")

@@ -72,8 +72,10 @@ def domain_xml(
     _sub(devices, "memballoon", model="none")
     if machine.image.manifest.kernel.network:
         forwards = "".join(f",hostfwd=tcp:{p.host_ip}:{p.host}-:{p.guest}" for p in ports)
+        # the user network's own address is the gateway the kernel command line names
+        net = f"user,id=kilnnet,net={machine.gateway.rsplit('.', 1)[0]}.0/24,host={machine.gateway}{forwards}"
         args = _sub(domain, f"{{{QEMU_NS}}}commandline")
-        for value in ("-netdev", f"user,id=kilnnet{forwards}", "-device", "virtio-net-pci,netdev=kilnnet"):
+        for value in ("-netdev", net, "-device", "virtio-net-pci,netdev=kilnnet"):
             _sub(args, f"{{{QEMU_NS}}}arg", value=value)
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode") + "\n"

@@ -27,6 +27,7 @@ class Machine:
     cmdline: str
     memory_mib: int
     ports: tuple[int, ...]
+    gateway: str = GATEWAY  # eth0's gateway on the kernel command line: the engine's network must have it
 
     @property
     def name(self) -> str:
@@ -54,4 +55,4 @@ def prepare(
         guest_ip=guest_ip,
         gateway=gateway,
     )
-    return Machine(image, kernel.vmlinux, rootfs, kernel_cmdline(spec), m.entry.memory_mib, m.entry.ports)
+    return Machine(image, kernel.vmlinux, rootfs, kernel_cmdline(spec), m.entry.memory_mib, m.entry.ports, gateway)
