@@ -174,7 +174,8 @@ def export(machine: Machine, registry: str, tag: str, out: Path, scratch: Path, 
         digest = reg.upload(
             client, reference, [(lay.path, MEDIA_LAYER, lay.digest, Path(path).name)], (config, MEDIA_CONFIG)
         )
-        pushed[what] = f"{reference}@{digest}" if digest.startswith("sha256:") else reference
+        # pinned by digest (a reference with both tag and digest is not understood by every client)
+        pushed[what] = f"{base}/{name}-{what}@{digest}" if digest.startswith("sha256:") else reference
     manifest = virtual_machine(machine, name, pushed["disk"], pushed["kernel"])
     validate(manifest)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import cpu_vendor
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+NET_SLOT = "0x10"  # the network card's slot on q35's root bus, clear of what libvirt assigns
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -71,11 +72,13 @@ def domain_xml(
     _sub(rng, "backend", "/dev/urandom", model="random")
     _sub(devices, "memballoon", model="none")
     if machine.image.manifest.kernel.network:
-        forwards = "".join(f",hostfwd=tcp:{p.host_ip}:{p.host}-:{p.guest}" for p in ports)
+        guest = machine.guest_ip.split("/", 1)[0]
+        forwards = "".join(f",hostfwd=tcp:{p.host_ip}:{p.host}-{guest}:{p.guest}" for p in ports)
         # the user network's own address is the gateway the kernel command line names
         net = f"user,id=kilnnet,net={machine.gateway.rsplit('.', 1)[0]}.0/24,host={machine.gateway}{forwards}"
         args = _sub(domain, f"{{{QEMU_NS}}}commandline")
-        for value in ("-netdev", net, "-device", "virtio-net-pci,netdev=kilnnet"):
+        # an address of its own on the root bus: libvirt gives slots from 1 up to its root ports
+        for value in ("-netdev", net, "-device", f"virtio-net-pci,netdev=kilnnet,bus=pcie.0,addr={NET_SLOT}"):
             _sub(args, f"{{{QEMU_NS}}}arg", value=value)
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode") + "\n"

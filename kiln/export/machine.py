@@ -28,6 +28,7 @@ class Machine:
     memory_mib: int
     ports: tuple[int, ...]
     gateway: str = GATEWAY  # eth0's gateway on the kernel command line: the engine's network must have it
+    guest_ip: str = GUEST_IP  # eth0's address (IP/PREFIX) on the kernel command line
 
     @property
     def name(self) -> str:
@@ -55,4 +56,5 @@ def prepare(
         guest_ip=guest_ip,
         gateway=gateway,
     )
-    return Machine(image, kernel.vmlinux, rootfs, kernel_cmdline(spec), m.entry.memory_mib, m.entry.ports, gateway)
+    cmdline = kernel_cmdline(spec)
+    return Machine(image, kernel.vmlinux, rootfs, cmdline, m.entry.memory_mib, m.entry.ports, gateway, guest_ip)

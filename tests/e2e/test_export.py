@@ -117,7 +117,7 @@ def test_libvirt_domain_serves(session_env: dict[str, str], libvirtd: str, share
     assert '<type arch="x86_64" machine="q35">hvm</type>' in xml and "virtio-net-pci" in xml
     with running(libvirtd, xml):
         assert "Hello" in answers(port, shared_dir / "console.log")
-    assert "kiln-init" in (shared_dir / "console.log").read_text(errors="replace")
+    assert "hello-http listening on 0.0.0.0:8080" in (shared_dir / "console.log").read_text(errors="replace")
 
 
 def test_kubevirt_images_pull_and_boot(
@@ -183,6 +183,7 @@ def test_kubevirt_images_pull_and_boot(
         int(spec["domain"]["memory"]["guest"].removesuffix("Mi")),
         (8080,),
         kubevirt.POD_GATEWAY,
+        kubevirt.POD_IP,
     )
     from kiln.targets.portmap import PortMap
 

@@ -44,9 +44,9 @@ def test_libvirt_domain() -> None:
     args = [a.get("value") for a in root.iter(f"{{{QEMU_NS}}}arg")]
     assert args == [
         "-netdev",
-        "user,id=kilnnet,net=10.0.2.0/24,host=10.0.2.2,hostfwd=tcp:127.0.0.1:9000-:8080",
+        "user,id=kilnnet,net=10.0.2.0/24,host=10.0.2.2,hostfwd=tcp:127.0.0.1:9000-10.0.2.15:8080",
         "-device",
-        "virtio-net-pci,netdev=kilnnet",
+        "virtio-net-pci,netdev=kilnnet,bus=pcie.0,addr=0x10",
     ]
     quiet = ET.fromstring(domain_xml(machine(network=False), "h", Path("/k"), Path("/d"), Path("/c"), [], "kvm"))
     assert quiet.get("type") == "kvm" and not list(quiet.iter(f"{{{QEMU_NS}}}arg"))
