@@ -28,10 +28,28 @@ def export() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Directory for the domain.")
 @click.option("-p", "--publish", "ports", multiple=True, help="Publish a guest port: [ip:]hostport:guestport.")
 @click.option("--name", help="The domain's name (default: the image's).")
-@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
-              help="kvm: a KVM domain; tcg: QEMU's emulation; auto: KVM when it works here.")  # fmt: skip
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="kvm: a KVM domain; tcg: QEMU's emulation; auto: KVM when it works here.",
+)
+@click.option("--define", is_flag=True, help="Also define the domain in libvirt (libvirt-python).")
+@click.option("--start", is_flag=True, help="Also define and start it.")
+@click.option("--connect", "uri", default="qemu:///system", show_default=True, help="libvirt's URI.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def libvirt(image: str, output: Path, ports: tuple[str, ...], name: str | None, accel: str, as_json: bool) -> None:
+def libvirt(
+    image: str,
+    output: Path,
+    ports: tuple[str, ...],
+    name: str | None,
+    accel: str,
+    define: bool,
+    start: bool,
+    uri: str,
+    as_json: bool,
+) -> None:
     """Write a libvirt domain (q35, virtio-pci, direct kernel boot) and the files it boots from."""
     from kiln.cli.kernel import kernel_progress
     from kiln.export import libvirt as lv
@@ -47,10 +65,24 @@ def libvirt(image: str, output: Path, ports: tuple[str, ...], name: str | None, 
     if note:
         ui.note(note)
     xml = lv.export(vm, output, name or vm.name, maps, chosen)
+    defined = lv.define(xml, uri, start) if define or start else None
     if as_json:
-        print_json({"domain": str(xml), "name": name or vm.name, "accel": chosen, "kernel_cmdline": vm.cmdline})
+        print_json(
+            {
+                "domain": str(xml),
+                "name": name or vm.name,
+                "accel": chosen,
+                "kernel_cmdline": vm.cmdline,
+                "defined": defined is not None,
+                "started": start,
+            }
+        )
         return
-    ui.say(f"wrote {xml} ({'KVM' if chosen == 'kvm' else 'TCG'}); virsh define {xml} && virsh start {name or vm.name}")
+    ui.say(f"wrote {xml} ({'KVM' if chosen == 'kvm' else 'TCG'})")
+    if defined:
+        ui.say(f"{'defined and started' if start else 'defined'} {defined} in {uri}")
+    else:
+        ui.say(f"virsh define {xml} && virsh start {name or vm.name}")
 
 
 @export.command(

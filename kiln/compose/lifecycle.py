@@ -13,6 +13,7 @@ the first NIC (QEMU's user network), as with `kiln run -p`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -175,18 +176,26 @@ def check_health(inst: instances.Instance, check: Healthcheck) -> bool:
 
 
 def wait_healthy(inst: instances.Instance, service: Service, timeout: float = HEALTH_TIMEOUT) -> None:
+    """As Compose does: failures in the first `start_period` do not count; then `retries` failures
+    in a row make the service unhealthy. `timeout` bounds the whole wait."""
     assert service.healthcheck is not None
     check = service.healthcheck
-    deadline = time.monotonic() + max(timeout, check.start_period)
-    while time.monotonic() < deadline:
+    began = time.monotonic()
+    failures = 0
+    while True:
         if not inst.running():
-            raise TargetError(f"service {service.name} stopped before it was healthy; its console:\n"
+            raise TargetError(f"service {service.name} stopped before it was healthy; its last console lines:\n"
                               f"{_console_tail(inst)}")  # fmt: skip
         if check_health(inst, check):
             return
+        elapsed = time.monotonic() - began
+        if elapsed >= check.start_period:
+            failures += 1
+        if failures >= max(1, check.retries) or elapsed > timeout:
+            what = f"{check.kind.upper()} {check.port}{check.path if check.kind == 'http' else ''}"
+            raise TargetError(f"service {service.name} never became healthy ({what}, {failures} checks failed "
+                              f"after {elapsed:.0f} s); its last console lines:\n{_console_tail(inst)}")  # fmt: skip
         time.sleep(check.interval)
-    raise TargetError(f"service {service.name} did not become healthy within {timeout:.0f} s; its console:\n"
-                      f"{_console_tail(inst)}")  # fmt: skip
 
 
 def up(project: Project, store: Store, say: Say, services: list[str] | None = None, rebuild: bool = False) -> None:
@@ -213,8 +222,34 @@ def up(project: Project, store: Store, say: Say, services: list[str] | None = No
                     "services": {s: instance_name(project.name, s) for s in project.services}}, indent=2).encode(),
     )  # fmt: skip
     switch = SwitchProcess(directory)
+    had_switch = switch.pid() is not None
     switch.start()
     addrs = addresses(project)
+    started: list[instances.Instance] = []
+    try:
+        _start_all(project, store, say, order, refs, switch, addrs, started)
+    except BaseException:
+        # nothing half-started: what this `up` started goes again, and so does a network it created
+        for inst in reversed(started):
+            with contextlib.suppress(KilnError):
+                manage.remove(inst, force=True)
+        if not had_switch:
+            switch.stop()
+        if started:
+            say(f"stopped what this up started: {', '.join(i.name for i in started)}")
+        raise
+
+
+def _start_all(
+    project: Project,
+    store: Store,
+    say: Say,
+    order: list[str],
+    refs: dict[str, str],
+    switch: SwitchProcess,
+    addrs: dict[str, str],
+    started: list[instances.Instance],
+) -> None:
     for name in order:
         service = project.services[name]
         for dep, condition in sorted(service.depends_on.items()):
@@ -233,9 +268,15 @@ def up(project: Project, store: Store, say: Say, services: list[str] | None = No
         if existing is not None:
             manage.remove(existing, force=True)  # exited: start it afresh, with this file's settings
         cfg = _run_config(project, service, switch, addrs)
-        inst, notes = manage.run_detached(
-            store, refs[name], "qemu", cfg, instances.RestartPolicy.parse(service.restart), inst_name
-        )
+        try:
+            inst, notes = manage.run_detached(
+                store, refs[name], "qemu", cfg, instances.RestartPolicy.parse(service.restart), inst_name
+            )
+        except BaseException:
+            with contextlib.suppress(KilnError):  # created, but it did not start
+                started.append(instances.get(inst_name))
+            raise
+        started.append(inst)
         for note in notes:
             say(note)
         say(f"{name}: started ({inst.name}, {addrs[name]})")

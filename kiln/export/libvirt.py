@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from kiln import atomic
+from kiln.errors import KilnError, UsageError
 from kiln.export.machine import Machine
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import cpu_vendor
@@ -96,3 +97,25 @@ def export(machine: Machine, out: Path, name: str, ports: list[PortMap], accel: 
     xml = domain_xml(machine, name, kernel, disk, console, ports, accel)
     atomic.write_bytes(out / "domain.xml", xml.encode())
     return out / "domain.xml"
+
+
+def define(xml: Path, uri: str, start: bool) -> str:
+    """Define the domain through libvirt (and start it); its name. One line if libvirtd is not there."""
+    try:
+        import libvirt
+    except ImportError:
+        raise UsageError("--define needs libvirt-python (pip install libvirt-python)") from None
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come back as exceptions, not prints
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as err:
+        raise KilnError(f"libvirtd is not running or not reachable at {uri}: {err.get_error_message()}") from None
+    try:
+        domain = conn.defineXML(xml.read_text())
+        if start:
+            domain.create()
+        return str(domain.name())
+    except libvirt.libvirtError as err:
+        raise KilnError(f"libvirt refused the domain ({uri}): {err.get_error_message()}") from None
+    finally:
+        conn.close()

@@ -91,3 +91,26 @@ def test_compose_errors(session_env: dict[str, str], tmp_path: Path) -> None:
     assert "host port 8080 is published twice (services a and b)" in error(
         "services:\n  a:\n    image: x\n    ports: ['8080:80']\n  b:\n    image: x\n    ports: ['8080:81']\n"
     )
+
+
+def test_a_service_that_never_becomes_healthy_stops_what_up_started(
+    session_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        f"""
+services:
+  cache:
+    image: redis
+    build: {EXAMPLES / "redis"}
+    healthcheck: {{test: ["HTTP", "6379", "/"], interval: 1s, retries: 2, start_period: 15s}}
+  web:
+    image: redis
+    depends_on: {{cache: {{condition: service_healthy}}}}
+"""
+    )
+    proc = kiln("compose", "-f", str(tmp_path / "compose.yaml"), "-p", "sick", "up", "-d", env=session_env, timeout=900)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "service cache never became healthy (HTTP 6379/, 2 checks failed" in proc.stderr
+    assert "its last console lines:" in proc.stderr and "stopped what this up started: sick-cache" in proc.stderr
+    left = json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)
+    assert not [r for r in left if r["name"].startswith("sick-")]

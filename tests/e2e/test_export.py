@@ -229,3 +229,39 @@ def validate_against_reference(vm: dict[str, object]) -> None:
     definitions = json.loads(path.read_text())["definitions"]
     jsonschema.validate(vm, {"definitions": definitions, "$ref": "#/definitions/v1.VirtualMachine"})
     assert os.path.getsize(path) > 100_000
+
+
+def test_export_errors_are_one_line(session_env: dict[str, str], shared_dir: Path) -> None:
+    kiln("build", str(EXAMPLES / "hello-http"), env=session_env, check=True)
+    down = kiln(
+        "export",
+        "libvirt",
+        "hello-http",
+        "-o",
+        str(shared_dir),
+        "--define",
+        "--connect",
+        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+        env=session_env,
+        timeout=1800,
+    )
+    assert down.returncode != 0 and "Traceback" not in down.stderr
+    errors = [line for line in down.stderr.splitlines() if line.startswith("kiln: error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "kiln: error: libvirtd is not running or not reachable at qemu+unix"
+    )
+    refused = kiln(
+        "export",
+        "kubevirt",
+        "hello-http",
+        "--registry",
+        f"127.0.0.1:{free_port()}/demo",
+        "-o",
+        str(shared_dir / "vm.yaml"),
+        env=session_env,
+        timeout=1800,
+    )
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("kiln: error:")]
+    assert len(errors) == 1 and "is not reachable" in errors[0]
+    assert not (shared_dir / "vm.yaml").exists()
