@@ -5,6 +5,8 @@
     native programs             bench/native.py      -> docs/benchmarks.md
     Python apps with packages   bench/python_apps.py -> docs/benchmarks.md
     summon from zero            bench/summon.py      -> docs/benchmarks.md, docs/bench/summon.png
+    the measured gaps (#12)     bench/gaps.py        -> docs/benchmarks.md
+    compose                     bench/compose.py     -> docs/benchmarks.md
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -20,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import hello_http, native, python_apps, summon, surface
+from bench import compose, gaps, hello_http, native, python_apps, summon, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         ("native programs", native.main, quick),
         ("Python apps with packages", python_apps.main, quick),
         ("summon from zero", summon.main, quick),
+        ("the measured gaps", gaps.main, quick),
+        ("compose", compose.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):

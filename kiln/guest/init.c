@@ -48,6 +48,11 @@
  *                                  /proc/meminfo (MemTotal, MemFree, MemAvailable, Cached, Shmem,
  *                                  AnonPages, Slab, KernelStack, PageTables) and the app's
  *                                  VmRSS/RssAnon/RssFile (/proc/PID/status), in KiB
+ *   stats                       -> "ok stats KEY=VALUE ...": live figures of the guest and the app,
+ *                                  read from /proc and /proc/APP (kiln top): mem_total_kib,
+ *                                  mem_available_kib, app_rss_kib, app_peak_kib, app_threads,
+ *                                  app_fds, app_cpu_ticks, cpu_ticks (all CPUs), hz, tcp_listen,
+ *                                  tcp_established, tcp_time_wait, tcp_other, uptime_ms
  *   http PORT PATH              -> "ok http STATUS" (GET http://127.0.0.1:PORT/PATH inside the guest,
  *                                  2 s at most), else "no http REASON": compose's healthchecks
  *   anything else               -> "err VERB unknown request"
@@ -57,6 +62,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
@@ -669,6 +675,127 @@ static void meminfo(void) {
     reply("ok meminfo%s", out);
 }
 
+/* One "Key:  N" field of a /proc file (kB for memory), or 0. */
+static unsigned long proc_field(const char *path, const char *key) {
+    char line[256];
+    unsigned long value = 0;
+    size_t klen = strlen(key);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, klen) && (line[klen] == ':' || line[klen] == ' ')) {
+            sscanf(line + klen + 1, " %lu", &value);
+            break;
+        }
+    fclose(f);
+    return value;
+}
+
+static unsigned long app_peak_kib;   /* the app's VmHWM, sampled while it runs (kept once it is gone) */
+static unsigned long oom_kills_at_start;
+
+static void sample_app(void) {
+    char path[64];
+    unsigned long hwm;
+    if (app_pid <= 0)
+        return;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)app_pid);
+    hwm = proc_field(path, "VmHWM");
+    if (hwm > app_peak_kib)
+        app_peak_kib = hwm;
+}
+
+/* TCP sockets by state, from /proc/net/tcp{,6}: listen, established, time-wait, other. */
+static void tcp_states(unsigned long counts[4]) {
+    static const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    char line[512];
+    int t;
+    for (t = 0; t < 2; t++) {
+        FILE *f = fopen(tables[t], "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof line, f)) {
+            unsigned st;
+            if (sscanf(line, " %*d: %*s %*s %x", &st) != 1)
+                continue;
+            counts[st == 0x0A ? 0 : st == 0x01 ? 1 : st == 0x06 ? 2 : 3]++;
+        }
+        fclose(f);
+    }
+}
+
+static void stats(void) {
+    char path[64], line[512];
+    unsigned long tcp[4] = {0, 0, 0, 0}, utime = 0, stime = 0, total = 0, v;
+    unsigned long rss = 0, threads = 0, fds = 0;
+    struct timespec now;
+    FILE *f;
+    DIR *d;
+    struct dirent *e;
+    int i;
+    sample_app();
+    if (app_pid > 0) {
+        snprintf(path, sizeof path, "/proc/%d/status", (int)app_pid);
+        rss = proc_field(path, "VmRSS");
+        threads = proc_field(path, "Threads");
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)app_pid);
+        if ((f = fopen(path, "r"))) {
+            if (fgets(line, sizeof line, f)) {
+                char *rest = strrchr(line, ')');
+                if (rest)
+                    sscanf(rest + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime);
+            }
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "/proc/%d/fd", (int)app_pid);
+        if ((d = opendir(path))) {
+            while ((e = readdir(d)))
+                if (e->d_name[0] != '.')
+                    fds++;
+            closedir(d);
+        }
+    }
+    if ((f = fopen("/proc/stat", "r"))) {
+        if (fgets(line, sizeof line, f)) {
+            char *p = line + 3;
+            for (i = 0; i < 8 && sscanf(p, " %lu", &v) == 1; i++) {
+                total += v;
+                while (*p == ' ')
+                    p++;
+                while (*p && *p != ' ')
+                    p++;
+            }
+        }
+        fclose(f);
+    }
+    tcp_states(tcp);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    reply("ok stats mem_total_kib=%lu mem_available_kib=%lu app_rss_kib=%lu app_peak_kib=%lu app_threads=%lu "
+          "app_fds=%lu app_cpu_ticks=%lu cpu_ticks=%lu hz=%ld tcp_listen=%lu tcp_established=%lu "
+          "tcp_time_wait=%lu tcp_other=%lu uptime_ms=%ld",
+          proc_field("/proc/meminfo", "MemTotal"), proc_field("/proc/meminfo", "MemAvailable"), rss, app_peak_kib,
+          threads, fds, utime + stime, total, sysconf(_SC_CLK_TCK), tcp[0], tcp[1], tcp[2], tcp[3],
+          (long)((now.tv_sec - boot_time.tv_sec) * 1000 + (now.tv_nsec - boot_time.tv_nsec) / 1000000));
+}
+
+/* After the app ended with `status` (128+signal when killed): one line that says why, if kiln knows.
+ * The OOM killer's work shows in /proc/vmstat's oom_kill counter. */
+static void explain_end(int status) {
+    char mem[16];
+    unsigned long guest = cmdline_param("kiln.memory", mem, sizeof mem) ? strtoul(mem, NULL, 10) : 0;
+    unsigned long peak = (app_peak_kib + 1023) / 1024;
+    if (status == 128 + SIGKILL && proc_field("/proc/vmstat", "oom_kill") > oom_kills_at_start) {
+        if (guest)
+            say("the app ran out of memory: %lu MiB guest, the app used %lu MiB at its peak; try --memory %luM",
+                guest, peak, guest * 2);
+        else
+            say("the app ran out of memory: the app used %lu MiB at its peak", peak);
+    } else if (status > 128 && status < 128 + 65) {
+        say("the app was killed by signal %d (%s)", status - 128, strsignal(status - 128));
+    }
+}
+
 /* GET path from 127.0.0.1:port inside the guest: the HTTP status, or -1 (errno says why). */
 static int http_status(unsigned port, const char *path) {
     struct sockaddr_in addr;
@@ -742,6 +869,8 @@ static void request(char *line) {
         reply("ok seed");
     } else if (!strcmp(verb, "meminfo")) {
         meminfo();
+    } else if (!strcmp(verb, "stats")) {
+        stats();
     } else if (!strcmp(verb, "http")) {
         char *port = strtok_r(NULL, " ", &save), *path = strtok_r(NULL, " ", &save);
         int status;
@@ -873,6 +1002,7 @@ static int run_app(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
+    oom_kills_at_start = proc_field("/proc/vmstat", "oom_kill");
     app_pid = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
     must(app_pid >= 0, "start the app");
     if (app_pid == 0)
@@ -888,8 +1018,9 @@ static int run_app(void) {
         char drain[64];
         if (control_pollfd(&fds[nfds]))
             ctl = nfds++;
-        if (poll(fds, nfds, -1) < 0 && errno != EINTR)
+        if (poll(fds, nfds, 500) < 0 && errno != EINTR)
             break;
+        sample_app(); /* the app's peak memory, for the report if memory runs out */
         if (ctl)
             serve_control(fds[ctl].revents);
         if (listener >= 0 && (fds[1].revents & POLLIN))
@@ -911,6 +1042,7 @@ static int run_app(void) {
     kill(-1, SIGKILL);
     while (waitpid(-1, NULL, 0) > 0)
         ;
+    explain_end(status);
     return status;
 }
 

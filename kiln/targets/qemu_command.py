@@ -118,6 +118,7 @@ def kernel_cmdline(spec: VmSpec) -> str:
         "tsc=reliable",
         "no_timer_check",
     ]
+    params.append(f"kiln.memory={spec.memory_mib}")  # init names it when the app runs out of memory
     if spec.quiet:
         params.append("quiet")
     if spec.network:
