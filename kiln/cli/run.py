@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
+from typing import BinaryIO
 
 import click
 
@@ -159,7 +160,35 @@ def run(
     for note in plan.notes:
         ui.note(note)
     interrupt_on(signal.SIGTERM)
-    status = runner.run(plan, sys.stdout.buffer)
+    console = Remembering(sys.stdout.buffer)
+    status = runner.run(plan, console)
     if status != 0:
-        ui.say(f"kiln: {img.ref} exited with status {status}", err=True)
+        from kiln.runtime.failure import explain
+
+        found = explain(console.tail(), status)
+        if found is not None and found.kind in ("oom", "panic"):
+            ui.say(f"kiln: {found.reason}", err=True)  # the last line says why
+        else:
+            ui.say(f"kiln: {img.ref} exited with status {status}", err=True)
     sys.exit(status)
+
+
+class Remembering:
+    """The console on its way to stdout, its last 64 KiB kept to say why a run ended."""
+
+    KEEP = 64 * 1024
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.kept = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.kept += data
+        del self.kept[: -self.KEEP]
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def tail(self) -> str:
+        return self.kept.decode(errors="replace")

@@ -693,7 +693,37 @@ static unsigned long proc_field(const char *path, const char *key) {
 }
 
 static unsigned long app_peak_kib;   /* the app's VmHWM, sampled while it runs (kept once it is gone) */
-static unsigned long oom_kills_at_start;
+static unsigned long oom_kills_at_start; /* /proc/vmstat's oom_kill (kernels with VM event counters) */
+static int kmsg_fd = -1;                 /* the kernel's log, from the app's start (a guest's kernel has no
+                                            event counters: its OOM killer is read from its log) */
+
+/* Whether the kernel's log, since the app started, says the OOM killer killed it. */
+static int oom_killed_in_log(void) {
+    char record[1024], needle[48];
+    ssize_t n;
+    int found = 0;
+    if (kmsg_fd < 0)
+        return 0;
+    snprintf(needle, sizeof needle, "Killed process %d ", (int)app_pid);
+    for (;;) {
+        n = read(kmsg_fd, record, sizeof record - 1);
+        if (n < 0 && errno == EPIPE)
+            continue; /* records overwritten while we were away: go on with the next */
+        if (n <= 0)
+            break;
+        record[n] = '\0';
+        if (strstr(record, needle)) {
+            /* "... anon-rss:16660kB, file-rss:4kB, shmem-rss:0kB ...": what the app held when killed */
+            char *rss = strstr(record, "anon-rss:");
+            unsigned long anon = 0, file = 0, shmem = 0;
+            found = 1;
+            if (rss && sscanf(rss, "anon-rss:%lukB, file-rss:%lukB, shmem-rss:%lukB", &anon, &file, &shmem) >= 1 &&
+                anon + file + shmem > app_peak_kib)
+                app_peak_kib = anon + file + shmem;
+        }
+    }
+    return found;
+}
 
 static void sample_app(void) {
     char path[64];
@@ -784,8 +814,10 @@ static void stats(void) {
 static void explain_end(int status) {
     char mem[16];
     unsigned long guest = cmdline_param("kiln.memory", mem, sizeof mem) ? strtoul(mem, NULL, 10) : 0;
-    unsigned long peak = (app_peak_kib + 1023) / 1024;
-    if (status == 128 + SIGKILL && proc_field("/proc/vmstat", "oom_kill") > oom_kills_at_start) {
+    int oom = status == 128 + SIGKILL &&
+              (oom_killed_in_log() || proc_field("/proc/vmstat", "oom_kill") > oom_kills_at_start);
+    unsigned long peak = (app_peak_kib + 1023) / 1024; /* after the log: the kill record says what it held */
+    if (oom) {
         if (guest)
             say("the app ran out of memory: %lu MiB guest, the app used %lu MiB at its peak; try --memory %luM",
                 guest, peak, guest * 2);
@@ -1003,6 +1035,9 @@ static int run_app(void) {
     sigaction(SIGHUP, &sa, NULL);
 
     oom_kills_at_start = proc_field("/proc/vmstat", "oom_kill");
+    kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (kmsg_fd >= 0)
+        lseek(kmsg_fd, 0, SEEK_END);
     app_pid = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, 0, 0, 0, 0);
     must(app_pid >= 0, "start the app");
     if (app_pid == 0)

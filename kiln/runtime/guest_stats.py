@@ -1,0 +1,103 @@
+"""Live figures from inside an instance (`kiln top`): asked of guest init over the control channel
+on the qemu target (init reads /proc and /proc/APP, kiln/guest/init.c `stats`), read from the
+app's own /proc entries on the unix target (the sandbox shares the host's kernel). Nothing is
+computed in the app.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from kiln.errors import KilnError
+from kiln.runtime.instance import Instance, children_map, process_tree
+
+TCP_STATES = {"0A": "tcp_listen", "01": "tcp_established", "06": "tcp_time_wait"}
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _sandbox_app(pid: int | None) -> int:
+    """The app's pid on the host: the child of the sandbox's init (unshare -> init -> app)."""
+    children = children_map()
+    for p in process_tree(pid, children):
+        try:
+            comm = Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "init" and children.get(p):
+            return children[p][0]
+    raise KilnError("the sandbox's app is not running")
+
+
+def _sandbox_sample(inst: Instance) -> dict[str, int]:
+    st = inst.state()
+    app = _sandbox_app(st.vm_pid)
+    fields = Path(f"/proc/{app}/stat").read_text().rsplit(")", 1)[1].split()
+    inodes = set()
+    for fd in Path(f"/proc/{app}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    counts = {"tcp_listen": 0, "tcp_established": 0, "tcp_time_wait": 0, "tcp_other": 0}
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = Path(f"/proc/{app}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if len(cols) > 9 and cols[9] in inodes:
+                counts[TCP_STATES.get(cols[3], "tcp_other")] += 1
+    meminfo = {ln.split(":")[0]: int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()}
+    return {
+        "mem_total_kib": meminfo["MemTotal"],
+        "mem_available_kib": meminfo["MemAvailable"],
+        "app_rss_kib": _status_kib(app, "VmRSS"),
+        "app_peak_kib": _status_kib(app, "VmHWM"),
+        "app_threads": _status_kib(app, "Threads"),
+        "app_fds": len(list(Path(f"/proc/{app}/fd").iterdir())),
+        "app_cpu_ticks": int(fields[11]) + int(fields[12]),
+        "hz": os.sysconf("SC_CLK_TCK"),
+        "uptime_ms": int(time.monotonic() * 1000),
+        **counts,
+    }
+
+
+def sample(inst: Instance) -> dict[str, int]:
+    """One sample of the figures `kiln top` shows (integers; memory in KiB)."""
+    if not inst.running():
+        raise KilnError(f"instance {inst.name} is not running")
+    if inst.config.target == "unix":
+        try:
+            return _sandbox_sample(inst)
+        except OSError as err:
+            raise KilnError(f"instance {inst.name}: its app went away ({err.strerror})") from None
+    from kiln.control import ControlChannel
+
+    with ControlChannel(inst.control_socket, timeout=10) as channel:
+        answer = channel.request("stats", timeout=10)
+    parts = answer.split()
+    if parts[:2] != ["ok", "stats"]:
+        raise KilnError(f"instance {inst.name}: guest init answered stats with {answer[:80]!r}")
+    try:
+        return {k: int(v) for k, v in (p.split("=", 1) for p in parts[2:])}
+    except ValueError:
+        raise KilnError(f"instance {inst.name}: guest init answered stats with {answer[:80]!r}") from None
+
+
+def cpu_percent(before: dict[str, int], after: dict[str, int]) -> float:
+    """The app's CPU use between two samples, in percent of one CPU."""
+    seconds = (after["uptime_ms"] - before["uptime_ms"]) / 1000
+    if seconds <= 0:
+        return 0.0
+    return round(100 * (after["app_cpu_ticks"] - before["app_cpu_ticks"]) / after["hz"] / seconds, 1)

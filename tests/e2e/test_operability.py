@@ -1,0 +1,90 @@
+"""Seeing inside a sealed unikernel: an out-of-memory end explained in one line with its evidence
+kept (events, crash report), and live figures from inside the guest (`kiln top`)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from bench.harness import free_port, wait_for_answer
+from tests.conftest import EXAMPLES, FIXTURES, kiln
+
+pytestmark = [pytest.mark.vm, pytest.mark.kernel]
+
+
+def wait_exited(env: dict[str, str], name: str, timeout: float = 120) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = json.loads(kiln("ps", "-a", "--json", env=env, check=True).stdout)
+        row = next(r for r in rows if r["name"] == name)
+        if row["state"] == "exited":
+            return row
+        time.sleep(0.5)
+    raise AssertionError(f"{name} did not exit")
+
+
+def test_out_of_memory_is_one_line_with_the_numbers(session_env: dict[str, str]) -> None:
+    kiln("build", str(FIXTURES / "hog"), env=session_env, check=True)
+    run = kiln("run", "hog", env=session_env, timeout=300)
+    assert run.returncode == 137
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("kiln: the app ran out of memory: 32 MiB guest, the app used ")
+    assert last.endswith("MiB at its peak; try --memory 64M")
+    peak = int(last.split("the app used ")[1].split(" MiB")[0])
+    assert 4 <= peak <= 32
+
+    kiln("run", "-d", "--name", "hog-d", "hog", env=session_env, check=True)
+    try:
+        assert wait_exited(session_env, "hog-d")["exit_code"] == 137
+        logs = kiln("logs", "hog-d", env=session_env, check=True).stdout
+        assert "kiln-init: the app ran out of memory: 32 MiB guest" in logs
+        kinds = [
+            e["event"] for e in map(json.loads, kiln("events", "hog-d", "--json", env=session_env).stdout.splitlines())
+        ]
+        assert kinds[:1] == ["start"] and "exit" in kinds and "oom" in kinds
+        report = json.loads(kiln("crash", "hog-d", "--json", env=session_env, check=True).stdout)
+        assert report["kind"] == "oom" and report["exit_code"] == 137
+        assert str(report["reason"]).startswith("the app ran out of memory: 32 MiB guest")
+        assert any("hog: allocating" in line for line in report["console"])  # type: ignore[union-attr]
+    finally:
+        kiln("rm", "-f", "hog-d", env=session_env)
+    no_report = kiln("crash", "no-such-instance", env=session_env)
+    assert no_report.returncode != 0 and "Traceback" not in no_report.stderr
+
+
+@pytest.mark.parametrize("target", ["qemu", "unix"])
+def test_top_reports_from_inside(session_env: dict[str, str], target: str) -> None:
+    kiln("build", str(EXAMPLES / "hello-http"), env=session_env, check=True)
+    port, name = free_port(), f"top-{target}"
+    memory = ["-m", "48M"] if target == "qemu" else []
+    kiln(
+        "run",
+        "-d",
+        "--cold",
+        "--name",
+        name,
+        "--target",
+        target,
+        *memory,
+        "-p",
+        f"127.0.0.1:{port}:8080",
+        "hello-http",
+        env=session_env,
+        check=True,
+    )
+    try:
+        assert wait_for_answer(port, time.perf_counter() + 120)
+        sample = json.loads(kiln("top", name, "--json", env=session_env, check=True).stdout)
+        assert sample["app_rss_kib"] > 0 and sample["app_peak_kib"] >= sample["app_rss_kib"]
+        assert sample["tcp_listen"] >= 1 and sample["app_fds"] >= 3 and sample["app_threads"] >= 1
+        assert sample["restarts"] == 0 and sample["cpu_percent"] >= 0
+        if target == "qemu":
+            # MemTotal is the guest's RAM less what its kernel keeps: within 48 MiB, and most of it
+            assert 24 * 1024 < sample["mem_total_kib"] <= 48 * 1024
+            assert sample["mem_available_kib"] < sample["mem_total_kib"]
+        screen = kiln("top", name, "-n", "1", "-d", "0.2", env=session_env, check=True).stdout
+        assert "tcp sockets   listen" in screen and "app           rss" in screen
+    finally:
+        kiln("rm", "-f", name, env=session_env)
