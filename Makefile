@@ -7,7 +7,7 @@ PYTHON    ?= python3
 KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
                 libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 wrk bubblewrap e2fsprogs \
-                python3-venv binutils python3.11-dev libvirt-daemon-system libvirt-dev pkg-config skopeo
+                python3-venv binutils python3.11-dev gdb libvirt-daemon-system libvirt-dev pkg-config skopeo
 # Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
 KERNEL_APPS := examples/hello-http examples/memcached examples/redis examples/nginx-static \
                tests/fixtures/apps/exit3 tests/fixtures/apps/sealed

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("kiln.cli.top:top", "Live figures from inside instance NAME: memory, CPU,..."),
     "events": ("kiln.cli.events:events", "Show instance events: start, exit, restart, stop, oom,..."),
     "crash": ("kiln.cli.crash:crash", "Show the last crash report of instance NAME: why, when,..."),
+    "debug": ("kiln.cli.debug:debug", "Attach gdb, with the kernel's symbols, to instance NAME..."),
     "compose": ("kiln.cli.compose:compose", "Run a compose file's services as unikernels on a private..."),
     "export": ("kiln.cli.export:export", "Export an image to libvirt (a domain) or KubeVirt..."),
     "summon": ("kiln.cli.summon:summon", "Serve images given as IMAGE=PORTS (or those of..."),

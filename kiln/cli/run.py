@@ -92,6 +92,16 @@ Examples:
 )
 @click.option("--cold", is_flag=True, help="Boot cold even if the image has a fitting snapshot.")
 @click.option(
+    "--gdb",
+    "gdb",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[PORT]",
+    help="qemu target: QEMU's gdbstub on 127.0.0.1:PORT (a free port if none given); see kiln debug.",
+)
+@click.option("--gdb-wait", is_flag=True, help="With --gdb: start the guest paused until the debugger continues.")
+@click.option(
     "--snapshot",
     "snapshot_use",
     type=click.Choice(["auto", "require"]),
@@ -114,6 +124,8 @@ def run(
     name: str | None,
     restart: str,
     cold: bool,
+    gdb: str | None,
+    gdb_wait: bool,
     snapshot_use: str,
     dry_run: bool,
 ) -> None:
@@ -126,11 +138,14 @@ def run(
         raise UsageError("--cold and --snapshot=require contradict each other")
     if snapshot_use == "require" and target != "qemu":
         raise UsageError("snapshots are restored on the qemu target only")
+    gdb_port = _gdb_port(gdb, gdb_wait, target)
     bad = [e for e in env if "=" not in e or not e.split("=", 1)[0] or "\n" in e]
     if bad:
         raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
     cfg = RunConfig(
         extra_env=dict(e.split("=", 1) for e in env),
+        gdb_port=gdb_port,
+        gdb_wait=gdb_wait,
         snapshot="never" if cold else snapshot_use,  # type: ignore[arg-type]
         ports=tuple(PortMap.parse(p) for p in ports),
         volumes=tuple(VolumeMap.parse(v) for v in volumes),
@@ -147,6 +162,8 @@ def run(
         inst, notes = run_detached(store, image, target, cfg, RestartPolicy.parse(restart), name)
         for note in notes:
             ui.note(note)
+        if gdb_port:
+            ui.note(f"gdbstub on 127.0.0.1:{gdb_port}: kiln debug {inst.name}")
         ui.say(inst.name)
         return
     if name or restart != "no":
@@ -159,6 +176,11 @@ def run(
         return
     for note in plan.notes:
         ui.note(note)
+    if gdb_port:
+        from kiln.kernel.build import symbols
+
+        sym = symbols(img.manifest.kernel.config_hash)
+        ui.note(f"gdbstub on 127.0.0.1:{gdb_port}: gdb {sym} -ex 'target remote 127.0.0.1:{gdb_port}'")
     interrupt_on(signal.SIGTERM)
     console = Remembering(sys.stdout.buffer)
     status = runner.run(plan, console)
@@ -171,6 +193,26 @@ def run(
         else:
             ui.say(f"kiln: {img.ref} exited with status {status}", err=True)
     sys.exit(status)
+
+
+def _gdb_port(gdb: str | None, wait: bool, target: str) -> int | None:
+    if gdb is None:
+        if wait:
+            raise UsageError("--gdb-wait goes with --gdb")
+        return None
+    if target != "qemu":
+        raise UsageError("--gdb is for the qemu target (the unix target has no guest kernel to debug)")
+    if gdb == "auto":
+        from kiln.targets.ports import free_port
+
+        return free_port()
+    if not gdb.isdigit() or not 1 <= int(gdb) <= 65535:
+        raise UsageError(f"--gdb {gdb}: expected a port number")
+    from kiln.targets.portmap import PortMap
+    from kiln.targets.ports import check_free
+
+    check_free([PortMap(host_ip="127.0.0.1", host=int(gdb), guest=1)])
+    return int(gdb)
 
 
 class Remembering:

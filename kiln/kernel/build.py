@@ -70,6 +70,17 @@ def builds_dir() -> Path:
     return home_dir("kernel", "builds")
 
 
+def symbols(config_hash: str) -> Path:
+    """The unstripped vmlinux of a kernel built here, for gdb; a clear error when it is not here."""
+    path = builds_dir() / config_hash / "vmlinux.sym"
+    if not path.is_file():
+        raise KernelError(
+            f"no symbols for kernel {config_hash}: they are kept beside a kernel built on this machine "
+            "(a pulled image carries its kernel stripped); build it here with kiln kernel build --features ..."
+        )
+    return path
+
+
 def resolve_config(features: tuple[str, ...] = kconfig.DEFAULT_FEATURES) -> kconfig.KernelConfig:
     return kconfig.merge(features, find_source().version)
 

@@ -111,7 +111,7 @@ def supervise(inst: Instance) -> int:
                 state.started_at, state.finished_at, state.exit_code, state.error = now(), None, None, None
                 inst.write_state(state)
                 events.record(inst.dir, "start", how="restore" if plan.restore else "boot", target=cfg.target)
-                if cfg.target == "qemu" and plan.control_socket:
+                if cfg.target == "qemu" and plan.control_socket and not cfg.run.gdb_port:  # a debugger may hold it
                     watchdogs.append(Watchdog(inst, pid))
                     watchdogs[-1].start()
 

@@ -76,6 +76,8 @@ class RunConfig:
     # added to the app's environment by init (kiln run -e, compose's environment, kiln build --check)
     extra_env: dict[str, str] = field(default_factory=dict)
     lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
+    gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
+    gdb_wait: bool = False  # and the guest paused until the debugger says continue
 
     def __post_init__(self) -> None:
         if self.memory_mib is not None and (type(self.memory_mib) is not int or self.memory_mib < 16):

@@ -79,6 +79,8 @@ class QemuTarget:
             volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
             env=tuple(sorted(cfg.extra_env.items())),
             lan=cfg.lan,
+            gdb_port=cfg.gdb_port,
+            gdb_wait=cfg.gdb_wait,
         )
         return spec, [note] if note else []
 
@@ -96,9 +98,9 @@ class QemuTarget:
             cleanup=[spec.qmp_socket, spec.control_socket],
             forwards=list(cfg.ports),
         )
-        if (cfg.extra_env or cfg.lan) and cfg.snapshot == "require":
-            raise UsageError("-e and compose networks boot cold: a snapshot's app started with the image's environment")
-        if cfg.snapshot == "never" or cfg.extra_env or cfg.lan:
+        if (cfg.extra_env or cfg.lan or cfg.gdb_port) and cfg.snapshot == "require":
+            raise UsageError("-e, --gdb and compose networks boot cold: a snapshot's app started without them")
+        if cfg.snapshot == "never" or cfg.extra_env or cfg.lan or cfg.gdb_port:
             return plan
         from kiln.snapshot import match  # only a run that may restore needs it
 

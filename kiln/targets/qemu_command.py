@@ -79,6 +79,8 @@ class VmSpec:
     guest_ip: str = GUEST_IP  # eth0's address and gateway: QEMU's user network (KubeVirt's pod network differs)
     gateway: str = GATEWAY
     lan: Lan | None = None  # a second NIC on a private segment (compose)
+    gdb_port: int | None = None  # QEMU's gdbstub on loopback
+    gdb_wait: bool = False  # start paused (-S) until the debugger continues
 
 
 def device_set(spec: VmSpec) -> str:
@@ -222,6 +224,10 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
         ]
     if spec.incoming:
         argv += ["-incoming", "defer"]
+    if spec.gdb_port:
+        argv += ["-gdb", f"tcp:127.0.0.1:{spec.gdb_port}"]
+        if spec.gdb_wait:
+            argv.append("-S")
     return argv
 
 

@@ -88,3 +88,56 @@ def test_top_reports_from_inside(session_env: dict[str, str], target: str) -> No
         assert "tcp sockets   listen" in screen and "app           rss" in screen
     finally:
         kiln("rm", "-f", name, env=session_env)
+
+
+def test_gdb_breakpoint_on_a_syscall_entry(session_env: dict[str, str]) -> None:
+    import threading
+
+    import httpx
+
+    kiln("build", str(EXAMPLES / "hello-http"), env=session_env, check=True)
+    port = free_port()
+    kiln(
+        "run",
+        "-d",
+        "--cold",
+        "--gdb",
+        "--name",
+        "gdb-web",
+        "-p",
+        f"127.0.0.1:{port}:8080",
+        "hello-http",
+        env=session_env,
+        check=True,
+    )
+    try:
+        assert wait_for_answer(port, time.perf_counter() + 120)
+        answered: list[int] = []
+
+        def request() -> None:
+            time.sleep(3)  # once gdb has set the breakpoint and let the guest run on
+            answered.append(httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code)
+
+        client = threading.Thread(target=request)
+        client.start()
+        out = kiln(
+            "debug",
+            "gdb-web",
+            "--ex",
+            "break __x64_sys_accept4",
+            "--ex",
+            "continue",
+            "--ex",
+            "bt 3",
+            "--batch",
+            env=session_env,
+            timeout=120,
+        )
+        client.join(60)
+        assert "Breakpoint 1, " in out.stdout and "in __x64_sys_accept4 ()" in out.stdout, out.stdout + out.stderr
+        assert "do_syscall_64" in out.stdout
+        assert answered == [200]  # detached: the guest went on and answered
+    finally:
+        kiln("rm", "-f", "gdb-web", env=session_env)
+    plain = kiln("debug", "no-such", env=session_env)
+    assert plain.returncode != 0 and "Traceback" not in plain.stderr
