@@ -84,6 +84,12 @@ class ControlChannel:
                         text = answer.decode(errors="replace").strip()
                         rest = text[len(tag) + 1 :] if text.startswith(tag + " ") else ""
                         if rest.split(" ", 1)[0] in ANSWERS:  # not the tty echoing a request before raw mode
+                            if rest.startswith("err ") and rest.endswith(" unknown request"):
+                                verb = line.split()[0]
+                                raise TargetError(
+                                    f"this image's guest init does not know {verb!r}: it was built by "
+                                    "an older kiln (rebuild the image)"
+                                )
                             return rest
                     self.sock.settimeout(max(0.001, resend - time.monotonic()))
                     try:

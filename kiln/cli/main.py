@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("kiln.cli.push:pull", "Pull IMAGE from its registry into the local store,..."),
     "trace": ("kiln.cli.trace:trace", "Run IMAGE under strace while you exercise it; report its..."),
     "snapshot": ("kiln.cli.snapshot:snapshot", "Boot IMAGE once, wait until it is ready, and save the..."),
+    "stack": ("kiln.cli.stack:stack", "Print the Python stack of every thread of instance NAME's..."),
     "top": ("kiln.cli.top:top", "Live figures from inside instance NAME: memory, CPU,..."),
     "events": ("kiln.cli.events:events", "Show instance events: start, exit, restart, stop, oom,..."),
     "crash": ("kiln.cli.crash:crash", "Show the last crash report of instance NAME: why, when,..."),

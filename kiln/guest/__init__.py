@@ -1,4 +1,5 @@
-"""The guest side: init.c, the PID 1 of every kiln VM (and of the unix sandbox).
+"""The guest side: init.c, the PID 1 of every kiln VM (and of the unix sandbox), and start.py,
+the start-up hook of Python apps (faulthandler for `kiln stack`, then the app).
 
 `init_binary()` compiles it with the host's gcc once per source and compiler,
 and caches the result under $KILN_HOME/cache/init/.
@@ -15,6 +16,7 @@ from kiln.errors import ToolMissingError
 from kiln.paths import home_dir
 
 INIT_SOURCE = Path(__file__).parent / "init.c"
+START_SOURCE = Path(__file__).parent / "start.py"
 CFLAGS = ("-Os", "-Wall", "-Wextra", "-Werror", "-s")
 
 

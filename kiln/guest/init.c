@@ -53,6 +53,9 @@
  *                                  mem_available_kib, app_rss_kib, app_peak_kib, app_threads,
  *                                  app_fds, app_cpu_ticks, cpu_ticks (all CPUs), hz, tcp_listen,
  *                                  tcp_established, tcp_time_wait, tcp_other, uptime_ms
+ *   stack                       -> "ok stack": SIGUSR2 to the app; a Python app's start-up hook
+ *                                  (kiln/guest/start.py) prints every thread's stack on stderr
+ *   threads                     -> "ok threads TID:STATE:NAME ...": the app's threads (/proc/APP/task)
  *   http PORT PATH              -> "ok http STATUS" (GET http://127.0.0.1:PORT/PATH inside the guest,
  *                                  2 s at most), else "no http REASON": compose's healthchecks
  *   anything else               -> "err VERB unknown request"
@@ -736,6 +739,38 @@ static void sample_app(void) {
         app_peak_kib = hwm;
 }
 
+/* The app's threads: "TID:STATE:NAME" each, from /proc/APP/task/TID/stat. */
+static void threads(void) {
+    char path[64], line[512], out[400] = "";
+    DIR *d;
+    struct dirent *e;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)app_pid);
+    if (app_pid <= 0 || !(d = opendir(path))) {
+        reply("no threads the app is not running");
+        return;
+    }
+    while ((e = readdir(d))) {
+        char stat[400], *open_paren, *close_paren, *c;
+        FILE *f;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(stat, sizeof stat, "%s/%s/stat", path, e->d_name);
+        if (!(f = fopen(stat, "r")))
+            continue;
+        if (fgets(line, sizeof line, f) && (open_paren = strchr(line, '(')) && (close_paren = strrchr(line, ')'))) {
+            size_t len = strlen(out);
+            *close_paren = '\0';
+            for (c = open_paren + 1; *c; c++)
+                if (*c == ' ' || *c == ':')
+                    *c = '_';
+            snprintf(out + len, sizeof out - len, " %s:%c:%s", e->d_name, close_paren[2], open_paren + 1);
+        }
+        fclose(f);
+    }
+    closedir(d);
+    reply("ok threads%s", out);
+}
+
 /* TCP sockets by state, from /proc/net/tcp{,6}: listen, established, time-wait, other. */
 static void tcp_states(unsigned long counts[4]) {
     static const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
@@ -903,6 +938,13 @@ static void request(char *line) {
         meminfo();
     } else if (!strcmp(verb, "stats")) {
         stats();
+    } else if (!strcmp(verb, "stack")) {
+        if (app_pid <= 0 || kill(app_pid, SIGUSR2) < 0)
+            reply("no stack the app is not running");
+        else
+            reply("ok stack");
+    } else if (!strcmp(verb, "threads")) {
+        threads();
     } else if (!strcmp(verb, "http")) {
         char *port = strtok_r(NULL, " ", &save), *path = strtok_r(NULL, " ", &save);
         int status;
@@ -1033,6 +1075,7 @@ static int run_app(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL); /* kiln stack on the unix target: the host signals init */
 
     oom_kills_at_start = proc_field("/proc/vmstat", "oom_kill");
     kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);

@@ -32,7 +32,7 @@ from kiln.config import App, AppConfig
 from kiln.deps import declared as declared_deps
 from kiln.deps.install import install
 from kiln.errors import UsageError
-from kiln.guest import init_binary
+from kiln.guest import START_SOURCE, init_binary
 from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data
 from kiln.image.pycompile import compile_all
@@ -60,6 +60,7 @@ from kiln.store import Ref, Store
 
 APP_DIR = PurePosixPath("/app")
 INIT_PATH = "/kiln/init"
+START_PATH = "/kiln/start.py"  # kiln/guest/start.py: faulthandler for `kiln stack`, then the app
 CONFIG_PATH = "/kiln/config"
 
 Step = Callable[[str], None]
@@ -96,7 +97,7 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement) 
         env["PYTHONPATH"] = ":".join(bases)
     env.update(app.config.env)
     return Entry(
-        argv=(str(interp.executable), *RUN_FLAGS, str(script), *app.config.args),
+        argv=(str(interp.executable), *RUN_FLAGS, str(_pyc(PurePosixPath(START_PATH))), str(script), *app.config.args),
         env=env,
         workdir=str(APP_DIR),
         ports=app.config.ports,
@@ -124,6 +125,7 @@ def layout(
             dest = place.guest(mod.path)
             root.add_file(str(dest), mod.path, 0o555)
         entries.append(ModuleEntry(name=mod.name, origin=mod.origin, kind=mod.kind, path=str(dest) if dest else None))
+    jobs.append((START_SOURCE, root.host(_pyc(PurePosixPath(START_PATH))), START_PATH))
     compile_all(interp.executable, jobs)
     root.mkdir(str(interp.lib_dynload))  # getpath's landmark for the platform library
     entries = [msgspec.structs.replace(e, size=root.host(e.path).stat().st_size) if e.path else e for e in entries]

@@ -141,3 +141,58 @@ def test_gdb_breakpoint_on_a_syscall_entry(session_env: dict[str, str]) -> None:
         kiln("rm", "-f", "gdb-web", env=session_env)
     plain = kiln("debug", "no-such", env=session_env)
     assert plain.returncode != 0 and "Traceback" not in plain.stderr
+
+
+@pytest.mark.parametrize("target", ["qemu", "unix"])
+def test_stack_shows_the_stuck_function_and_its_caller(session_env: dict[str, str], target: str) -> None:
+    kiln("build", str(FIXTURES / "stuck"), env=session_env, check=True)
+    name = f"stuck-{target}"
+    kiln("run", "-d", "--name", name, "--target", target, "stuck", env=session_env, check=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "stuck: waiting" not in kiln("logs", name, env=session_env).stdout:
+            assert time.monotonic() < deadline, "the fixture never started"
+            time.sleep(0.5)
+        out = kiln("stack", name, env=session_env, check=True).stdout
+        lines = out.splitlines()
+        stuck = next(i for i, line in enumerate(lines) if line.endswith("in wait_for_ever"))
+        assert lines[stuck].startswith('  File "/app/app.py", line 8') and lines[stuck + 1].endswith("in serve")
+        assert "Current thread 0x" in out and 'File "/app/app.py", line 19 in main' in out
+    finally:
+        kiln("rm", "-f", name, env=session_env)
+
+
+def test_stack_of_a_native_program_lists_its_threads(session_env: dict[str, str]) -> None:
+    kiln("build", str(EXAMPLES / "redis"), env=session_env, check=True)
+    kiln("run", "-d", "--name", "native-stack", "redis", env=session_env, check=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "Ready to accept connections" not in kiln("logs", "native-stack", env=session_env).stdout:
+            assert time.monotonic() < deadline, "redis never became ready"
+            time.sleep(0.5)
+        out = kiln("stack", "native-stack", env=session_env, check=True).stdout
+        assert out.splitlines()[0].split() == ["TID", "STATE", "NAME"] and "redis-server" in out
+        assert "no stack for native-stack: it runs a native program" in out
+    finally:
+        kiln("rm", "-f", "native-stack", env=session_env)
+
+
+def test_control_channel_survives_malformed_and_oversized_requests(session_env: dict[str, str]) -> None:
+    from pathlib import Path
+
+    from kiln.control import ControlChannel
+
+    kiln("build", str(FIXTURES / "stuck"), env=session_env, check=True)
+    kiln("run", "-d", "--name", "garbage", "stuck", env=session_env, check=True)
+    try:
+        sock = Path(session_env["KILN_HOME"]) / "instances" / "garbage" / "control.sock"
+        with ControlChannel(sock, timeout=60) as channel:
+            assert channel.ping(timeout=60) in ("running", "waiting-seed")
+            channel.sock.sendall(b"\n@900 " + b"x" * 10000 + b"\n")  # longer than any request: dropped
+            channel.sock.sendall(b"\n\x00\xff\xfe garbage \x1b[2J\n@901\n@902 seed zz 1 2\n@903 http 80 nopath\n")
+            assert channel.request("seed 00 1 2").startswith("err seed")
+            assert channel.request("http 80 nopath").startswith("err http")
+            assert channel.ping() == "running"  # init is still there, and still answers
+            assert channel.meminfo()["MemTotal"] > 0
+    finally:
+        kiln("rm", "-f", "garbage", env=session_env)
