@@ -21,12 +21,18 @@ def _line(e: dict[str, object]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def events(name: str | None, follow: bool, as_json: bool) -> None:
     """Show instance events: start, exit, restart, stop, oom, panic, hang, summon, idle-stop."""
+    from kiln.errors import KilnError
     from kiln.runtime import events as ev
-    from kiln.runtime.instance import all_instances, get
+    from kiln.runtime.instance import NAME_RE, instances_dir
+
+    top = instances_dir()
+    # every directory with events: a summoned instance's stays between summons, without its config
+    if name is not None and (not NAME_RE.match(name) or not any((top / name).glob(ev.FILE + "*"))):
+        raise KilnError(f"no events for {name} (see `kiln ps -a`)")
 
     def gather() -> list[dict[str, object]]:
-        chosen = [get(name)] if name else all_instances()
-        found = [e for inst in chosen for e in ev.read(inst.dir)]
+        chosen = [top / name] if name else sorted(top.iterdir())
+        found = [e for d in chosen for e in ev.read(d)]
         return sorted(found, key=lambda e: str(e["time"]))
 
     shown = 0

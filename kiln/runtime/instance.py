@@ -224,10 +224,9 @@ def create(config: InstanceConfig) -> Instance:
     if not NAME_RE.match(config.name):
         raise UsageError(f"invalid instance name {config.name!r} (letters, digits, . _ -; at most 64)")
     directory = instances_dir() / config.name
-    try:
-        directory.mkdir()
-    except FileExistsError:
-        raise UsageError(f"an instance named {config.name} already exists (kiln rm {config.name})") from None
+    if (directory / "config.json").exists():
+        raise UsageError(f"an instance named {config.name} already exists (kiln rm {config.name})")
+    directory.mkdir(exist_ok=True)  # a summoned instance's directory keeps its events between summons
     atomic.write_bytes(directory / "config.json", to_json(config))
     inst = Instance(directory)
     inst.write_state(InstanceState())

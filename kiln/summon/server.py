@@ -132,7 +132,7 @@ class Summoner:
             del self.running[svm.service.name]
         self.metrics.running.set(len(self.running))
         self.metrics.stops.labels(svm.service.name, reason).inc()
-        await asyncio.to_thread(vms.stop, svm)
+        await asyncio.to_thread(vms.stop, svm, reason)
         self.log(f"{svm.service.name}: stopped ({reason})")
 
     async def _forget(self, svm: vms.SummonedVm, reason: str) -> None:

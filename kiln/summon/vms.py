@@ -14,10 +14,12 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 from kiln.control import ControlChannel
 from kiln.errors import KilnError
+from kiln.runtime import events
 from kiln.runtime import instance as instances
 from kiln.store import Image, Store
 from kiln.summon.config import Service
@@ -57,13 +59,24 @@ def instance_name(service: Service) -> str:
     return f"{service.name}.summoned"
 
 
+def _clear(directory: Path) -> None:
+    """Remove what a summoned instance left, but its events (`kiln events NAME.summoned`)."""
+    for entry in directory.iterdir():
+        if entry.name.startswith(events.FILE):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def _fresh_instance(service: Service, image: Image) -> instances.Instance:
     directory = instances.instances_dir() / instance_name(service)
     if directory.exists():  # left by a summoner that was killed
         old = instances.Instance(directory)
         if old.running():
             raise KilnError(f"instance {old.name} is already running (another summoner?)")
-        shutil.rmtree(directory, ignore_errors=True)
+        _clear(directory)
     return instances.create(
         instances.InstanceConfig(
             name=instance_name(service),
@@ -79,6 +92,7 @@ def _fresh_instance(service: Service, image: Image) -> instances.Instance:
 
 def start(store: Store, image: Image, service: Service, ready_timeout: float) -> SummonedVm:
     """Summon one VM of `service` and wait until every guest port listens."""
+    began = time.monotonic()
     inst = _fresh_instance(service, image)
     guest_ports = sorted({p.guest for p in service.ports})
     forwards = {g: free_port() for g in guest_ports}
@@ -116,10 +130,11 @@ def start(store: Store, image: Image, service: Service, ready_timeout: float) ->
         started_at=instances.now(),
     )
     inst.write_state(state)
+    events.record(inst.dir, "summon", how=svm.how, seconds=round(time.monotonic() - began, 3))
     return svm
 
 
-def stop(svm: SummonedVm) -> None:
+def stop(svm: SummonedVm, reason: str = "stop") -> None:
     """Stop the VM (QMP quit, a kill if it lingers) and forget its instance."""
     with contextlib.suppress(Exception):
         QemuTarget.stop(svm.vm.proc, svm.plan)
@@ -129,4 +144,5 @@ def stop(svm: SummonedVm) -> None:
     svm.vm.join()
     QemuTarget.cleanup(svm.plan)
     svm.console.close()
-    shutil.rmtree(svm.instance.dir, ignore_errors=True)
+    events.record(svm.instance.dir, "idle-stop" if reason == "idle" else "stop", reason=reason)
+    _clear(svm.instance.dir)

@@ -125,6 +125,10 @@ def test_idle_instances_stop_and_a_killed_vm_is_summoned_again(
     s.wait_for("stopped (idle)", timeout=30)
     assert s.instances() == []
     assert s.log.count("summoned (restore)") == 2
+    # the events outlive the summoned instance: two summons, the crash's end, the idle stop
+    listed = kiln("events", f"{clone_snapshot}.summoned", "--json", env=session_env, check=True).stdout
+    kinds = [json.loads(line)["event"] for line in listed.splitlines()]
+    assert kinds.count("summon") >= 2 and "stop" in kinds and kinds[-1] == "idle-stop"
 
 
 @pytest.mark.vm
