@@ -166,6 +166,17 @@ def _sources_digest(app: App, graph: ModuleGraph, data: list[Path]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def build_inputs(app: App, source: str, sources_digest: str) -> BuildInputs:
+    """What the image was built from, by name and digest: never a path of the building host, so
+    the same sources give the same manifest anywhere (docs/security.md)."""
+    return BuildInputs(
+        source=source,
+        config_file=str(app.config_file.relative_to(app.root)) if app.config_file else None,
+        sources_digest=sources_digest,
+        kiln_version=__version__,
+    )
+
+
 def build_time() -> datetime:
     """The image's `created`: SOURCE_DATE_EPOCH when set (reproducible-builds.org), else 1970-01-01.
 
@@ -262,12 +273,8 @@ def build_python(
             distributions=tuple(DistributionEntry(name=d.name, version=d.version) for d in kept_distributions(graph)),
             data_files=data_files,
         )
-        inputs = BuildInputs(
-            source=app.entry_path.name if app.single_file else app.root.name,
-            config_file=str(app.config_file.relative_to(app.root)) if app.config_file else None,
-            sources_digest=_sources_digest(app, graph, app_files),
-            kiln_version=__version__,
-        )
+        source = app.entry_path.name if app.single_file else app.root.name
+        inputs = build_inputs(app, source, _sources_digest(app, graph, app_files))
         contents = Contents(root, _entry(app, graph, interp, place), closure, python, inputs)
         return dataclasses.replace(finish(store, ref, contents, needs, rules, kernel, say), analysis=analysis)
 

@@ -11,7 +11,6 @@ import os
 import shutil
 from pathlib import Path
 
-from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.native import native_needs
 from kiln.analyze.needs import Needs
@@ -19,10 +18,20 @@ from kiln.config import App, NativeConfig
 from kiln.debs import Unpacked, default_exe, fetch
 from kiln.errors import AppError
 from kiln.guest import init_binary
-from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, build_time, finish, kernel_for
+from kiln.image.build import (
+    INIT_PATH,
+    BuildResult,
+    Contents,
+    KernelProgress,
+    Step,
+    build_inputs,
+    build_time,
+    finish,
+    kernel_for,
+)
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
-from kiln.manifest import BuildInputs, Entry
+from kiln.manifest import Entry
 from kiln.policy import policy
 from kiln.store import Ref, Store, sha256_file
 
@@ -125,10 +134,5 @@ def build_native(
         program = elf.resolve_in(sysroot, exe)
         assert program is not None
         source = f"Debian package {unpacked.package} {unpacked.version}" if unpacked else f"program {Path(exe).name}"
-        inputs = BuildInputs(
-            source=source,
-            config_file=str(app.config_file.relative_to(app.root)) if app.config_file else None,
-            sources_digest=sha256_file(program),
-            kiln_version=__version__,
-        )
+        inputs = build_inputs(app, source, sha256_file(program))
         return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, rules, kernel, say)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,21 @@ def test_tampered_blob_is_refused(tmp_path: Path) -> None:
 def test_tag_needs_the_blob(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot tag"):
         Store(tmp_path).tag(Ref("x"), "sha256:" + "0" * 64)
+
+
+def test_no_host_path_in_what_a_manifest_says_it_was_built_from(tmp_path: Path) -> None:
+    """build.source and build.config_file name the app, never where it lies on the building host."""
+    import msgspec
+
+    from kiln.config import load_app
+    from kiln.image.build import build_inputs
+
+    app_dir = tmp_path / "deep" / "checkout" / "my-app"
+    app_dir.mkdir(parents=True)
+    (app_dir / "app.py").write_text("print('hi')\n")
+    (app_dir / "kiln.toml").write_text('entry = "app.py"\n')
+    app = load_app(app_dir)
+    inputs = build_inputs(app, app.root.name, "sha256:" + "0" * 64)
+    values = json.dumps(msgspec.to_builtins(inputs))
+    assert str(tmp_path) not in values and "/" not in inputs.source
+    assert inputs.source == "my-app" and inputs.config_file == "kiln.toml"
