@@ -16,6 +16,7 @@ def _kiln_start() -> None:
     faulthandler.register(_signal.SIGUSR2, all_threads=True, chain=False)
     del sys.argv[0]  # the app's own argv: [its script, its arguments...]
     path = sys.argv[0]
+    sys.path[0] = path.rpartition("/")[0] or "/"  # the app's directory, as if it had been run itself
     with open(path, "rb") as f:
         data = f.read()
     code = marshal.loads(data[16:]) if path.endswith(".pyc") else compile(data, path, "exec")
