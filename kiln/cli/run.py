@@ -207,7 +207,7 @@ def _gdb_port(gdb: str | None, wait: bool, target: str) -> int | None:
 
         return free_port()
     if not gdb.isdigit() or not 1 <= int(gdb) <= 65535:
-        raise UsageError(f"--gdb {gdb}: expected a port number")
+        raise UsageError(f"--gdb {gdb}: not a port number (write --gdb=PORT, or --gdb followed by another option)")
     from kiln.targets.portmap import PortMap
     from kiln.targets.ports import check_free
 
