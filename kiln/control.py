@@ -11,6 +11,8 @@ requests are listed at the top of kiln/guest/init.c):
     @N listening PORT...               @N ok listening | @N no listening PORT
     @N seed HEX64 SECONDS NANOSECONDS  @N ok seed
     @N meminfo                         @N ok meminfo MemTotal=KIB ... VmRSS=KIB ...
+    @N stats                           @N ok stats mem_total_kib=N ... [gc_gen0=N ...]  (kiln top)
+    @N stack | threads                 @N ok stack | @N ok threads TID:STATE:NAME ...  (kiln stack)
     @N http PORT /PATH                 @N ok http STATUS | @N no http REASON
 
 Only the host starts a conversation, and only one host process talks at a time
@@ -31,6 +33,14 @@ from kiln.errors import TargetError
 
 RESEND = 0.5  # seconds before a request unanswered is sent again (a UART may have dropped it)
 ANSWERS = ("ok", "no", "err")  # how init's answers begin, after the tag
+
+
+def figures(words: list[str], what: str) -> dict[str, int]:
+    """Init's KEY=N words (meminfo, stats) -> {KEY: N}; TargetError naming `what` for anything else."""
+    try:
+        return {key: int(value) for key, value in (w.split("=", 1) for w in words)}
+    except ValueError:
+        raise TargetError(f"{what}: {' '.join(words)[:80]!r} is not KEY=N figures") from None
 
 
 class ControlChannel:
@@ -147,10 +157,7 @@ class ControlChannel:
         parts = answer.split()
         if parts[:2] != ["ok", "meminfo"]:
             raise TargetError(f"guest init answered meminfo with {answer!r}")
-        try:
-            return {key: int(value) for key, value in (p.split("=", 1) for p in parts[2:])}
-        except ValueError:
-            raise TargetError(f"guest init answered meminfo with {answer!r}") from None
+        return figures(parts[2:], "guest init's meminfo")
 
     def reseed(self, timeout: float = 30.0) -> None:
         """Give the guest a fresh 256-bit seed and the host's time (after every restore)."""

@@ -6,16 +6,31 @@ import time
 
 import click
 
-from kiln.cli.ui import columns, human_size, print_json
+from kiln.cli.ui import columns, human_size, print_json, say
+from kiln.errors import UsageError
 from kiln.runtime.instance import all_instances, cpu_seconds, rss_bytes
 
 SAMPLE = 0.5
 
 
-@click.command(epilog="\b\nExamples:\n  kiln stats\n  kiln stats --json")
+@click.command(epilog="\b\nExamples:\n  kiln stats\n  kiln stats --json\n  kiln stats --guest web   # as kiln top web")
+@click.argument("name", required=False)
+@click.option("--guest", is_flag=True, help="Figures from inside instance NAME (one sample of kiln top).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def stats(as_json: bool) -> None:
-    """Guest memory (configured and resident on the host) and CPU use of each running instance."""
+def stats(name: str | None, guest: bool, as_json: bool) -> None:
+    """Guest memory (configured and resident on the host) and CPU use of each running instance;
+    with --guest NAME, the figures from inside one (as kiln top shows them)."""
+    if guest or name:
+        if not (guest and name):
+            raise UsageError("kiln stats NAME needs --guest (kiln stats alone lists every instance)")
+        from kiln.cli.top import one_sample, screen
+
+        sample = one_sample(name)
+        if as_json:
+            print_json(sample)
+        else:
+            say(screen(name, sample, sample["cpu_percent"], sample["restarts"], sample["target"]))  # type: ignore[arg-type]
+        return
     running = [(i, i.state()) for i in all_instances()]
     running = [(i, st) for i, st in running if st.status == "running"]
     before = {i.name: cpu_seconds(st.vm_pid) for i, st in running}

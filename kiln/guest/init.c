@@ -52,7 +52,10 @@
  *                                  read from /proc and /proc/APP (kiln top): mem_total_kib,
  *                                  mem_available_kib, app_rss_kib, app_peak_kib, app_threads,
  *                                  app_fds, app_cpu_ticks, cpu_ticks (all CPUs), hz, tcp_listen,
- *                                  tcp_established, tcp_time_wait, tcp_other, uptime_ms
+ *                                  tcp_established, tcp_time_wait, tcp_other, uptime_ms; for a
+ *                                  Python app also gc_gen0..2, gc_tracked, gc_collections,
+ *                                  gc_collected, gc_uncollectable: init signals kiln's start-up hook
+ *                                  (SIGRTMIN+3), which writes them to /tmp/.kiln-gc, and reads that
  *   stack                       -> "ok stack": SIGUSR2 to the app; a Python app's start-up hook
  *                                  (kiln/guest/start.py) prints every thread's stack on stderr
  *   threads                     -> "ok threads TID:STATE:NAME ...": the app's threads (/proc/APP/task)
@@ -595,7 +598,7 @@ static char ctl_tag[24]; /* the tag of the request being answered ("@N "), or ""
 static volatile pid_t app_pid; /* the app, once started (0 before) */
 
 static void reply(const char *fmt, ...) {
-    char buf[512];
+    char buf[1024];
     va_list ap;
     int n, off = 0, tries = 0;
     n = snprintf(buf, sizeof buf - 1, "%s", ctl_tag);
@@ -790,8 +793,42 @@ static void tcp_states(unsigned long counts[4]) {
     }
 }
 
+#define GC_FILE "/tmp/.kiln-gc"
+#define GC_SIGNAL (SIGRTMIN + 3) /* kiln/guest/start.py: GC_SIGNAL_OFFSET */
+
+/* A Python app's gc figures, as " KEY=N..." in out (empty for a native app): its start-up hook writes
+ * GC_FILE when it starts (so the file says the handler is there) and again on GC_SIGNAL. Init waits up
+ * to 200 ms for the new file, else reads the last one; the app wrote it, so only [a-z0-9_= ] pass. */
+static void gc_figures(char *out, size_t size) {
+    struct stat before, now;
+    struct timespec pause = {0, 5000000};
+    char line[200], *c;
+    FILE *f;
+    int i;
+    out[0] = '\0';
+    if (app_pid <= 0 || stat(GC_FILE, &before) < 0)
+        return;
+    if (kill(app_pid, GC_SIGNAL) == 0)
+        for (i = 0; i < 40; i++) {
+            nanosleep(&pause, NULL);
+            if (stat(GC_FILE, &now) == 0 && (now.st_ino != before.st_ino || now.st_mtim.tv_nsec != before.st_mtim.tv_nsec))
+                break;
+        }
+    if (!(f = fopen(GC_FILE, "r")))
+        return;
+    if (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        for (c = line; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '=' || *c == ' '))
+                break;
+        if (!*c && line[0])
+            snprintf(out, size, " %s", line);
+    }
+    fclose(f);
+}
+
 static void stats(void) {
-    char path[64], line[512];
+    char path[64], line[512], gc[256];
     unsigned long tcp[4] = {0, 0, 0, 0}, utime = 0, stime = 0, total = 0, v;
     unsigned long rss = 0, threads = 0, fds = 0;
     struct timespec now;
@@ -835,13 +872,14 @@ static void stats(void) {
         fclose(f);
     }
     tcp_states(tcp);
+    gc_figures(gc, sizeof gc);
     clock_gettime(CLOCK_MONOTONIC, &now);
     reply("ok stats mem_total_kib=%lu mem_available_kib=%lu app_rss_kib=%lu app_peak_kib=%lu app_threads=%lu "
           "app_fds=%lu app_cpu_ticks=%lu cpu_ticks=%lu hz=%ld tcp_listen=%lu tcp_established=%lu "
-          "tcp_time_wait=%lu tcp_other=%lu uptime_ms=%ld",
+          "tcp_time_wait=%lu tcp_other=%lu uptime_ms=%ld%s",
           proc_field("/proc/meminfo", "MemTotal"), proc_field("/proc/meminfo", "MemAvailable"), rss, app_peak_kib,
           threads, fds, utime + stime, total, sysconf(_SC_CLK_TCK), tcp[0], tcp[1], tcp[2], tcp[3],
-          (long)((now.tv_sec - boot_time.tv_sec) * 1000 + (now.tv_nsec - boot_time.tv_nsec) / 1000000));
+          (long)((now.tv_sec - boot_time.tv_sec) * 1000 + (now.tv_nsec - boot_time.tv_nsec) / 1000000), gc);
 }
 
 /* After the app ended with `status` (128+signal when killed): one line that says why, if kiln knows.

@@ -2,9 +2,45 @@
 
 `python3.11 -s -S -B /kiln/start.pyc /app/app.pyc ARGS...`: register faulthandler on SIGUSR2 (every
 thread's Python stack to stderr, the console, when `kiln stack` asks; guest init sends the signal),
-then run the app's code as `__main__`, with the argv the app would have had. It imports only
-built-in modules, so the image keeps no module for it, and leaves nothing in `__main__`.
+answer SIGRTMIN+3 with the interpreter's gc figures in /tmp/.kiln-gc (`kiln top`: the one figure
+that only the interpreter knows; init reads the file), then run the app's code as `__main__`, with
+the argv the app would have had. It imports only built-in modules, so the image keeps no module for
+it, and leaves nothing in `__main__`.
+
+/tmp/.kiln-gc is one line of KEY=N words: gc_gen0, gc_gen1, gc_gen2 (gc.get_count()), gc_tracked
+(objects the collector tracks), gc_collections, gc_collected, gc_uncollectable (gc.get_stats(),
+summed over the generations). It is written at start-up, so that its presence tells the reader
+that the handler is in place, and again on every signal (a new file renamed over the old one).
 """
+
+GC_FILE = "/tmp/.kiln-gc"
+GC_SIGNAL_OFFSET = 3  # SIGRTMIN + 3; kiln/guest/init.c and kiln/runtime/guest_stats.py send the same
+
+
+def _gc_figures(_signum: int = 0, _frame: object = None, path: str = GC_FILE) -> None:
+    """Write the gc figures to `path` (a signal handler: it never raises into the app)."""
+    import builtins as b  # the app's __main__ is this function's globals: its own `sum` is not ours
+    import gc
+    import posix
+
+    try:
+        stats = gc.get_stats()
+        gen0, gen1, gen2 = gc.get_count()
+        line = (
+            f"gc_gen0={gen0} gc_gen1={gen1} gc_gen2={gen2} gc_tracked={b.len(gc.get_objects())} "
+            f"gc_collections={b.sum(s['collections'] for s in stats)} "
+            f"gc_collected={b.sum(s['collected'] for s in stats)} "
+            f"gc_uncollectable={b.sum(s['uncollectable'] for s in stats)}\n"
+        )
+        tmp = path + ".tmp"
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)
+        try:
+            posix.write(fd, line.encode())
+        finally:
+            posix.close(fd)
+        posix.rename(tmp, path)
+    except BaseException:  # a full or read-only /tmp: no figures, and the app goes on
+        pass
 
 
 def _kiln_start() -> None:
@@ -14,6 +50,8 @@ def _kiln_start() -> None:
     import sys
 
     faulthandler.register(_signal.SIGUSR2, all_threads=True, chain=False)
+    _gc_figures()
+    _signal.signal(_signal.SIGRTMIN + GC_SIGNAL_OFFSET, _gc_figures)
     del sys.argv[0]  # the app's own argv: [its script, its arguments...]
     path = sys.argv[0]
     sys.path[0] = path.rpartition("/")[0] or "/"  # the app's directory, as if it had been run itself
@@ -21,7 +59,8 @@ def _kiln_start() -> None:
         data = f.read()
     code = marshal.loads(data[16:]) if path.endswith(".pyc") else compile(data, path, "exec")
     main = vars(sys.modules["__main__"])
-    del main["_kiln_start"]
+    for name in ("_kiln_start", "_gc_figures", "GC_FILE", "GC_SIGNAL_OFFSET"):
+        del main[name]
     main["__file__"] = path
     exec(code, main)
 

@@ -1,19 +1,50 @@
 """Live figures from inside an instance (`kiln top`): asked of guest init over the control channel
 on the qemu target (init reads /proc and /proc/APP, kiln/guest/init.c `stats`), read from the
-app's own /proc entries on the unix target (the sandbox shares the host's kernel). Nothing is
-computed in the app.
+app's own /proc entries on the unix target (the sandbox shares the host's kernel).
+
+The one exception is a Python app's gc figures, which only the interpreter knows: kiln's start-up
+hook (kiln/guest/start.py, not the app's code) writes them to /tmp/.kiln-gc when it starts and on
+SIGRTMIN+3; init (qemu) or this module (unix) sends the signal and reads the file.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
+from kiln.control import ControlChannel, figures
 from kiln.errors import KilnError
 from kiln.runtime.instance import Instance, children_map, process_tree
 
 TCP_STATES = {"0A": "tcp_listen", "01": "tcp_established", "06": "tcp_time_wait"}
+GC_FILE = "tmp/.kiln-gc"  # in the app's root (kiln/guest/start.py GC_FILE)
+GC_SIGNAL = signal.SIGRTMIN + 3  # kiln/guest/start.py GC_SIGNAL_OFFSET
+GC_WAIT = 0.2  # seconds to wait for the hook's new figures before the last ones are read
+
+
+def _sandbox_gc(app: int) -> dict[str, int]:
+    """The Python hook's gc figures for the app `app` (pid on the host), or {} for a native app."""
+    path = Path(f"/proc/{app}/root") / GC_FILE
+    try:
+        before = path.stat()
+    except OSError:
+        return {}  # no hook: a native program, or a Python app still starting
+    os.kill(app, GC_SIGNAL)
+    deadline = time.monotonic() + GC_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
+        try:
+            now = path.stat()
+        except OSError:
+            continue
+        if (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+            break
+    try:
+        return figures(path.read_text().split(), "the app's gc figures")
+    except OSError:
+        return {}
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -70,6 +101,7 @@ def _sandbox_sample(inst: Instance) -> dict[str, int]:
         "hz": os.sysconf("SC_CLK_TCK"),
         "uptime_ms": int(time.monotonic() * 1000),
         **counts,
+        **_sandbox_gc(app),
     }
 
 
@@ -82,17 +114,12 @@ def sample(inst: Instance) -> dict[str, int]:
             return _sandbox_sample(inst)
         except OSError as err:
             raise KilnError(f"instance {inst.name}: its app went away ({err.strerror})") from None
-    from kiln.control import ControlChannel
-
     with ControlChannel(inst.control_socket, timeout=10) as channel:
         answer = channel.request("stats", timeout=10)
     parts = answer.split()
     if parts[:2] != ["ok", "stats"]:
         raise KilnError(f"instance {inst.name}: guest init answered stats with {answer[:80]!r}")
-    try:
-        return {k: int(v) for k, v in (p.split("=", 1) for p in parts[2:])}
-    except ValueError:
-        raise KilnError(f"instance {inst.name}: guest init answered stats with {answer[:80]!r}") from None
+    return figures(parts[2:], f"instance {inst.name}: guest init's stats")
 
 
 def cpu_percent(before: dict[str, int], after: dict[str, int]) -> float:

@@ -84,8 +84,14 @@ def test_top_reports_from_inside(session_env: dict[str, str], target: str) -> No
             # MemTotal is the guest's RAM less what its kernel keeps: within 48 MiB, and most of it
             assert 24 * 1024 < sample["mem_total_kib"] <= 48 * 1024
             assert sample["mem_available_kib"] < sample["mem_total_kib"]
+        # Python's gc, from kiln's start-up hook: the app's objects, not the few the hook saw at start-up
+        assert sample["gc_tracked"] > 8_000 and sample["gc_collections"] > 0
         screen = kiln("top", name, "-n", "1", "-d", "0.2", env=session_env, check=True).stdout
-        assert "tcp sockets   listen" in screen and "app           rss" in screen
+        assert "tcp sockets   listen" in screen and "app           rss" in screen and "python gc     tracked" in screen
+        same = json.loads(kiln("stats", "--guest", name, "--json", env=session_env, check=True).stdout)
+        assert same["instance"] == name and same["app_rss_kib"] > 0 and "gc_tracked" in same
+        refused = kiln("stats", name, env=session_env)
+        assert refused.returncode == 2 and "needs --guest" in refused.stderr
     finally:
         kiln("rm", "-f", name, env=session_env)
 
