@@ -60,6 +60,12 @@ def test_counter_on_a_private_network(session_env: dict[str, str]) -> None:
         compose(env_b, "two", "up", "-d")
         assert get(port_b) == "visits: 1"
         assert get(port_a, "/count") == "visits: 10"
+        # without its own redis, project two's web finds none: project one's redis has the same name,
+        # address and MAC address on its own network, and would answer if the networks were one
+        kiln("stop", "two-redis", env=env_b, check=True)
+        cut_off = httpx.get(f"http://127.0.0.1:{port_b}/", timeout=60)
+        assert cut_off.status_code == 502, cut_off.text
+        assert get(port_a, "/count") == "visits: 10"
         assert "web | counter listening" in compose(env_a, "one", "logs", "web").stdout
     finally:
         compose(env_a, "one", "down", check=False)
