@@ -3,6 +3,9 @@
 image   hello-http built with each EROFS packing kiln could use (Debian's mkfs.erofs has LZ4 only),
         its size, and its boot to first response under QEMU (median of --runs cold boots); ratios
         against the packing kiln used before (lz4hc level 9, tails in blocks of their own).
+trim    what two more cuts would save on hello-http's root: `strip --strip-unneeded` of every ELF
+        file in it, and leaving out the modules the analysis keeps but one `kiln build --check`
+        run never imported (the root packed again without them, as kiln packs it).
 memory  the lowest guest RAM with which hello-http boots and answers 100 requests (bisection), and
         where the RAM goes at the default size after 100 requests, in the guest's own figures
         (/proc/meminfo and the app's status, asked over the control channel: `meminfo`).
@@ -41,6 +44,7 @@ from bench.harness import (
     bisect_min,
     free_port,
     isolated_home,
+    kiln_home_of,
     machine,
     replace_section,
     serving,
@@ -50,7 +54,7 @@ from bench.harness import (
 from bench.stacks import APP, GUEST_PORT, HOST_PYTHON, IMAGE
 from kiln.control import ControlChannel
 
-PARTS = ("image", "memory", "cli")
+PARTS = ("image", "trim", "memory", "cli")
 # (label, mkfs.erofs settings) — the first is what kiln used before #12, the baseline of the ratios
 PACKINGS: list[tuple[str, dict[str, object]]] = [
     ("lz4hc 9, 128 KiB clusters (before)", {"level": 9, "tailpacking": False}),
@@ -59,6 +63,7 @@ PACKINGS: list[tuple[str, dict[str, object]]] = [
     ("lz4hc 12 + tail packing, 1 MiB clusters", {"level": 12, "tailpacking": True, "pcluster": 1 << 20}),
 ]
 AIM_SIZE = 8 * 2**20
+CHECK_PATHS = ("/", "/health")  # what hello-http serves
 
 
 def say(text: str) -> None:
@@ -119,6 +124,67 @@ def measure_image(base: Path, runs: int) -> dict:
         )
         say(f"  {label}: {built['size']:,} bytes, boot {ms(median)}")
     return {"rows": rows}
+
+
+# -- trim ------------------------------------------------------------------------------------------
+
+
+def measure_trim(base: Path) -> dict:
+    """Bytes two further cuts would save on hello-http's root; neither is applied by kiln."""
+    import shutil
+
+    from kiln import check
+    from kiln.image import erofs, unpack
+    from kiln.paths import kiln_home
+    from kiln.store import Store
+
+    env = isolated_home(base / "trim")
+    subprocess.run([KILN, "build", str(APP)], env=env, capture_output=True, check=True)
+    with kiln_home_of(env):
+        store = Store(kiln_home() / "store")
+        image = store.image(IMAGE)
+        tree = unpack.tree(store, image)
+        root_size = image.manifest.rootfs.size
+        # 1. strip: every ELF file, stripped of what the loader does not need
+        elf_bytes = stripped_bytes = elf_files = 0
+        for path in sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink()):
+            with open(path, "rb") as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+            out = base / "stripped"
+            subprocess.run(["strip", "--strip-unneeded", "-o", out, path], check=True, capture_output=True)
+            elf_files += 1
+            elf_bytes += path.stat().st_size
+            stripped_bytes += out.stat().st_size
+        # 2. modules never imported in one run of `kiln build --check` (GET / and /health)
+        report = check.run(store, image, CHECK_PATHS, lambda _name: True)
+        python = image.manifest.python
+        assert python is not None
+        unused = [m for m in python.modules if m.path and m.name not in report.imported and m.name != "__main__"]
+        trimmed = base / "trimmed"
+        shutil.copytree(tree, trimmed, symlinks=True)
+        for m in unused:
+            (trimmed / m.path.lstrip("/")).unlink(missing_ok=True)
+        erofs.pack(trimmed, base / "trimmed.erofs")
+        trimmed_root = (base / "trimmed.erofs").stat().st_size
+        # the stored root is EROFS plus its dm-verity tree: compare EROFS with EROFS
+        erofs.pack(tree, base / "again.erofs")
+        full_root = (base / "again.erofs").stat().st_size
+    say(f"  strip: {elf_files} ELF files, {elf_bytes:,} -> {stripped_bytes:,} bytes")
+    say(f"  never imported: {len(unused)} of {len(python.modules)} modules; EROFS {full_root:,} -> {trimmed_root:,}")
+    return {
+        "root_size": root_size,
+        "elf_files": elf_files,
+        "elf_bytes": elf_bytes,
+        "stripped_bytes": stripped_bytes,
+        "modules": len(python.modules),
+        "imported": len(report.imported),
+        "unused": len(unused),
+        "unused_bytes": sum(m.size for m in unused),
+        "unused_examples": sorted(m.name for m in unused)[:12],
+        "erofs_full": full_root,
+        "erofs_trimmed": trimmed_root,
+    }
 
 
 # -- memory ----------------------------------------------------------------------------------------
@@ -254,6 +320,27 @@ def render(results: dict) -> str:
             "The kernel is the same in every row. Debian's mkfs.erofs (erofs-utils 1.5) offers LZ4 and LZ4HC "
             "only, so LZMA, which the 6.1 kernel can read, is not among the choices."
         )
+    if "trim" in results:
+        t = results["trim"]
+        saved_strip = t["elf_bytes"] - t["stripped_bytes"]
+        saved_trim = t["erofs_full"] - t["erofs_trimmed"]
+        out += ["", "### Two more cuts, measured and not kept (hello-http's root)", ""]
+        out += [
+            "| cut | before | after | saved |",
+            "|---|---:|---:|---:|",
+            f"| `strip --strip-unneeded` of the {t['elf_files']} ELF files (uncompressed) | {t['elf_bytes']:,} B | "
+            f"{t['stripped_bytes']:,} B | {saved_strip:,} B |",
+            f"| leave out the {t['unused']} of {t['modules']} modules one `--check` run never imported (EROFS) | "
+            f"{t['erofs_full']:,} B | {t['erofs_trimmed']:,} B | {saved_trim:,} B "
+            f"({saved_trim / t['erofs_full']:.0%}) |",
+            "",
+            "- Strip: Debian ships its binaries and libraries stripped already; what is left is what the loader needs.",
+            f"- Never imported: the run imported {t['imported']} modules; the rest are reached by the import graph "
+            "on paths one run did not take (" + ", ".join(f"`{n}`" for n in t["unused_examples"]) + ", ...). "
+            "Leaving them out would turn a rare path into a `ModuleNotFoundError` in a sealed guest, for the saving "
+            "above; kiln keeps the analysis's set, and `kiln build --check` names third-party packages that never "
+            "ran, as `exclude` lines for the user to decide.",
+        ]
     if "memory" in results:
         m = results["memory"]
         f = m["figures"]
@@ -329,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         if "image" in parts:
             say("image: packings")
             results["image"] = measure_image(base, runs)
+        if "trim" in parts:
+            say("trim: strip, modules never imported")
+            results["trim"] = measure_trim(base)
         if "memory" in parts:
             say("memory")
             results["memory"] = measure_memory(base, args.quick)

@@ -9,8 +9,10 @@ initramfs are taken out of the tree's /boot so QEMU can boot them directly.
 
     $KILN_HOME/cache/baselines/vm-<key>/{vmlinuz,initrd.img,disk.img,done}
 
-The key hashes the tree's name, the app's files and the unit, so a changed
-app gets a new disk and an unchanged one is never rebuilt.
+The key hashes the tree's name, the app's files, the unit and any extra files,
+so a changed app gets a new disk and an unchanged one is never rebuilt. An app
+that needs more of Debian (redis-server for the compose baseline) gets a tree
+with those packages too, cached beside the plain one.
 
 The *container* runs the same debootstrapped tree under bubblewrap.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,21 +54,29 @@ class VmImage:
         return self.kernel.stat().st_size + self.initrd.stat().st_size + self.disk.stat().st_blocks * 512
 
 
-def tree() -> Path:
-    """The Debian tree shared by the traditional VM and the container (minutes to build, once)."""
-    return debian.rootfs("minbase", PACKAGES)
+def tree(packages: tuple[str, ...] = ()) -> Path:
+    """The Debian tree shared by the traditional VM and the container (minutes to build, once), with
+    `packages` beside the usual ones if asked (another tree, cached too)."""
+    return debian.rootfs("minbase", PACKAGES + packages)
 
 
-def unit(name: str, argv: Sequence[str]) -> str:
+def unit(name: str, argv: Sequence[str], environment: Mapping[str, str] | None = None) -> str:
+    env = "".join(f"Environment={key}={value}\n" for key, value in sorted((environment or {}).items()))
     return (
         f"[Unit]\nDescription={name}\nAfter=network.target\n\n"
-        f"[Service]\nExecStart={' '.join(argv)}\nRestart=on-failure\nDynamicUser=yes\n\n"
+        f"[Service]\nExecStart={' '.join(argv)}\n{env}Restart=on-failure\nDynamicUser=yes\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
 
 
-def _key(name: str, app_dir: Path, unit_text: str, root: Path) -> str:
-    h = hashlib.sha256(f"{RECIPE}|{root}|{name}|{unit_text}".encode())
+def lan_network(mac: str, address: str) -> str:
+    """A systemd-networkd file giving the NIC with `mac` a static `address` (IP/PREFIX): a second NIC
+    on a private segment, as a compose project's. It sorts before the DHCP file, so it wins."""
+    return f"[Match]\nMACAddress={mac}\n\n[Network]\nAddress={address}\n"
+
+
+def _key(name: str, app_dir: Path, unit_text: str, root: Path, extra: Mapping[str, str], disable: Sequence[str]) -> str:
+    h = hashlib.sha256(f"{RECIPE}|{root}|{name}|{unit_text}|{sorted(extra.items())}|{sorted(disable)}".encode())
     for f in sorted(p for p in app_dir.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(app_dir)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
@@ -87,12 +97,23 @@ def _enable(etc: Path, target: str, unit_path: str) -> None:
         link.symlink_to(unit_path)
 
 
-def vm_image(name: str, app_dir: Path, argv: Sequence[str]) -> VmImage:
+def vm_image(
+    name: str,
+    app_dir: Path,
+    argv: Sequence[str],
+    *,
+    environment: Mapping[str, str] | None = None,
+    packages: tuple[str, ...] = (),
+    files: Mapping[str, str] | None = None,
+    disable: Sequence[str] = (),
+) -> VmImage:
     """A bootable traditional VM running `argv` (paths inside the guest) as the systemd service `name`.
-    The app directory is copied to /opt/<name>."""
-    root = tree()
-    unit_text = unit(name, argv)
-    final = home_dir("cache", "baselines") / f"vm-{_key(name, app_dir, unit_text, root)}"
+    The app directory is copied to /opt/<name>; `packages` are installed too, `files` (guest path ->
+    text) written, and the units in `disable` (a package's own service) not started."""
+    root = tree(packages)
+    unit_text = unit(name, argv, environment)
+    extra = dict(files or {})
+    final = home_dir("cache", "baselines") / f"vm-{_key(name, app_dir, unit_text, root, extra, disable)}"
     image = VmImage(final / "vmlinuz", final / "initrd.img", final / "disk.img", root)
     if (final / "done").is_file():
         return image
@@ -104,13 +125,23 @@ def vm_image(name: str, app_dir: Path, argv: Sequence[str]) -> VmImage:
         _proc.run(["cp", "-a", root, staged], what="copying the Debian tree")
         shutil.copytree(app_dir, staged / "opt" / name, dirs_exist_ok=True)
         etc = staged / "etc"
-        (etc / "systemd" / "system" / f"{name}.service").write_text(unit_text)
+        unit_path = etc / "systemd" / "system" / f"{name}.service"
+        unit_path.unlink(missing_ok=True)  # a package's alias of that name would carry the text to its unit
+        unit_path.write_text(unit_text)
         _enable(etc, "multi-user.target", f"/etc/systemd/system/{name}.service")
         (etc / "systemd" / "network" / "20-wired.network").write_text(NETWORK)
         _enable(etc, "multi-user.target", "/lib/systemd/system/systemd-networkd.service")
         _enable(etc, "sockets.target", "/lib/systemd/system/systemd-networkd.socket")
         (etc / "hostname").write_text(f"{name}\n")
         (etc / "fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+        for guest_path, text in extra.items():
+            target = staged / guest_path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            target.write_text(text)
+        for unit_name in disable:
+            for link in (etc / "systemd" / "system").glob(f"*.wants/{unit_name}"):
+                link.unlink()
         shutil.copy2(_boot_file(staged / "boot", "vmlinuz"), tmp / "vmlinuz")
         shutil.copy2(_boot_file(staged / "boot", "initrd.img"), tmp / "initrd.img")
         used = sum(p.lstat().st_size for p in staged.rglob("*"))

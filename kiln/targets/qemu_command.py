@@ -14,7 +14,8 @@ restore is the same command line plus -incoming.
 
 The benchmarks' traditional VM (`pc_command`): a q35 PC with firmware, a
 compressed distribution kernel and its initramfs, a writable virtio-pci disk
-(snapshot: the image on disk never changes) and virtio-net-pci. Both share the
+(snapshot: the image on disk never changes) and virtio-net-pci (and a second
+one on a private segment, for the compose baseline). Both share the
 accelerator, CPU model, memory, console and port-forward settings.
 """
 
@@ -172,6 +173,16 @@ def _user_net(ports: tuple[PortMap, ...], device: str) -> list[str]:
     return ["-netdev", f"user,id=net0{forwards}", "-device", f"{device},netdev=net0"]
 
 
+def _lan_net(lan: Lan, device: str) -> list[str]:
+    """A second NIC on a private segment: QEMU's stream netdev to the segment's switch (kiln.compose.switch)."""
+    return [
+        "-netdev",
+        f"stream,id=lan,server=off,addr.type=unix,addr.path={lan.socket}",
+        "-device",
+        f"{device},netdev=lan,mac={lan.mac}",
+    ]
+
+
 def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
     machine = "microvm,acpi=off,x-option-roms=off"
     if spec.ram_file:
@@ -194,12 +205,7 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
     if spec.network:
         argv += _user_net(spec.ports, "virtio-net-device")
     if spec.lan:  # after the user network, so that the guest names it eth1
-        argv += [
-            "-netdev",
-            f"stream,id=lan,server=off,addr.type=unix,addr.path={spec.lan.socket}",
-            "-device",
-            f"virtio-net-device,netdev=lan,mac={spec.lan.mac}",
-        ]
+        argv += _lan_net(spec.lan, "virtio-net-device")
     for tag, host in spec.volumes:
         argv += [
             "-fsdev",
@@ -242,6 +248,7 @@ class PcVmSpec:
     accel: str
     ports: tuple[PortMap, ...] = ()
     cmdline: tuple[str, ...] = ("root=/dev/vda", "rw", "quiet")
+    lan: Lan | None = None  # a second NIC on a private segment (the compose baseline); the guest configures it
 
 
 def pc_command(spec: PcVmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
@@ -259,6 +266,7 @@ def pc_command(spec: PcVmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
         "-device",
         "virtio-rng-pci",
         *_user_net(spec.ports, "virtio-net-pci"),
+        *(_lan_net(spec.lan, "virtio-net-pci") if spec.lan else []),
     ]
 
 
