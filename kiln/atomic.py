@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +24,8 @@ def fsync_dir(path: Path) -> None:
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` atomically."""
+    import tempfile  # here: shutil and tempfile cost commands that only read (kiln ps) ~3 ms
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -58,6 +58,9 @@ def staging_dir(final: Path) -> Iterator[Path]:
     If `final` appeared meanwhile (another process won the race) the new copy
     is discarded; the two are built from the same inputs.
     """
+    import shutil
+    import tempfile
+
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from types import FrameType
@@ -95,6 +94,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
 def interrupt_on(*signals: int) -> None:
     """Make SIGINT (even if inherited as ignored, as by `cmd &`) and `signals` raise
     KeyboardInterrupt, so a guest is stopped properly on the way out."""
+    import signal  # here: commands that never wait (kiln ps, --help) do not pay for it
+
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in signals:
         signal.signal(signum, _interrupt)
