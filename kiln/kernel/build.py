@@ -5,11 +5,24 @@
     $KILN_HOME/kernel/builds/<hash>/vmlinux.sym the same with its symbol table, for gdb (kiln debug)
     $KILN_HOME/kernel/builds/<hash>/config      the full .config
     $KILN_HOME/kernel/builds/<hash>/meta.json   features, source version, sizes
-    $KILN_HOME/kernel/work/<hash>/              make's object tree (kept to resume)
+    $KILN_HOME/kernel/work/<source version>/    make's object tree, shared by every config
+
+Every config is built in the same object tree, one after another (a lock):
+`make allnoconfig` with the config's fragment, then `make vmlinux`, and Kbuild
+recompiles only the objects whose sources or CONFIG_ options changed since the
+last build there (it records which options each object reads). The second
+and later kernels of a machine take a fraction of the first one's time, as
+when a kernel developer switches configs.
+
+Builds are reproducible: the build time, user, host and build number that a
+kernel records (`uname -v`, /proc/version) are fixed (`KBUILD_BUILD_*`), and
+paths to the source are relative in the objects, so a config gives the same
+vmlinux on any machine with the same source package and compiler, whatever
+the tree built before it. Image digests depend on it.
 
 A build is installed into builds/<hash> only when it has finished, in one
-rename; an interrupted build leaves nothing there, and the next run resumes
-make in the kept object tree.
+rename; an interrupted build leaves nothing there, and the next run brings
+the object tree up to date for its own config.
 """
 
 from __future__ import annotations
@@ -33,6 +46,15 @@ from kiln.paths import home_dir
 
 # (objects compiled so far, expected total or None, last make line)
 Progress = Callable[[int, int | None, str], None]
+
+# What a kernel records about its build, fixed (Documentation/kbuild/reproducible-builds.rst).
+REPRODUCIBLE_ENV = {
+    "KBUILD_BUILD_TIMESTAMP": "1970-01-01",
+    "KBUILD_BUILD_USER": "kiln",
+    "KBUILD_BUILD_HOST": "kiln",
+    "KBUILD_BUILD_VERSION": "1",
+}
+_OLD_WORK = re.compile(r"^[0-9a-f]{16}(\.lock)?$")  # the object trees of recipe 3, one per config
 
 _STEP = re.compile(r"^\s+(CC|AS|LD|AR|GEN|HOSTCC|SYSTBL|SYSHDR|WRAP|UPD|OBJCOPY|SORTTAB|KSYMS)\s+(\S+)")
 
@@ -111,7 +133,14 @@ def _missing_options(wanted: dict[str, str], got: dict[str, str]) -> list[str]:
 def _make(argv: list[str], cwd: Path, log: Path, on_line: Callable[[str], None] | None = None) -> None:
     """Run make in its own process group, so Ctrl-C stops the whole build."""
     with open(log, "ab") as logf:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **REPRODUCIBLE_ENV},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:
@@ -133,17 +162,33 @@ def build(cfg: kconfig.KernelConfig, progress: Progress | None = None, jobs: int
     the same config build it once: the second waits for the first and takes its result."""
     if (kernel := cached(cfg)) is not None:
         return kernel
-    with atomic.file_lock(home_dir("kernel", "work") / f"{cfg.hash}.lock"):
+    with atomic.file_lock(home_dir("kernel", "work") / f"{cfg.source_version}.lock"):
         if (kernel := cached(cfg)) is not None:
             return kernel
         return _build(cfg, progress, jobs)
+
+
+def work_dir(source_version: str) -> Path:
+    """The object tree every config of this source version is built in (kiln.kernel.build)."""
+    return home_dir("kernel", "work", source_version)
+
+
+def _drop_old_work_trees() -> None:
+    """Recipe 3 kept one object tree per config (~100 MB each); nothing reads them any more."""
+    for entry in home_dir("kernel", "work").iterdir():
+        if _OLD_WORK.match(entry.name):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | None) -> Kernel:
     for tool in ("make", "gcc", "flex", "bison", "bc", "objcopy"):
         _proc.require(tool)
     src = unpacked(find_source())
-    work = home_dir("kernel", "work", cfg.hash)
+    _drop_old_work_trees()
+    work = work_dir(cfg.source_version)
     log = work / "build.log"
     log.write_bytes(b"")
     fragment = work / "kiln.fragment"
@@ -156,6 +201,7 @@ def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | Non
     if missing:
         raise KernelError(f"kernel config could not honour: {', '.join(missing)} (unmet dependencies)")
 
+    from_scratch = not (work / "vmlinux").exists()  # else: what changed since the last config built here
     expected_file = home_dir("kernel") / "expected-steps"
     expected = int(expected_file.read_text()) if expected_file.is_file() else None
     steps = 0
@@ -168,7 +214,7 @@ def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | Non
                 progress(steps, expected, f"{m.group(1)} {m.group(2)}")
 
     _make([*make, "vmlinux"], work, log, on_line)
-    if steps > 100:
+    if from_scratch and steps > 100:
         atomic.write_bytes(expected_file, str(steps).encode())
 
     final = builds_dir() / cfg.hash

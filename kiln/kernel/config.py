@@ -18,7 +18,8 @@ from kiln.errors import KernelError
 FRAGMENTS_DIR = Path(__file__).parent / "fragments"
 
 # Bump when the way a config is turned into a kernel changes (make targets, strip...).
-RECIPE_VERSION = 3
+# 4: fixed KBUILD_BUILD_* (reproducible kernels), one object tree for every config.
+RECIPE_VERSION = 4
 
 # What every kiln guest needs: boot, console, the verified root file system,
 # entropy, seccomp for the syscall policy, and the host<->init control channel.

@@ -29,9 +29,8 @@ def test_interrupted_build_installs_nothing(kernel_built: None, tmp_path: Path) 
     (home / "kernel").mkdir(parents=True)
     (home / "kernel" / "src").symlink_to(SHARED_HOME / "kernel" / "src")  # reuse the unpacked source
     env = {**os.environ, "KILN_HOME": str(home)}
-    config_hash = json.loads(kiln("kernel", "show", "--features", SMALL, "--json", env=env, check=True).stdout)[
-        "config_hash"
-    ]
+    shown = json.loads(kiln("kernel", "show", "--features", SMALL, "--json", env=env, check=True).stdout)
+    config_hash = shown["config_hash"]
     proc = subprocess.Popen(
         [KILN, "kernel", "build", "--features", SMALL],
         env=env,
@@ -39,7 +38,7 @@ def test_interrupted_build_installs_nothing(kernel_built: None, tmp_path: Path) 
         stderr=subprocess.PIPE,
         text=True,
     )
-    log = home / "kernel" / "work" / config_hash / "build.log"
+    log = home / "kernel" / "work" / shown["source_version"] / "build.log"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if log.is_file() and "  CC  " in log.read_text(errors="replace"):
@@ -54,3 +53,17 @@ def test_interrupted_build_installs_nothing(kernel_built: None, tmp_path: Path) 
     assert show["built"] is False
     leftover = subprocess.run(["pgrep", "-f", f"O={home}"], capture_output=True, text=True).stdout
     assert leftover == "", "make must stop with kiln"
+
+
+def test_a_kernel_records_no_build_host_or_time(kernel_built: None) -> None:
+    """Kernels are reproducible (a config gives the same vmlinux on any machine): the build's user, host,
+    time and number that Linux records in its version string are fixed, not this machine's."""
+    import socket
+
+    env = {**os.environ, "KILN_HOME": str(SHARED_HOME)}
+    built = json.loads(kiln("kernel", "build", "--json", env=env, check=True).stdout)
+    data = Path(built["path"]).read_bytes()
+    start = data.index(b"Linux version ")
+    version = data[start : data.index(b"\n", start)].decode()
+    assert "(kiln@kiln)" in version and version.endswith("#1 1970-01-01"), version
+    assert socket.gethostname() not in version
