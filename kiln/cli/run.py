@@ -187,7 +187,7 @@ def run(
     if status != 0:
         from kiln.runtime.failure import explain
 
-        found = explain(console.tail(), status)
+        found = explain(console.tail(), status, plan.memory_mib)
         if found is not None and found.kind in ("oom", "panic"):
             ui.say(f"kiln: {found.reason}", err=True)  # the last line says why
         else:

@@ -2,8 +2,10 @@
 
 Guest init says why the app ended when it knows (kiln/guest/init.c, explain_end): "kiln-init: the
 app ran out of memory: 48 MiB guest, the app used 41 MiB at its peak; try --memory 96M", or "...
-killed by signal N". The kernel says when it panics. explain() finds those lines at the end of a
-console; the supervisor keeps the last report in the instance's directory:
+killed by signal N". The kernel says when it panics; a panic right after the OOM killer killed the
+app (kiln.targets.console.OOM_PANIC) is the app's out-of-memory end, told in init's words from the
+kernel's kill record. explain() finds those lines at the end of a console; the supervisor keeps the
+last report in the instance's directory:
 
     $KILN_HOME/instances/<name>/crash.json   {"time", "kind", "reason", "exit_code", "console": [last 50 lines]}
 """
@@ -11,13 +13,16 @@ console; the supervisor keeps the last report in the instance's directory:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln import atomic
+from kiln.targets.console import OOM_KILL_RECORD, oom_then_panic
 
 REPORT = "crash.json"
+_OOM_KILL = re.compile(OOM_KILL_RECORD)
 CONSOLE_LINES = 50
 _INIT = "kiln-init: "
 
@@ -28,17 +33,31 @@ class Failure:
     reason: str  # one line, for people
 
 
-def explain(console: str, exit_code: int | None = None) -> Failure | None:
-    """The reason the run whose console ends with `console` ended, if it was not a clean exit."""
-    lines = console.splitlines()
-    for line in reversed(lines[-200:]):
-        text = line.strip()
+def out_of_memory(memory_mib: int | None, peak_mib: int) -> str:
+    """The out-of-memory line, as guest init words it (kiln/guest/init.c, explain_end)."""
+    if memory_mib:
+        return (
+            f"the app ran out of memory: {memory_mib} MiB guest, the app used {peak_mib} MiB at its peak; "
+            f"try --memory {memory_mib * 2}M"
+        )
+    return f"the app ran out of memory: the app used {peak_mib} MiB at its peak"
+
+
+def explain(console: str, exit_code: int | None = None, memory_mib: int | None = None) -> Failure | None:
+    """The reason the run whose console ends with `console` ended, if it was not a clean exit
+    (`memory_mib`: the guest's RAM, for an out-of-memory end that init could not report)."""
+    lines = console.splitlines()[-200:]
+    for i in range(len(lines) - 1, -1, -1):
+        text = lines[i].strip()
         if _INIT + "the app ran out of memory" in text:
             return Failure("oom", text.split(_INIT, 1)[1])
         if "Kernel panic - not syncing" in text:
-            return Failure(
-                "panic", "the guest kernel panicked: " + text.split("Kernel panic - not syncing", 1)[1].lstrip(": ")
-            )
+            panic = text.split("Kernel panic - not syncing", 1)[1].lstrip(": ")
+            killed = [m for line in lines[:i] if (m := _OOM_KILL.search(line))]
+            if killed and oom_then_panic(True, panic):
+                peak_kib = sum(int(killed[-1].group(g)) for g in ("anon", "file", "shmem"))
+                return Failure("oom", out_of_memory(memory_mib, -(-peak_kib // 1024)))
+            return Failure("panic", "the guest kernel panicked: " + panic)
         if _INIT + "the app was killed by signal" in text:
             return Failure("signal", text.split(_INIT, 1)[1])
     if exit_code not in (None, 0):

@@ -129,7 +129,7 @@ def supervise(inst: Instance) -> int:
                         dog.stopped.set()
             hung = any(dog.hung for dog in watchdogs)
             code = (code or 1) if hung else code
-            _report(inst, code, failure.tail(inst.console_log, offset), hung)
+            _report(inst, code, failure.tail(inst.console_log, offset), hung, plan.memory_mib)
             state.exit_code, state.finished_at, state.vm_pid, state.vm_start = code, now(), None, None
             if not cfg.restart.should_restart(code, state.restarts):
                 state.status = "exited"
@@ -153,18 +153,23 @@ def supervise(inst: Instance) -> int:
         return 0
 
 
-def _report(inst: Instance, code: int, console: str, hung: bool) -> None:
+def _report(inst: Instance, code: int, console: str, hung: bool, memory_mib: int | None) -> None:
     """The run's exit in the events; why, and the evidence, when it ended badly."""
     events.record(inst.dir, "exit", status=code)
     found = (
         failure.Failure("hang", f"the guest stopped answering its control channel ({WATCH_MISSES} pings): stopped")
         if hung
-        else failure.explain(console, code)
+        else failure.explain(console, code, memory_mib)
     )
     if found is None:
         return
     if found.kind != "exit":
         events.record(inst.dir, found.kind, reason=found.reason)
+    if found.kind == "oom" and "kiln-init: the app ran out of memory" not in console:
+        # init could not say it (the kernel deadlocked on memory after killing the app): kiln does,
+        # so that `kiln logs` ends with the reason as after any other out-of-memory end
+        with open(inst.console_log, "ab") as log:
+            log.write(f"kiln: {found.reason}\n".encode())
     failure.write_report(inst.dir, found, code, console)
 
 

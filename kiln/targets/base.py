@@ -125,6 +125,7 @@ class Plan:
     control_socket: Path | None = None
     restore: Restore | None = None  # set: argv restores a snapshot, and `cold` is the fallback
     cold: list[str] | None = None  # the cold boot's command, if the restore fails (None: --snapshot=require)
+    memory_mib: int | None = None  # the guest's RAM (None: no guest, the unix target)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The guest console, as the host sees it: streamed to the user, watched for
-init's exit-status line and for kernel panics."""
+init's exit-status line, kernel panics and the OOM killer's kill record."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ from typing import IO, BinaryIO
 EXIT_LINE = re.compile(rb"^kiln-init: exit status (\d+)\s*$")
 PANIC = re.compile(rb"Kernel panic - not syncing: (.*)$")
 VERITY = re.compile(rb"device-mapper: verity: \S+: (.*)$")
+# The OOM killer's record of what it killed (the figures are the victim's memory at that moment).
+OOM_KILL_RECORD = (
+    r"Out of memory: Killed process \d+ .*"
+    r"anon-rss:(?P<anon>\d+)kB, file-rss:(?P<file>\d+)kB, shmem-rss:(?P<shmem>\d+)kB"
+)
+OOM_KILL = re.compile(OOM_KILL_RECORD.encode())
+# A panic after the OOM killer has killed the app: the dying app waited on memory the kernel could
+# not free (a page fault blocked on EROFS decompression, which needs memory itself); it is the app's
+# out-of-memory end all the same, and kiln reports it as one.
+OOM_PANIC = "System is deadlocked on memory"
 
 
 class ConsoleReader:
@@ -23,6 +33,7 @@ class ConsoleReader:
         self.exit_status: int | None = None
         self.panic: str | None = None
         self.verity: str | None = None  # the first block dm-verity refused
+        self.oom_killed = False  # the kernel's OOM killer killed a process (in a kiln guest: the app)
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
@@ -36,6 +47,8 @@ class ConsoleReader:
                 self.panic = m.group(1).decode(errors="replace")
             elif (m := VERITY.search(stripped)) and self.verity is None:
                 self.verity = m.group(1).decode(errors="replace")
+            elif OOM_KILL.search(stripped):
+                self.oom_killed = True
             self.lines.append(stripped)
             del self.lines[: -self.keep]
             if self.sink is not None:
@@ -47,3 +60,8 @@ class ConsoleReader:
 
     def text(self) -> str:
         return b"\n".join(self.lines).decode(errors="replace")
+
+
+def oom_then_panic(oom_killed: bool, panic: str | None) -> bool:
+    """Whether a panic was the end of the app's running out of memory (see OOM_PANIC)."""
+    return oom_killed and panic is not None and OOM_PANIC in panic

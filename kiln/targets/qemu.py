@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from kiln.paths import home_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
 from kiln.targets.base import Plan, Restore, RunConfig
-from kiln.targets.console import ConsoleReader
+from kiln.targets.console import ConsoleReader, oom_then_panic
 from kiln.targets.ports import check_free
 from kiln.targets.qemu_command import VmSpec, command, decode_exit
 
@@ -97,6 +98,7 @@ class QemuTarget:
             control_socket=spec.control_socket,
             cleanup=[spec.qmp_socket, spec.control_socket],
             forwards=list(cfg.ports),
+            memory_mib=spec.memory_mib,
         )
         if (cfg.extra_env or cfg.lan or cfg.gdb_port) and cfg.snapshot == "require":
             raise UsageError("-e, --gdb and compose networks boot cold: a snapshot's app started without them")
@@ -208,6 +210,8 @@ class QemuTarget:
             )
         if console.exit_status is not None:
             return console.exit_status
+        if oom_then_panic(console.oom_killed, console.panic):
+            return 128 + signal.SIGKILL  # what init reports for an app the OOM killer ended
         if console.panic:
             raise TargetError(f"the guest kernel panicked: {console.panic}")
         if proc.returncode < 0:  # QEMU itself was killed: report it as a shell would

@@ -123,3 +123,56 @@ def test_run_config_checks_its_values() -> None:
         RunConfig(accel="hvf")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="invalid port"):
         PortMap(host=0, guest=80)
+
+
+# What a 32 MiB guest printed (quiet kernel) when the OOM killer ended the hog fixture and the kernel
+# then deadlocked on memory: a real console, from tests/fixtures/apps/hog.
+OOM_THEN_PANIC = """\
+hog: allocating
+Out of memory: Killed process 23 (python3.11) total-vm:24664kB, anon-rss:13680kB, file-rss:1612kB, shmem-rss:0kB, \
+UID:0 pgtables:84kB oom_score_adj:0
+Kernel panic - not syncing: System is deadlocked on memory
+Kernel Offset: disabled
+"""
+
+
+def test_a_panic_after_the_oom_killer_is_the_apps_out_of_memory_end() -> None:
+    from kiln.runtime.failure import explain
+
+    found = explain(OOM_THEN_PANIC, 137, memory_mib=32)
+    assert found is not None and found.kind == "oom"
+    # init's own wording; the peak is what the kill record says the app held (13,680 + 1,612 KiB)
+    assert found.reason == "the app ran out of memory: 32 MiB guest, the app used 15 MiB at its peak; try --memory 64M"
+    without_size = explain(OOM_THEN_PANIC, 137)
+    assert (
+        without_size is not None and without_size.reason == "the app ran out of memory: the app used 15 MiB at its peak"
+    )
+
+
+def test_other_panics_stay_panics() -> None:
+    from kiln.runtime.failure import explain
+
+    plain = explain("Kernel panic - not syncing: VFS: Unable to mount root fs\n", 1, memory_mib=32)
+    assert plain is not None and (plain.kind, plain.reason) == (
+        "panic",
+        "the guest kernel panicked: VFS: Unable to mount root fs",
+    )
+    # the same panic with no kill before it: nothing says the app ran out of memory
+    no_kill = explain("Kernel panic - not syncing: System is deadlocked on memory\n", 1, memory_mib=32)
+    assert no_kill is not None and no_kill.kind == "panic"
+
+
+def test_the_console_reader_notes_the_oom_kill() -> None:
+    import os
+
+    from kiln.targets.console import ConsoleReader, oom_then_panic
+
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as w:
+        w.write(OOM_THEN_PANIC.encode())
+    with os.fdopen(read, "rb") as r:
+        console = ConsoleReader(r, None)
+        console.join(5)
+    assert console.oom_killed and console.panic == "System is deadlocked on memory"
+    assert oom_then_panic(console.oom_killed, console.panic)
+    assert not oom_then_panic(False, console.panic) and not oom_then_panic(True, "VFS: Unable to mount root fs")
