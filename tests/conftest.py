@@ -35,14 +35,15 @@ def kiln(
     return proc
 
 
-# The apps whose specialized kernels the tests boot (`make kernel` builds the same ones).
+# The apps whose specialized kernels the tests boot (`make kernels` builds the same ones, in the
+# same order: each after the config it differs least from, in the shared object tree).
 KERNEL_APPS = (
     EXAMPLES / "hello-http",
-    EXAMPLES / "memcached",
-    EXAMPLES / "redis",
-    EXAMPLES / "nginx-static",
-    FIXTURES / "exit3",
     FIXTURES / "sealed",
+    FIXTURES / "exit3",
+    EXAMPLES / "memcached",
+    EXAMPLES / "nginx-static",
+    EXAMPLES / "redis",
 )
 
 
