@@ -3,7 +3,8 @@
     $KILN_HOME/instances/<name>/events.jsonl     newest last; at 1 MiB it becomes events.jsonl.1
 
 Each line is {"time": RFC 3339, "instance": NAME, "event": KIND, ...details}. The supervisor writes
-start, exit, restart, stop, oom, panic, hang and restore; the summoner writes summon and idle-stop.
+start (how: boot, or restore of a snapshot), exit, restart, stop, oom, panic and hang; the summoner
+writes summon (how: restore or cold) and idle-stop.
 `kiln events` reads them (kiln/cli/events.py).
 """
 
