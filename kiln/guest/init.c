@@ -796,18 +796,37 @@ static void tcp_states(unsigned long counts[4]) {
 #define GC_FILE "/tmp/.kiln-gc"
 #define GC_SIGNAL (SIGRTMIN + 3) /* kiln/guest/start.py: GC_SIGNAL_OFFSET */
 
-/* A Python app's gc figures, as " KEY=N..." in out (empty for a native app): its start-up hook writes
- * GC_FILE when it starts (so the file says the handler is there) and again on GC_SIGNAL. Init waits up
- * to 200 ms for the new file, else reads the last one; the app wrote it, so only [a-z0-9_= ] pass. */
+/* Whether process `pid` has a handler for signal `sig` (its SigCgt mask in /proc/PID/status, hex). */
+static int catches(pid_t pid, int sig) {
+    char path[64], line[256];
+    unsigned long long mask = 0;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "SigCgt:", 7)) {
+            sscanf(line + 7, " %llx", &mask);
+            break;
+        }
+    fclose(f);
+    return sig >= 1 && sig <= 64 && (mask >> (sig - 1)) & 1;
+}
+
+/* A Python app's gc figures, as " KEY=N..." in out (empty for a native app): when the app catches
+ * GC_SIGNAL (kiln's start-up hook's handler, seen in SigCgt: an uncaught real-time signal would kill
+ * it), init sends it and waits up to 200 ms for the hook's new GC_FILE; the app wrote the file, so
+ * only [a-z0-9_= ] pass. */
 static void gc_figures(char *out, size_t size) {
-    struct stat before, now;
+    struct stat before = {0}, now;
     struct timespec pause = {0, 5000000};
     char line[200], *c;
     FILE *f;
     int i;
     out[0] = '\0';
-    if (app_pid <= 0 || stat(GC_FILE, &before) < 0)
+    if (app_pid <= 0 || !catches(app_pid, GC_SIGNAL))
         return;
+    stat(GC_FILE, &before); /* none before the first request */
     if (kill(app_pid, GC_SIGNAL) == 0)
         for (i = 0; i < 40; i++) {
             nanosleep(&pause, NULL);

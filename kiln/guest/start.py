@@ -9,8 +9,9 @@ it, and leaves nothing in `__main__`.
 
 /tmp/.kiln-gc is one line of KEY=N words: gc_gen0, gc_gen1, gc_gen2 (gc.get_count()), gc_tracked
 (objects the collector tracks), gc_collections, gc_collected, gc_uncollectable (gc.get_stats(),
-summed over the generations). It is written at start-up, so that its presence tells the reader
-that the handler is in place, and again on every signal (a new file renamed over the old one).
+summed over the generations). It is written only when asked, on the signal (a new file renamed
+over the old one), so an app nobody watches has nothing in /tmp; the reader knows the handler is in
+place from the app's SigCgt mask in /proc/PID/status (an uncaught real-time signal would kill it).
 """
 
 GC_FILE = "/tmp/.kiln-gc"
@@ -50,7 +51,6 @@ def _kiln_start() -> None:
     import sys
 
     faulthandler.register(_signal.SIGUSR2, all_threads=True, chain=False)
-    _gc_figures()
     _signal.signal(_signal.SIGRTMIN + GC_SIGNAL_OFFSET, _gc_figures)
     del sys.argv[0]  # the app's own argv: [its script, its arguments...]
     path = sys.argv[0]

@@ -3,8 +3,9 @@ on the qemu target (init reads /proc and /proc/APP, kiln/guest/init.c `stats`), 
 app's own /proc entries on the unix target (the sandbox shares the host's kernel).
 
 The one exception is a Python app's gc figures, which only the interpreter knows: kiln's start-up
-hook (kiln/guest/start.py, not the app's code) writes them to /tmp/.kiln-gc when it starts and on
-SIGRTMIN+3; init (qemu) or this module (unix) sends the signal and reads the file.
+hook (kiln/guest/start.py, not the app's code) writes them to /tmp/.kiln-gc on SIGRTMIN+3; init
+(qemu) or this module (unix) sends the signal, if the app's SigCgt mask says it is caught, and reads
+the file.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ GC_WAIT = 0.2  # seconds to wait for the hook's new figures before the last ones
 
 def _sandbox_gc(app: int) -> dict[str, int]:
     """The Python hook's gc figures for the app `app` (pid on the host), or {} for a native app."""
+    if not _catches(app, GC_SIGNAL):
+        return {}  # no hook: a native program, or a Python app still starting
     path = Path(f"/proc/{app}/root") / GC_FILE
     try:
-        before = path.stat()
+        st = path.stat()
+        before: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
     except OSError:
-        return {}  # no hook: a native program, or a Python app still starting
+        before = None  # nobody asked before
     os.kill(app, GC_SIGNAL)
     deadline = time.monotonic() + GC_WAIT
     while time.monotonic() < deadline:
@@ -39,12 +43,23 @@ def _sandbox_gc(app: int) -> dict[str, int]:
             now = path.stat()
         except OSError:
             continue
-        if (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+        if (now.st_ino, now.st_mtime_ns) != before:
             break
     try:
         return figures(path.read_text().split(), "the app's gc figures")
     except OSError:
         return {}
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for `signum` (its SigCgt mask in /proc/PID/status)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except OSError:
+        pass
+    return False
 
 
 def _status_kib(pid: int, key: str) -> int:

@@ -1,6 +1,7 @@
 """kiln's start-up hook for Python apps (kiln/guest/start.py), run by the embedded interpreter on the
 host in a mount namespace with a /tmp of its own: it runs the app as __main__ with the app's argv and
-leaves nothing of its own there, and it answers SIGRTMIN+3 with fresh gc figures in /tmp/.kiln-gc."""
+leaves nothing of its own there, writes nothing until asked, and answers SIGRTMIN+3 with fresh gc
+figures in /tmp/.kiln-gc."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ print("argv", sys.argv, "path0", sys.path[0], flush=True)
 print("leftover", sorted(n for n in dir() if "kiln" in n.lower() or n.startswith("GC_")), flush=True)
 hold = [[] for _ in range(5000)]
 print("ready", flush=True)
+sys.stdin.readline()
+hold += [[] for _ in range(5000)]
+print("more", flush=True)
 sys.stdin.readline()
 """
 
@@ -54,16 +58,19 @@ def test_the_hook_runs_the_app_and_answers_with_gc_figures(app_dir: Path) -> Non
         assert lines[0] == f"argv ['{app}', 'one', 'two'] path0 {app_dir}\n"
         assert lines[1] == "leftover []\n"  # nothing of the hook's in the app's __main__
         assert lines[2] == "ready\n"
-        written = Path(f"/proc/{proc.pid}/root/tmp/.kiln-gc")
-        first = written.read_text()  # the hook's, at start-up, before the app ran
-        now = _sandbox_gc(proc.pid)  # signals the hook and reads what it writes
-        assert set(now) == {
+        assert list(Path(f"/proc/{proc.pid}/root/tmp").iterdir()) == []  # nothing written until asked
+        first = _sandbox_gc(proc.pid)  # signals the hook and reads what it writes
+        assert set(first) == {
             "gc_gen0", "gc_gen1", "gc_gen2", "gc_tracked", "gc_collections", "gc_collected", "gc_uncollectable",
         }  # fmt: skip
-        start_tracked = int(first.split("gc_tracked=")[1].split()[0])
-        assert now["gc_tracked"] >= start_tracked + 5000  # the app's 5,000 lists: figures from now, not then
-    finally:
+        assert first["gc_tracked"] >= 5000  # the app's 5,000 lists
         proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "more\n"
+        now = _sandbox_gc(proc.pid)
+        assert now["gc_tracked"] >= first["gc_tracked"] + 5000  # figures from now, not from the first time
+    finally:
+        proc.stdin.write("\n\n")
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0  # the signal did not disturb the app
 
