@@ -253,7 +253,7 @@ def five_stack_ratio(data: Path) -> str | None:
     return (
         f"In the five-stack table, `kiln run` restoring the snapshot answers {vm / mine:.0f}× sooner than the "
         f"traditional VM ({mine * 1000:.0f} ms against {vm:.1f} s; aim 50×: **{verdict}**). That path includes "
-        "kiln's own CLI start-up (~0.2 s of imports before QEMU starts), which a summon does not pay."
+        "kiln's own CLI start-up (its imports, before QEMU starts), which a summon does not pay."
     )
 
 
