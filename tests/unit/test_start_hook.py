@@ -47,9 +47,10 @@ def app_dir() -> Iterator[Path]:
 def test_the_hook_runs_the_app_and_answers_with_gc_figures(app_dir: Path) -> None:
     app = app_dir / "app.py"
     app.write_text(APP)
+    start = shutil.copy(START, app_dir / "start.py")  # the checkout may be under /tmp, which the tmpfs hides
     proc = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         f'mount -t tmpfs tmpfs /tmp && exec {PYTHON} -s -S -B {START} "$@"', "sh", str(app), "one", "two"],
+         f'mount -t tmpfs tmpfs /tmp && exec {PYTHON} -s -S -B {start} "$@"', "sh", str(app), "one", "two"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
