@@ -25,6 +25,7 @@ REPORT = "crash.json"
 _OOM_KILL = re.compile(OOM_KILL_RECORD)
 CONSOLE_LINES = 50
 _INIT = "kiln-init: "
+INIT_OOM = _INIT + "the app ran out of memory"  # init's out-of-memory line (kiln/guest/init.c, explain_end)
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,12 @@ def explain(console: str, exit_code: int | None = None, memory_mib: int | None =
     lines = console.splitlines()[-200:]
     for i in range(len(lines) - 1, -1, -1):
         text = lines[i].strip()
-        if _INIT + "the app ran out of memory" in text:
+        if INIT_OOM in text:
             return Failure("oom", text.split(_INIT, 1)[1])
         if "Kernel panic - not syncing" in text:
             panic = text.split("Kernel panic - not syncing", 1)[1].lstrip(": ")
             killed = [m for line in lines[:i] if (m := _OOM_KILL.search(line))]
-            if killed and oom_then_panic(True, panic):
+            if oom_then_panic(bool(killed), panic):
                 peak_kib = sum(int(killed[-1].group(g)) for g in ("anon", "file", "shmem"))
                 return Failure("oom", out_of_memory(memory_mib, -(-peak_kib // 1024)))
             return Failure("panic", "the guest kernel panicked: " + panic)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kiln.control import ControlChannel, figures
 from kiln.errors import KilnError
-from kiln.runtime.instance import Instance, children_map, process_tree
+from kiln.runtime.instance import Instance, children_map, proc_status, process_tree
 
 TCP_STATES = {"0A": "tcp_listen", "01": "tcp_established", "06": "tcp_time_wait"}
 GC_FILE = "tmp/.kiln-gc"  # in the app's root (kiln/guest/start.py GC_FILE)
@@ -27,7 +27,11 @@ GC_WAIT = 0.2  # seconds to wait for the hook's new figures before the last ones
 
 def _sandbox_gc(app: int) -> dict[str, int]:
     """The Python hook's gc figures for the app `app` (pid on the host), or {} for a native app."""
-    if not _catches(app, GC_SIGNAL):
+    try:
+        caught = _catches(proc_status(app), GC_SIGNAL)
+    except OSError:
+        caught = False
+    if not caught:
         return {}  # no hook: a native program, or a Python app still starting
     path = Path(f"/proc/{app}/root") / GC_FILE
     try:
@@ -51,22 +55,13 @@ def _sandbox_gc(app: int) -> dict[str, int]:
         return {}
 
 
-def _catches(pid: int, signum: int) -> bool:
-    """Whether process `pid` has a handler for `signum` (its SigCgt mask in /proc/PID/status)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("SigCgt:"):
-                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    except OSError:
-        pass
-    return False
+def _catches(status: dict[str, str], signum: int) -> bool:
+    """Whether the process whose /proc/PID/status this is has a handler for `signum` (SigCgt)."""
+    return bool(int(status.get("SigCgt", "0"), 16) >> (signum - 1) & 1)
 
 
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
+def _kib(status: dict[str, str], key: str) -> int:
+    return int(status[key].split()[0]) if key in status else 0
 
 
 def _sandbox_app(pid: int | None) -> int:
@@ -105,12 +100,13 @@ def _sandbox_sample(inst: Instance) -> dict[str, int]:
             if len(cols) > 9 and cols[9] in inodes:
                 counts[TCP_STATES.get(cols[3], "tcp_other")] += 1
     meminfo = {ln.split(":")[0]: int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()}
+    status = proc_status(app)
     return {
         "mem_total_kib": meminfo["MemTotal"],
         "mem_available_kib": meminfo["MemAvailable"],
-        "app_rss_kib": _status_kib(app, "VmRSS"),
-        "app_peak_kib": _status_kib(app, "VmHWM"),
-        "app_threads": _status_kib(app, "Threads"),
+        "app_rss_kib": _kib(status, "VmRSS"),
+        "app_peak_kib": _kib(status, "VmHWM"),
+        "app_threads": _kib(status, "Threads"),
         "app_fds": len(list(Path(f"/proc/{app}/fd").iterdir())),
         "app_cpu_ticks": int(fields[11]) + int(fields[12]),
         "hz": os.sysconf("SC_CLK_TCK"),

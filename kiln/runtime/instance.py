@@ -270,15 +270,21 @@ def process_tree(pid: int | None, children: dict[int, list[int]] | None = None) 
     return tree
 
 
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as {key: value} ("VmRSS": "13908 kB"); OSError when the process is gone."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
 def rss_of(pids: list[int]) -> int | None:
     """Summed resident memory of pids (None if none of them is alive)."""
     total, found = 0, False
     for p in pids:
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    found = True
+            rss = proc_status(p).get("VmRSS")
+            if rss is not None:
+                total += int(rss.split()[0]) * 1024
+                found = True
         except (OSError, ValueError):
             continue
     return total if found else None

@@ -165,7 +165,7 @@ def _report(inst: Instance, code: int, console: str, hung: bool, memory_mib: int
         return
     if found.kind != "exit":
         events.record(inst.dir, found.kind, reason=found.reason)
-    if found.kind == "oom" and "kiln-init: the app ran out of memory" not in console:
+    if found.kind == "oom" and failure.INIT_OOM not in console:
         # init could not say it (the kernel deadlocked on memory after killing the app): kiln does,
         # so that `kiln logs` ends with the reason as after any other out-of-memory end
         with open(inst.console_log, "ab") as log:
