@@ -51,7 +51,9 @@ class ControlChannel:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._buf = b""
-        self._seq = 0
+        # tags start anywhere: init may still be answering an earlier client's resent requests, and
+        # those answers reach whoever is connected next; a fresh range keeps them from matching ours
+        self._seq = 1000 + secrets.randbelow(10**9)
         deadline = time.monotonic() + timeout
         while True:  # QEMU creates the socket a few milliseconds after it starts
             try:

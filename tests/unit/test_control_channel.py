@@ -3,6 +3,7 @@ answers come back, or a TargetError does; nothing else escapes, and nothing hang
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from pathlib import Path
@@ -17,7 +18,8 @@ from kiln.errors import TargetError
 
 
 def guest_saying(path: Path, said: bytes) -> threading.Thread:
-    """A fake guest on a UNIX socket: whatever the host asks, it sends `said`, then hangs up."""
+    """A fake guest on a UNIX socket: whatever the host asks, it sends `said` ({tag}: the request's
+    tag), then hangs up."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(1)
@@ -27,8 +29,8 @@ def guest_saying(path: Path, said: bytes) -> threading.Thread:
         with conn:
             conn.settimeout(2)
             try:
-                conn.recv(4096)
-                conn.sendall(said)
+                tag = re.search(rb"@\d+", conn.recv(4096))
+                conn.sendall(said.replace(b"{tag}", tag.group() if tag else b"@?"))
             except OSError:
                 pass
         server.close()
@@ -67,13 +69,22 @@ def test_garbage_from_the_guest_is_a_target_error(
 
 def test_a_tagged_answer_is_found_among_noise(tmp_path: Path) -> None:
     path = tmp_path / "c.sock"
-    guest_saying(path, b"\x00junk\n@0 ok ping stale\n@1 ok meminfo MemTotal=35776 VmRSS=12\n")
+    guest_saying(path, b"\x00junk\n@0 ok ping stale\n{tag} ok meminfo MemTotal=35776 VmRSS=12\n")
     with ControlChannel(path, timeout=2) as channel:
         assert channel.meminfo(timeout=2) == {"MemTotal": 35776, "VmRSS": 12}
 
 
 def test_an_unknown_request_names_an_older_init(tmp_path: Path) -> None:
     path = tmp_path / "c.sock"
-    guest_saying(path, b"@1 err threads unknown request\n")
+    guest_saying(path, b"{tag} err threads unknown request\n")
     with ControlChannel(path, timeout=2) as channel, pytest.raises(TargetError, match="built by an older kiln"):
         channel.request("threads", timeout=2)
+
+
+def test_answers_meant_for_an_earlier_client_are_not_taken(tmp_path: Path) -> None:
+    """`kiln top` asked for stats, resent, and left; init's late answers reach the next client, whose
+    first request must not take "@1 ok stats ..." for its own."""
+    path = tmp_path / "c.sock"
+    guest_saying(path, b"@1 ok stats mem_total_kib=1\n@2 ok stats mem_total_kib=1\n{tag} ok stack\n")
+    with ControlChannel(path, timeout=2) as channel:
+        assert channel.request("stack", timeout=2) == "ok stack"
