@@ -101,7 +101,9 @@ def stop(inst: Instance, timeout: float = STOP_TIMEOUT) -> None:
     if alive(st.supervisor_pid, st.supervisor_start):
         os.kill(st.supervisor_pid, signal.SIGTERM)  # type: ignore[arg-type]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and inst.running():
+    # until the supervisor has exited, not only said so: it records the stop event after the state,
+    # and `rm` removing the directory meanwhile failed with "Directory not empty"
+    while time.monotonic() < deadline and (inst.running() or alive(st.supervisor_pid, st.supervisor_start)):
         time.sleep(0.1)
     if inst.running():  # not gone in time: kill what is left
         st = inst.state()
