@@ -6,7 +6,7 @@ or the defaults for a single .py file, validated into frozen models.
     entry = "app.py"            # the Python file that runs the app
     args = ["--port", "8080"]   # its arguments
     ports = [8080]              # ports the app listens on (TCP)
-    memory = "48M"              # guest RAM; a number is MiB
+    memory = "48M"              # guest RAM; a number is MiB (default: sized from the image)
     ready = "/health"           # answers 200 once the app is ready (default: every port listens)
     include = ["encodings.idna"]  # modules imported dynamically
     exclude = ["watchdog"]      # imports that are never reached: not followed, never an error
@@ -71,7 +71,7 @@ class RunnableConfig(BaseModel):
     args: tuple[Line, ...] = ()
     env: dict[str, Line] = Field(default_factory=dict)
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
-    memory: MiB = 48
+    memory: MiB | None = None  # None: sized from the image (kiln.image.sizing)
     ready: Annotated[str, Field(pattern=r"^/[^\s]*$")] | None = None  # HTTP path: 200 once ready (snapshots)
     volumes: tuple[Annotated[str, BeforeValidator(lambda v: _volume(v) if isinstance(v, str) else v)], ...] = ()
     seccomp: SeccompConfig = Field(default_factory=SeccompConfig)

@@ -107,6 +107,7 @@ def build(
                 "files": m.rootfs.files,
                 "modules": modules,
                 "libraries": len(m.libraries),
+                "memory_mib": m.entry.memory_mib,
                 "distributions": {d.name: d.version for d in m.python.distributions} if m.python else {},
                 "left_out": list(m.python.optional_left_out) if m.python else [],
                 "excluded": list(m.python.excluded) if m.python else [],
@@ -120,7 +121,8 @@ def build(
         f"  digest   {result.digest}\n"
         f"  size     {human_size(m.size)} (kernel {human_size(m.kernel.size)}, "
         f"root {human_size(m.rootfs.size)})\n"
-        f"  modules  {modules}, libraries {len(m.libraries)}, files {m.rootfs.files}",
+        f"  modules  {modules}, libraries {len(m.libraries)}, files {m.rootfs.files}\n"
+        f"  memory   {m.entry.memory_mib} MiB{'' if app.config.memory is not None else SIZED}",
         highlight=False,
     )
     if m.python and m.python.distributions:
@@ -141,6 +143,9 @@ def build(
     if report is not None:
         show_check(report)
         check_verdict(report)
+
+
+SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets another)"
 
 
 def run_check(app: App, result: BuildResult) -> CheckReport:

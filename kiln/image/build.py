@@ -37,6 +37,7 @@ from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data
 from kiln.image.pycompile import compile_all
 from kiln.image.rootfs import RootFS
+from kiln.image.sizing import memory_for
 from kiln.image.verity import protect
 from kiln.kernel import build as kbuild
 from kiln.kernel import config as kconfig
@@ -88,7 +89,7 @@ def config_lines(entry: Entry, hostname: str, rules: Policy) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement) -> Entry:
+def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement, memory_mib: int) -> Entry:
     main = place.guest(graph.modules["__main__"].path)
     script = main if app.config.sources else _pyc(main)
     bases = sorted({str(place.guest(m.base)) for m in graph.modules.values() if m.origin == "third-party" and m.base})
@@ -102,7 +103,7 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement) 
         workdir=str(APP_DIR),
         ports=app.config.ports,
         volumes=app.config.volumes,
-        memory_mib=app.config.memory,
+        memory_mib=memory_mib,
         ready=app.config.ready,
     )
 
@@ -190,6 +191,11 @@ def build_time() -> datetime:
     return datetime.fromtimestamp(0, UTC)
 
 
+def kernel_size(kernel: kbuild.Kernel) -> int:
+    """The kernel's uncompressed size, what the guest keeps of it at boot (for kiln.image.sizing)."""
+    return int(kernel.meta["vmlinux_size"])
+
+
 # Shows a kernel build's progress: given the config, yields the callback for kbuild.build.
 KernelProgress = Callable[[kconfig.KernelConfig], AbstractContextManager[kbuild.Progress]]
 
@@ -275,7 +281,8 @@ def build_python(
         )
         source = app.entry_path.name if app.single_file else app.root.name
         inputs = build_inputs(app, source, _sources_digest(app, graph, app_files))
-        contents = Contents(root, _entry(app, graph, interp, place), closure, python, inputs)
+        memory = memory_for(app.config.memory, kernel_size(kernel), root.root)
+        contents = Contents(root, _entry(app, graph, interp, place, memory), closure, python, inputs)
         return dataclasses.replace(finish(store, ref, contents, needs, rules, kernel, say), analysis=analysis)
 
 

@@ -28,9 +28,11 @@ from kiln.image.build import (
     build_time,
     finish,
     kernel_for,
+    kernel_size,
 )
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
+from kiln.image.sizing import memory_for
 from kiln.manifest import Entry
 from kiln.policy import policy
 from kiln.store import Ref, Store, sha256_file
@@ -128,7 +130,7 @@ def build_native(
             workdir="/",
             ports=cfg.ports,
             volumes=cfg.volumes,
-            memory_mib=cfg.memory,
+            memory_mib=memory_for(cfg.memory, kernel_size(kernel), root.root),
             ready=cfg.ready,
         )
         program = elf.resolve_in(sysroot, exe)

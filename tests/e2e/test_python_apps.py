@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from bench.harness import free_port
+from kiln.image.sizing import FLOOR_MIB, default_memory_mib, root_bytes
+from kiln.store import Store
 from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
 from tests.e2e.test_errors import assert_one_line_error, store_state
 
@@ -71,6 +74,22 @@ def test_flask_image_is_trimmed_and_records_its_packages(flask_image: str, sessi
     site = "/usr/local/lib/python3.11/site-packages"
     assert manifest["entry"]["env"]["PYTHONPATH"] == site
     assert any(m["path"] == f"{site}/flask/app.pyc" for m in python["modules"])
+
+
+def test_memory_is_sized_from_the_image(flask_image: str, session_env: dict[str, str], tmp_path: Path) -> None:
+    """With no `memory` in its config, an app with dependencies gets room for its kernel and files
+    (a guest short of it thrashes rather than fails): counted here from the files the image holds."""
+    manifest = json.loads(kiln("inspect", "--json", flask_image, env=session_env, check=True).stdout)["manifest"]
+    store = Store(Path(session_env["KILN_HOME"]) / "store")
+    tree = tmp_path / "root"
+    subprocess.run(["fsck.erofs", f"--extract={tree}", str(store.blob_path(manifest["rootfs"]["digest"]))],
+                   check=True, capture_output=True)  # fmt: skip
+    held = root_bytes(tree)
+    held = held._replace(files=held.files - (tree / "kiln" / "config").stat().st_size)  # written after the sizing
+    expected = default_memory_mib(manifest["kernel"]["uncompressed_size"], held)
+    assert manifest["entry"]["memory_mib"] == expected > FLOOR_MIB
+    built = json.loads(kiln("build", "--json", str(EXAMPLES / "hello-http"), env=session_env, check=True).stdout)
+    assert built["memory_mib"] == FLOOR_MIB  # a stdlib app: 14 MiB of kernel, 14 of files, the floor
 
 
 @pytest.mark.vm

@@ -14,7 +14,7 @@ from kiln.units import parse_memory
 def test_single_file_defaults(tmp_path: Path) -> None:
     (tmp_path / "My App.py").write_text("print(1)\n")
     app = load_app(tmp_path / "My App.py")
-    assert app.name == "my-app" and app.config.entry == "My App.py" and app.config.memory == 48
+    assert app.name == "my-app" and app.config.entry == "My App.py" and app.config.memory is None  # from the image
 
 
 def test_kiln_toml(tmp_path: Path) -> None:
