@@ -266,6 +266,7 @@ def measure_cli(base: Path, runs: int) -> dict:
     subprocess.run([KILN, "build", str(APP)], env=env, capture_output=True, check=True)
     n = max(runs * 3, 15)
     rows = {"python3 -c pass": wall([sys.executable, "-c", "pass"], env, n)}
+    rows["python3 -c 'import click'"] = wall([sys.executable, "-c", "import click"], env, n)  # the CLI library alone
     for args in (["--help"], ["ps"], ["images"], ["run", "--dry-run", IMAGE]):
         rows["kiln " + " ".join(args)] = wall([KILN, *args], env, n)
     for label, value in rows.items():
@@ -379,6 +380,14 @@ def render(results: dict) -> str:
         out += ["", "| command | wall time | × `python3 -c pass` |", "|---|---:|---:|"]
         for label, value in c["start"].items():
             out.append(f"| `{label}` | {ms(value)} | {value / base:.1f}× |")
+        click = c["start"].get("python3 -c 'import click'")
+        if click is not None:
+            own = {k: v - click for k, v in c["start"].items() if k.startswith("kiln ")}
+            out += [
+                "",
+                f"Importing click, the CLI library, takes {ms(click)} of that alone (`python3 -c pass` included): "
+                "kiln's own share on top of it is " + ", ".join(f"{ms(v)} for `{k}`" for k, v in own.items()) + ".",
+            ]
         plain = c["first_response"]["plain python3.11 app.py"]
         out += ["", "| hello-http, start to first response | median | × plain |", "|---|---:|---:|"]
         for label, value in c["first_response"].items():
