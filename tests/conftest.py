@@ -25,6 +25,13 @@ KILN = str(Path(sys.executable).parent / "kiln")
 SHARED_HOME = kiln_home()  # the developer's: holds the kernel build cache
 BOOT_TIMEOUT = 120.0
 
+# A suite started in the background by a non-interactive shell (`.ci/run &`) inherits SIGINT
+# ignored and passes that on to every kiln it starts, where Python then never raises
+# KeyboardInterrupt. The tests interrupt kiln on purpose (Ctrl-C during a build, a pull, a run),
+# so the suite takes SIGINT back: the programs it starts get the default, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def kiln(
     *args: str, env: dict[str, str], timeout: float = 300, check: bool = False
