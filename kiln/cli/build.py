@@ -30,6 +30,10 @@ Examples:
 """
 
 
+# after the memory line, when the image sized it (kiln.image.sizing)
+SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets another)"
+
+
 @click.command(epilog=EPILOG)
 @click.argument("args", nargs=-1)
 @click.option("-t", "--tag", help="Name the image name[:tag] (default: the app's name, :latest).")
@@ -143,9 +147,6 @@ def build(
     if report is not None:
         show_check(report)
         check_verdict(report)
-
-
-SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets another)"
 
 
 def run_check(app: App, result: BuildResult) -> CheckReport:

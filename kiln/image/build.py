@@ -191,11 +191,6 @@ def build_time() -> datetime:
     return datetime.fromtimestamp(0, UTC)
 
 
-def kernel_size(kernel: kbuild.Kernel) -> int:
-    """The kernel's uncompressed size, what the guest keeps of it at boot (for kiln.image.sizing)."""
-    return int(kernel.meta["vmlinux_size"])
-
-
 # Shows a kernel build's progress: given the config, yields the callback for kbuild.build.
 KernelProgress = Callable[[kconfig.KernelConfig], AbstractContextManager[kbuild.Progress]]
 
@@ -281,7 +276,7 @@ def build_python(
         )
         source = app.entry_path.name if app.single_file else app.root.name
         inputs = build_inputs(app, source, _sources_digest(app, graph, app_files))
-        memory = memory_for(app.config.memory, kernel_size(kernel), root.root)
+        memory = memory_for(app.config.memory, kernel, root)
         contents = Contents(root, _entry(app, graph, interp, place, memory), closure, python, inputs)
         return dataclasses.replace(finish(store, ref, contents, needs, rules, kernel, say), analysis=analysis)
 
@@ -330,7 +325,7 @@ def finish(
                 source_version=str(meta["source_version"]),
                 options=kernel.enabled_options(),
                 options_enabled=int(meta["options_enabled"]),
-                uncompressed_size=int(meta["vmlinux_size"]),
+                uncompressed_size=kernel.vmlinux_size,
             ),
             rootfs=RootfsPart(
                 digest=rootfs_digest,

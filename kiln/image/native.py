@@ -28,7 +28,6 @@ from kiln.image.build import (
     build_time,
     finish,
     kernel_for,
-    kernel_size,
 )
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
@@ -130,7 +129,7 @@ def build_native(
             workdir="/",
             ports=cfg.ports,
             volumes=cfg.volumes,
-            memory_mib=memory_for(cfg.memory, kernel_size(kernel), root.root),
+            memory_mib=memory_for(cfg.memory, kernel, root),
             ready=cfg.ready,
         )
         program = elf.resolve_in(sysroot, exe)

@@ -28,7 +28,11 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from kiln.image.rootfs import RootFS
+    from kiln.kernel.build import Kernel
 
 MIB = 1 << 20
 FLOOR_MIB = 48
@@ -59,6 +63,6 @@ def root_bytes(tree: Path) -> RootBytes:
     return RootBytes(files, bytecode)
 
 
-def memory_for(configured: int | None, kernel_bytes: int, root: Path) -> int:
-    """The config's memory if it names one, else the default sized from the laid-out root."""
-    return configured if configured is not None else default_memory_mib(kernel_bytes, root_bytes(root))
+def memory_for(configured: int | None, kernel: Kernel, root: RootFS) -> int:
+    """The config's memory if it names one, else the default sized from the kernel and the laid-out root."""
+    return configured if configured is not None else default_memory_mib(kernel.vmlinux_size, root_bytes(root.root))

@@ -87,6 +87,11 @@ class Kernel:
     def meta(self) -> dict[str, object]:
         return json.loads((self.directory / "meta.json").read_text())
 
+    @property
+    def vmlinux_size(self) -> int:
+        """The uncompressed kernel's size: what a guest keeps of it at boot."""
+        return int(self.meta["vmlinux_size"])  # type: ignore[call-overload]
+
 
 def builds_dir() -> Path:
     return home_dir("kernel", "builds")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kiln.image.rootfs import RootFS
 from kiln.image.sizing import FLOOR_MIB, MIB, SLACK_MIB, STEP_MIB, RootBytes, default_memory_mib, memory_for, root_bytes
+from kiln.kernel.build import Kernel
 
 KERNEL = 14_285_944  # hello-http's vmlinux
 
@@ -40,6 +43,10 @@ def test_files_count_once_links_not_and_bytecode_apart(tmp_path: Path) -> None:
 
 
 def test_a_configured_memory_wins(tmp_path: Path) -> None:
-    (tmp_path / "big").write_bytes(b"\0" * (40 * MIB))
-    assert memory_for(32, KERNEL, tmp_path) == 32
-    assert memory_for(None, KERNEL, tmp_path) == 64  # 14 + 40 + 8 = 62, in steps of 8
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / "meta.json").write_text(json.dumps({"vmlinux_size": KERNEL}))
+    kernel = Kernel(config_hash="0" * 16, directory=tmp_path / "kernel")
+    root = RootFS(tmp_path / "root")
+    root.add_bytes("/big", b"\0" * (40 * MIB))
+    assert memory_for(32, kernel, root) == 32
+    assert memory_for(None, kernel, root) == 64  # 14 + 40 + 8 = 62, in steps of 8
