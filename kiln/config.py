@@ -5,6 +5,8 @@ or the defaults for a single .py file, validated into frozen models.
     name = "hello-http"
     entry = "app.py"            # the Python file that runs the app
     args = ["--port", "8080"]   # its arguments
+    command = ["uvicorn", "main:app", "--host", "0.0.0.0"]  # or: the command, instead of entry + args
+                                # (a console script, `python -m MODULE ...`, or `python FILE ...`)
     ports = [8080]              # ports the app listens on (TCP)
     memory = "48M"              # guest RAM; a number is MiB (default: sized from the image)
     ready = "/health"           # answers 200 once the app is ready (default: every port listens)
@@ -12,7 +14,8 @@ or the defaults for a single .py file, validated into frozen models.
     exclude = ["watchdog"]      # imports that are never reached: not followed, never an error
     data = ["templates/**", "static/*"]  # the app's data files (default: every non-Python file)
     check = ["/", "/health"]    # paths `kiln build --check` requests on the declared ports
-    sources = false             # also keep .py sources in the image
+    sources = "app"             # .py sources kept beside their bytecode: "app" (the app's own, the
+                                # default), "all" (true), or "none" (false: every module sourceless)
     volumes = ["/data"]         # writable directories (kiln run -v HOST:/data)
     [env]
     GREETING = "hello"
@@ -25,12 +28,16 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kiln import shell_form
 from kiln.errors import AppError
 from kiln.units import parse_memory
+
+if TYPE_CHECKING:
+    from kiln.analyze.command import Launch
 
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
@@ -54,12 +61,28 @@ class SeccompConfig(BaseModel):
 
 
 def _volume(path: str) -> str:
-    if not re.match(r"^(/[A-Za-z0-9._-]+)+$", path) or path.split("/")[1] in RESERVED_DIRS:
-        raise ValueError(f"{path!r} must be an absolute path outside {', '.join('/' + d for d in RESERVED_DIRS)}")
+    if not re.match(r"^(/[A-Za-z0-9._-]+)+$", path) or any(p in (".", "..") for p in path.split("/")):
+        raise ValueError(f"{path!r} must be an absolute path, such as /data or /app/instance")
+    top = path.split("/")[1]
+    if top in RESERVED_DIRS or top.startswith("lib") or path in WHOLE_DIRS:
+        raise ValueError(
+            f"{path!r}: the system needs {'/' + top if path not in WHOLE_DIRS else path} "
+            f"(volumes may not be on {', '.join('/' + d for d in RESERVED_DIRS)}, /lib*, or {', '.join(WHOLE_DIRS)} "
+            "itself; /app/data, /var/lib/NAME, /srv are fine)"
+        )
     return path
 
 
-RESERVED_DIRS = ("app", "dev", "etc", "kiln", "lib", "lib64", "proc", "sys", "tmp", "usr")
+# Directories the system needs: a volume there would hide the interpreter, its libraries, init or the kernel's views.
+RESERVED_DIRS = ("dev", "etc", "kiln", "proc", "sys", "tmp", "usr", "bin", "sbin", "boot", "run")
+WHOLE_DIRS = ("/app", "/var", "/var/lib", "/var/log")  # below them is fine, not them
+
+
+def _command(value: Any) -> Any:
+    """command = "uvicorn main:app" (a string, read as sh would split it) or a list of words."""
+    if isinstance(value, str):
+        return tuple(shell_form.split(value, {}, "command"))
+    return value
 
 
 class RunnableConfig(BaseModel):
@@ -92,13 +115,21 @@ class RunnableConfig(BaseModel):
         return v
 
 
+def _sources(value: Any) -> Any:
+    return {True: "all", False: "none"}.get(value, value) if isinstance(value, bool) else value
+
+
+Command = Annotated[tuple[Line, ...], BeforeValidator(_command), Field(min_length=1)]
+
+
 class AppConfig(RunnableConfig):
     """What kiln.toml may say about a Python app."""
 
     entry: str = "app.py"
+    command: Command | None = None  # instead of entry + args (kiln.analyze.command)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    sources: bool = False
+    sources: Annotated[Literal["app", "all", "none"], BeforeValidator(_sources)] = "app"
     python: str = "/usr/bin/python3.11"
     python_path: tuple[str, ...] = ()
     data: tuple[str, ...] | None = None  # globs relative to the app; None: every non-Python file
@@ -112,10 +143,22 @@ class AppConfig(RunnableConfig):
                 raise ValueError(f"{mod!r} is not a module name")
         return v
 
+    @model_validator(mode="after")
+    def _one_command(self) -> AppConfig:
+        if self.command is not None and {"entry", "args"} & self.model_fields_set:
+            raise ValueError("command replaces entry and args: give command, or entry (and args)")
+        return self
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The command: as given, or `python ENTRY ARGS`."""
+        return self.command if self.command is not None else ("python", self.entry, *self.args)
+
 
 class NativeConfig(RunnableConfig):
     """What kiln.toml may say about a native program (`exe = ...`), or `kiln build --exe` builds."""
 
+    command: Command | None = None  # instead of exe + args: the program and its arguments
     exe: str | None = None  # a path, or a name looked up on PATH (with deb: a path in the package)
     deb: str | None = None  # take the program from this Debian package (fetched, never installed)
     files: tuple[str, ...] = ()  # files it reads: PATH (kept at the same path) or SRC:DEST
@@ -124,6 +167,10 @@ class NativeConfig(RunnableConfig):
 
     @model_validator(mode="after")
     def _program(self) -> NativeConfig:
+        if self.command is not None:
+            if {"exe", "args"} & self.model_fields_set:
+                raise ValueError("command replaces exe and args: give command, or exe (and args)")
+            return self.model_copy(update={"exe": self.command[0], "args": self.command[1:]})
         if not self.exe and not self.deb:
             raise ValueError("say which program: exe = ... or deb = ...")
         return self
@@ -138,6 +185,10 @@ class App(BaseModel):
     config: AppConfig | NativeConfig
     config_file: Path | None
     single_file: bool = False  # a lone .py file: its directory is not the app's (no data, no dependencies)
+    command_from: str | None = None  # where the command came from: "kiln.toml", "Procfile (web)", ...
+    ports_from: str | None = None  # where the ports came from, when not from kiln.toml
+    workdir: str | None = None  # a Dockerfile's WORKDIR: absolute paths in its command point there
+    notes: tuple[str, ...] = ()  # what the build says about the command (kiln build prints them)
 
     @property
     def name(self) -> str:
@@ -149,16 +200,35 @@ class App(BaseModel):
 
     @property
     def entry_path(self) -> Path:
+        """The file the app starts in (a module or console script: the app's directory)."""
         assert isinstance(self.config, AppConfig)
-        return self.root / self.config.entry
+        launch = self.launch
+        return self.root / launch.target if launch.kind == "file" else self.root
+
+    @property
+    def launch(self) -> Launch:
+        """How the image starts the app (a console script's entry point is resolved by the analysis)."""
+        from kiln.analyze.command import parse
+
+        assert isinstance(self.config, AppConfig)
+        where = self.command_from or (str(self.config_file.name) if self.config_file else "the app")
+        return parse(self.config.words, self.root, self.config.env, where, self.workdir)
 
     @property
     def native(self) -> bool:
         return isinstance(self.config, NativeConfig)
 
+    def describe(self) -> list[str]:
+        """What the build says first: the command and where it came from, the ports and theirs, notes."""
+        import shlex
 
-# What a directory without a config runs, in this order of preference.
-DEFAULT_ENTRIES = ("app.py", "main.py", "__main__.py")
+        if self.native:
+            return []
+        lines = [f"command: {shlex.join(self.launch.words)} (from {self.command_from or 'the file given'})"]
+        if self.config.ports:
+            ports = ", ".join(map(str, self.config.ports))
+            lines.append(f"ports: {ports} (from {self.ports_from or self.command_from or 'the config'})")
+        return lines + [f"note: {n}" for n in self.notes]
 
 
 def default_name(path: Path) -> str:
@@ -208,14 +278,106 @@ def load_app(path: Path) -> App:
         config, source = parse_config(_read_toml(kiln_toml), kiln_toml), kiln_toml
     elif pyproject.is_file() and "kiln" in _read_toml(pyproject).get("tool", {}):
         config, source = parse_config(_read_toml(pyproject)["tool"]["kiln"], pyproject), pyproject
-    elif entry := next((name for name in DEFAULT_ENTRIES if (path / name).is_file()), None):
-        # A plain Python project (requirements.txt or pyproject dependencies, and an app.py): the defaults.
-        return App(root=path, config=AppConfig(entry=entry), config_file=None)
     else:
-        raise AppError(
-            f"{path}: no kiln.toml, no [tool.kiln] in pyproject.toml, and none of {', '.join(DEFAULT_ENTRIES)}"
-        )
-    app = App(root=path, config=config, config_file=source)
-    if not app.native and not app.entry_path.is_file():
+        return _discovered(path)
+    app = App(root=path, config=config, config_file=source, command_from=source.name)
+    if isinstance(config, AppConfig) and config.command is None and not (path / config.entry).is_file():
         raise AppError(f"{source}: entry {config.entry!r} does not exist in {path}")
-    return app
+    return complete(app)
+
+
+def _discovered(path: Path) -> App:
+    """A directory without kiln.toml: its command from a Procfile, a Dockerfile, manage.py or app.py."""
+    from kiln import discover
+
+    found = discover.find(path)
+    if found is None:
+        raise AppError(
+            f"{path}: no kiln.toml, no [tool.kiln] in pyproject.toml, no Procfile, no Dockerfile with a command, "
+            f"no manage.py, and none of {', '.join(discover.DEFAULT_ENTRIES)}"
+        )
+    try:
+        if found.source in discover.DEFAULT_ENTRIES:  # a plain Python project: the defaults, with this entry
+            config = AppConfig(entry=found.source)
+        else:
+            config = AppConfig(command=found.command, env=found.env, ports=found.ports)
+    except ValidationError as err:
+        raise AppError(_format_validation(err, path / found.source.split()[0])) from None
+    app = App(
+        root=path,
+        config=config,
+        config_file=None,
+        command_from=found.source,
+        ports_from=found.ports_from,
+        workdir=found.workdir,
+        notes=found.notes,
+    )
+    return complete(app)
+
+
+def complete(app: App) -> App:
+    """What the command says that the config did not: its ports, and whether the policy lets it run."""
+    if app.native:
+        return app
+    launch = app.launch
+    assert isinstance(app.config, AppConfig)
+    config, ports_from, notes = app.config, app.ports_from, list(app.notes) + list(launch.notes)
+    if not config.ports and launch.listen is not None:
+        config = config.model_copy(update={"ports": launch.listen.ports})
+        ports_from = launch.listen.why
+    elif not config.ports and config.env.get("PORT", "").isdigit():  # a Procfile's $PORT
+        config = config.model_copy(update={"ports": (int(config.env["PORT"]),)})
+        ports_from = "$PORT"
+    config = _django_volumes(app.root, config, notes)
+    if launch.listen is not None and config.ports:
+        from kiln.analyze.servers import loopback_only
+
+        if loopback_only(launch.listen):
+            host = "--bind 0.0.0.0:PORT" if launch.listen.why.endswith(("bind", "-b")) else "--host 0.0.0.0"
+            notes.append(
+                f"{launch.server.name if launch.server else launch.name} listens on {launch.listen.hosts[0]} only "
+                f"({launch.listen.why}): no published port of a VM reaches it; add {host} to the command"
+            )
+    if launch.forks is not None:
+        missing = [c for c in launch.forks.calls if c not in config.seccomp.allow]
+        if missing:
+            server = launch.server.name if launch.server else launch.name
+            entry = ", ".join(f'{c} = "{server} {_WHY[c]}"' for c in missing)
+            alternative = _ONE_PROCESS.get(server, "run it with one process")
+            raise AppError(
+                f"{server} starts {launch.forks.processes} processes ({launch.forks.how}), and a unikernel runs one: "
+                f"add [seccomp] allow = {{ {entry} }} to kiln.toml, or {alternative}"
+            )
+    return app.model_copy(update={"config": config, "ports_from": ports_from, "notes": tuple(notes)})
+
+
+def _django_volumes(root: Path, config: AppConfig, notes: list[str]) -> AppConfig:
+    """A Django project's SQLite directory as a declared volume (kiln.analyze.django_settings)."""
+    from kiln.analyze.django_settings import sqlite_files
+
+    if not (root / "manage.py").is_file():
+        return config
+    for file, settings in sqlite_files(root, config.env):
+        directory = str(file.parent)
+        if any(directory == v or directory.startswith(v + "/") for v in config.volumes):
+            continue
+        try:
+            _volume(directory)
+        except ValueError:
+            notes.append(
+                f"Django's SQLite database {file} ({settings}) would be on the read-only root: give it a directory "
+                'of its own (BASE_DIR / "data" / "db.sqlite3"), which kiln makes a volume'
+            )
+            continue
+        config = config.model_copy(update={"volumes": (*config.volumes, directory)})
+        notes.append(f"volume {directory}: Django's SQLite database ({settings}); kiln run -v HOSTDIR:{directory}")
+    return config
+
+
+_WHY = {"clone": "forks its workers", "execve": "starts an interpreter per worker"}
+_ONE_PROCESS = {
+    "gunicorn": "use -w 1 --threads N (one worker process with N threads: its master still forks it)",
+    "uvicorn": "drop --workers (one process serves many connections)",
+    "hypercorn": "use -w 0 (hypercorn then serves in its own process)",
+    "fastapi": "drop --workers",
+}

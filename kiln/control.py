@@ -5,7 +5,7 @@ serves it on a UNIX socket of the host (qemu_command.VmSpec.control_socket).
 A UART, not a virtio-serial port: it has no receive rings in guest memory
 (virtio-serial's cost hello-http ~1 MiB, its lowest memory 37 -> 44 MiB).
 The host connects, asks, and init answers, one text line each way (the
-requests are listed at the top of kiln/guest/init.c):
+requests are listed at the top of kiln/guest/init/control.c):
 
     @N ping                            @N ok ping STATE UPTIME_MS
     @N listening PORT...               @N ok listening | @N no listening PORT

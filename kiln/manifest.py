@@ -78,16 +78,52 @@ class SyscallPolicy(_Frozen, kw_only=True):
     relaxed: dict[str, str] = field(default_factory=dict)
 
 
+class Account(_Frozen, kw_only=True):
+    """The account the app runs as (an image's USER, a unit's User= and Group=): in the generated /etc/passwd."""
+
+    name: str
+    uid: Annotated[int, Meta(ge=0)]
+    gid: Annotated[int, Meta(ge=0)]
+    groups: tuple[int, ...] = ()  # supplementary groups
+
+
+class Writable(_Frozen, kw_only=True):
+    """A directory the app writes to besides /tmp and its volumes: a tmpfs owned by its account (a unit's
+    RuntimeDirectory, LogsDirectory, CacheDirectory; /run), or a declared volume given to that account."""
+
+    path: str
+    uid: Annotated[int, Meta(ge=0)] = 0
+    gid: Annotated[int, Meta(ge=0)] = 0
+    mode: Annotated[int, Meta(ge=0, le=0o7777)] = 0o755
+    kind: Literal["tmpfs", "volume"] = "tmpfs"
+    why: str = ""
+
+
 class Entry(_Frozen, kw_only=True):
     """How init starts the app."""
 
     argv: Annotated[tuple[str, ...], Meta(min_length=1)]
+    # argv[args_from:] are the app's arguments, which `kiln run IMAGE ARGS` replaces (Docker's CMD after
+    # its ENTRYPOINT); None: an image built before kiln could
+    args_from: Annotated[int, Meta(ge=1)] | None = None
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/"
     ports: tuple[int, ...] = ()
     volumes: tuple[str, ...] = ()
     memory_mib: Annotated[int, Meta(ge=16)]
     ready: str | None = None  # an HTTP path that answers 200 once the app is ready (snapshots)
+    user: Account | None = None  # None: root (a native service may switch to its own account itself)
+    writable: tuple[Writable, ...] = ()
+    keep_caps: tuple[Literal["setuid", "setgid", "chown"], ...] = ()  # kept in the unix sandbox
+    stop_signal: str | None = None  # what `kiln stop` sends the app (None: SIGTERM)
+
+    def argv_with(self, args: tuple[str, ...] | None) -> tuple[str, ...]:
+        """The argv with the app's arguments replaced by `args` (None: as built)."""
+        if args is None:
+            return self.argv
+        if self.args_from is None:
+            raise StoreError("this image was built before kiln could replace its arguments: rebuild it")
+        return (*self.argv[: self.args_from], *args)
 
 
 class ModuleEntry(_Frozen, kw_only=True):

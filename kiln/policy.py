@@ -6,7 +6,7 @@ user notification: init prints a console line naming the call and the caller,
 and the call fails with EPERM, so an app that handles the error keeps running.
 The app's own start (its one execve) is let through by init.
 
-The policy is data here and mechanism in kiln/guest/init.c: each rule becomes
+The policy is data here and mechanism in kiln/guest/init/policy.c: each rule becomes
 one line of /kiln/config ("seccomp <action> <number> <name>").
 """
 

@@ -8,6 +8,11 @@ statement names and the static analysis therefore cannot see:
   its logging config names its formatter classes as dotted strings;
 - anyio loads its event-loop backend with `import_module(f"anyio._backends._{name}")`
   (asyncio is the one a plain asyncio app, such as uvicorn's, uses);
+- gunicorn loads its worker class and logger class by dotted name
+  (`gunicorn.workers.sync.SyncWorker`, the threaded `gthread` one when
+  `--threads` is above 1, `gunicorn.glogging.Logger`); `-k NAME` names
+  another, which kiln.analyze.servers adds from the command;
+- hypercorn imports its asyncio worker inside `hypercorn.run.run`;
 - requests finds its character detector with `importlib.import_module(lib)`
   over ("chardet", "charset_normalizer"), a name held in a variable.
 
@@ -20,9 +25,9 @@ import that is kept if it resolves (as the module itself, or as a module and
 an attribute), and so do the submodules Django loads by convention for each
 installed app (`apps`, `models`, `admin`, `urls`) and for a database ENGINE
 (`base`); see `django_strings`. A
-`templatetags` or `management.commands` package is kept whole: Django lists
-its modules at run time (`{% load i18n %}`, `manage.py runserver`); see
-`whole_packages`.
+`templatetags`, `management.commands` or `migrations` package is kept whole:
+Django lists its modules at run time (`{% load i18n %}`, `manage.py
+runserver`, `manage.py migrate`); see `whole_packages`.
 
 When the module on the left is part of the app, the modules on the right are
 added too, each only if it exists (an optional part that is not installed is
@@ -48,6 +53,8 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
         "uvicorn.logging",
     ),
     "anyio._core._eventloop": ("anyio._backends._asyncio",),
+    "gunicorn.config": ("gunicorn.workers.sync", "gunicorn.workers.gthread", "gunicorn.glogging"),
+    "hypercorn.run": ("hypercorn.asyncio.run",),
     "django.core.management": ("django.core.management.commands",),
     # the template engine's `default_builtins`, loaded by name
     "django.template.engine": (
@@ -59,7 +66,7 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
 }
 
 # Submodules Django imports by convention: for every installed app, and `base` of a database ENGINE.
-DJANGO_APP_MODULES = ("apps", "models", "admin", "urls", "templatetags", "management.commands", "base")
+DJANGO_APP_MODULES = ("apps", "models", "admin", "urls", "templatetags", "management.commands", "migrations", "base")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
@@ -88,6 +95,6 @@ def django_strings(tree: ast.Module) -> list[tuple[str, int]]:
 
 def whole_packages(name: str, search: tuple[Path, ...]) -> list[str]:
     """Submodules of package `name` that a framework lists at run time (every one of them)."""
-    if not name.endswith((".templatetags", ".management.commands")):
+    if not name.endswith((".templatetags", ".management.commands", ".migrations")):
         return []
     return sorted({f"{name}.{f.stem}" for d in search for f in d.glob("*.py") if f.stem != "__init__"})

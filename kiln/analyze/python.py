@@ -1,7 +1,9 @@
 """The import graph of a Python app: which modules it reaches, from where.
 
-Starting at the entry file, the modules the interpreter loads at start-up and
-the config's `include` list, we follow every import (see kiln.analyze.imports
+Starting where the app's command starts (its entry file, the module of
+`python -m`, or the entry point of a console script, and the app modules a
+server names in its arguments: kiln.analyze.command), the modules the
+interpreter loads at start-up and the config's `include` list, we follow every import (see kiln.analyze.imports
 for how each one is classified) and resolve module names the way CPython's
 path finder does, against the *target* interpreter's sys.path with the app's
 directory first. Nothing is imported or run.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from kiln.analyze import imports
+from kiln.analyze.command import Launch, resolve_console
 from kiln.analyze.conditions import Facts
 from kiln.analyze.hints import FRAMEWORK_HINTS, django_strings, whole_packages
 from kiln.analyze.imports import ImportRef, Kind
@@ -87,6 +90,7 @@ class ModuleGraph:
     distributions: Distributions = field(default_factory=Distributions)
     reached_from: dict[str, tuple[str, int]] = field(default_factory=dict)  # module -> (importer, line)
     kernel_uses: dict[str, set[str]] = field(default_factory=dict)  # module -> kernel interfaces it names
+    launch: Launch | None = None  # how the app starts, console scripts resolved to their entry points
 
     def why(self, name: str) -> list[str]:
         """The chain of modules whose imports brought `name` in, entry first."""
@@ -103,7 +107,9 @@ class ModuleGraph:
 class Resolver:
     """Finds modules by name in a list of directories, like importlib's PathFinder."""
 
-    def __init__(self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = (), app_dirs: tuple[str, ...] = ()
+    ) -> None:
         self.interp = interp
         self.app_root = app.root
         assert isinstance(app.config, AppConfig)
@@ -113,7 +119,9 @@ class Resolver:
         # dist-packages (Debian's python3-* packages) are not searched, as in a virtualenv.
         host_sites = ("site-packages", "dist-packages")
         system = [p for p in interp.path if not (site_dirs and p.name in host_sites)]
-        self.path = [app.root, *self.third_party, *system]
+        # A server's --app-dir/--chdir: put on sys.path before the app is imported
+        first = [(app.root / d).resolve() for d in app_dirs if (app.root / d).resolve().is_relative_to(app.root)]
+        self.path = [*first, app.root, *self.third_party, *system]
         self.cache: dict[str, Module | None] = {}
 
     def origin(self, path: Path) -> Origin:
@@ -191,10 +199,11 @@ def _absolute(ref: ImportRef, importer: Module) -> str | None:
 
 
 class _Walker:
-    def __init__(self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...]) -> None:
+    def __init__(self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...], launch: Launch) -> None:
         assert isinstance(app.config, AppConfig)
         self.app = app
-        self.resolver = Resolver(app, interp, site_dirs)
+        self.resolver = Resolver(app, interp, site_dirs, launch.app_dirs)
+        self.as_main = {"__main__"}  # modules that run as __main__ (their `if __name__ == "__main__":` runs)
         self.facts = Facts(
             interp.version_info,
             interp.markers["sys_platform"],
@@ -309,10 +318,42 @@ class _Walker:
                     # a submodule, if it is one; an attribute otherwise
                     self.add(f"{target}.{attr}", (importer.name, ref.line), lazy)
 
-    def run(self, entry: Path, startup: list[str]) -> ModuleGraph:
-        main = Module("__main__", "source", "app", entry, self.app.root)
-        self.graph.modules["__main__"] = main
-        self.queue.append(main)
+    def start(self, launch: Launch) -> Launch:
+        """Add where the command starts; return the launch with a console script's entry point resolved."""
+        where = self.app.command_from or "the command"
+        importer = "__main__"
+        if launch.kind == "file":
+            main = Module("__main__", "source", "app", self.app.root / launch.target, self.app.root)
+            self.graph.modules["__main__"] = main
+            self.queue.append(main)
+        else:
+            if launch.kind == "console":
+                installed = sorted(self.graph.distributions.by_name)
+                shown = f"installed: {', '.join(installed)}" if installed else "none is installed"
+                launch = resolve_console(launch, self.graph.distributions.console_scripts(), where, shown)
+            module = launch.module
+            assert module is not None
+            found = self.resolver.find(module)
+            if found is not None and launch.kind == "module" and found.is_package:
+                module = f"{module}.__main__"  # python -m PACKAGE runs PACKAGE.__main__
+            if launch.kind == "module":
+                self.as_main = {module}
+                self.add("runpy")  # kiln's start-up hook runs -m through runpy, as the interpreter does
+            if not self.add(module):
+                what = "the console script's entry point" if launch.kind == "console" else "python -m"
+                raise AnalysisError(f"{where}: {what} {module} cannot be found")
+            importer = module
+        server = launch.server.name if launch.server else launch.name
+        for name in launch.app_modules:
+            if not self.add(name, (importer, 0)):
+                raise AnalysisError(
+                    f"{where}: {server} imports {name} (named in its arguments), and there is no such module in "
+                    f"{self.app.root}"
+                )
+        return launch
+
+    def run(self, launch: Launch, startup: list[str]) -> ModuleGraph:
+        self.graph.launch = self.start(launch)
         for name in startup:
             if not self.add(name):
                 raise AnalysisError(f"the interpreter needs {name} at start-up, and it cannot be found")
@@ -339,7 +380,7 @@ class _Walker:
                 continue
             if mod.name not in self.refs:
                 tree = imports.parse(mod.path.read_bytes(), mod.path)
-                self.refs[mod.name] = imports.scan(tree, is_main=mod.name == "__main__", facts=self.facts)
+                self.refs[mod.name] = imports.scan(tree, is_main=mod.name in self.as_main, facts=self.facts)
                 django_settings = mod.origin == "app" or mod.name == "django.conf.global_settings"
                 if django_settings and self.resolver.find("django") is not None:
                     self.refs[mod.name] += [
@@ -351,12 +392,14 @@ class _Walker:
 
 
 def analyze(app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = ()) -> ModuleGraph:
-    """The module graph of `app`; raises AnalysisError listing every unresolved import."""
+    """The module graph of `app` (graph.launch says how it starts); raises AnalysisError listing every
+    unresolved import."""
     startup = [
         m for m in interp.startup_modules if m != "__main__" and m not in interp.builtins and m not in interp.frozen
     ]
     startup += [m for m in (*INTERPRETER_DYNAMIC, *LANDMARKS) if m not in startup]
-    graph = _Walker(app, interp, site_dirs).run(app.entry_path, startup)
+    launch = app.launch
+    graph = _Walker(app, interp, site_dirs, launch).run(launch, startup)
     if graph.unresolved:
         listing = "; ".join(str(u) for u in graph.unresolved)
         count = len(graph.unresolved)

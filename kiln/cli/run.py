@@ -28,11 +28,13 @@ Examples:
   kiln run -d --name web -p 8080:8080 --restart on-failure hello-http
   kiln run --dry-run hello-http        # print the QEMU command line
   kiln run --cold -p 8080:8080 hello-http   # boot, even if `kiln snapshot` saved one
+  kiln run -v ./data:/app/data mysite -- migrate   # the app's arguments instead of the image's
 """
 
 
 @click.command(epilog=EPILOG)
 @click.argument("image")
+@click.argument("args", nargs=-1)
 @click.option(
     "-p",
     "--publish",
@@ -112,6 +114,7 @@ Examples:
 @click.option("--dry-run", is_flag=True, help="Print the command that would run, and exit.")
 def run(
     image: str,
+    args: tuple[str, ...],
     ports: tuple[str, ...],
     target: str,
     memory: str | None,
@@ -129,7 +132,10 @@ def run(
     snapshot_use: str,
     dry_run: bool,
 ) -> None:
-    """Run IMAGE; the console streams here, Ctrl-C stops it, and kiln exits with the app's status."""
+    """Run IMAGE; the console streams here, Ctrl-C stops it, and kiln exits with the app's status.
+
+    ARGS, after the image (and --), replace the app's arguments, as `docker run IMAGE ARGS` replaces
+    its CMD: for `python manage.py runserver ...`, `kiln run IMAGE -- migrate` runs `manage.py migrate`."""
     try:
         memory_mib = parse_memory(memory) if memory else None
     except ValueError as err:
@@ -139,11 +145,14 @@ def run(
     if snapshot_use == "require" and target != "qemu":
         raise UsageError("snapshots are restored on the qemu target only")
     gdb_port = _gdb_port(gdb, gdb_wait, target)
+    if any("\n" in a or "\0" in a for a in args):
+        raise UsageError("the app's arguments may not contain a newline or NUL")
     bad = [e for e in env if "=" not in e or not e.split("=", 1)[0] or "\n" in e]
     if bad:
         raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
     cfg = RunConfig(
         extra_env=dict(e.split("=", 1) for e in env),
+        args=args or None,
         gdb_port=gdb_port,
         gdb_wait=gdb_wait,
         snapshot="never" if cold else snapshot_use,  # type: ignore[arg-type]

@@ -5,6 +5,8 @@ The import analysis asks two things of them:
 - which distribution a module file belongs to (from each distribution's RECORD),
   so that its `*.dist-info` goes into the image beside its modules
   (`importlib.metadata.version()` and entry points then work in the guest);
+- which console scripts the distributions provide (`entry_points.txt`), so that a
+  command such as `gunicorn app:app` starts where pip's launcher would;
 - whether a distribution *needs* another one: a Requires-Dist line whose
   marker holds on the embedded interpreter with no extra asked for. An import
   a package makes of something it does not need (an optional extra, another
@@ -31,6 +33,7 @@ class Distribution:
     info_dir: Path  # its *.dist-info directory
     requires: tuple[str, ...]  # canonical names it needs on this interpreter (no extras)
     top_level: frozenset[str]  # the top-level modules and packages it installs
+    scripts: tuple[tuple[str, str], ...] = ()  # console scripts: (name, "module:attr")
 
 
 @dataclass
@@ -50,10 +53,21 @@ class Distributions:
                 if name in found.by_name:  # an earlier directory shadows it, as on sys.path
                     continue
                 files = list(dist.files or ())
-                entry = Distribution(name, dist.version, info, needed(dist.requires or (), markers), _top_level(files))
+                scripts = tuple((e.name, e.value) for e in dist.entry_points.select(group="console_scripts"))
+                entry = Distribution(
+                    name, dist.version, info, needed(dist.requires or (), markers), _top_level(files), scripts
+                )
                 found.by_name[name] = entry
                 for file in files:
                     found.by_file[(directory / file).resolve()] = entry
+        return found
+
+    def console_scripts(self) -> dict[str, str]:
+        """Every console script the distributions provide: name -> "module:attr" (the first one wins)."""
+        found: dict[str, str] = {}
+        for dist in self.by_name.values():
+            for name, target in dist.scripts:
+                found.setdefault(name, target)
         return found
 
     def owner(self, path: Path | None) -> Distribution | None:

@@ -1,11 +1,18 @@
 """kiln's start-up hook for Python apps: the image's command runs this, which runs the app.
 
-`python3.11 -s -S -B /kiln/start.pyc /app/app.pyc ARGS...`: register faulthandler on SIGUSR2 (every
+`python3.11 -s -S -B /kiln/start.pyc WHAT ARGS...`: register faulthandler on SIGUSR2 (every
 thread's Python stack to stderr, the console, when `kiln stack` asks; guest init sends the signal),
 answer SIGRTMIN+3 with the interpreter's gc figures in /tmp/.kiln-gc (`kiln top`: the one figure
-that only the interpreter knows; init reads the file), then run the app's code as `__main__`, with
-the argv the app would have had. It imports only built-in modules, so the image keeps no module for
-it, and leaves nothing in `__main__`.
+that only the interpreter knows; init reads the file), then start the app as its command would,
+with the argv the app would have had (kiln.analyze.command):
+
+    /app/app.py ARGS             a file, as `python /app/app.py` (its bytecode from __pycache__ when
+                                 the source is kept, or /app/app.pyc in the sourceless layout)
+    -m MODULE ARGS               as `python -m MODULE`: through runpy, sys.path[0] the working directory
+    -e MODULE:ATTR NAME ARGS     a console script, as pip's launcher runs it: sys.exit(ATTR()), argv[0] NAME
+
+It imports only built-in and frozen modules, so the image keeps no module for it (runpy, for -m,
+is the interpreter's own), and leaves nothing in `__main__`.
 
 /tmp/.kiln-gc is one line of KEY=N words: gc_gen0, gc_gen1, gc_gen2 (gc.get_count()), gc_tracked
 (objects the collector tracks), gc_collections, gc_collected, gc_uncollectable (gc.get_stats(),
@@ -15,7 +22,7 @@ place from the app's SigCgt mask in /proc/PID/status (an uncaught real-time sign
 """
 
 GC_FILE = "/tmp/.kiln-gc"
-GC_SIGNAL_OFFSET = 3  # SIGRTMIN + 3; kiln/guest/init.c and kiln/runtime/guest_stats.py send the same
+GC_SIGNAL_OFFSET = 3  # SIGRTMIN + 3; kiln/guest/init/stats.c and kiln/runtime/guest_stats.py send the same
 
 
 def _gc_figures(_signum: int = 0, _frame: object = None, path: str = GC_FILE) -> None:
@@ -44,25 +51,60 @@ def _gc_figures(_signum: int = 0, _frame: object = None, path: str = GC_FILE) ->
         pass
 
 
+def _code(path: str) -> object:
+    """The code of a script: its cached bytecode beside a kept source, the .pyc itself, or compiled."""
+    import marshal
+    import sys
+
+    directory, _, name = path.rpartition("/")
+    candidates = [path] if path.endswith(".pyc") else []
+    if path.endswith(".py"):
+        candidates.append(f"{directory}/__pycache__/{name[:-3]}.{sys.implementation.cache_tag}.pyc")
+    for candidate in candidates:
+        try:
+            with open(candidate, "rb") as f:
+                return marshal.loads(f.read()[16:])
+        except OSError:
+            continue
+    with open(path, "rb") as f:
+        return compile(f.read(), path, "exec")
+
+
 def _kiln_start() -> None:
     import _signal
     import faulthandler
-    import marshal
+    import posix
     import sys
 
     faulthandler.register(_signal.SIGUSR2, all_threads=True, chain=False)
     _signal.signal(_signal.SIGRTMIN + GC_SIGNAL_OFFSET, _gc_figures)
+    load = _code  # the names below leave __main__ before the app runs in it
     del sys.argv[0]  # the app's own argv: [its script, its arguments...]
+    main = vars(sys.modules["__main__"])
+    for name in ("_kiln_start", "_gc_figures", "_code", "GC_FILE", "GC_SIGNAL_OFFSET"):
+        del main[name]
+    if sys.argv[0] == "-m":  # python -m MODULE ARGS
+        import runpy
+
+        del sys.argv[0]
+        sys.path[0] = posix.getcwd()
+        runpy._run_module_as_main(sys.argv[0], alter_argv=True)
+        return
+    if sys.argv[0] == "-e":  # a console script: -e MODULE:ATTR NAME ARGS
+        module, _, attr = sys.argv[1].partition(":")
+        del sys.argv[:2]
+        sys.path[0] = posix.getcwd()  # servers import the app from their working directory
+        __import__(module)
+        target = sys.modules[module]
+        for part in attr.split("."):
+            target = getattr(target, part)
+        sys.exit(target())
     path = sys.argv[0]
     sys.path[0] = path.rpartition("/")[0] or "/"  # the app's directory, as if it had been run itself
-    with open(path, "rb") as f:
-        data = f.read()
-    code = marshal.loads(data[16:]) if path.endswith(".pyc") else compile(data, path, "exec")
-    main = vars(sys.modules["__main__"])
-    for name in ("_kiln_start", "_gc_figures", "GC_FILE", "GC_SIGNAL_OFFSET"):
-        del main[name]
+    code = load(path)
     main["__file__"] = path
     exec(code, main)
 
 
-_kiln_start()
+if __name__ == "__main__":  # not when multiprocessing's spawn re-runs the main module as __mp_main__
+    _kiln_start()

@@ -35,7 +35,7 @@ from kiln.errors import UsageError
 from kiln.guest import START_SOURCE, init_binary
 from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data
-from kiln.image.pycompile import compile_all
+from kiln.image.pycompile import cached, compile_all
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
 from kiln.image.verity import protect
@@ -80,25 +80,46 @@ def _pyc(path: PurePosixPath) -> PurePosixPath:
 
 
 def config_lines(entry: Entry, hostname: str, rules: Policy) -> bytes:
-    """/kiln/config as guest init reads it (see kiln/guest/init.c)."""
+    """/kiln/config as guest init reads it (see kiln/guest/init/main.c)."""
     lines = [f"arg {a}" for a in entry.argv]
     lines += [f"env {k}={v}" for k, v in entry.env.items()]
     lines += [f"workdir {entry.workdir}", f"hostname {hostname}"]
     lines += [f"volume {volume_tag(i)} {path}" for i, path in enumerate(entry.volumes)]
+    if entry.user is not None:
+        lines.append(" ".join(map(str, ("user", entry.user.uid, entry.user.gid, *entry.user.groups))))
+    if entry.keep_caps:
+        lines.append("caps " + " ".join(entry.keep_caps))
+    for w in entry.writable:
+        lines.append(
+            f"tmpfs {w.path} {w.uid} {w.gid} {w.mode:o}" if w.kind == "tmpfs" else f"owner {w.path} {w.uid} {w.gid}"
+        )
     lines += rules.config_lines()
     return ("\n".join(lines) + "\n").encode()
 
 
+def keeps_source(config: AppConfig, origin: str) -> bool:
+    return config.sources == "all" or (config.sources == "app" and origin == "app")
+
+
 def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement, memory_mib: int) -> Entry:
-    main = place.guest(graph.modules["__main__"].path)
-    script = main if app.config.sources else _pyc(main)
+    assert isinstance(app.config, AppConfig) and graph.launch is not None
+    launch = graph.launch
+    if launch.kind == "file":
+        main = place.guest(graph.modules["__main__"].path)
+        start: tuple[str, ...] = (str(main if keeps_source(app.config, "app") else _pyc(main)),)
+    elif launch.kind == "module":
+        start = ("-m", launch.target)
+    else:
+        start = ("-e", launch.target, launch.name)
     bases = sorted({str(place.guest(m.base)) for m in graph.modules.values() if m.origin == "third-party" and m.base})
     env = {"PYTHONUNBUFFERED": "1", "LANG": "C.UTF-8", "HOME": "/tmp"}
     if bases:
         env["PYTHONPATH"] = ":".join(bases)
     env.update(app.config.env)
+    fixed = (str(interp.executable), *RUN_FLAGS, str(_pyc(PurePosixPath(START_PATH))), *start)
     return Entry(
-        argv=(str(interp.executable), *RUN_FLAGS, str(_pyc(PurePosixPath(START_PATH))), str(script), *app.config.args),
+        argv=(*fixed, *launch.args),
+        args_from=len(fixed),
         env=env,
         workdir=str(APP_DIR),
         ports=app.config.ports,
@@ -111,17 +132,19 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement, 
 def layout(
     app: App, graph: ModuleGraph, interp: Interpreter, root: RootFS, place: Placement
 ) -> tuple[list[ModuleEntry], elf.Closure]:
+    assert isinstance(app.config, AppConfig)
     jobs: list[tuple[Path, Path, str]] = []
     entries: list[ModuleEntry] = []
     for mod in sorted(graph.modules.values(), key=lambda m: m.name):
         dest: PurePosixPath | None = None
         if mod.kind == "source" and mod.path is not None:
-            dest = place.guest(mod.path)
-            jobs.append((mod.path, root.host(_pyc(dest)), str(dest)))
-            if app.config.sources:
-                root.add_file(str(dest), mod.path, 0o444)
+            source = place.guest(mod.path)
+            if keeps_source(app.config, mod.origin):
+                root.add_file(str(source), mod.path, 0o444)
+                dest = cached(source, interp.cache_tag)
             else:
-                dest = _pyc(dest)
+                dest = _pyc(source)
+            jobs.append((mod.path, root.host(dest), str(source)))
         elif mod.kind == "extension" and mod.path is not None:
             dest = place.guest(mod.path)
             root.add_file(str(dest), mod.path, 0o555)
@@ -250,7 +273,8 @@ def build_python(
     say = step or (lambda _msg: None)
     build_time()  # a malformed SOURCE_DATE_EPOCH fails before any work (mkfs.erofs reads it too)
     ref = Ref.parse(tag) if tag else Ref(app.name)
-    say(f"analyzing {app.entry_path.name}")
+    for line in app.describe():
+        say(line)
     analysis = analyze_python(app, say)
     interp, graph, needs, place = analysis.interp, analysis.graph, analysis.needs, analysis.place
     rules = policy(app.config.seccomp.allow)
@@ -297,8 +321,8 @@ def finish(
 ) -> BuildResult:
     """Seal what a builder laid out: volumes, /kiln/config, EROFS, dm-verity, then the store."""
     root, entry, closure = contents.root, contents.entry, contents.closure
-    for volume in entry.volumes:
-        root.mkdir(volume)
+    for directory in (*entry.volumes, *(w.path for w in entry.writable)):
+        root.mkdir(directory)  # the mount points
     root.add_bytes(CONFIG_PATH, config_lines(entry, ref.name.rsplit("/", 1)[-1], rules))
     files = root.files()
     say(f"packing {len(files)} files")

@@ -125,6 +125,7 @@ def build_native(
         write_etc(root, app.name, cfg.users)
         entry = Entry(
             argv=(exe, *cfg.args),
+            args_from=1,
             env=dict(cfg.env),
             workdir="/",
             ports=cfg.ports,

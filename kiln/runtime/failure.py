@@ -1,6 +1,6 @@
 """Why a run ended, in one line, and the evidence kept: the crash report of an instance.
 
-Guest init says why the app ended when it knows (kiln/guest/init.c, explain_end): "kiln-init: the
+Guest init says why the app ended when it knows (kiln/guest/init/stats.c, explain_end): "kiln-init: the
 app ran out of memory: 48 MiB guest, the app used 41 MiB at its peak; try --memory 96M", or "...
 killed by signal N". The kernel says when it panics; a panic right after the OOM killer killed the
 app (kiln.targets.console.OOM_PANIC) is the app's out-of-memory end, told in init's words from the
@@ -25,7 +25,7 @@ REPORT = "crash.json"
 _OOM_KILL = re.compile(OOM_KILL_RECORD)
 CONSOLE_LINES = 50
 _INIT = "kiln-init: "
-INIT_OOM = _INIT + "the app ran out of memory"  # init's out-of-memory line (kiln/guest/init.c, explain_end)
+INIT_OOM = _INIT + "the app ran out of memory"  # init's out-of-memory line (kiln/guest/init/stats.c, explain_end)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Failure:
 
 
 def out_of_memory(memory_mib: int | None, peak_mib: int) -> str:
-    """The out-of-memory line, as guest init words it (kiln/guest/init.c, explain_end)."""
+    """The out-of-memory line, as guest init words it (kiln/guest/init/stats.c, explain_end)."""
     if memory_mib:
         return (
             f"the app ran out of memory: {memory_mib} MiB guest, the app used {peak_mib} MiB at its peak; "

@@ -1,5 +1,5 @@
 """Live figures from inside an instance (`kiln top`): asked of guest init over the control channel
-on the qemu target (init reads /proc and /proc/APP, kiln/guest/init.c `stats`), read from the
+on the qemu target (init reads /proc and /proc/APP, kiln/guest/init/stats.c `stats`), read from the
 app's own /proc entries on the unix target (the sandbox shares the host's kernel).
 
 The one exception is a Python app's gc figures, which only the interpreter knows: kiln's start-up

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -11,21 +12,25 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from kiln.errors import KilnError, TargetError, UsageError
+from kiln.manifest import volume_tag
 from kiln.runtime.instance import (
+    NAME_RE,
     Instance,
     InstanceConfig,
     InstanceState,
     RestartPolicy,
     alive,
     create,
+    instances_dir,
     now,
     proc_start_time,
 )
 from kiln.store import Store
 from kiln.targets import target as target_class
-from kiln.targets.base import RunConfig
+from kiln.targets.base import RunConfig, VolumeMap
 from kiln.targets.ports import check_free
 
 START_TIMEOUT = 120.0
@@ -65,6 +70,9 @@ def run_detached(
     plan = target_class(target)(store).plan(img, run)  # every error a run would meet, before anything is created
     check_free(run.ports)
     name = name or f"{img.ref.name.rsplit('/', 1)[-1]}-{secrets.token_hex(3)}"
+    if not NAME_RE.match(name):
+        raise UsageError(f"invalid instance name {name!r} (letters, digits, . _ -; at most 64)")
+    run = anonymous_volumes(run, img.manifest.entry.volumes, instances_dir() / name)
     inst = create(
         InstanceConfig(
             name=name, image=str(img.ref), digest=img.digest, target=target, run=run, restart=restart, created=now()
@@ -73,6 +81,20 @@ def run_detached(
     _spawn_supervisor(inst)
     _wait_started(inst)
     return inst, plan.notes
+
+
+def anonymous_volumes(run: RunConfig, declared: tuple[str, ...], directory: Path) -> RunConfig:
+    """Every declared volume no -v names gets a directory of the instance's own, as Docker gives a container
+    an anonymous volume: its data lives across `kiln stop` and `kiln start`, and `kiln rm` removes it."""
+    given = {v.guest for v in run.volumes}
+    made = []
+    for i, guest in enumerate(declared):
+        if guest in given:
+            continue
+        host = directory / "volumes" / volume_tag(i)
+        host.mkdir(parents=True, exist_ok=True)
+        made.append(VolumeMap(host=host, guest=guest))
+    return dataclasses.replace(run, volumes=(*run.volumes, *made)) if made else run
 
 
 def start(inst: Instance) -> None:

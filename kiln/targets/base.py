@@ -75,6 +75,8 @@ class RunConfig:
     snapshot: SnapshotUse = "auto"
     # added to the app's environment by init (kiln run -e, compose's environment, kiln build --check)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # the app's arguments instead of the image's (kiln run IMAGE ARGS; Entry.argv_with)
+    args: tuple[str, ...] | None = None
     lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
@@ -93,7 +95,12 @@ class RunConfig:
             return None if data.get(key) is None else Path(data[key])
 
         return cls(
-            **{k: v for k, v in data.items() if k not in ("ports", "volumes", "qmp_socket", "control_socket", "lan")},
+            **{
+                k: v
+                for k, v in data.items()
+                if k not in ("ports", "volumes", "qmp_socket", "control_socket", "lan", "args")
+            },
+            args=None if data.get("args") is None else tuple(data["args"]),
             lan=None if data.get("lan") is None else Lan.from_dict(data["lan"]),
             ports=tuple(PortMap.from_dict(p) for p in data.get("ports", ())),
             volumes=tuple(VolumeMap.from_dict(v) for v in data.get("volumes", ())),

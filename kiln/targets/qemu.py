@@ -79,6 +79,7 @@ class QemuTarget:
             verity_table=dm_table(m.rootfs.verity),
             volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
             env=tuple(sorted(cfg.extra_env.items())),
+            argv=None if cfg.args is None else m.entry.argv_with(cfg.args),
             lan=cfg.lan,
             gdb_port=cfg.gdb_port,
             gdb_wait=cfg.gdb_wait,
@@ -100,9 +101,12 @@ class QemuTarget:
             forwards=list(cfg.ports),
             memory_mib=spec.memory_mib,
         )
-        if (cfg.extra_env or cfg.lan or cfg.gdb_port) and cfg.snapshot == "require":
-            raise UsageError("-e, --gdb and compose networks boot cold: a snapshot's app started without them")
-        if cfg.snapshot == "never" or cfg.extra_env or cfg.lan or cfg.gdb_port:
+        cold = cfg.extra_env or cfg.lan or cfg.gdb_port or cfg.args is not None
+        if cold and cfg.snapshot == "require":
+            raise UsageError(
+                "-e, arguments, --gdb and compose networks boot cold: a snapshot's app started without them"
+            )
+        if cfg.snapshot == "never" or cold:
             return plan
         from kiln.snapshot import match  # only a run that may restore needs it
 

@@ -25,10 +25,12 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kiln.errors import UsageError
 from kiln.targets.base import Lan
 from kiln.targets.portmap import PortMap
 
 GUEST_IP = "10.0.2.15/24"
+CMDLINE_MAX = 2048  # COMMAND_LINE_SIZE on x86
 GATEWAY = "10.0.2.2"
 DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 CONTROL_UART = "isa-serial,chardev=control,iobase=0x2f8,irq=3"  # ttyS1 in the guest
@@ -77,6 +79,7 @@ class VmSpec:
     ram_shared: bool = False  # True: writes go to ram_file (making a snapshot); False: copy-on-write
     incoming: bool = False  # restore: wait for the saved state (QMP migrate-incoming, see kiln.snapshot)
     env: tuple[tuple[str, str], ...] = ()  # KEY=VALUE for the app, over the image's (kiln.env)
+    argv: tuple[str, ...] | None = None  # the app's argv instead of the image's (kiln.argv)
     guest_ip: str = GUEST_IP  # eth0's address and gateway: QEMU's user network (KubeVirt's pod network differs)
     gateway: str = GATEWAY
     lan: Lan | None = None  # a second NIC on a private segment (compose)
@@ -132,7 +135,15 @@ def kernel_cmdline(spec: VmSpec) -> str:
             params.append("kiln.hosts=" + hex_lines([f"{ip}\t{name}" for name, ip in spec.lan.hosts]))
     if spec.env:
         params.append("kiln.env=" + hex_lines([f"{key}={value}" for key, value in spec.env]))
-    return " ".join(params + list(spec.cmdline))
+    if spec.argv is not None:
+        params.append("kiln.argv=" + hex_lines(list(spec.argv)))
+    line = " ".join(params + list(spec.cmdline))
+    if len(line) >= CMDLINE_MAX:
+        raise UsageError(
+            f"the guest's kernel command line would be {len(line)} bytes, over Linux's {CMDLINE_MAX - 1}: "
+            "fewer or shorter -e variables or arguments"
+        )
+    return line
 
 
 def accel_option(accel: str, restored: bool = False) -> str:

@@ -46,6 +46,9 @@ class UnixTarget:
                 argv += ["--volume", f"{host}={guest}"]
         for key, value in sorted(cfg.extra_env.items()):
             argv += ["--env", f"{key}={value}"]
+        if cfg.args is not None:
+            for word in image.manifest.entry.argv_with(cfg.args):
+                argv += ["--arg", word]
         notes = []
         if cfg.memory_mib:
             notes.append("--memory is not enforced on the unix target")
