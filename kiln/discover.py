@@ -64,9 +64,9 @@ def dockerfile(path: Path) -> Found | None:
         return None
     parts = [p for p, v in (("ENTRYPOINT", parsed.stage.entrypoint), ("CMD", parsed.stage.cmd)) if v]
     notes = []
-    if parsed.stage.base.startswith(("python:", "docker.io/library/python:")):
+    if parsed.stage.image.startswith(("python:", "docker.io/library/python:")):
         notes.append(
-            f"its base image {parsed.stage.base} is not used: the image embeds the interpreter kiln builds with"
+            f"its base image {parsed.stage.image} is not used: the image embeds the interpreter kiln builds with"
         )
     return Found(
         tuple(words),

@@ -30,7 +30,8 @@ from kiln.errors import AppError
 @dataclass
 class Stage:
     name: str | None
-    base: str
+    base: str  # what its FROM names: an image, or an earlier stage
+    image: str = ""  # the image at the root of its FROM chain
     env: dict[str, str] = field(default_factory=dict)
     args: dict[str, str] = field(default_factory=dict)  # ARG defaults declared in the stage
     workdir: str | None = None
@@ -126,7 +127,7 @@ def read(path: Path, target: str | None = None) -> Dockerfile:
             base = shell_form.expand(words[0], args, where) if words else ""
             name = words[2] if len(words) >= 3 and words[1].lower() == "as" else None
             parent = next((s for s in stages if s.name and s.name == base), None)
-            stage = Stage(name, base, line=item["startline"] + 1)
+            stage = Stage(name, base, image=parent.image if parent else base, line=item["startline"] + 1)
             if parent is not None:
                 for attr in ("env", "expose", "volumes"):
                     setattr(stage, attr, type(getattr(parent, attr))(getattr(parent, attr)))

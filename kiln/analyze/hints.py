@@ -56,6 +56,8 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
     "gunicorn.config": ("gunicorn.workers.sync", "gunicorn.workers.gthread", "gunicorn.glogging"),
     "hypercorn.run": ("hypercorn.asyncio.run",),
     "django.core.management": ("django.core.management.commands",),
+    # a database backend's `compiler_module`, imported by that name when the ORM compiles a query
+    "django.db.backends.base.operations": ("django.db.models.sql.compiler",),
     # the template engine's `default_builtins`, loaded by name
     "django.template.engine": (
         "django.template.defaulttags",

@@ -300,7 +300,8 @@ def build_python(
         )
         source = app.entry_path.name if app.single_file else app.root.name
         inputs = build_inputs(app, source, _sources_digest(app, graph, app_files))
-        memory = memory_for(app.config.memory, kernel, root)
+        forks = graph.launch.forks if graph.launch else None
+        memory = memory_for(app.config.memory, kernel, root, forks.processes if forks else 1)
         contents = Contents(root, _entry(app, graph, interp, place, memory), closure, python, inputs)
         return dataclasses.replace(finish(store, ref, contents, needs, rules, kernel, say), analysis=analysis)
 

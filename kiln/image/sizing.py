@@ -14,6 +14,11 @@ nothing, since QEMU allocates it as the guest first writes it):
   once imported, and the .pyc's own pages are not needed after (hello-http: 7.8 MiB anonymous
   with 3.0 MiB of bytecode; the Compose tutorial app: 26.3 MiB with 10.0 MiB);
 - SLACK_MIB for the kernel's slab, stacks and what it keeps free;
+- for a server that forks workers (gunicorn: a master and N workers; kiln.analyze.servers), each
+  process beyond the first its own heap again, twice the bytecode and WORKER_MIB: a worker loads
+  the app itself and writes to every object it touches (reference counts), so little stays shared
+  (gunicorn -w 2 with Flask: each worker 21 MiB anonymous with 9.6 MiB of bytecode; one was killed
+  for want of memory at the single-process default of 64 MiB);
 rounded up to STEP_MIB, and never below FLOOR_MIB, the default every example was measured at.
 
 What it gives, against the lowest RAM that serves (TCG, 2026-11-30): hello-http 48 MiB (serves
@@ -38,6 +43,7 @@ MIB = 1 << 20
 FLOOR_MIB = 48
 SLACK_MIB = 8
 STEP_MIB = 8
+WORKER_MIB = 4
 
 
 class RootBytes(NamedTuple):
@@ -45,9 +51,10 @@ class RootBytes(NamedTuple):
     bytecode: int  # of which .pyc
 
 
-def default_memory_mib(kernel_bytes: int, root: RootBytes) -> int:
-    """The guest RAM, in MiB, for a kernel of kernel_bytes and a root holding `root`."""
-    need = -(-(kernel_bytes + root.files + 2 * root.bytecode) // MIB) + SLACK_MIB
+def default_memory_mib(kernel_bytes: int, root: RootBytes, processes: int = 1) -> int:
+    """The guest RAM, in MiB, for a kernel of kernel_bytes and a root holding `root`, run as `processes`."""
+    heap = 2 * root.bytecode
+    need = -(-(kernel_bytes + root.files + heap * processes) // MIB) + SLACK_MIB + WORKER_MIB * (processes - 1)
     return max(FLOOR_MIB, -(-need // STEP_MIB) * STEP_MIB)
 
 
@@ -63,6 +70,8 @@ def root_bytes(tree: Path) -> RootBytes:
     return RootBytes(files, bytecode)
 
 
-def memory_for(configured: int | None, kernel: Kernel, root: RootFS) -> int:
+def memory_for(configured: int | None, kernel: Kernel, root: RootFS, processes: int = 1) -> int:
     """The config's memory if it names one, else the default sized from the kernel and the laid-out root."""
-    return configured if configured is not None else default_memory_mib(kernel.vmlinux_size, root_bytes(root.root))
+    if configured is not None:
+        return configured
+    return default_memory_mib(kernel.vmlinux_size, root_bytes(root.root), processes)

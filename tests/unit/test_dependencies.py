@@ -290,7 +290,9 @@ def test_a_plain_python_project_needs_no_kiln_toml(tmp_path: Path) -> None:
     app = load_app(project)
     assert (app.config.entry, app.name, app.config_file, app.single_file) == ("main.py", "my-shop", None, False)
     write(tmp_path / "empty", {"notes.txt": ""})
-    with pytest.raises(AppError, match=r"no kiln.toml, no \[tool.kiln\] in pyproject.toml, no Procfile, .*none of app.py"):
+    with pytest.raises(
+        AppError, match=r"no kiln.toml, no \[tool.kiln\] in pyproject.toml, no Procfile, .*none of app.py"
+    ):
         load_app(tmp_path / "empty")
 
 
