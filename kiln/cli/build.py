@@ -27,6 +27,7 @@ Examples:
   kiln build --check examples/flask-app    # run it once: what it imported, what the image lacks
   kiln build --exe /usr/bin/memcached --name memcached -p 11211 -- -u root -m 64 -p 11211
   kiln build --deb redis-server --name redis -p 6379 -- --port 6379 --protected-mode no --save ''
+  kiln build --deb lighttpd                 # as its systemd unit runs it: ExecStart, User=, its directories
 """
 
 
@@ -70,8 +71,9 @@ def build(
     The kernel is specialized for the app; if the one it needs is not cached yet,
     it is built first (minutes, with progress)."""
     if exe or deb:
-        try:
-            config = NativeConfig(exe=exe, deb=deb, name=name, args=args, ports=ports, files=files, users=users)
+        given = {"exe": exe, "name": name, "args": args, "ports": ports, "files": files, "users": users}
+        try:  # only what was given: a Debian package's unit says the rest
+            config = NativeConfig(deb=deb, **{k: v for k, v in given.items() if v})
         except ValidationError as err:
             raise UsageError(f"--exe: {err.errors()[0]['msg']}") from None
         app = App(root=Path.cwd(), config=config, config_file=None)

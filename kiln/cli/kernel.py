@@ -62,7 +62,7 @@ def features_for_app(app: Path) -> tuple[str, ...]:
 
     loaded = load_app(app)
     if loaded.native:
-        return analyze_native(loaded)[4].features
+        return analyze_native(loaded).needs.features
     # Installing the app's dependencies may come first: show pip's progress as `kiln build` does.
     analysis = analyze_python(loaded, lambda msg: err_console.print(f"==> {msg}", markup=False, highlight=False))
     return analysis.needs.features

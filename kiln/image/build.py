@@ -91,7 +91,9 @@ def config_lines(entry: Entry, hostname: str, rules: Policy) -> bytes:
         lines.append("caps " + " ".join(entry.keep_caps))
     for w in entry.writable:
         lines.append(
-            f"tmpfs {w.path} {w.uid} {w.gid} {w.mode:o}" if w.kind == "tmpfs" else f"owner {w.path} {w.uid} {w.gid}"
+            f"tmpfs {w.path} {w.uid} {w.gid} {w.mode:o}"
+            if w.kind == "tmpfs"
+            else f"owner {w.path} {w.uid} {w.gid} {w.mode:o}"
         )
     lines += rules.config_lines()
     return ("\n".join(lines) + "\n").encode()

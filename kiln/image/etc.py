@@ -36,8 +36,12 @@ def accounts(users: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return passwd, [f"{name}:x:{gid}:" for gid, name in sorted(groups.items())]
 
 
-def write_etc(root: RootFS, hostname: str, users: tuple[str, ...]) -> None:
-    passwd, group = accounts(users)
+def write_etc(
+    root: RootFS, hostname: str, users: tuple[str, ...], lines: tuple[list[str], list[str]] | None = None
+) -> None:
+    """passwd and group (`lines`, a Debian service's accounts from kiln.debs.accounts; else root and
+    `users` with the host's ids), nsswitch.conf and hosts."""
+    passwd, group = lines or accounts(users)
     root.add_bytes("/etc/passwd", ("\n".join(passwd) + "\n").encode())
     root.add_bytes("/etc/group", ("\n".join(group) + "\n").encode())
     root.add_bytes("/etc/nsswitch.conf", b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n")

@@ -8,14 +8,18 @@ the files the config keeps, a generated /etc, and guest init.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from kiln.analyze import elf
 from kiln.analyze.native import native_needs
 from kiln.analyze.needs import Needs
 from kiln.config import App, NativeConfig
-from kiln.debs import Unpacked, default_exe, fetch
+from kiln.debs import Unpacked, fetch
+from kiln.debs.hints import HINTS
+from kiln.debs.service import Service, describe
 from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.image.build import (
@@ -74,28 +78,64 @@ def _files(root: RootFS, names: tuple[str, ...], base: Path, sysroot: Path) -> N
             root.add_host_tree(Path(name), where)
 
 
-def analyze_native(app: App) -> tuple[str, list[str], Path, elf.Closure, Needs, Path, Unpacked | None]:
-    """(program, dlopen'd libraries, guest init, their ELF closure, kernel needs, sysroot, package)."""
+@dataclass
+class NativeAnalysis:
+    exe: str  # the program, as the loader sees it
+    extra: list[str]  # libraries it loads with dlopen
+    init: Path
+    closure: elf.Closure
+    needs: Needs
+    sysroot: Path
+    unpacked: Unpacked | None = None
+    service: Service | None = None  # a Debian package's service, as its unit and files say it runs
+
+
+def analyze_native(app: App) -> NativeAnalysis:
+    """The program, its ELF closure and kernel needs; for a Debian package, how its service runs."""
     cfg = app.config
     assert isinstance(cfg, NativeConfig)
     init = init_binary()
     if cfg.deb:
-        unpacked = fetch(cfg.deb)
+        hint = HINTS.get(cfg.deb)
+        unpacked = fetch(cfg.deb, extra=hint.flatten.extra if hint and hint.flatten else ())
         sysroot = unpacked.root
+        service = describe(unpacked, cfg)
         # guest init joins the program in the unpacked tree, so both load the package's C library
         (sysroot / "kiln").mkdir(exist_ok=True)
         shutil.copyfile(init, sysroot / "kiln" / "init")
-        exe = resolve_exe(cfg.exe or default_exe(unpacked), app.root, sysroot)
-        extra = [resolve_exe(lib, app.root, sysroot) for lib in cfg.libraries]
+        exe = resolve_exe(service.argv[0], app.root, sysroot)
+        extra = [resolve_exe(lib, app.root, sysroot) for lib in (*cfg.libraries, *service.libraries)]
         closure = elf.closure([Path(exe), Path(INIT_PATH), *map(Path, extra)], sysroot=sysroot)
+        cfg = cfg.model_copy(update={"ports": service.ports, "volumes": (*cfg.volumes, *service.volumes)})
     else:
-        unpacked, sysroot = None, Path("/")
+        unpacked, sysroot, service = None, Path("/"), None
         exe = resolve_exe(cfg.exe or "", app.root)
         extra = [resolve_exe(lib, app.root) for lib in cfg.libraries]
         closure = elf.closure([Path(exe), init, *map(Path, extra)])
     elfs = [elf.resolve_in(sysroot, p) for p in (exe, *extra)] + [closure.files[p] for p in closure.libraries]
     needs = native_needs(cfg, [p for p in elfs if p is not None])
-    return exe, extra, init, closure, needs, sysroot, unpacked
+    return NativeAnalysis(exe, extra, init, closure, needs, sysroot, unpacked, service)
+
+
+def _service_files(root: RootFS, service: Service, sysroot: Path) -> None:
+    """What a Debian service reads besides its ELF closure: conffiles, its private data, generated files."""
+    for path in service.keep:
+        host = sysroot / path.lstrip("/")
+        if host.is_dir() and not host.is_symlink():
+            root.mkdir(path)
+        elif host.is_symlink() or host.is_file():
+            root.add_host_path(path, sysroot)
+    for path, data in service.generated.items():
+        dest = root.host(path)
+        if dest.exists() or dest.is_symlink():
+            dest.unlink()
+        root.add_bytes(path, data)
+    for link, target in service.links.items():
+        dest = root.host(link)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.is_symlink():
+            dest.symlink_to(target)
+        root.add_host_path(str(PurePosixPath(link).parent / target), sysroot)
 
 
 def build_native(
@@ -112,7 +152,21 @@ def build_native(
     assert isinstance(cfg, NativeConfig)
     ref = Ref.parse(tag) if tag else Ref(app.name)
     say(f"analyzing {cfg.deb or cfg.exe}")
-    exe, extra, init, closure, needs, sysroot, unpacked = analyze_native(app)
+    found = analyze_native(app)
+    exe, extra, init, closure, needs, sysroot, unpacked = (
+        found.exe, found.extra, found.init, found.closure, found.needs, found.sysroot, found.unpacked
+    )  # fmt: skip
+    service = found.service
+    if service is not None:
+        say(f"command: {shlex.join(service.argv)} (from {service.command_from})")
+        if service.ports:
+            say(
+                f"ports: {', '.join(map(str, service.ports))} (from {'the config' if cfg.ports else 'kiln.debs.hints'})"
+            )
+        if service.user:
+            say(f"user: {service.user.name} ({service.user.uid}:{service.user.gid}, from {service.unit} User=)")
+        for note in service.notes:
+            say(f"note: {note}")
     rules = policy(cfg.seccomp.allow)
     kernel = kernel_for(needs.features, build_kernel, kernel_progress)
     with store.staging() as scratch:
@@ -122,16 +176,24 @@ def build_native(
         for path in [exe, *extra, *closure.libraries]:
             root.add_host_path(path, sysroot)
         _files(root, cfg.files, app.root, sysroot)
-        write_etc(root, app.name, cfg.users)
+        if service is not None:
+            _service_files(root, service, sysroot)
+        write_etc(
+            root, app.name, cfg.users, (service.accounts.passwd(), service.accounts.group_lines()) if service else None
+        )
         entry = Entry(
-            argv=(exe, *cfg.args),
+            argv=tuple(service.argv) if service else (exe, *cfg.args),
             args_from=1,
-            env=dict(cfg.env),
-            workdir="/",
-            ports=cfg.ports,
-            volumes=cfg.volumes,
+            env=service.env if service else dict(cfg.env),
+            workdir=service.workdir if service else "/",
+            ports=service.ports if service else cfg.ports,
+            volumes=(*cfg.volumes, *service.volumes) if service else cfg.volumes,
             memory_mib=memory_for(cfg.memory, kernel, root),
             ready=cfg.ready,
+            user=service.user if service else None,
+            writable=tuple(service.writable) if service else (),
+            keep_caps=service.keep_caps if service else (),  # type: ignore[arg-type]
+            stop_signal=service.stop_signal if service else None,
         )
         program = elf.resolve_in(sysroot, exe)
         assert program is not None

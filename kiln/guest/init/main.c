@@ -103,7 +103,7 @@ void load_config(const char *path) {
                 ntmpfs++;
         } else if (!strcmp(line, "owner") && nowners < 16) {
             struct writable *w = &owners[nowners];
-            if (sscanf(value, "%255s %u %u", w->path, &w->uid, &w->gid) == 3)
+            if (sscanf(value, "%255s %u %u %o", w->path, &w->uid, &w->gid, &w->mode) == 4)
                 nowners++;
         } else if (!strcmp(line, "seccomp") && nrules < 64) {
             char action[32];

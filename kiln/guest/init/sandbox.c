@@ -47,6 +47,9 @@ void enter_sandbox(const char *root) {
          "make the root read-only");
     must(chdir(root) == 0, "enter the root");
     mount_fs("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    /* the host's sysctls stay the host's: /proc/sys read-only, as container runtimes mount it */
+    mount_fs("proc/sys", "proc/sys", NULL, MS_BIND, NULL);
+    mount_fs(NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     mount_fs("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m");
     mount_fs("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
     for (i = 0; devs[i]; i++)

@@ -1,9 +1,11 @@
 """Debian packages as build input: fetch a package and the libraries it depends
 on into a private directory, and unpack them there. Nothing is installed on
-the build host: `apt-get download` and `dpkg-deb -x` only.
+the build host: `apt-get download` and `dpkg-deb -x` only; no maintainer
+script runs (kiln.debs.accounts reads them).
 
-    $KILN_HOME/cache/debs/<package>-<key>/debs/   the .deb files
-    $KILN_HOME/cache/debs/<package>-<key>/root/   their contents, unpacked
+    $KILN_HOME/cache/debs/<package>-<key>/debs/             the .deb files
+    $KILN_HOME/cache/debs/<package>-<key>/root/             their contents, unpacked
+    $KILN_HOME/cache/debs/<package>-<key>/control/<name>/   each package's control files (conffiles, postinst)
     $KILN_HOME/cache/debs/<package>-<key>/meta.json
 
 Which packages: the package and its whole dependency closure, as apt resolves
@@ -17,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln import _proc, atomic
@@ -33,10 +36,27 @@ class Unpacked:
     packages: tuple[str, ...]
     installed_kib: int  # Installed-Size of every fetched package, as Debian counts it
     main_files: tuple[str, ...]  # the paths the package itself ships
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # every fetched package's files and links
+    dirs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # and its directories
+
+    def control(self, package: str | None = None) -> Path:
+        """A package's control files (DEBIAN/: conffiles, postinst, ...), the main package's by default."""
+        return self.root.parent / "control" / (package or self.package)
+
+
+CACHE_FORMAT = "2"  # 2: control files, every package's files and directories
 
 
 def _apt_cache(*args: str) -> str:
-    proc = subprocess.run([_proc.require("apt-cache"), *args], capture_output=True, text=True, check=False)
+    # as if nothing were installed, as the download resolves it: an installed version from another
+    # repository (nodesource's nodejs on a Debian host) is not what apt-get fetches with an empty status
+    with tempfile.NamedTemporaryFile() as status:
+        proc = subprocess.run(
+            [_proc.require("apt-cache"), f"-o=Dir::State::status={status.name}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     return proc.stdout if proc.returncode == 0 else ""
 
 
@@ -49,14 +69,17 @@ def candidate(package: str) -> str:
     raise AppError(f"no such Debian package: {package} (apt-cache knows no candidate; try apt-get update)")
 
 
-def fetch(package: str) -> Unpacked:
-    """The package and its libraries, downloaded and unpacked (cached)."""
+def fetch(package: str, extra: tuple[str, ...] = ()) -> Unpacked:
+    """The package and its libraries, downloaded and unpacked (cached); `extra` packages join the same tree
+    (what a build-time step needs there, such as the shell lighttpd's include_shell runs)."""
     version = candidate(package)
-    key = hashlib.sha256(f"{package}={version}".encode()).hexdigest()[:12]
+    wanted = [f"{p}={candidate(p)}" for p in extra]
+    key = hashlib.sha256(" ".join([CACHE_FORMAT, f"{package}={version}", *wanted]).encode()).hexdigest()[:12]
     final = home_dir("cache", "debs") / f"{package}-{key}"
     if not (final / "meta.json").is_file():
         with atomic.staging_dir(final) as tmp:
             (tmp / "debs" / "partial").mkdir(parents=True)
+            (tmp / "control").mkdir()
             (tmp / "status").touch()  # as if nothing were installed: apt resolves every dependency
             try:
                 _proc.run(
@@ -70,22 +93,26 @@ def fetch(package: str) -> Unpacked:
                         f"-o=Dir::State::status={tmp / 'status'}",
                         f"-o=Dir::Cache::archives={tmp / 'debs'}",
                         "-o=Debug::NoLocking=1",
-                        package,
+                        f"{package}={version}",
+                        *wanted,
                     ],
                     what=f"downloading {package}",
                 )
             except KilnError as err:
                 raise AppError(f"cannot fetch Debian package {package}: {err}") from None
             names = sorted(d.name.split("_", 1)[0] for d in (tmp / "debs").glob("*.deb"))
-            installed, main_files = 0, []
+            installed, main_files, files, dirs = 0, [], {}, {}
             for deb in sorted((tmp / "debs").glob("*.deb")):
                 _proc.run(["dpkg-deb", "-x", deb, tmp / "root"], what=f"unpacking {deb.name}")
                 fields = _proc.run(["dpkg-deb", "-f", deb, "Package", "Installed-Size"], what="reading a .deb")
                 meta = dict(ln.split(": ", 1) for ln in fields.stdout.decode().splitlines() if ": " in ln)
                 installed += int(meta.get("Installed-Size", "0") or 0)
-                if meta.get("Package") == package:
-                    listing = _proc.run(["dpkg-deb", "--fsys-tarfile", deb], what="listing a .deb").stdout
-                    main_files = _tar_names(listing)
+                name = meta.get("Package", deb.name.split("_", 1)[0])
+                _proc.run(["dpkg-deb", "-e", deb, tmp / "control" / name], what=f"reading {deb.name}'s control files")
+                listing = _proc.run(["dpkg-deb", "--fsys-tarfile", deb], what="listing a .deb").stdout
+                files[name], dirs[name] = _tar_names(listing)
+                if name == package:
+                    main_files = files[name]
             (tmp / "meta.json").write_text(
                 json.dumps(
                     {
@@ -94,22 +121,35 @@ def fetch(package: str) -> Unpacked:
                         "packages": names,
                         "installed_kib": installed,
                         "main_files": main_files,
+                        "files": files,
+                        "dirs": dirs,
                     },
                     indent=2,
                 )
             )
     meta = json.loads((final / "meta.json").read_text())
     return Unpacked(
-        package, version, final / "root", tuple(meta["packages"]), int(meta["installed_kib"]), tuple(meta["main_files"])
+        package,
+        version,
+        final / "root",
+        tuple(meta["packages"]),
+        int(meta["installed_kib"]),
+        tuple(meta["main_files"]),
+        {name: tuple(paths) for name, paths in meta["files"].items()},
+        {name: tuple(paths) for name, paths in meta["dirs"].items()},
     )
 
 
-def _tar_names(tar: bytes) -> list[str]:
+def _tar_names(tar: bytes) -> tuple[list[str], list[str]]:
+    """(files and links, directories) of a package's data archive, as absolute paths."""
     import io
     import tarfile
 
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        return sorted("/" + m.name.lstrip("./") for m in t.getmembers() if not m.isdir())
+        members = t.getmembers()
+    files = sorted("/" + m.name.lstrip("./") for m in members if not m.isdir())
+    dirs = sorted("/" + m.name.lstrip("./").rstrip("/") for m in members if m.isdir() and m.name.strip("./"))
+    return files, dirs
 
 
 def default_exe(unpacked: Unpacked) -> str:

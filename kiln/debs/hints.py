@@ -1,0 +1,88 @@
+"""What kiln knows about particular Debian packages' services that their units do not say.
+
+A unit says how systemd starts a service on a full system; a few services
+also count on what a full system has (a shell for their config, a package's
+postinst having run, a listener on loopback being reachable). Each entry
+here says what the package needs in a unikernel, and why; the build prints
+the why. When a package is not here, its unit alone decides.
+
+- `ports`: what the service listens on with the package's own config.
+- `users`: the accounts its config switches to (lighttpd's server.username).
+- `foreground`: arguments that keep a `Type=forking` daemon in the
+  foreground, from the daemon's own documentation.
+- `files`: files written into the image beside the package's (drop-in
+  configuration its config includes).
+- `links` and `copies`: what the package's postinst does on a fresh
+  install (enable a conf, copy a placeholder page).
+- `flatten`: a build-time run of the daemon itself, in the sandbox
+  (kiln.sandbox) over the package tree, whose output replaces a config file
+  that a unikernel could not read (lighttpd's `include_shell` runs
+  programs through /bin/sh); `extra` names the packages that run needs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def _lighttpd_flat(printed: str) -> str:
+    """`lighttpd -p` prints the parsed config inside `config { ... }`, with the variables it set itself; and
+    the [::] listener that use-ipv6.pl adds when the build host has IPv6 goes (kiln's kernels have IPv4)."""
+    text = re.sub(r'\n\s*\$SERVER\["socket"\] == "\[::\]:\d+" \{[^{}]*\}[^\n]*', "", printed.rstrip())
+    lines = text.splitlines()
+    if lines and lines[0].strip() == "config {" and lines[-1].strip() == "}":
+        lines = lines[1:-1]
+    return "".join(f"{ln}\n" for ln in lines if not ln.strip().startswith(("var.CWD", "var.PID")))
+
+
+@dataclass(frozen=True)
+class Flatten:
+    argv: tuple[str, ...]
+    output: str  # the file in the image its output replaces
+    transform: Callable[[str], str]
+    extra: tuple[str, ...]  # packages the build-time run needs in the tree
+    why: str
+
+
+@dataclass(frozen=True)
+class PackageHint:
+    ports: tuple[int, ...] = ()
+    users: tuple[str, ...] = ()
+    foreground: tuple[str, ...] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    copies: dict[str, str] = field(default_factory=dict)  # path in the image -> path in the package tree
+    flatten: Flatten | None = None
+    why: tuple[str, ...] = ()
+
+
+HINTS: dict[str, PackageHint] = {
+    "mosquitto": PackageHint(
+        ports=(1883,),
+        files={"/etc/mosquitto/conf.d/kiln.conf": "listener 1883\nallow_anonymous true\n"},
+        why=(
+            "mosquitto: /etc/mosquitto/conf.d/kiln.conf listens on 1883 on every address, anonymous as in its "
+            "own default (Debian's config names no listener, and mosquitto then listens on loopback only, "
+            "which no published port reaches)",
+        ),
+    ),
+    "lighttpd": PackageHint(
+        ports=(80,),
+        users=("www-data",),
+        links={"/etc/lighttpd/conf-enabled/99-unconfigured.conf": "../conf-available/99-unconfigured.conf"},
+        copies={"/var/www/html/index.lighttpd.html": "/usr/share/lighttpd/index.html"},
+        flatten=Flatten(
+            argv=("/usr/sbin/lighttpd", "-p", "-f", "/etc/lighttpd/lighttpd.conf"),
+            output="/etc/lighttpd/lighttpd.conf",
+            transform=_lighttpd_flat,
+            extra=("perl-base", "dash"),
+            why="its config runs include_shell scripts through /bin/sh, so lighttpd -p printed it at build time",
+        ),
+        why=("lighttpd: its placeholder page enabled, as its postinst does on a fresh install",),
+    ),
+    "nginx": PackageHint(ports=(80,), foreground=("-g", "daemon off; master_process off;")),
+    "memcached": PackageHint(ports=(11211,)),
+    "redis-server": PackageHint(ports=(6379,)),
+}

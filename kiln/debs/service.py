@@ -1,0 +1,273 @@
+"""A Debian package's service, as its own files say it runs: what the native build needs from them.
+
+`describe(unpacked, config)` reads the package's systemd unit (kiln.debs.unit),
+the accounts its maintainer scripts and sysusers.d files make
+(kiln.debs.accounts), its conffiles and its private directories, and kiln's
+knowledge of the package (kiln.debs.hints), into a `Service`:
+
+- the command: the unit's ExecStart (a `Type=forking` daemon with the
+  foreground arguments its documentation gives), unless `exe`, `args` or
+  arguments after `--` say otherwise; a unit whose ExecStart runs a script
+  is refused, since a unikernel runs no interpreter it was not built around;
+- the account: the unit's User= and Group=, in a generated /etc/passwd with
+  the accounts the package makes; a service that starts as root and switches
+  to its own account itself keeps setuid/setgid in the unix sandbox;
+- what it writes: /run, the unit's RuntimeDirectory/LogsDirectory/
+  CacheDirectory and what ExecStartPre= makes, and the directories the package
+  ships under /var/log and /var/cache, as tmpfs owned by the service's
+  account; StateDirectory= and the package's /var/lib directories as declared
+  volumes given to that account;
+- what it reads: the package's conffiles, and what it ships under
+  /usr/share/NAME and /usr/lib/NAME (plugins, a runtime's data), with the
+  ELF closure of any shared objects there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from kiln import sandbox
+from kiln.analyze import elf
+from kiln.analyze.native import imported_symbols
+from kiln.config import NativeConfig
+from kiln.debs import accounts as accounts_mod
+from kiln.debs import unit as unit_mod
+from kiln.debs.fetch import Unpacked
+from kiln.debs.hints import HINTS, PackageHint
+from kiln.errors import AppError
+from kiln.manifest import Account, Writable
+
+# conffiles no service reads at run time
+NOT_RUNTIME = ("/etc/init.d/", "/etc/logrotate.d/", "/etc/cron", "/etc/apparmor.d/", "/etc/ufw/", "/etc/systemd/",
+               "/etc/bash_completion.d/", "/etc/insserv.conf.d/", "/etc/rc")  # fmt: skip
+PRIVILEGE_CALLS = frozenset({"setuid", "setgid", "setgroups", "initgroups", "setresuid", "setresgid"})
+
+
+@dataclass
+class Service:
+    package: str
+    unit: str | None  # the unit file it came from
+    argv: list[str]
+    command_from: str  # "lighttpd.service ExecStart", "kiln.toml", ...
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: Account | None = None
+    accounts: accounts_mod.Accounts = field(default_factory=accounts_mod.Accounts)
+    writable: list[Writable] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    keep: list[str] = field(default_factory=list)  # files and directories of the package tree to keep
+    libraries: list[str] = field(default_factory=list)  # shared objects it loads by name (plugins)
+    generated: dict[str, bytes] = field(default_factory=dict)  # files written into the image
+    links: dict[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()
+    keep_caps: tuple[str, ...] = ()
+    stop_signal: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _read(root: Path, path: str) -> str | None:
+    host = root / path.lstrip("/")
+    try:
+        return host.read_text(errors="replace") if host.is_file() else None
+    except OSError:
+        return None
+
+
+def _is_script(root: Path, path: str) -> str | None:
+    """The interpreter line of a script at `path` in the tree (None: not a script)."""
+    host = elf.resolve_in(root, path)
+    if host is None or not host.is_file():
+        return None
+    with open(host, "rb") as f:
+        head = f.read(128)
+    return head.split(b"\n", 1)[0][2:].decode(errors="replace").strip() if head.startswith(b"#!") else None
+
+
+def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | None, env: dict[str, str],
+             hint: PackageHint, notes: list[str]) -> tuple[list[str], str]:  # fmt: skip
+    given_args = "args" in config.model_fields_set or config.command is not None
+    if config.exe and given_args:
+        return [config.exe, *config.args], "the config"
+    if unit is None:
+        from kiln.debs import default_exe
+
+        notes.append(f"Debian package {unpacked.package} has no systemd service unit: its program runs as given")
+        return [config.exe or default_exe(unpacked), *config.args], "the package's program"
+    argv = unit.exec_start(env)
+    where = f"{unit.name} ExecStart"
+    if unit.type == "forking" and not given_args:
+        if hint.foreground is None:
+            raise AppError(
+                f"{unit.name} is Type=forking (the daemon forks into the background) and kiln knows no flag that "
+                f"keeps {PurePosixPath(argv[0]).name} in the foreground: give its arguments after -- "
+                f"(or args in kiln.toml)"
+            )
+        argv = [argv[0], *hint.foreground]
+        notes.append(f"{unit.name} forks into the background: run as {' '.join(argv)} (its foreground mode)")
+        where = f"{unit.name} ExecStart, in the foreground"
+    program = config.exe or argv[0]
+    interpreter = _is_script(unpacked.root, program)
+    if interpreter is not None:
+        raise AppError(
+            f"{unit.name}: ExecStart runs {program}, a script (#!{interpreter}), and a unikernel runs no program "
+            f"it was not built around: name the program with --exe (and its arguments after --)"
+        )
+    if given_args:
+        return [program, *config.args], f"{where}, arguments from the config"
+    return [program, *argv[1:]], where
+
+
+def _owner(accounts: accounts_mod.Accounts, name: str | None, fallback: tuple[int, int]) -> tuple[int, int]:
+    """(uid, gid) of an account, if it is one of the service's."""
+    if name and name in accounts.users:
+        uid, gid, _home = accounts.users[name]
+        return uid, gid
+    return fallback
+
+
+def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
+    root, package = unpacked.root, unpacked.package
+    hint = HINTS.get(package, PackageHint())
+    notes: list[str] = list(hint.why)
+    files = unpacked.files.get(package, unpacked.main_files)
+    unit = unit_mod.find(root, package, files)
+    env = unit.environment(lambda p: _read(root, p)) if unit else {}
+    argv, command_from = _command(unpacked, config, unit, env, hint, notes)
+
+    accounts = accounts_mod.read([unpacked.control()], root, list(files))  # its own, not its dependencies'
+    user_name = unit.get("User") if unit else None
+    group_name = unit.get("Group") if unit else None
+    user = None
+    if user_name and user_name != "root":
+        accounts.user(user_name, group_name)
+        uid, gid, _home = accounts.users[user_name]
+        if group_name:
+            gid = accounts.group(group_name)
+        groups = tuple(accounts.group(g) for g in (unit.words("SupplementaryGroups") if unit else ()))
+        user = Account(name=user_name, uid=uid, gid=gid, groups=groups)
+    for name in (*hint.users, *config.users):
+        accounts.user(name)
+    # the account the service writes as: its User=, else the one its package makes for it or its config names
+    service_account = user_name or (accounts.made[0] if accounts.made else None) or next(iter(hint.users), None)
+    owner = _owner(accounts, service_account, (0, 0))
+    mode = 0o755
+    if user is None and owner != (0, 0):
+        # it starts as root and writes as its own account too: root owns, the account's group may write (root
+        # keeps no CAP_DAC_OVERRIDE in the unix sandbox, so a directory of the account's alone would refuse it)
+        owner, mode = (0, owner[1]), 0o770
+
+    writable = [Writable(path="/run", why="the service's runtime files (as systemd mounts /run)")]
+    volumes: list[str] = []
+    dirs = set(unpacked.dirs.get(package, ()))
+
+    def add(path: str, why: str, kind: str = "tmpfs") -> None:
+        if kind == "volume":
+            volumes.append(path)
+        writable.append(Writable(path=path, uid=owner[0], gid=owner[1], mode=mode, kind=kind, why=why))  # type: ignore[arg-type]
+
+    for path, what in unit.directories() if unit else []:
+        add(path, f"{unit.name} {what}", "volume" if what == "state" else "tmpfs")  # type: ignore[union-attr]
+    for path, _who in unit.made_before_start() if unit else []:
+        add(path, f"{unit.name} ExecStartPre makes it")  # type: ignore[union-attr]
+    for d in sorted(dirs):  # what the package ships below /var/log, /var/cache and /var/lib
+        parts = PurePosixPath(d).parts
+        if len(parts) >= 4 and parts[1] == "var" and parts[2] in ("log", "cache", "lib"):
+            if any(w.path == d for w in writable):
+                continue
+            if parts[2] == "lib" and len(parts) == 4:
+                add(d, "the package's state", "volume")
+            elif parts[2] != "lib" or not any(d.startswith(v + "/") for v in volumes):
+                add(d, f"the package's {parts[2]} directory")
+    writable = _merged(writable)
+
+    keep = [f for f in _conffiles(unpacked) if not f.startswith(NOT_RUNTIME)]
+    libraries = []
+    names = {package, PurePosixPath(argv[0]).name}
+    for f in files:
+        p = PurePosixPath(f)
+        if len(p.parts) > 3 and p.parts[1] == "usr" and p.parts[2] in ("share", "lib") and p.parts[3] in names:
+            if p.parts[2] == "share" and p.parts[4:5] in (("doc",), ("man",)):
+                continue
+            keep.append(f)
+            host = root / f.lstrip("/")
+            if f.endswith(".so") and not host.is_symlink() and elf.is_elf(host):
+                libraries.append(f)
+    keep += [d for d in sorted(dirs) if d.startswith(("/var/www", "/srv"))]
+
+    generated = {path: text.encode() for path, text in hint.files.items()}
+    for dest, src in hint.copies.items():
+        text = _read(root, src)
+        if text is not None:
+            generated[dest] = (root / src.lstrip("/")).read_bytes()
+    if hint.flatten is not None:
+        generated[hint.flatten.output] = _flatten(unpacked, hint, accounts).encode()
+        notes.append(f"{hint.flatten.output}: {hint.flatten.why}")
+
+    keep_caps: tuple[str, ...] = ()
+    program = elf.resolve_in(root, argv[0])
+    if user is None and program is not None and PRIVILEGE_CALLS & imported_symbols(program):
+        keep_caps = ("setuid", "setgid")
+        notes.append(
+            f"{PurePosixPath(argv[0]).name} starts as root and switches to its own account itself: on the unix target "
+            "it keeps setuid and setgid for that (docs/security.md)"
+        )
+    return Service(
+        package=package,
+        unit=unit.name if unit else None,
+        argv=argv,
+        command_from=command_from,
+        env={**env, **config.env},
+        workdir=(unit.get("WorkingDirectory") or "/").lstrip("-~") or "/" if unit else "/",
+        user=user,
+        accounts=accounts,
+        writable=writable,
+        volumes=volumes,
+        keep=sorted(set(keep)),
+        libraries=sorted(libraries),
+        generated=generated,
+        links=dict(hint.links),
+        ports=config.ports or hint.ports,
+        keep_caps=keep_caps,
+        stop_signal=unit.get("KillSignal") if unit else None,
+        notes=notes,
+    )
+
+
+def _merged(writable: list[Writable]) -> list[Writable]:
+    """One entry a path (the last one named wins), parents before children (init mounts them in order)."""
+    by_path = {w.path: w for w in writable}
+    return [by_path[p] for p in sorted(by_path)]
+
+
+def _conffiles(unpacked: Unpacked) -> list[str]:
+    path = unpacked.control() / "conffiles"
+    if not path.is_file():
+        return []
+    return [line.strip().removeprefix("remove-on-upgrade ") for line in path.read_text().splitlines() if line.strip()]
+
+
+def _flatten(unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts) -> str:
+    """Run the hint's build-time command in the sandbox over the package tree, with its /etc as the image
+    will have it (the hint's links, the service's passwd and group); its output, transformed."""
+    import shutil
+    import tempfile
+
+    assert hint.flatten is not None
+    flat = hint.flatten
+    missing = [p for p in flat.extra if p not in unpacked.packages]
+    if missing:
+        raise AppError(f"{unpacked.package}: the build needs {', '.join(missing)} in the package tree")
+    with tempfile.TemporaryDirectory(prefix="kiln-flatten-") as tmp:
+        etc = Path(tmp) / "etc"
+        shutil.copytree(unpacked.root / "etc", etc, symlinks=True)
+        for link, target in hint.links.items():
+            dest = Path(tmp) / link.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
+            dest.symlink_to(target)
+        (etc / "passwd").write_text("\n".join(accounts.passwd()) + "\n")
+        (etc / "group").write_text("\n".join(accounts.group_lines()) + "\n")
+        out = sandbox.run(unpacked.root, list(flat.argv), f"{unpacked.package}: {' '.join(flat.argv)}",
+                          binds={"/etc": etc})  # fmt: skip
+    return flat.transform(out.decode(errors="replace"))

@@ -1,0 +1,79 @@
+"""Build-time programs run inside a tree that is not the host's, with bubblewrap.
+
+Some builds must run a program from their input: a Debian package's daemon
+asked to print its flattened config (`lighttpd -p`), an image's Python
+interpreter asked where its modules live. Those programs come from
+packages and images, not from the host, so they never run as host
+processes: `run` starts them under bwrap with the tree read-only as `/`
+(each top-level entry bound on an empty tmpfs root, so /proc, /dev and /tmp
+can be mounted), fresh /proc, /dev, /tmp and /run, every namespace unshared
+(no network), no host path but what `binds` names read-only, a cleared
+environment, no capabilities, and killed with kiln.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from kiln import _proc
+from kiln.errors import KilnError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TIMEOUT = 120.0
+
+
+class SandboxError(KilnError):
+    """A build-time program in the sandbox failed."""
+
+
+def command(
+    tree: Path,
+    argv: list[str],
+    binds: Mapping[str, Path] | None = None,
+    env: Mapping[str, str] | None = None,
+    workdir: str = "/",
+) -> list[str]:
+    """The bwrap command line that runs argv inside tree (binds: guest path -> host file or directory)."""
+    bwrap = _proc.require("bwrap")
+    args = [bwrap, "--tmpfs", "/"]
+    for entry in sorted(os.listdir(tree)):
+        host = tree / entry
+        if entry in ("proc", "dev", "tmp", "run", "sys"):
+            continue
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), f"/{entry}"]
+        elif host.is_dir() or host.is_file():
+            args += ["--ro-bind", str(host), f"/{entry}"]
+    for guest, host in sorted((binds or {}).items()):
+        args += ["--ro-bind", str(host), guest]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    args += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+    for key, value in {"PATH": DEFAULT_PATH, **(env or {})}.items():
+        args += ["--setenv", key, value]
+    args += ["--chdir", workdir, "--", *argv]
+    return args
+
+
+def run(
+    tree: Path,
+    argv: list[str],
+    what: str,
+    binds: Mapping[str, Path] | None = None,
+    env: Mapping[str, str] | None = None,
+    workdir: str = "/",
+    input: bytes | None = None,
+) -> bytes:
+    """Run argv in the sandbox; its stdout, or SandboxError with the last line it wrote on stderr."""
+    try:
+        proc = subprocess.run(
+            command(tree, argv, binds, env, workdir), input=input, capture_output=True, timeout=TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise SandboxError(f"{what}: did not finish within {TIMEOUT:.0f} s") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise SandboxError(f"{what} failed: {last}")
+    return proc.stdout
