@@ -164,13 +164,17 @@ class NativeConfig(RunnableConfig):
     files: tuple[str, ...] = ()  # files it reads: PATH (kept at the same path) or SRC:DEST
     users: tuple[str, ...] = ()  # accounts it looks up or switches to (root is always there)
     libraries: tuple[str, ...] = ()  # libraries it loads with dlopen
+    # the app's directory in the image at /app, where the program starts (None: when it has a package.json,
+    # whose dependencies npm installs: kiln.deps.npm)
+    app: bool | None = None
 
     @model_validator(mode="after")
     def _program(self) -> NativeConfig:
         if self.command is not None:
-            if {"exe", "args"} & self.model_fields_set:
+            derived = (self.exe, self.args) == (self.command[0], self.command[1:])
+            if {"exe", "args"} & self.model_fields_set and not derived:
                 raise ValueError("command replaces exe and args: give command, or exe (and args)")
-            return self.model_copy(update={"exe": self.command[0], "args": self.command[1:]})
+            return self if derived else self.model_copy(update={"exe": self.command[0], "args": self.command[1:]})
         if not self.exe and not self.deb:
             raise ValueError("say which program: exe = ... or deb = ...")
         return self

@@ -66,9 +66,9 @@ def _unquoted(line: str) -> str:
     return "".join(out)
 
 
-def expand(text: str, env: Mapping[str, str], where: str) -> str:
+def expand(text: str, env: Mapping[str, str], where: str, unset_is_empty: bool = False) -> str:
     """$VAR, ${VAR} and ${VAR:-default} from `env`, outside single quotes (as sh expands them);
-    a variable `env` does not hold, with no default, is an error."""
+    a variable `env` does not hold, with no default, is an error (or, as systemd has it, nothing)."""
 
     def one(m: re.Match[str]) -> str:
         name = m.group("braced") or m.group("plain")
@@ -76,6 +76,8 @@ def expand(text: str, env: Mapping[str, str], where: str) -> str:
             return env[name]
         if m.group("default") is not None:
             return m.group("default")
+        if unset_is_empty:
+            return ""
         raise ShellFormError(f"{where}: ${name} is not set in the environment the command would have")
 
     # single-quoted parts are kept as they are: split on them, expand the others
@@ -83,7 +85,7 @@ def expand(text: str, env: Mapping[str, str], where: str) -> str:
     return "".join(part if part.startswith("'") else _VAR.sub(one, part) for part in parts)
 
 
-def split(line: str, env: Mapping[str, str], where: str) -> list[str]:
+def split(line: str, env: Mapping[str, str], where: str, unset_is_empty: bool = False) -> list[str]:
     """The argv of `line` read as sh would read one plain command (see the module's docstring)."""
     bare = _unquoted(line)
     for token, what in _OPERATORS:
@@ -92,7 +94,7 @@ def split(line: str, env: Mapping[str, str], where: str) -> list[str]:
     if any(ch in bare for ch in "*?[") or "~" in bare.split()[0:1]:
         raise ShellFormError(f"{where}: {line!r} needs a shell (a glob or ~), and a unikernel has none")
     try:
-        words = shlex.split(expand(line, env, where), comments=False, posix=True)
+        words = shlex.split(expand(line, env, where, unset_is_empty), comments=False, posix=True)
     except ValueError as err:
         raise ShellFormError(f"{where}: {line!r}: {err}") from None
     if words and words[0] == "exec":

@@ -41,6 +41,8 @@ from kiln.manifest import Account, Writable
 # conffiles no service reads at run time
 NOT_RUNTIME = ("/etc/init.d/", "/etc/logrotate.d/", "/etc/cron", "/etc/apparmor.d/", "/etc/ufw/", "/etc/systemd/",
                "/etc/bash_completion.d/", "/etc/insserv.conf.d/", "/etc/rc")  # fmt: skip
+# programs that run code given to them: their runtime's data files are part of them
+INTERPRETERS = frozenset({"node", "nodejs", "perl", "ruby", "php", "lua5.1", "lua5.3", "lua5.4", "tclsh", "guile"})
 PRIVILEGE_CALLS = frozenset({"setuid", "setgid", "setgroups", "initgroups", "setresuid", "setresgid"})
 
 
@@ -118,6 +120,12 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
     return [program, *argv[1:]], where
 
 
+def _program_name(root: Path, program: str) -> str:
+    """The program's own name, through its links (/usr/bin/nodejs -> node)."""
+    host = elf.resolve_in(root, program)
+    return host.name if host is not None else PurePosixPath(program).name
+
+
 def _owner(accounts: accounts_mod.Accounts, name: str | None, fallback: tuple[int, int]) -> tuple[int, int]:
     """(uid, gid) of an account, if it is one of the service's."""
     if name and name in accounts.users:
@@ -183,8 +191,17 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
 
     keep = [f for f in _conffiles(unpacked) if not f.startswith(NOT_RUNTIME)]
     libraries = []
-    names = {package, PurePosixPath(argv[0]).name}
-    for f in files:
+    program_name = _program_name(root, argv[0])
+    names = {package, program_name}
+    # an interpreter's runtime keeps its data in other packages too (Debian's node: /usr/share/nodejs/acorn, ...)
+    interpreter = bool(names & INTERPRETERS)
+    if interpreter:
+        notes.append(
+            f"{program_name} is an interpreter: what its packages install under "
+            f"{', '.join(f'/usr/share/{n}, /usr/lib/{n}' for n in sorted(names))} is kept (kiln trace shows what "
+            "else a script reads)"
+        )
+    for f in [f for fs in unpacked.files.values() for f in fs] if interpreter else files:
         p = PurePosixPath(f)
         if len(p.parts) > 3 and p.parts[1] == "usr" and p.parts[2] in ("share", "lib") and p.parts[3] in names:
             if p.parts[2] == "share" and p.parts[4:5] in (("doc",), ("man",)):
@@ -212,6 +229,12 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
             f"{PurePosixPath(argv[0]).name} starts as root and switches to its own account itself: on the unix target "
             "it keeps setuid and setgid for that (docs/security.md)"
         )
+    if "/" not in argv[0]:  # a name, as on PATH
+        found = next((f"{d}/{argv[0]}" for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+                      if elf.resolve_in(root, f"{d}/{argv[0]}") is not None), None)  # fmt: skip
+        if found is None:
+            raise AppError(f"no program {argv[0]} in Debian package {package} or what it depends on")
+        argv = [found, *argv[1:]]
     return Service(
         package=package,
         unit=unit.name if unit else None,

@@ -82,7 +82,10 @@ class Unit:
         while line[:1] in ("-", "@", ":", "+", "!"):
             prefixes += line[0]
             line = line[1:]
-        words = shell_form.split(self.specifiers(line), env if ":" not in prefixes else {}, f"{self.path}: ExecStart")
+        # an unset variable is nothing, as in systemd (a ":" prefix: no expansion at all)
+        words = shell_form.split(
+            self.specifiers(line), env if ":" not in prefixes else {}, f"{self.path}: ExecStart", unset_is_empty=True
+        )
         if "@" in prefixes and len(words) >= 2:
             words = [words[0], *words[2:]]  # @PROGRAM ARGV0 ARGS: kiln keeps the program's own name
         return words

@@ -7,6 +7,7 @@ the files the config keeps, a generated /etc, and guest init.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
@@ -20,6 +21,7 @@ from kiln.config import App, NativeConfig
 from kiln.debs import Unpacked, fetch
 from kiln.debs.hints import HINTS
 from kiln.debs.service import Service, describe
+from kiln.deps import npm
 from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.image.build import (
@@ -33,6 +35,7 @@ from kiln.image.build import (
     finish,
     kernel_for,
 )
+from kiln.image.data import SKIPPED_DIRS
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
@@ -117,11 +120,37 @@ def analyze_native(app: App) -> NativeAnalysis:
     return NativeAnalysis(exe, extra, init, closure, needs, sysroot, unpacked, service)
 
 
+def _app_dir(app: App, root: RootFS, unpacked: Unpacked | None, say: Step) -> bool:
+    """The app's own directory at /app, with its npm dependencies; False when the config keeps none."""
+    cfg = app.config
+    assert isinstance(cfg, NativeConfig)
+    if app.config_file is None or not (cfg.app or (cfg.app is None and npm.declared(app.root))):
+        return False
+    skip = {*SKIPPED_DIRS, "node_modules"}
+    for dirpath, dirnames, filenames in os.walk(app.root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        for name in sorted(filenames):
+            host = Path(dirpath, name)
+            if host != app.config_file:
+                root.add_file(str(PurePosixPath("/app") / host.relative_to(app.root).as_posix()), host)
+    if npm.declared(app.root):
+        major = int(unpacked.version.split(".")[0]) if unpacked and unpacked.package == "nodejs" else None
+        modules = npm.install(app.root, major, say)
+        say(f"node_modules: {modules.packages} packages ({'cached' if modules.cached else 'installed'})")
+        root.add_host_tree(modules.path, dest="/app/node_modules")
+    return True
+
+
 def _service_files(root: RootFS, service: Service, sysroot: Path) -> None:
     """What a Debian service reads besides its ELF closure: conffiles, its private data, generated files."""
     for path in service.keep:
         host = sysroot / path.lstrip("/")
-        if host.is_dir() and not host.is_symlink():
+        if host.is_symlink() and host.is_dir():  # a link to a directory: the link (its files are listed too)
+            dest = root.host(path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.is_symlink():
+                dest.symlink_to(os.readlink(host))
+        elif host.is_dir():
             root.mkdir(path)
         elif host.is_symlink() or host.is_file():
             root.add_host_path(path, sysroot)
@@ -178,6 +207,7 @@ def build_native(
         _files(root, cfg.files, app.root, sysroot)
         if service is not None:
             _service_files(root, service, sysroot)
+        in_app = _app_dir(app, root, unpacked, say)
         write_etc(
             root, app.name, cfg.users, (service.accounts.passwd(), service.accounts.group_lines()) if service else None
         )
@@ -185,7 +215,7 @@ def build_native(
             argv=tuple(service.argv) if service else (exe, *cfg.args),
             args_from=1,
             env=service.env if service else dict(cfg.env),
-            workdir=service.workdir if service else "/",
+            workdir="/app" if in_app else service.workdir if service else "/",
             ports=service.ports if service else cfg.ports,
             volumes=(*cfg.volumes, *service.volumes) if service else cfg.volumes,
             memory_mib=memory_for(cfg.memory, kernel, root),
@@ -198,5 +228,12 @@ def build_native(
         program = elf.resolve_in(sysroot, exe)
         assert program is not None
         source = f"Debian package {unpacked.package} {unpacked.version}" if unpacked else f"program {Path(exe).name}"
-        inputs = build_inputs(app, source, sha256_file(program))
+        digest = sha256_file(program)
+        if in_app:  # the app's own files are inputs too (/app)
+            h = hashlib.sha256(digest.encode())
+            for f in sorted(root.host("/app").rglob("*")):
+                if f.is_file() and not f.is_symlink():
+                    h.update(str(f.relative_to(root.root)).encode() + b"\0" + f.read_bytes())
+            digest = "sha256:" + h.hexdigest()
+        inputs = build_inputs(app, source, digest)
         return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, rules, kernel, say)

@@ -1,0 +1,154 @@
+"""Debian packages' services with no arguments, as their own systemd units run them (mosquitto answers
+an MQTT CONNECT with its CONNACK, lighttpd serves its placeholder page), and runtimes taken from Debian
+with their data files (a Node.js script, an Express app whose dependencies npm installed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from bench.harness import free_port
+from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
+from tests.e2e.test_errors import assert_one_line_error, store_state
+
+TARGETS = ["qemu", "unix"]
+
+
+@pytest.fixture(scope="session")
+def mosquitto_image(session_env: dict[str, str]) -> str:
+    proc = kiln("build", "--deb", "mosquitto", env=session_env, check=True, timeout=1800)
+    assert "command: /usr/sbin/mosquitto -c /etc/mosquitto/mosquitto.conf (from mosquitto.service ExecStart)" in (
+        proc.stderr
+    )
+    return "mosquitto"
+
+
+@pytest.fixture(scope="session")
+def lighttpd_image(session_env: dict[str, str]) -> str:
+    proc = kiln("build", "--deb", "lighttpd", env=session_env, check=True, timeout=1800)
+    assert "command: /usr/sbin/lighttpd -D -f /etc/lighttpd/lighttpd.conf (from lighttpd.service ExecStart)" in (
+        proc.stderr
+    )
+    return "lighttpd"
+
+
+def _connect_once(port: int) -> int | None:
+    """One MQTT CONNECT with paho-mqtt: the CONNACK's reason code, or None if nothing answered."""
+    got = threading.Event()
+    codes: list[int] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="kiln-test")
+    client.on_connect = lambda _c, _u, _f, reason, _p: (codes.append(reason.value), got.set())
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return None
+    client.loop_start()
+    got.wait(10)
+    client.loop_stop()
+    client.disconnect()
+    return codes[0] if codes else None
+
+
+def connack(port: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = _connect_once(port)
+        if code is not None:
+            return code
+        time.sleep(1)
+    raise AssertionError(f"no CONNACK on port {port} within {timeout} s")
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_mosquitto_with_no_arguments(
+    target: str, mosquitto_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(mosquitto_image, session_env, target, {port: 1883})
+    instances.append(inst)
+    assert connack(port) == 0, inst.output
+    assert "Error setting groups" not in inst.output and "Unable to drop privileges" not in inst.output
+    inst.stop()
+
+
+def test_mosquittos_account_and_directories_come_from_its_package(
+    mosquitto_image: str, session_env: dict[str, str]
+) -> None:
+    entry = json.loads(kiln("inspect", "--json", mosquitto_image, env=session_env, check=True).stdout)["manifest"][
+        "entry"
+    ]
+    assert entry["user"] is None and entry["keep_caps"] == ["setuid", "setgid"]  # it drops to its account itself
+    writable = {w["path"]: w for w in entry["writable"]}
+    assert {"/run", "/run/mosquitto", "/var/log/mosquitto", "/var/lib/mosquitto"} <= set(writable)
+    assert writable["/var/lib/mosquitto"]["kind"] == "volume" and entry["volumes"] == ["/var/lib/mosquitto"]
+    assert writable["/var/log/mosquitto"]["gid"] != 0  # the account its postinst makes may write there
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_lighttpd_with_no_arguments(
+    target: str, lighttpd_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(lighttpd_image, session_env, target, {port: 80})
+    instances.append(inst)
+    page = inst.wait_http(port, "/")
+    assert page.status_code == 200 and "<title>Welcome page</title>" in page.text, inst.output
+    inst.stop()
+
+
+def test_a_unit_that_runs_a_script_is_refused_in_one_line(env: dict[str, str]) -> None:
+    before = store_state(env)
+    proc = kiln("build", "--deb", "memcached", env=env, timeout=600)
+    assert_one_line_error(
+        proc, "memcached.service: ExecStart runs /usr/share/memcached/scripts/systemd-memcached-wrapper"
+    )
+    assert "a script (#!/usr/bin/perl" in proc.stderr
+    assert store_state(env) == before
+
+
+@pytest.fixture(scope="session")
+def node_image(session_env: dict[str, str]) -> str:
+    script = FIXTURES / "node-hello" / "server.js"
+    kiln("build", "--deb", "nodejs", "--name", "node-hello", "--file", f"{script}:/app/server.js", "-p", "8080",
+         "--", "/app/server.js", env=session_env, check=True, timeout=1800)  # fmt: skip
+    return "node-hello"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_node_script_on_debians_node(
+    target: str, node_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(node_image, session_env, target, {port: 8080})
+    instances.append(inst)
+    answer = inst.wait_http(port, "/", timeout=240)
+    assert answer.text.startswith("hello from node v18."), inst.output  # Debian's own node, with its data files
+    inst.stop()
+
+
+@pytest.mark.vm
+def test_an_express_app_with_npm_dependencies(session_env: dict[str, str], instances: list[Instance]) -> None:
+    proc = kiln("build", str(FIXTURES / "express-app"), env=session_env, check=True, timeout=1800)
+    assert "npm ci --omit=dev" in proc.stderr or "node_modules:" in proc.stderr
+    port = free_port()
+    inst = Instance("express-app", session_env, "qemu", {port: 3000})
+    instances.append(inst)
+    assert inst.wait_http(port, "/", timeout=240).text == "Hello World!"
+    versions = httpx.get(f"http://127.0.0.1:{port}/json", timeout=30).json()
+    assert versions["express"].startswith("4.") and versions["node"].startswith("v18.")
+    inst.stop()
+    files = json.loads(kiln("inspect", "--json", "express-app", env=session_env, check=True).stdout)["manifest"]
+    assert files["entry"]["workdir"] == "/app"
+
+
+def test_the_mosquitto_example_is_the_package_with_no_arguments(session_env: dict[str, str]) -> None:
+    proc = kiln("build", str(EXAMPLES / "mosquitto"), env=session_env, check=True, timeout=1800)
+    assert "(from mosquitto.service ExecStart)" in proc.stderr
