@@ -12,7 +12,7 @@ APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essentia
 # In this order, each after the one it differs least from (they share one object tree: after
 # hello-http's, sealed's takes ~20 s and exit3's ~1 min; eventfd/timerfd/signalfd change every task).
 KERNEL_APPS := examples/hello-http tests/fixtures/apps/sealed tests/fixtures/apps/exit3 \
-               examples/memcached examples/nginx-static examples/redis
+               examples/memcached examples/nginx-static examples/redis examples/mosquitto
 
 .PHONY: setup apt venv kernel kernels demo test lint bench clean
 
@@ -25,6 +25,9 @@ apt:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@# npm for Node.js apps' dependencies: Debian's, unless the machine has one (nodesource's node brings its own)
+	@command -v npm >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm; }
 
 venv: $(VENV)/.installed
 

@@ -7,6 +7,7 @@
     summon from zero            bench/summon.py      -> docs/benchmarks.md, docs/bench/summon.png
     the measured gaps (#12)     bench/gaps.py        -> docs/benchmarks.md
     compose                     bench/compose.py     -> docs/benchmarks.md
+    sources kept                bench/sources.py     -> docs/benchmarks.md
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import compose, gaps, hello_http, native, python_apps, summon, surface
+from bench import compose, gaps, hello_http, native, python_apps, sources, summon, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         ("summon from zero", summon.main, quick),
         ("the measured gaps", gaps.main, quick),
         ("compose", compose.main, quick),
+        ("sources kept", sources.main, []),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):

@@ -105,14 +105,25 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def serving(
-    argv: Sequence[str], port: int, env: dict[str, str] | None = None, timeout: float = 120.0, path: str = "/"
+    argv: Sequence[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    path: str = "/",
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
     """Start argv (output to a file: a chatty server must never block on a full pipe), wait
     for its first answer, hand it over, and stop it afterwards whatever happened."""
     with tempfile.NamedTemporaryFile(prefix="kiln-bench-", suffix=".log") as log:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv),
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             answered = wait_for_answer(port, start + timeout, path, alive=lambda: proc.poll() is None)
@@ -128,10 +139,11 @@ def time_to_first_response(
     timeout: float = 120.0,
     path: str = "/",
     extra_requests: int = 0,
+    cwd: Path | None = None,
 ) -> Timing:
-    """Start argv, time its first 200 answer at http://127.0.0.1:port/path, make
+    """Start argv (in cwd), time its first 200 answer at http://127.0.0.1:port/path, make
     `extra_requests` more requests, then stop it."""
-    with serving(argv, port, env, timeout, path) as server:
+    with serving(argv, port, env, timeout, path, cwd) as server:
         served = server.get(extra_requests, path) if server.first_response is not None else 0
         return Timing(server.first_response, server.output(), served)
 

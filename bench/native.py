@@ -1,7 +1,9 @@
 """Native programs as unikernels: image size and file count against the Debian
 package with its dependencies, boot to first answer, and redis and memcached
 throughput from real clients on the unikernel (QEMU) against the same program
-run natively, in the same run.
+run natively, in the same run. Besides the examples with a kiln.toml of their
+own, mosquitto and lighttpd as their Debian units run them (no arguments), and
+an Express app on Debian's node.
 
     python bench/native.py            # 3 runs each; rewrites its block in docs/benchmarks.md
 """
@@ -9,6 +11,7 @@ run natively, in the same run.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,8 +36,18 @@ from bench.harness import (
     stop,
 )
 from kiln.debs import fetch
+from kiln.deps import npm
 
-EXAMPLES = {"memcached": ("memcached", 11211), "redis": ("redis-server", 6379), "nginx-static": ("nginx", 8080)}
+# image -> (Debian package, guest port, the app's directory)
+EXAMPLES = {
+    "memcached": ("memcached", 11211, ROOT / "examples" / "memcached"),
+    "redis": ("redis-server", 6379, ROOT / "examples" / "redis"),
+    "nginx-static": ("nginx", 8080, ROOT / "examples" / "nginx-static"),
+    "mosquitto": ("mosquitto", 1883, ROOT / "examples" / "mosquitto"),
+    "lighttpd": ("lighttpd", 80, ROOT / "examples" / "lighttpd"),
+    "express-app": ("nodejs", 3000, ROOT / "tests" / "fixtures" / "apps" / "express-app"),
+}
+MQTT_CONNECT = bytes([0x10, 16]) + b"\x00\x04MQTT\x04\x02\x00\x3c" + b"\x00\x04kiln"
 
 
 def kiln(*args: str, env: dict[str, str]) -> str:
@@ -50,8 +63,11 @@ def ready(name: str, port: int) -> bool:
             if name == "memcached":
                 s.sendall(b"version\r\n")
                 return s.recv(64).startswith(b"VERSION")
+            if name == "mosquitto":
+                s.sendall(MQTT_CONNECT)
+                return s.recv(4) == b"\x20\x02\x00\x00"  # CONNACK, accepted
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            return s.recv(16).startswith(b"HTTP/1.1 200")
+            return b" 200 " in s.recv(32).split(b"\r\n")[0]
     except OSError:
         return False
 
@@ -115,7 +131,23 @@ def native_argv(name: str, port: int, root: Path) -> list[str]:
             "--bind",
             "127.0.0.1",
         ]
-    conf = Path(tempfile.mkdtemp()) / "nginx.conf"
+    tmp = Path(tempfile.mkdtemp())
+    if name == "mosquitto":
+        (tmp / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+        return [*loader, f"{root}/usr/sbin/mosquitto", "-c", str(tmp / "m.conf")]
+    if name == "lighttpd":
+        (tmp / "l.conf").write_text(
+            f'server.modules = ("mod_indexfile", "mod_staticfile")\nserver.modules-path = "{root}/usr/lib/lighttpd"\n'
+            f'server.document-root = "{root}/usr/share/lighttpd"\nserver.bind = "127.0.0.1"\nserver.port = {port}\n'
+            'index-file.names = ("index.html")\n'
+        )
+        return [*loader, f"{root}/usr/sbin/lighttpd", "-D", "-f", str(tmp / "l.conf")]
+    if name == "express-app":  # the host's node (Debian's finds its externalized builtins only under /usr/share)
+        app = tmp / "app"
+        shutil.copytree(EXAMPLES[name][2], app)
+        (app / "node_modules").symlink_to(npm.install(app, None).path)  # what kiln's build installed (cached)
+        return ["env", f"PORT={port}", "node", str(app / "app.js")]
+    conf = tmp / "nginx.conf"
     text = (ROOT / "examples/nginx-static/nginx.conf").read_text()
     conf.write_text(
         text.replace("listen 8080;", f"listen 127.0.0.1:{port};")
@@ -130,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, speed = [], []
     with tempfile.TemporaryDirectory(prefix="kiln-bench-native-") as tmp:
         env = isolated_home(Path(tmp) / "home")
-        for example, (package, guest_port) in EXAMPLES.items():
+        for example, (package, guest_port, app) in EXAMPLES.items():
             print(f"==> {example}", flush=True)
-            built = json.loads(kiln("build", "--json", str(ROOT / "examples" / example), env=env))
+            built = json.loads(kiln("build", "--json", str(app), env=env))
             deb = fetch(package)
             boots, rates, native_rates = [], [], []
             measure = {"redis": redis_rps, "memcached": memcached_ops}.get(example)

@@ -156,11 +156,24 @@ class PythonInfo(_Frozen, kw_only=True):
     data_files: int = 0  # package data and the app's own data files
 
 
+class SourceImage(_Frozen, kw_only=True):
+    """The container image a kiln image was built from (kiln.oci), and what it held."""
+
+    reference: str | None  # a registry's HOST/REPO:TAG; None for a local layout or archive (no host path)
+    digest: Digest  # its image manifest's
+    files: Count
+    executables: Count
+    shells: tuple[str, ...] = ()
+    size: Count  # bytes of its files
+    python: str | None = None  # the image's interpreter the analysis ran with, if it was a Python app
+
+
 class BuildInputs(_Frozen, kw_only=True):
     source: str
     config_file: str | None
     sources_digest: Digest
     kiln_version: str
+    image: SourceImage | None = None  # built from a container image
 
 
 class _Document(_Frozen, kw_only=True):

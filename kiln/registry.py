@@ -50,7 +50,8 @@ def split_ref(ref: Ref) -> tuple[str, str]:
     return host, repo
 
 
-def _insecure(host: str) -> bool:
+def insecure(host: str) -> bool:
+    """Loopback registries speak plain HTTP, as Docker assumes."""
     name = host.rsplit(":", 1)[0]
     return name == "localhost" or name.startswith("127.") or name == "[::1]"
 
@@ -80,7 +81,7 @@ class Client:
         self.messages: list[str] = []  # what oras would have printed; kiln reports it in one line instead
         oras.logger.logger.handler = lambda record: self.messages.append(str(record.get("msg", "")))
         self.host = host
-        self.registry = oras.provider.Registry(hostname=host, insecure=_insecure(host), auth_backend="basic")
+        self.registry = oras.provider.Registry(hostname=host, insecure=insecure(host), auth_backend="basic")
         # oras retries a failed request five times over about two minutes; kiln reports at once instead.
         unretried = oras.provider.Registry.do_request.__wrapped__  # type: ignore[attr-defined]
         self.registry.do_request = types.MethodType(unretried, self.registry)  # type: ignore[method-assign]

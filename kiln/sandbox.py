@@ -35,8 +35,10 @@ def command(
     binds: Mapping[str, Path] | None = None,
     env: Mapping[str, str] | None = None,
     workdir: str = "/",
+    writable: Mapping[str, Path] | None = None,
 ) -> list[str]:
-    """The bwrap command line that runs argv inside tree (binds: guest path -> host file or directory)."""
+    """The bwrap command line that runs argv inside tree (binds: guest path -> host file or directory, read-only;
+    writable: the same, read-write: where a build-time run writes its output)."""
     bwrap = _proc.require("bwrap")
     args = [bwrap, "--tmpfs", "/"]
     for entry in sorted(os.listdir(tree)):
@@ -49,6 +51,8 @@ def command(
             args += ["--ro-bind", str(host), f"/{entry}"]
     for guest, host in sorted((binds or {}).items()):
         args += ["--ro-bind", str(host), guest]
+    for guest, host in sorted((writable or {}).items()):
+        args += ["--bind", str(host), guest]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
     args += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
     for key, value in {"PATH": DEFAULT_PATH, **(env or {})}.items():
@@ -65,11 +69,16 @@ def run(
     env: Mapping[str, str] | None = None,
     workdir: str = "/",
     input: bytes | None = None,
+    writable: Mapping[str, Path] | None = None,
 ) -> bytes:
     """Run argv in the sandbox; its stdout, or SandboxError with the last line it wrote on stderr."""
     try:
         proc = subprocess.run(
-            command(tree, argv, binds, env, workdir), input=input, capture_output=True, timeout=TIMEOUT, check=False
+            command(tree, argv, binds, env, workdir, writable),
+            input=input,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise SandboxError(f"{what}: did not finish within {TIMEOUT:.0f} s") from None

@@ -51,6 +51,7 @@ KERNEL_APPS = (
     EXAMPLES / "memcached",
     EXAMPLES / "nginx-static",
     EXAMPLES / "redis",
+    EXAMPLES / "mosquitto",
 )
 
 

@@ -3,6 +3,12 @@
 kiln runs with its own Python, but the image embeds another one (by default
 Debian's /usr/bin/python3.11). Everything the analysis resolves must be
 resolved against *that* interpreter, so we ask it once, in a subprocess.
+
+A container image's own interpreter (kiln.oci) lives in the image's tree,
+not on the host: `probe(executable, sysroot=TREE)` asks it inside the
+bubblewrap sandbox over that tree (kiln.sandbox), never as a host process,
+and every path it answers with is rebased onto the tree, so the analysis
+reads the tree's files. `executable` stays the path inside the image.
 """
 
 from __future__ import annotations
@@ -66,6 +72,34 @@ class Interpreter(BaseModel):
     sysconfigdata: str  # the module sysconfig imports by a computed name
     markers: dict[str, str]
     startup_modules: tuple[str, ...]
+    sysroot: Path | None = None  # the tree it lives in (a container image's); None: the host
+
+    @property
+    def host_executable(self) -> Path:
+        """The interpreter's file, as kiln reads it."""
+        return self.sysroot / self.executable.relative_to("/") if self.sysroot else self.executable
+
+    def guest(self, path: Path) -> Path:
+        """A path the analysis holds (rebased onto the tree), as the image names it."""
+        return (
+            Path("/") / path.relative_to(self.sysroot) if self.sysroot and path.is_relative_to(self.sysroot) else path
+        )
+
+    def run(
+        self,
+        args: list[str],
+        what: str,
+        binds: dict[str, Path] | None = None,
+        writable: dict[str, Path] | None = None,
+        input: bytes | None = None,
+    ) -> bytes:
+        """Run the interpreter: on the host, or inside the sandbox over its tree."""
+        if self.sysroot is None:
+            return _proc.run([self.executable, *args], what=what, input=input).stdout
+        from kiln import sandbox
+
+        return sandbox.run(self.sysroot, [str(self.executable), *args], what, binds=binds, writable=writable,
+                           input=input)  # fmt: skip
 
     def frozen_only(self, name: str) -> bool:
         """A frozen module with no file of its own (os.path, _frozen_importlib...)."""
@@ -91,14 +125,22 @@ RUN_FLAGS = ("-s", "-S", "-B")
 
 
 @functools.cache
-def probe(executable: str) -> Interpreter:
-    """Ask `executable` about itself (its sys.path as the app would see it with site)."""
+def probe(executable: str, sysroot: Path | None = None) -> Interpreter:
+    """Ask `executable` about itself (its sys.path as the app would see it with site); with `sysroot`,
+    the interpreter of that tree, asked inside the sandbox."""
     path = Path(executable)
-    if not path.is_file():
+    host = sysroot / path.relative_to("/") if sysroot else path
+    if not host.is_file() and not host.is_symlink():
         raise AppError(f"interpreter {executable} does not exist (apt-get install python3.11)")
+    shell = Interpreter.model_construct(executable=path, sysroot=sysroot)
     try:
-        info = json.loads(_proc.run([path, "-s", "-E", "-c", _PROBE], what=f"probing {path}").stdout)
-        startup = json.loads(_proc.run([path, *RUN_FLAGS, "-E", "-c", _STARTUP], what=f"probing {path}").stdout)
+        info = json.loads(shell.run(["-s", "-E", "-c", _PROBE], f"probing {path}"))
+        startup = json.loads(shell.run([*RUN_FLAGS, "-E", "-c", _STARTUP], f"probing {path}"))
     except (KilnError, json.JSONDecodeError) as err:
         raise AppError(f"{executable} is not a usable Python interpreter: {err}") from None
-    return Interpreter(**info, startup_modules=tuple(startup))
+    if sysroot is not None:  # what it names is in the tree
+        for key in ("stdlib", "platstdlib"):
+            info[key] = str(sysroot / Path(info[key]).relative_to("/"))
+        info["path"] = [str(sysroot / Path(p).relative_to("/")) for p in info["path"] if p.startswith("/")]
+        info["executable"] = executable
+    return Interpreter(**info, startup_modules=tuple(startup), sysroot=sysroot)

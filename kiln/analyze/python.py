@@ -215,7 +215,12 @@ class _Walker:
         # Hidden imports whose names the interpreter computes.
         self.hidden = {"sysconfig": (interp.sysconfigdata,)}
         self.graph.distributions = Distributions.scan(
-            [p for p in self.resolver.path if p != app.root and not p.is_relative_to(interp.stdlib)],
+            [
+                p
+                for p in self.resolver.path
+                if p != app.root
+                and (not p.is_relative_to(interp.stdlib) or p.name in ("site-packages", "dist-packages"))
+            ],
             interp.markers,
         )
         self.include = set(app.config.include)

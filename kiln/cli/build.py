@@ -28,6 +28,9 @@ Examples:
   kiln build --exe /usr/bin/memcached --name memcached -p 11211 -- -u root -m 64 -p 11211
   kiln build --deb redis-server --name redis -p 6379 -- --port 6379 --protected-mode no --save ''
   kiln build --deb lighttpd                 # as its systemd unit runs it: ExecStart, User=, its directories
+  kiln build docker://127.0.0.1:5000/demo/web:1    # a container image: its program, trimmed and sealed
+  kiln build oci:./layout:latest -p 8080 -- --port 8080   # an OCI layout; -p, -e, --entrypoint, ARGS as docker run
+  kiln build docker-archive:web.tar          # what docker save / podman save write
 """
 
 
@@ -41,9 +44,15 @@ SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets anoth
 @click.option("--exe", help="Build a native program (a path, or a name on PATH); ARGS are its arguments.")
 @click.option("--deb", help="Build the program of this Debian package (fetched, never installed); ARGS as --exe.")
 @click.option("--name", help="The image name, as -t (default: the app's, or the program's).")
-@click.option("-p", "--port", "ports", type=int, multiple=True, help="With --exe: a port the program listens on.")
+@click.option(
+    "-p", "--port", "ports", type=int, multiple=True, help="With --exe or an image: a port the program listens on."
+)
 @click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
 @click.option("--user", "users", multiple=True, help="With --exe: an account the program needs in /etc/passwd.")
+@click.option("--entrypoint", help="A container image: its program instead of the image's Entrypoint (as docker run).")
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="A container image: set a variable.")
+@click.option("-u", "--username", help="A registry's user (else ~/.docker/config.json), as kiln pull.")
+@click.option("--password-stdin", is_flag=True, help="Read the registry's password from stdin.")
 @click.option("--no-kernel-build", is_flag=True, help="Fail instead of building a kernel that is not cached.")
 @click.option(
     "--check",
@@ -61,15 +70,27 @@ def build(
     ports: tuple[int, ...],
     files: tuple[str, ...],
     users: tuple[str, ...],
+    entrypoint: str | None,
+    env: tuple[str, ...],
+    username: str | None,
+    password_stdin: bool,
     no_kernel_build: bool,
     check: bool,
     as_json: bool,
 ) -> None:
     """Build an app into an image: ARGS is APP (a directory with kiln.toml, or a .py
-    file), or with --exe, the native program's arguments (after --).
+    file), a container image (docker://..., oci:DIR[:TAG], docker-archive:FILE) with
+    its arguments after --, or with --exe, the native program's arguments (after --).
 
     The kernel is specialized for the app; if the one it needs is not cached yet,
     it is built first (minutes, with progress)."""
+    from kiln.oci.source import is_reference
+
+    if args and is_reference(args[0]):
+        image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build, as_json)
+        return
+    if entrypoint or env or username or password_stdin:
+        raise UsageError("--entrypoint, -e, -u and --password-stdin go with a container image (docker://, oci:...)")
     if exe or deb:
         given = {"exe": exe, "name": name, "args": args, "ports": ports, "files": files, "users": users}
         try:  # only what was given: a Debian package's unit says the rest
@@ -149,6 +170,66 @@ def build(
     if report is not None:
         show_check(report)
         check_verdict(report)
+
+
+def image_build(
+    args: tuple[str, ...],
+    tag: str | None,
+    ports: tuple[int, ...],
+    entrypoint: str | None,
+    env: tuple[str, ...],
+    username: str | None,
+    password_stdin: bool,
+    no_kernel_build: bool,
+    as_json: bool,
+) -> None:
+    """kiln build REFERENCE [-- ARGS]: a container image, with docker run's overrides."""
+    import sys
+
+    import msgspec
+
+    from kiln.oci.build import Overrides, build_image
+
+    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    overrides = Overrides(
+        entrypoint=entrypoint,
+        args=args[1:] or None,
+        env=dict(e.split("=", 1) for e in env),
+        ports=ports,
+        username=username,
+        password=password,
+    )
+    result = build_image(
+        args[0],
+        Store(),
+        tag,
+        step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"),
+        build_kernel=not no_kernel_build,
+        kernel_progress=kernel_progress,
+        overrides=overrides,
+    )
+    m = result.manifest
+    image = m.build.image
+    if as_json:
+        print_json({
+            "ref": str(result.ref), "digest": result.digest, "size": m.size, "files": m.rootfs.files,
+            "image": msgspec.to_builtins(image) if image else None,
+        })  # fmt: skip
+        return
+    console.print(f"built {result.ref}", style="bold green", highlight=False)
+    console.print(
+        f"  digest   {result.digest}\n"
+        f"  size     {human_size(m.size)} (kernel {human_size(m.kernel.size)}, root {human_size(m.rootfs.size)})\n"
+        f"  files    {m.rootfs.files}\n"
+        f"  from     {image.reference or 'a local image'} {image.digest[:19]} ({image.files} files, "
+        f"{image.executables} executables, {human_size(image.size)})"
+        if image
+        else "",
+        highlight=False,
+    )
 
 
 def run_check(app: App, result: BuildResult) -> CheckReport:

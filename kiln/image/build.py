@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement, 
         argv=(*fixed, *launch.args),
         args_from=len(fixed),
         env=env,
-        workdir=str(APP_DIR),
+        workdir=str(place.app_dir),
         ports=app.config.ports,
         volumes=app.config.volumes,
         memory_mib=memory_mib,
@@ -152,15 +153,21 @@ def layout(
             root.add_file(str(dest), mod.path, 0o555)
         entries.append(ModuleEntry(name=mod.name, origin=mod.origin, kind=mod.kind, path=str(dest) if dest else None))
     jobs.append((START_SOURCE, root.host(_pyc(PurePosixPath(START_PATH))), START_PATH))
-    compile_all(interp.executable, jobs)
-    root.mkdir(str(interp.lib_dynload))  # getpath's landmark for the platform library
+    compile_all(interp, jobs, root.root)
+    root.mkdir(str(interp.guest(interp.lib_dynload)))  # getpath's landmark for the platform library
     entries = [msgspec.structs.replace(e, size=root.host(e.path).stat().st_size) if e.path else e for e in entries]
 
     init = init_binary()
     root.add_file(INIT_PATH, init, 0o555)
-    root.add_host_path(interp.executable)
-    roots = [init, interp.executable] + [m.path for m in graph.extensions if m.path]
-    closure = elf.closure(roots)
+    sysroot = interp.sysroot or Path("/")
+    root.add_host_path(interp.executable, sysroot)
+    extensions = [interp.guest(m.path) for m in graph.extensions if m.path]
+    if interp.sysroot is not None:  # an image's interpreter: init joins it in the tree, to load the tree's C library
+        (sysroot / "kiln").mkdir(exist_ok=True)
+        shutil.copyfile(init, sysroot / "kiln" / "init")
+        closure = elf.closure([Path(INIT_PATH), interp.executable, *extensions], sysroot=sysroot)
+    else:
+        closure = elf.closure([init, interp.executable, *extensions])
     # Libraries that wheels vendor (`<dist>.libs/`, found through RPATH $ORIGIN) move with their
     # site-packages; everything else keeps the path the loader asks for.
     placed = elf.Closure()
@@ -171,7 +178,7 @@ def layout(
             root.add_file(guest, closure.files[requested])
         else:
             guest = requested
-            root.add_host_path(requested)
+            root.add_host_path(requested, sysroot)
         placed.files[guest] = closure.files[requested]
         placed.needed_by[guest] = str(place.guest(Path(os.path.normpath(closure.needed_by[requested]))))
     return entries, placed
@@ -241,13 +248,17 @@ class PythonAnalysis:
     dependencies_from: str | None  # where the installed dependencies were declared
 
 
-def analyze_python(app: App, say: Step | None = None) -> PythonAnalysis:
-    """Install the app's declared dependencies (or take them from the cache), then analyze its imports."""
+def analyze_python(
+    app: App, say: Step | None = None, interp: Interpreter | None = None, app_dir: PurePosixPath = APP_DIR
+) -> PythonAnalysis:
+    """Install the app's declared dependencies (or take them from the cache), then analyze its imports.
+    With `interp`, a container image's interpreter (kiln.oci.python): what the image installed is what it
+    has, and the app stays at `app_dir`, its place in the image."""
     assert isinstance(app.config, AppConfig)
     say = say or (lambda _msg: None)
-    interp = probe(app.config.python)
+    interp = interp or probe(app.config.python)
     sites: dict[Path, PurePosixPath] = {}
-    declared = None if app.single_file else declared_deps.read(app.root)
+    declared = None if app.single_file or interp.sysroot is not None else declared_deps.read(app.root)
     if declared is not None and not declared.empty:
         say(f"dependencies: {declared_deps.describe(declared)}")
         installed = install(app.root, declared, interp, lambda line: say(f"  {line}"))
@@ -259,7 +270,7 @@ def analyze_python(app: App, say: Step | None = None) -> PythonAnalysis:
         interp,
         graph,
         python_needs(app.config, graph),
-        Placement(app.root, APP_DIR, sites),
+        Placement(app.root, app_dir, sites, interp.sysroot),
         declared.source if declared is not None and sites else None,
     )
 
@@ -271,13 +282,17 @@ def build_python(
     step: Step | None = None,
     build_kernel: bool = True,
     kernel_progress: KernelProgress | None = None,
+    analysis: PythonAnalysis | None = None,
+    image: Callable[[RootFS, Entry], tuple[Entry, BuildInputs]] | None = None,
 ) -> BuildResult:
+    """Build a Python app. A container image's app (kiln.oci.python) comes analyzed with the image's
+    interpreter, and `image` then finishes its entry and inputs from the image's config and tree."""
     say = step or (lambda _msg: None)
     build_time()  # a malformed SOURCE_DATE_EPOCH fails before any work (mkfs.erofs reads it too)
     ref = Ref.parse(tag) if tag else Ref(app.name)
     for line in app.describe():
         say(line)
-    analysis = analyze_python(app, say)
+    analysis = analysis or analyze_python(app, say)
     interp, graph, needs, place = analysis.interp, analysis.graph, analysis.needs, analysis.place
     rules = policy(app.config.seccomp.allow)
     kernel = kernel_for(needs.features, build_kernel, kernel_progress)
@@ -304,7 +319,10 @@ def build_python(
         inputs = build_inputs(app, source, _sources_digest(app, graph, app_files))
         forks = graph.launch.forks if graph.launch else None
         memory = memory_for(app.config.memory, kernel, root, forks.processes if forks else 1)
-        contents = Contents(root, _entry(app, graph, interp, place, memory), closure, python, inputs)
+        entry = _entry(app, graph, interp, place, memory)
+        if image is not None:
+            entry, inputs = image(root, entry)
+        contents = Contents(root, entry, closure, python, inputs)
         return dataclasses.replace(finish(store, ref, contents, needs, rules, kernel, say), analysis=analysis)
 
 

@@ -2,7 +2,8 @@
 
 - `Placement` maps host paths to guest paths: the app's directory becomes
   /app, installed dependencies become the guest's site-packages, and anything
-  else (the interpreter's stdlib) keeps its host path.
+  else (the interpreter's stdlib) keeps its host path (or, for a container
+  image's interpreter, its path in the image's tree).
 - `package_data` copies, for every third-party package kept, the files in it
   that are not Python (Jinja templates, certifi's cacert.pem, static files),
   and the `*.dist-info` of every distribution whose modules are kept, so that
@@ -42,6 +43,7 @@ class Placement:
     app_root: Path
     app_dir: PurePosixPath
     sites: dict[Path, PurePosixPath] = field(default_factory=dict)  # host site dir -> guest site dir
+    sysroot: Path | None = None  # a container image's tree: what is in it keeps its place in the image
 
     def guest(self, path: Path | None) -> PurePosixPath:
         assert path is not None
@@ -50,6 +52,8 @@ class Placement:
                 return guest / path.relative_to(host).as_posix()
         if path.is_relative_to(self.app_root):
             return self.app_dir / path.relative_to(self.app_root).as_posix()
+        if self.sysroot is not None and path.is_relative_to(self.sysroot):
+            return PurePosixPath("/") / path.relative_to(self.sysroot).as_posix()
         return PurePosixPath(path.as_posix())
 
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
-from kiln import _proc
+from kiln.analyze.interpreter import Interpreter
+
+OUT = "/.kiln-out"  # where the image's root is bound when a sandboxed interpreter compiles into it
+SRC = "/.kiln-src"
 
 _COMPILER = r"""
 import json, py_compile, sys
@@ -35,13 +38,28 @@ def cached(source: PurePosixPath, cache_tag: str) -> PurePosixPath:
     return source.parent / "__pycache__" / f"{source.stem}.{cache_tag}.pyc"
 
 
-def compile_all(interpreter: Path, jobs: list[tuple[Path, Path, str]]) -> None:
-    """jobs: (source on the host, .pyc to write, file name to show in tracebacks)."""
+def compile_all(interp: Interpreter, jobs: list[tuple[Path, Path, str]], out: Path) -> None:
+    """jobs: (source on the host, .pyc to write below `out`, file name to show in tracebacks). A container
+    image's interpreter (interp.sysroot) compiles in the sandbox over its tree: the sources outside the tree
+    (kiln's start-up hook) and `out` are bound in."""
     if not jobs:
         return
     for _, dst, _ in jobs:
         dst.parent.mkdir(parents=True, exist_ok=True)
+    binds: dict[str, Path] = {}
+    writable: dict[str, Path] = {}
+    if interp.sysroot is not None:
+        writable[OUT] = out
+        moved = []
+        for src, dst, shown in jobs:
+            if src.is_relative_to(interp.sysroot):
+                inside = str(interp.guest(src))
+            else:
+                inside = f"{SRC}/{len(binds)}.py"
+                binds[inside] = src
+            moved.append((Path(inside), Path(OUT) / dst.relative_to(out), shown))
+        jobs = moved
     payload = json.dumps([[str(s), str(d), shown] for s, d, shown in jobs]).encode()
-    _proc.run(
-        [interpreter, "-s", "-E", "-X", "no_debug_ranges", "-c", _COMPILER], what="compiling to bytecode", input=payload
+    interp.run(
+        ["-s", "-E", "-X", "no_debug_ranges", "-c", _COMPILER], "compiling to bytecode", binds, writable, payload
     )

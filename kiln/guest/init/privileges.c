@@ -50,9 +50,12 @@ static void set_caps(unsigned long caps, int inheritable) {
     must(syscall(SYS_capset, &hdr, data) == 0, "drop capabilities");
 }
 
-/* Keep only the capabilities in keep_caps, in every set, for good. */
+/* Keep only the capabilities in keep_caps, in every set, for good (and, until become_user has switched to
+ * the app's account, what switching takes). */
 void drop_capabilities(void) {
     int cap;
+    if (switch_user)
+        keep_caps |= (1ul << CAP_SETUID) | (1ul << CAP_SETGID);
     for (cap = 0; cap <= CAP_LAST_CAP; cap++)
         if (!(keep_caps & (1ul << cap)))
             prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);

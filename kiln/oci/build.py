@@ -1,0 +1,343 @@
+"""Build a kiln image from a container image: only what its program needs, from the image's own tree.
+
+The program is the image's Entrypoint + Cmd (kiln.oci.config), found on the
+image's PATH in the image's tree, never the host's. What the kiln image keeps:
+
+- a native program: it and its ELF closure (the tree's libraries, at the paths
+  the loader asks for), any `libraries` it loads with dlopen, and the image's
+  data files: every file that is neither an ELF file nor executable, less
+  documentation, man pages, licenses, package-manager databases, caches and
+  logs (DROPPED), and less the message catalogs of programs it does not keep
+  (/usr/share/locale/*/LC_MESSAGES/DOMAIN.mo, kept for a DOMAIN that is a kept
+  program's or library's name). Every other executable, every shell and every
+  library outside the closure is left out;
+- a Python app (the program is the image's interpreter, or a console script
+  it runs): the import analysis with that interpreter and its site-packages,
+  asked for its paths by running it in the sandbox over the tree
+  (kiln.oci.python); only the modules the app reaches.
+
+The image's config is honoured as `docker run` honours it: Env, WorkingDir,
+User (the account is in the generated /etc/passwd, and init starts the
+program as it), ExposedPorts, Volumes and StopSignal. A script as the program,
+or a program that is not in the image, fails in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from kiln import __version__
+from kiln.analyze import elf
+from kiln.analyze.command import PYTHON
+from kiln.analyze.native import native_needs
+from kiln.config import NativeConfig, _volume
+from kiln.errors import AppError
+from kiln.guest import init_binary
+from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, finish, kernel_for
+from kiln.image.etc import write_etc
+from kiln.image.rootfs import RootFS
+from kiln.image.sizing import memory_for
+from kiln.manifest import Account, BuildInputs, Entry, SourceImage
+from kiln.oci import source as sources
+from kiln.oci.config import ImageConfig
+from kiln.oci.unpack import unpacked
+from kiln.policy import policy
+from kiln.shell_form import SHELLS
+from kiln.store import Ref, Store
+from kiln.surface import scan_tree
+
+# What the kiln image never takes from a container image's tree (paths relative to it).
+DROPPED = (
+    "usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/lintian/", "usr/share/bug/",
+    "usr/share/common-licenses/", "usr/share/doc-base/",
+    "usr/share/bash-completion/", "usr/share/zsh/", "usr/share/fish/", "usr/share/menu/",
+    "var/lib/dpkg/", "var/lib/apt/", "var/cache/", "var/log/", "var/lib/pip/", "root/.cache/",
+    "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/passwd-", "etc/group-", "etc/shadow-",
+    "etc/gshadow-", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab", "etc/apt/", "etc/dpkg/",
+    "etc/cron.", "etc/init.d/", "etc/rc", "etc/logrotate", "etc/systemd/", "etc/pam.d/", "etc/security/",
+    "etc/sudoers", "etc/profile", "etc/bash", "etc/skel/", "etc/update-motd.d/", "etc/kernel/",
+    "usr/lib/apt/", "usr/lib/dpkg/", "usr/libexec/", "usr/share/perl5/Debconf", "var/lib/systemd/",
+    "boot/", "proc/", "sys/", "dev/", "run/", "tmp/", "kiln/", "usr/share/pixmaps/", "usr/share/icons/",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What `kiln build` says over the image's config, as `docker run` flags do."""
+
+    entrypoint: str | None = None
+    args: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ports: tuple[int, ...] = ()
+    libraries: tuple[str, ...] = ()
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    source: sources.Source
+    digest: str
+    tree: Path
+    config: ImageConfig
+
+
+def fetch(reference: str, store: Store, overrides: Overrides, say: Step) -> Fetched:
+    src = sources.Source.parse(reference)
+    with store.staging() as scratch:
+        layout = scratch / "layout"
+        say(f"fetching {reference}")
+        sources.copy(src, layout, overrides.username, overrides.password)
+        digest, doc = sources.image_config(layout)
+        say(f"image {digest[:19]}: unpacking its layers")
+        tree = unpacked(layout, digest, doc)
+    return Fetched(src, digest, tree, ImageConfig.from_document(doc))
+
+
+def on_path(tree: Path, program: str, config: ImageConfig) -> str:
+    if "/" in program:
+        guest = program if program.startswith("/") else str(PurePosixPath(config.workdir) / program)
+        if elf.resolve_in(tree, guest) is None:
+            raise AppError(f"the image has no {program}")
+        return guest
+    for d in config.path:
+        guest = f"{d.rstrip('/')}/{program}"
+        host = elf.resolve_in(tree, guest)
+        if host is not None and host.is_file():
+            return guest
+    raise AppError(f"the image has no program {program} on its PATH ({':'.join(config.path)})")
+
+
+def shebang(host: Path) -> list[str] | None:
+    with open(host, "rb") as f:
+        head = f.read(256)
+    if not head.startswith(b"#!"):
+        return None
+    return head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+
+
+def accounts_of(tree: Path, user: str | None, where: str) -> tuple[list[str], list[str], Account | None]:
+    """The image's own accounts (no login shell), and the account USER names."""
+    passwd, groups = [], {}
+    try:
+        for line in (tree / "etc" / "group").read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) >= 3 and parts[2].isdigit():
+                groups[parts[0]] = (int(parts[2]), parts[3] if len(parts) > 3 else "")
+    except OSError:
+        pass
+    users: dict[str, tuple[int, int, str]] = {"root": (0, 0, "/root")}
+    with contextlib.suppress(OSError):
+        for line in (tree / "etc" / "passwd").read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) >= 6 and parts[2].isdigit() and parts[3].isdigit():
+                users[parts[0]] = (int(parts[2]), int(parts[3]), parts[5])
+    account = None
+    if user and user not in ("root", "0", "0:0"):
+        name, _, group = user.partition(":")
+        if name in users:
+            uid, gid, _home = users[name]
+        elif name.isdigit():
+            uid = int(name)
+            gid = next((g for _n, (u, g, _h) in users.items() if u == uid), uid)
+            name = next((n for n, (u, _g, _h) in users.items() if u == uid), f"uid{uid}")
+            users.setdefault(name, (uid, gid, "/"))
+        else:
+            raise AppError(f"{where}: USER {user}: no such account in the image's /etc/passwd")
+        if group:
+            gid = groups[group][0] if group in groups else int(group) if group.isdigit() else gid
+        extra = tuple(g for n, (g, members) in groups.items() if name in members.split(",") and g != gid)
+        account = Account(name=name, uid=uid, gid=gid, groups=extra)
+    groups.setdefault("root", (0, ""))
+    for line_user, (uid, gid, home) in sorted(users.items(), key=lambda i: i[1][0]):
+        passwd.append(f"{line_user}:x:{uid}:{gid}::{home}:/nonexistent")
+    group_lines = [f"{n}:x:{g}:{m}" for n, (g, m) in sorted(groups.items(), key=lambda i: i[1][0])]
+    return passwd, group_lines, account
+
+
+def _domains(elf_paths: set[str]) -> set[str]:
+    """Message-catalog domains of kept ELF files: redis-server, libc (from libc.so.6), ..."""
+    return {PurePosixPath(p).name.split(".so")[0] for p in elf_paths}
+
+
+def data_files(tree: Path, closure_files: set[str]) -> list[str]:
+    """Guest paths of the image's data files: neither ELF nor executable, nor anything DROPPED, nor the
+    message catalogs of programs the image does not keep."""
+    domains = _domains(closure_files)
+    kept = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        rel_dir = os.path.relpath(dirpath, tree)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = sorted(d for d in dirnames if not (rel_dir + d + "/").startswith(DROPPED))
+        for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
+            rel = rel_dir + name
+            if rel.startswith(DROPPED) or f"/{rel}" in closure_files:
+                continue
+            if "/LC_MESSAGES/" in rel and rel.startswith("usr/share/locale") and name.rsplit(".", 1)[0] not in domains:
+                continue
+            host = Path(dirpath, name)
+            if os.path.islink(host):
+                target = elf.resolve_in(tree, f"/{rel}")
+                if target is None or not target.is_file() or _is_program(target):
+                    continue  # a link to nothing kept, or to a program
+            elif not host.is_file() or _is_program(host):
+                continue
+            if name in SHELLS:
+                continue
+            kept.append(f"/{rel}")
+    return kept
+
+
+def _is_program(path: Path) -> bool:
+    st = path.stat()
+    return bool(st.st_mode & 0o111) or elf.is_elf(path)
+
+
+def counts(tree: Path) -> tuple[int, int, list[str], int]:
+    """(files, executables, shells, bytes) of a tree: what the container image held."""
+    files, executables, shells, _setuid = scan_tree(tree)
+    size = sum(os.lstat(os.path.join(d, f)).st_size for d, _s, names in os.walk(tree) for f in names)
+    return files, len(executables), shells, size
+
+
+def build_image(
+    reference: str,
+    store: Store,
+    tag: str | None = None,
+    step: Step | None = None,
+    build_kernel: bool = True,
+    kernel_progress: KernelProgress | None = None,
+    overrides: Overrides | None = None,
+) -> BuildResult:
+    say = step or (lambda _msg: None)
+    overrides = overrides or Overrides()
+    got = fetch(reference, store, overrides, say)
+    config = got.config
+    where = reference
+    argv = config.command(overrides.entrypoint, overrides.args, where)
+    program = on_path(got.tree, argv[0], config)
+    host = elf.resolve_in(got.tree, program)
+    assert host is not None
+    interpreter = shebang(host)
+    if interpreter is not None:
+        if interpreter and PYTHON.match(interpreter[0].rsplit("/", 1)[-1]):
+            from kiln.oci.python import build_python_image
+
+            return build_python_image(got, argv, store, tag, say, build_kernel, kernel_progress, overrides)
+        raise AppError(
+            f"{where}: its program {program} is a script (#!{' '.join(interpreter)}), and a unikernel runs no "
+            f"shell or interpreter it was not built around: give the program itself with --entrypoint"
+        )
+    if PYTHON.match(program.rsplit("/", 1)[-1]):
+        from kiln.oci.python import build_python_image
+
+        return build_python_image(got, argv, store, tag, say, build_kernel, kernel_progress, overrides)
+    if not elf.is_elf(host):
+        raise AppError(f"{where}: its program {program} is not an ELF executable")
+    return _build_native(got, [program, *argv[1:]], store, tag, say, build_kernel, kernel_progress, overrides)
+
+
+def image_name(reference: str) -> str:
+    """A kiln image name from a reference: docker://h:5000/demo/web:1 -> web."""
+    path = re.sub(r"^(docker://|oci:|docker-archive:|oci-archive:)", "", reference)
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    last = re.split(r"[:@]", last)[0]
+    last = re.sub(r"\.(tar|tar\.gz|tgz)$", "", last)
+    return re.sub(r"[^a-z0-9._-]+", "-", last.lower()).strip("._-") or "image"
+
+
+def volumes_of(config: ImageConfig, say: Step) -> tuple[str, ...]:
+    kept = []
+    for v in config.volumes:
+        path = v.rstrip("/") or "/"
+        try:
+            _volume(path)
+        except ValueError as err:
+            say(f"note: VOLUME {v} is not kept: {err}")
+            continue
+        kept.append(path)
+    return tuple(kept)
+
+
+def source_image(got: Fetched, python: str | None = None) -> SourceImage:
+    files, executables, shells, size = counts(got.tree)
+    reference = got.source.reference.removeprefix("docker://") if got.source.transport == "docker://" else None
+    return SourceImage(
+        reference=reference, digest=got.digest, files=files, executables=executables, shells=tuple(shells),
+        size=size, python=python,
+    )  # fmt: skip
+
+
+def _build_native(
+    got: Fetched,
+    argv: list[str],
+    store: Store,
+    tag: str | None,
+    say: Step,
+    build_kernel: bool,
+    kernel_progress: KernelProgress | None,
+    overrides: Overrides,
+) -> BuildResult:
+    tree, config = got.tree, got.config
+    ref = Ref.parse(tag) if tag else Ref(image_name(got.source.reference))
+    say(f"command: {' '.join(argv)} (from the image's {'Entrypoint + Cmd' if config.entrypoint else 'Cmd'})")
+    init = init_binary()
+    (tree / "kiln").mkdir(exist_ok=True)  # init joins the program in the tree, to load the image's C library
+    shutil.copyfile(init, tree / "kiln" / "init")
+    extra = [on_path(tree, lib, config) for lib in overrides.libraries]
+    closure = elf.closure([Path(argv[0]), Path(INIT_PATH), *map(Path, extra)], sysroot=tree)
+    ports = overrides.ports or config.ports
+    volumes = volumes_of(config, say)
+    if ports:
+        say(f"ports: {', '.join(map(str, ports))} (from {'-p' if overrides.ports else 'the image ExposedPorts'})")
+    cfg = NativeConfig(exe=argv[0], ports=ports, volumes=volumes)
+    elfs = [elf.resolve_in(tree, p) for p in (argv[0], *extra)] + [closure.files[p] for p in closure.libraries]
+    needs = native_needs(cfg, [p for p in elfs if p is not None])
+    kernel = kernel_for(needs.features, build_kernel, kernel_progress)
+    passwd, group, account = accounts_of(tree, config.user, got.source.reference)
+    image = source_image(got)
+    with store.staging() as scratch:
+        root = RootFS(scratch / "root")
+        root.add_file(INIT_PATH, init, 0o555)
+        for path in [argv[0], *extra, *closure.libraries]:
+            root.add_host_path(path, tree)
+        data = data_files(tree, set(closure.libraries) | {argv[0]})
+        for path in data:
+            root.add_host_path(path, tree)
+        for d in ("/" + str(config.workdir).strip("/"),):
+            root.mkdir(d)
+        write_etc(root, ref.name.rsplit("/", 1)[-1], (), (passwd, group))
+        kept = scan_tree(root.root)
+        say(
+            f"the container had {image.files} files and {image.executables} executables; the unikernel keeps "
+            f"{kept[0]} files and {len(kept[1])} executables ({len(data)} data files)"
+        )
+        entry = Entry(
+            argv=tuple(argv),
+            args_from=1,
+            env={**config.env, **overrides.env},
+            workdir=config.workdir,
+            ports=ports,
+            volumes=volumes,
+            memory_mib=memory_for(None, kernel, root),
+            user=account,
+            stop_signal=config.stop_signal,
+        )
+        inputs = image_inputs(got, image)
+        return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, policy({}), kernel, say)
+
+
+def image_inputs(got: Fetched, image: SourceImage) -> BuildInputs:
+    """What the image was built from: the container image, by its digest (a local layout's path is not named)."""
+    return BuildInputs(
+        source=f"container image {image.reference or got.source.transport.rstrip(':/')}",
+        config_file=None,
+        sources_digest=got.digest,
+        kiln_version=__version__,
+        image=image,
+    )
