@@ -64,6 +64,10 @@ def dockerfile(path: Path) -> Found | None:
         return None
     parts = [p for p, v in (("ENTRYPOINT", parsed.stage.entrypoint), ("CMD", parsed.stage.cmd)) if v]
     notes = []
+    notes.append(
+        "kiln builds it as a Python app itself, with the Dockerfile's command (smaller, and no base image); "
+        "kiln build --dockerfile builds the Dockerfile instead"
+    )
     if parsed.stage.image.startswith(("python:", "docker.io/library/python:")):
         notes.append(
             f"its base image {parsed.stage.image} is not used: the image embeds the interpreter kiln builds with"
@@ -77,6 +81,34 @@ def dockerfile(path: Path) -> Found | None:
         workdir=parsed.stage.workdir,
         notes=tuple(notes),
     )
+
+
+def python_command(words: tuple[str, ...] | list[str], root: Path) -> bool:
+    """Is this a command kiln can build as a Python app itself (no base image, no builder)?"""
+    from kiln.analyze.command import PYTHON
+    from kiln.analyze.servers import SERVERS
+
+    if not words:
+        return False
+    program = words[0].rsplit("/", 1)[-1]
+    python_files = any(root.glob("*.py")) or any(root.glob("*/*.py"))
+    return bool(PYTHON.match(program) or program.endswith(".py") or (program in SERVERS and python_files))
+
+
+def needs_builder(root: Path) -> str | None:
+    """Why a directory with no kiln.toml, no Procfile and a Dockerfile must be built by the Dockerfile
+    (kiln.oci.builder): its command is not one kiln can build as a Python app; None if it can."""
+    if not root.is_dir() or (root / "kiln.toml").is_file() or (root / "Procfile").is_file():
+        return None
+    if not (root / "Dockerfile").is_file():
+        return None
+    from kiln import dockerfile as df
+
+    words = df.read(root / "Dockerfile").command()
+    if python_command(words, root):
+        return None
+    program = words[0] if words else "no program"
+    return f"its Dockerfile's command runs {program}, not a Python program kiln builds itself"
 
 
 def find(root: Path) -> Found | None:

@@ -49,6 +49,17 @@ SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets anoth
 )
 @click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
 @click.option("--user", "users", multiple=True, help="With --exe: an account the program needs in /etc/passwd.")
+@click.option(
+    "--dockerfile",
+    "dockerfile",
+    is_flag=False,
+    flag_value="Dockerfile",
+    default=None,
+    metavar="[FILE]",
+    help="Build APP (a directory) by its Dockerfile, with buildah, then as a container image.",
+)
+@click.option("--target", help="With --dockerfile: the stage to build.")
+@click.option("--build-arg", "build_args", multiple=True, metavar="KEY=VALUE", help="With --dockerfile.")
 @click.option("--entrypoint", help="A container image: its program instead of the image's Entrypoint (as docker run).")
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="A container image: set a variable.")
 @click.option("-u", "--username", help="A registry's user (else ~/.docker/config.json), as kiln pull.")
@@ -70,6 +81,9 @@ def build(
     ports: tuple[int, ...],
     files: tuple[str, ...],
     users: tuple[str, ...],
+    dockerfile: str | None,
+    target: str | None,
+    build_args: tuple[str, ...],
     entrypoint: str | None,
     env: tuple[str, ...],
     username: str | None,
@@ -89,6 +103,27 @@ def build(
     if args and is_reference(args[0]):
         image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build, as_json)
         return
+    if args and not (exe or deb):
+        from kiln.discover import needs_builder
+
+        context = Path(args[0])
+        why = None if dockerfile else needs_builder(context)
+        if dockerfile or why:
+            if why:
+                err_console.print(f"[dim]==>[/] building {escape(str(context))} by its Dockerfile: {escape(why)}")
+            file = (
+                Path(dockerfile)
+                if dockerfile and Path(dockerfile).is_absolute()
+                else context / (dockerfile or "Dockerfile")
+            )
+            bad = [a for a in build_args if "=" not in a]
+            if bad:
+                raise UsageError(f"invalid --build-arg {bad[0]!r} (expected KEY=VALUE)")
+            image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build,
+                        as_json, (context, file, target, dict(a.split("=", 1) for a in build_args)))  # fmt: skip
+            return
+    if target or build_args:
+        raise UsageError("--target and --build-arg go with --dockerfile")
     if entrypoint or env or username or password_stdin:
         raise UsageError("--entrypoint, -e, -u and --password-stdin go with a container image (docker://, oci:...)")
     if exe or deb:
@@ -182,13 +217,14 @@ def image_build(
     password_stdin: bool,
     no_kernel_build: bool,
     as_json: bool,
+    dockerfile: tuple[Path, Path, str | None, dict[str, str]] | None = None,
 ) -> None:
-    """kiln build REFERENCE [-- ARGS]: a container image, with docker run's overrides."""
+    """kiln build REFERENCE [-- ARGS] (or a Dockerfile's context): a container image, with docker run's overrides."""
     import sys
 
     import msgspec
 
-    from kiln.oci.build import Overrides, build_image
+    from kiln.oci.build import Overrides, build_dockerfile, build_image
 
     bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
     if bad:
@@ -202,15 +238,14 @@ def image_build(
         username=username,
         password=password,
     )
-    result = build_image(
-        args[0],
-        Store(),
-        tag,
-        step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"),
-        build_kernel=not no_kernel_build,
-        kernel_progress=kernel_progress,
-        overrides=overrides,
-    )
+    step = lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}")  # noqa: E731
+    if dockerfile is not None:
+        context, file, target, build_args = dockerfile
+        result = build_dockerfile(
+            context, file, Store(), tag, step, not no_kernel_build, kernel_progress, overrides, target, build_args
+        )
+    else:
+        result = build_image(args[0], Store(), tag, step, not no_kernel_build, kernel_progress, overrides)
     m = result.manifest
     image = m.build.image
     if as_json:

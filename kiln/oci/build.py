@@ -30,12 +30,13 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.command import PYTHON
 from kiln.analyze.native import native_needs
-from kiln.config import NativeConfig, _volume
+from kiln.config import NativeConfig, _volume, default_name
 from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, finish, kernel_for
@@ -66,6 +67,9 @@ DROPPED = (
 )  # fmt: skip
 
 
+ROOT_CAPS: tuple[Literal["setuid", "setgid", "chown"], ...] = ("setuid", "setgid", "chown")
+
+
 @dataclass(frozen=True)
 class Overrides:
     """What `kiln build` says over the image's config, as `docker run` flags do."""
@@ -85,6 +89,29 @@ class Fetched:
     digest: str
     tree: Path
     config: ImageConfig
+
+
+def build_dockerfile(
+    context: Path,
+    dockerfile: Path,
+    store: Store,
+    tag: str | None = None,
+    step: Step | None = None,
+    build_kernel: bool = True,
+    kernel_progress: KernelProgress | None = None,
+    overrides: Overrides | None = None,
+    target: str | None = None,
+    build_args: dict[str, str] | None = None,
+) -> BuildResult:
+    """A Dockerfile built by buildah (kiln.oci.builder), then the image as build_image reads one."""
+    from kiln.oci import builder
+
+    say = step or (lambda _msg: None)
+    with store.staging() as scratch:
+        layout = scratch / "built"
+        builder.build(context, dockerfile, layout, target, build_args, say)
+        name = tag or default_name(context.resolve())
+        return build_image(f"oci:{layout}:image", store, name, say, build_kernel, kernel_progress, overrides)
 
 
 def fetch(reference: str, store: Store, overrides: Overrides, say: Step) -> Fetched:
@@ -327,6 +354,9 @@ def _build_native(
             memory_mib=memory_for(None, kernel, root),
             user=account,
             stop_signal=config.stop_signal,
+            # root in a container has Docker's default capabilities: on the unix target, the ones a server uses
+            # to give its files and itself to another account (nginx's workers' temp directories)
+            keep_caps=ROOT_CAPS if account is None else (),
         )
         inputs = image_inputs(got, image)
         return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, policy({}), kernel, say)
