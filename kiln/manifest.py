@@ -160,7 +160,8 @@ class SourceImage(_Frozen, kw_only=True):
     """The container image a kiln image was built from (kiln.oci), and what it held."""
 
     reference: str | None  # a registry's HOST/REPO:TAG; None for a local layout or archive (no host path)
-    digest: Digest  # its image manifest's
+    digest: Digest  # its image manifest's (differs between a registry's compressed layers and an archive's)
+    id: Digest  # its config's: the image's identity whatever carried it (docker's "image ID")
     files: Count
     executables: Count
     shells: tuple[str, ...] = ()

@@ -41,6 +41,7 @@ class Surface:
     kernel_options: int | None
     ports: str
     notes: list[str] = field(default_factory=list)
+    executable_count: int | None = None  # when only the count is known (a container image kiln built from)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -135,6 +136,25 @@ def image_surface(store: Store, image: Image) -> Surface:
     )
 
 
+def container_surface(image: Image) -> Surface | None:
+    """The container image a kiln image was built from, as its build recorded it (kiln.oci)."""
+    source = image.manifest.build.image
+    if source is None:
+        return None
+    return Surface(
+        name=f"container {source.reference or source.digest[:19]}",
+        files=source.files,
+        executables=[],
+        executable_count=source.executables,
+        shells=list(source.shells),
+        setuid=[],
+        syscalls="every one (no filter; the runtime's default seccomp profile, where it applies one)",
+        kernel="the host's",
+        kernel_options=None,
+        ports=", ".join(f"{p}/tcp" for p in image.manifest.entry.ports) or "none",
+    )
+
+
 def debian_surface(variant: str = "minbase") -> Surface:
     """Debian bookworm `variant` (debootstrap) with Debian's cloud kernel; cached as JSON."""
     from kiln.baselines import debian
@@ -168,11 +188,15 @@ def _short(items: list[str], limit: int = 6) -> str:
     return f"{len(items)}: {shown}" + (f", … (+{len(items) - limit})" if len(items) > limit else "")
 
 
+def _executables(s: Surface) -> str:
+    return str(s.executable_count) if s.executable_count is not None else _short(s.executables, 3)
+
+
 def rows(surfaces: list[Surface]) -> list[tuple[str, ...]]:
     """The comparison as table rows: figure, then one column per surface."""
     return [
         ("files", *(str(s.files) for s in surfaces)),
-        ("executables", *(_short(s.executables, 3) for s in surfaces)),
+        ("executables", *(_executables(s) for s in surfaces)),
         ("shell present", *(("yes: " + ", ".join(s.shells[:4])) if s.shells else "no" for s in surfaces)),
         ("setuid/setgid files", *(_short(s.setuid, 3) for s in surfaces)),
         ("syscalls allowed", *(s.syscalls for s in surfaces)),

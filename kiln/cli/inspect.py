@@ -69,14 +69,17 @@ def show_surface(store: Store, img: Image, as_json: bool) -> None:
             "measuring the Debian minbase baseline once (debootstrap if needed: minutes)", highlight=False
         )
     debian = surface.debian_surface()
+    container = surface.container_surface(img)
     if as_json:
-        print_json({"image": mine.to_dict(), "debian": debian.to_dict()})
+        print_json({"image": mine.to_dict(), "debian": debian.to_dict(),
+                    **({"container": container.to_dict()} if container else {})})  # fmt: skip
         return
+    columns = [mine, *([container] if container else []), debian]
     table = Table(header_style="bold", show_lines=True)
     table.add_column("")
-    table.add_column(mine.name)
-    table.add_column(debian.name)
-    for row in surface.rows([mine, debian]):
+    for column in columns:
+        table.add_column(column.name)
+    for row in surface.rows(columns):
         table.add_row(*(escape(c) for c in row))
     console.print(table)
 

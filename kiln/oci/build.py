@@ -87,6 +87,7 @@ class Overrides:
 class Fetched:
     source: sources.Source
     digest: str
+    id: str  # the config's digest
     tree: Path
     config: ImageConfig
 
@@ -120,10 +121,10 @@ def fetch(reference: str, store: Store, overrides: Overrides, say: Step) -> Fetc
         layout = scratch / "layout"
         say(f"fetching {reference}")
         sources.copy(src, layout, overrides.username, overrides.password)
-        digest, doc = sources.image_config(layout)
-        say(f"image {digest[:19]}: unpacking its layers")
-        tree = unpacked(layout, digest, doc)
-    return Fetched(src, digest, tree, ImageConfig.from_document(doc))
+        digest, image_id, doc = sources.image_config(layout)
+        say(f"image {image_id[:19]}: unpacking its layers")
+        tree = unpacked(layout, image_id, doc)  # by its content: the same tree whichever transport carried it
+    return Fetched(src, digest, image_id, tree, ImageConfig.from_document(doc))
 
 
 def on_path(tree: Path, program: str, config: ImageConfig) -> str:
@@ -295,7 +296,7 @@ def source_image(got: Fetched, python: str | None = None) -> SourceImage:
     files, executables, shells, size = counts(got.tree)
     reference = got.source.reference.removeprefix("docker://") if got.source.transport == "docker://" else None
     return SourceImage(
-        reference=reference, digest=got.digest, files=files, executables=executables, shells=tuple(shells),
+        reference=reference, digest=got.digest, id=got.id, files=files, executables=executables, shells=tuple(shells),
         size=size, python=python,
     )  # fmt: skip
 
@@ -367,7 +368,7 @@ def image_inputs(got: Fetched, image: SourceImage) -> BuildInputs:
     return BuildInputs(
         source=f"container image {image.reference or got.source.transport.rstrip(':/')}",
         config_file=None,
-        sources_digest=got.digest,
+        sources_digest=got.id,
         kiln_version=__version__,
         image=image,
     )

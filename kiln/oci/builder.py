@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from kiln import _proc
+from kiln import _proc, shell_form
 from kiln.errors import AppError, KilnError
 from kiln.paths import home_dir
 from kiln.registry import insecure
@@ -41,9 +41,13 @@ def _storage() -> list[str]:
     return ["--root", str(base / "root"), "--runroot", str(base / "runroot")]
 
 
-def _loopback_bases(dockerfile: Path) -> bool:
+def _loopback_bases(dockerfile: Path, build_args: dict[str, str]) -> bool:
+    """Does a FROM name a registry on loopback (after ARG defaults and --build-arg values)?"""
     text = dockerfile.read_text(errors="replace")
-    hosts = re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?([^/\s]+)/", text, re.MULTILINE | re.IGNORECASE)
+    args = dict(re.findall(r"^\s*ARG\s+([A-Za-z_]\w*)=(\S+)", text, re.MULTILINE | re.IGNORECASE))
+    args.update(build_args)
+    bases = re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", text, re.MULTILINE | re.IGNORECASE)
+    hosts = [shell_form.expand(b, args, str(dockerfile), unset_is_empty=True).split("/", 1)[0] for b in bases]
     return any(insecure(h) for h in hosts if "." in h or ":" in h or h == "localhost")
 
 
@@ -70,7 +74,7 @@ def build(
         argv += ["--target", target]
     for key, value in sorted((build_args or {}).items()):
         argv += ["--build-arg", f"{key}={value}"]
-    if _loopback_bases(dockerfile):
+    if _loopback_bases(dockerfile, build_args or {}):
         argv.append("--tls-verify=false")
     argv.append(str(context))
     if say:

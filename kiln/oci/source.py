@@ -118,9 +118,9 @@ def blob(layout: Path, digest: str) -> bytes:
     return (layout / "blobs" / "sha256" / hexa).read_bytes()
 
 
-def image_config(layout: Path) -> tuple[str, dict[str, object]]:
-    """(the image's digest, its config document: {"config": {Entrypoint, Cmd, Env, ...}, ...})."""
+def image_config(layout: Path) -> tuple[str, str, dict[str, object]]:
+    """(the image manifest's digest, its config's digest, the config: {"config": {Entrypoint, Cmd, ...}, ...})."""
     digest = image_digest(layout)
     manifest = json.loads(blob(layout, digest))
     config = json.loads(blob(layout, manifest["config"]["digest"]))
-    return digest, config
+    return digest, str(manifest["config"]["digest"]), config

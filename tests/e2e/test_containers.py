@@ -1,0 +1,280 @@
+"""Container images in: a Debian bookworm base made here (debootstrap, imported with buildah), images FROM it
+(Flask installed with pip, redis-server and nginx installed with apt) pushed to Debian's docker-registry on
+loopback, each built by kiln from the registry, an OCI layout and a docker-archive, booted under QEMU and on
+the unix target and asked by a real client; a Dockerfile built by kiln itself; every bad input in one line;
+and hostile layers that never write outside their staging directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from bench.harness import free_port
+from tests.conftest import KILN, ROOT, SHARED_HOME, Instance, kiln
+from tests.e2e.test_errors import assert_one_line_error, store_state
+from tests.support import Buildah, Registry, oci_layout, tar_entry
+
+IMAGES = ROOT / "tests" / "fixtures" / "images"
+TARGETS = ["qemu", "unix"]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = Registry(tmp_path_factory.mktemp("container-registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def buildah(tmp_path_factory: pytest.TempPathFactory) -> Buildah:
+    return Buildah(tmp_path_factory.mktemp("buildah"))
+
+
+@pytest.fixture(scope="session")
+def base_image(registry: Registry, buildah: Buildah) -> str:
+    """Debian bookworm minbase, from debootstrap (cached with the shared kernels), as an image in the registry."""
+    os.environ.setdefault("KILN_HOME", str(SHARED_HOME))
+    from kiln.baselines import debian
+
+    tree = debian.rootfs("minbase")
+    ref = f"{registry.host}/debian:bookworm"
+    buildah.import_tree(tree, "localhost/kiln-test-debian:bookworm")
+    buildah.push("localhost/kiln-test-debian:bookworm", f"docker://{ref}")
+    return ref
+
+
+@pytest.fixture(scope="session")
+def sources(base_image: str, registry: Registry, buildah: Buildah, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Each test image in the registry, as an OCI layout and as a docker-archive."""
+    out = tmp_path_factory.mktemp("images")
+    found = {}
+    for name in ("flask", "redis", "nginx"):
+        local = f"localhost/kiln-test-{name}:1"
+        buildah.build(IMAGES / name, local, base_image)
+        remote = f"{registry.host}/test/{name}:1"
+        buildah.push(local, f"docker://{remote}")
+        buildah.push(local, f"oci:{out / name}:1")
+        buildah.push(local, f"docker-archive:{out / (name + '.tar')}:test/{name}:1")
+        found[name] = {"docker": f"docker://{remote}", "oci": f"oci:{out / name}:1",
+                       "archive": f"docker-archive:{out / (name + '.tar')}"}  # fmt: skip
+    return found
+
+
+@pytest.fixture(scope="session")
+def built(sources: dict, session_env: dict[str, str]) -> dict[str, str]:
+    """kiln images of the three, built from the registry."""
+    names = {}
+    for name, refs in sources.items():
+        proc = kiln("build", "-t", f"ctr-{name}", refs["docker"], env=session_env, check=True, timeout=1800)
+        assert "the container had" in proc.stderr
+        names[name] = f"ctr-{name}"
+    return names
+
+
+def _redis_answers(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client = redis.Redis(port=port, socket_timeout=5)
+            assert client.ping()
+            client.set("kiln", "unikernel")
+            assert client.get("kiln") == b"unikernel"
+            return
+        except (redis.exceptions.ConnectionError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", ["flask", "redis", "nginx"])
+def test_container_images_boot_and_answer(
+    name: str, target: str, built: dict[str, str], session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    guest = {"flask": 8080, "redis": 6379, "nginx": 8080}[name]
+    inst = Instance(built[name], session_env, target, {port: guest})
+    instances.append(inst)
+    if name == "redis":
+        _redis_answers(port)
+    elif name == "nginx":
+        page = inst.wait_http(port, "/")
+        assert page.status_code == 200 and "hello from nginx in a container" in page.text
+    else:
+        seen = inst.wait_http(port, "/").json()
+        # Env, WorkingDir and User, as the image's config says; a file a later layer deleted is gone
+        assert seen == {"greeting": "hello-from-the-image", "cwd": "/srv/web", "uid": 990, "gid": 990,
+                        "secret_exists": False, "data_writable": seen["data_writable"]}, inst.output  # fmt: skip
+    inst.stop()
+
+
+def test_what_the_image_says_and_keeps(built: dict[str, str], session_env: dict[str, str]) -> None:
+    flask = json.loads(kiln("inspect", "--json", built["flask"], env=session_env, check=True).stdout)["manifest"]
+    entry = flask["entry"]
+    assert entry["ports"] == [8080] and entry["volumes"] == ["/srv/web/data"] and entry["workdir"] == "/srv/web"
+    assert entry["user"]["name"] == "web" and entry["env"]["GREETING"] == "hello-from-the-image"
+    image = flask["build"]["image"]
+    assert image["digest"].startswith("sha256:") and image["python"] == "/usr/bin/python3"
+    modules = {m["name"] for m in flask["python"]["modules"]}
+    assert "flask.app" in modules and "pip" not in modules  # only what the app reaches
+    # the aim: a tenth of the container's bytes or less, no shell, at most two executables
+    assert flask["kernel"]["size"] + flask["rootfs"]["size"] <= image["size"] / 10
+    surface = kiln("inspect", "--surface", "--json", built["flask"], env=session_env, check=True).stdout
+    report = json.loads(surface)
+    assert report["image"]["shells"] == [] and len(report["image"]["executables"]) <= 2
+    assert report["container"]["files"] == image["files"] and report["container"]["shells"]  # it had a shell
+    nginx = json.loads(kiln("inspect", "--json", built["nginx"], env=session_env, check=True).stdout)["manifest"]
+    assert nginx["entry"]["argv"] == ["/usr/sbin/nginx", "-g", "daemon off; master_process off;"]
+    assert nginx["entry"]["stop_signal"] == "SIGQUIT"
+    redis_ = json.loads(kiln("inspect", "--json", built["redis"], env=session_env, check=True).stdout)["manifest"]
+    # the Dockerfile's shell-form CMD (/bin/sh -c "..."), read without a shell
+    assert redis_["entry"]["argv"] == ["/usr/bin/redis-server", "--protected-mode", "no", "--save", "",
+                                       "--appendonly", "no"]  # fmt: skip
+
+
+def test_every_source_of_one_image_gives_one_root(sources: dict, built: dict[str, str], env: dict[str, str]) -> None:
+    roots = {}
+    for kind in ("docker", "oci", "archive"):
+        kiln("build", "-t", "redis-any", sources["redis"][kind], env=env, check=True, timeout=1800)
+        m = json.loads(kiln("inspect", "--json", "redis-any", env=env, check=True).stdout)["manifest"]
+        roots[kind] = (m["rootfs"]["digest"], m["build"]["image"]["id"])
+    assert len(set(roots.values())) == 1, roots  # one root, one image id, whichever transport carried it
+    kiln("build", "-t", "redis-twice", sources["redis"]["docker"], env=env, check=True, timeout=1800)
+    first = json.loads(kiln("inspect", "--json", "redis-twice", env=env, check=True).stdout)["digest"]
+    kiln("build", "-t", "redis-twice", sources["redis"]["docker"], env=env, check=True, timeout=1800)
+    again = json.loads(kiln("inspect", "--json", "redis-twice", env=env, check=True).stdout)["digest"]
+    assert first == again  # the same image gives the same kiln digest twice
+
+
+def test_a_dockerfile_built_by_kiln(base_image: str, env: dict[str, str], instances: list[Instance]) -> None:
+    proc = kiln("build", "--dockerfile", "--build-arg", f"BASE={base_image}", "-t", "df-nginx",
+                str(IMAGES / "nginx"), env=env, check=True, timeout=1800)  # fmt: skip
+    assert "buildah bud --isolation chroot" in proc.stderr
+    port = free_port()
+    inst = Instance("df-nginx", env, "unix", {port: 8080})
+    instances.append(inst)
+    assert "hello from nginx in a container" in inst.wait_http(port, "/").text
+    inst.stop()
+
+
+def test_a_directory_with_a_non_python_dockerfile_is_built_by_it(base_image: str, env: dict[str, str],
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    app = tmp_path / "web"
+    app.mkdir()
+    dockerfile = (
+        (IMAGES / "redis" / "Dockerfile").read_text().replace("ARG BASE=debian:bookworm", f"ARG BASE={base_image}")
+    )
+    (app / "Dockerfile").write_text(dockerfile)
+    proc = kiln("build", str(app), env=env, check=True, timeout=1800)
+    assert "by its Dockerfile: its Dockerfile's command runs redis-server, not a Python program" in proc.stderr
+
+
+def _layout(tmp: Path, name: str, layers: list, config: dict, **kw: object) -> str:
+    oci_layout(tmp / name, layers, config, **kw)  # type: ignore[arg-type]
+    return f"oci:{tmp / name}:latest"
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        pytest.param("unreachable", "is not reachable", id="unreachable-registry"),
+        pytest.param("missing-tag", "no such image or tag in the registry", id="missing-tag"),
+        pytest.param("other-platform", "no image for linux/amd64", id="no-image-for-this-platform"),
+        pytest.param("bad-digest", "fails its digest", id="layer-fails-its-digest"),
+        pytest.param("shell-script", "is a script (#!/bin/sh)", id="entry-is-a-shell-script"),
+        pytest.param("missing-program", "the image has no program nosuchd on its PATH", id="program-missing"),
+    ],
+)
+def test_bad_images_get_one_line(
+    case: str, fragment: str, registry: Registry, closed_port: int, tmp_path: Path, env: dict[str, str]
+) -> None:
+    script = tar_entry("entrypoint.sh", data=b"#!/bin/sh\nexec sleep 1\n", mode=0o755)
+    ok = [tar_entry("etc/motd", data=b"hi\n")]
+    refs = {
+        "unreachable": f"docker://127.0.0.1:{closed_port}/nothing/here:1",
+        "missing-tag": f"docker://{registry.host}/test/never-pushed:9",
+        "other-platform": _layout(tmp_path, "arm", [ok], {"Cmd": ["/x"]}, architecture="arm64", as_index=True),
+        "shell-script": _layout(tmp_path, "sh", [[script]], {"Cmd": ["/entrypoint.sh"]}),
+        "missing-program": _layout(tmp_path, "none", [ok], {"Cmd": ["nosuchd", "--port", "1"]}),
+    }
+    if case == "bad-digest":
+        refs[case] = _layout(tmp_path, "bad", [ok, [tar_entry("etc/more", data=b"x" * 4096)]], {"Cmd": ["/x"]})
+        index = json.loads((tmp_path / "bad" / "index.json").read_text())
+        manifest = json.loads((tmp_path / "bad/blobs/sha256" / index["manifests"][0]["digest"][7:]).read_text())
+        layer = tmp_path / "bad/blobs/sha256" / manifest["layers"][1]["digest"][7:]
+        data = bytearray(layer.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        layer.write_bytes(bytes(data))
+    before = store_state(env)
+    caches = sorted((Path(env["KILN_HOME"]) / "cache" / "oci").glob("*")) if case != "shell-script" else None
+    assert_one_line_error(kiln("build", refs[case], env=env, timeout=300), fragment)
+    assert store_state(env) == before
+    if caches is not None and case in ("unreachable", "missing-tag", "other-platform", "bad-digest"):
+        assert sorted((Path(env["KILN_HOME"]) / "cache" / "oci").glob("*")) == caches  # nothing unpacked
+
+
+def test_hostile_layers_stay_inside_their_staging_directory(tmp_path: Path, env: dict[str, str]) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("host file\n")
+    layers = [[
+        tar_entry("ok.txt", data=b"fine\n"),
+        tar_entry("../escape-dotdot", data=b"x"),
+        tar_entry(f"{tmp_path}/escape-abs", data=b"x"),
+        tar_entry("etc2", tarfile.SYMTYPE, link=str(outside)),
+        tar_entry("etc2/pwned", data=b"x"),
+        tar_entry("dev-null", tarfile.CHRTYPE, major=1, minor=3),
+        tar_entry("suid", data=b"\x7fELF", mode=0o4755),
+        tar_entry("sgid-dir", tarfile.DIRTYPE, mode=0o2755),
+    ]]  # fmt: skip
+    ref = _layout(tmp_path, "hostile", layers, {"Cmd": ["/ok.txt"]})
+    index = json.loads((tmp_path / "hostile" / "index.json").read_text())
+    manifest = json.loads((tmp_path / "hostile/blobs/sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    image_id = manifest["config"]["digest"].replace(":", "-")
+    proc = kiln("build", ref, env=env, timeout=300)
+    assert_one_line_error(proc, "is not an ELF executable")  # it got as far as its program, all layers applied
+    assert sorted(p.name for p in outside.iterdir()) == ["keep"]  # nothing through the link
+    assert not (tmp_path / "escape-dotdot").exists() and not (tmp_path.parent / "escape-dotdot").exists()
+    assert not Path(f"{tmp_path}/escape-abs").exists()
+    tree = Path(env["KILN_HOME"]) / "cache" / "oci" / image_id / "rootfs"
+    assert (tree / "escape-dotdot").is_file() and (tree / str(tmp_path).lstrip("/") / "escape-abs").is_file()
+    assert (tree / str(outside).lstrip("/") / "pwned").is_file()  # below the link, inside the tree
+    assert (tree / "dev-null").is_file() and not (tree / "dev-null").is_char_device()  # no device node
+    assert not (tree / "suid").stat().st_mode & 0o6000 and not (tree / "sgid-dir").stat().st_mode & 0o6000
+    hard = _layout(tmp_path, "hard", [[tar_entry("hard", tarfile.LNKTYPE, link="/etc/hostname")]], {"Cmd": ["/x"]})
+    before = store_state(env)
+    assert_one_line_error(kiln("build", hard, env=env, timeout=300), "the image's layers cannot be applied")
+    assert store_state(env) == before
+
+
+def test_image_builds_accept_docker_run_overrides(built: dict[str, str], sources: dict, env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [KILN, "build", "-t", "redis-custom", "-e", "EXTRA=1", "-p", "7000", sources["redis"]["docker"], "--",
+         "redis-server", "--port", "7000", "--protected-mode", "no"],
+        env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads(kiln("inspect", "--json", "redis-custom", env=env, check=True).stdout)["manifest"]["entry"]
+    assert entry["argv"] == ["/usr/bin/redis-server", "--port", "7000", "--protected-mode", "no"]
+    assert entry["ports"] == [7000] and entry["env"]["EXTRA"] == "1"
+    proc = kiln("build", "--entrypoint", "/usr/bin/nosuch", sources["redis"]["docker"], env=env, timeout=600)
+    assert_one_line_error(proc, "the image has no /usr/bin/nosuch")
+    _ = httpx  # the HTTP client of the boot tests
