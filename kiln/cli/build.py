@@ -48,7 +48,14 @@ SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets anoth
     "-p", "--port", "ports", type=int, multiple=True, help="With --exe or an image: a port the program listens on."
 )
 @click.option("--file", "files", multiple=True, help="With --exe: a host file or directory to keep (repeatable).")
-@click.option("--user", "users", multiple=True, help="With --exe: an account the program needs in /etc/passwd.")
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    help="With --exe: an account the program needs in /etc/passwd; with an image: the account it runs as "
+    "(USER[:GROUP], as docker run --user).",
+)
+@click.option("--workdir", help="A container image: its working directory instead of the image's WorkingDir.")
 @click.option(
     "--dockerfile",
     "dockerfile",
@@ -81,6 +88,7 @@ def build(
     ports: tuple[int, ...],
     files: tuple[str, ...],
     users: tuple[str, ...],
+    workdir: str | None,
     dockerfile: str | None,
     target: str | None,
     build_args: tuple[str, ...],
@@ -100,8 +108,12 @@ def build(
     it is built first (minutes, with progress)."""
     from kiln.oci.source import is_reference
 
+    if len(users) > 1 and ((args and is_reference(args[0])) or dockerfile):
+        raise UsageError("--user: an image runs as one account")
+    run_as = {"user": users[0] if users else None, "workdir": workdir}
     if args and is_reference(args[0]):
-        image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build, as_json)
+        image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build, as_json,
+                    run_as=run_as)  # fmt: skip
         return
     if args and not (exe or deb):
         from kiln.discover import needs_builder
@@ -119,13 +131,16 @@ def build(
             bad = [a for a in build_args if "=" not in a]
             if bad:
                 raise UsageError(f"invalid --build-arg {bad[0]!r} (expected KEY=VALUE)")
+            recipe = (context, file, target, dict(a.split("=", 1) for a in build_args))
             image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build,
-                        as_json, (context, file, target, dict(a.split("=", 1) for a in build_args)))  # fmt: skip
+                        as_json, recipe, run_as)  # fmt: skip
             return
     if target or build_args:
         raise UsageError("--target and --build-arg go with --dockerfile")
-    if entrypoint or env or username or password_stdin:
-        raise UsageError("--entrypoint, -e, -u and --password-stdin go with a container image (docker://, oci:...)")
+    if entrypoint or env or username or password_stdin or workdir:
+        raise UsageError(
+            "--entrypoint, -e, --workdir, -u and --password-stdin go with a container image (docker://, oci:...)"
+        )
     if exe or deb:
         given = {"exe": exe, "name": name, "args": args, "ports": ports, "files": files, "users": users}
         try:  # only what was given: a Debian package's unit says the rest
@@ -218,6 +233,7 @@ def image_build(
     no_kernel_build: bool,
     as_json: bool,
     dockerfile: tuple[Path, Path, str | None, dict[str, str]] | None = None,
+    run_as: dict[str, str | None] | None = None,
 ) -> None:
     """kiln build REFERENCE [-- ARGS] (or a Dockerfile's context): a container image, with docker run's overrides."""
     import sys
@@ -237,6 +253,8 @@ def image_build(
         ports=ports,
         username=username,
         password=password,
+        user=(run_as or {}).get("user"),
+        workdir=(run_as or {}).get("workdir"),
     )
     step = lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}")  # noqa: E731
     if dockerfile is not None:

@@ -45,8 +45,9 @@ def project_dir(name: str) -> Path:
     return home_dir("compose") / name
 
 
-def instance_name(project: str, service: str) -> str:
-    return f"{project}-{service}"
+def instance_name(project: Project, service: str) -> str:
+    """PROJECT-SERVICE, or the service's container_name."""
+    return project.services[service].container_name or f"{project.name}-{service}"
 
 
 def addresses(project: Project) -> dict[str, str]:
@@ -111,21 +112,79 @@ class SwitchProcess:
 # -- up --------------------------------------------------------------------------------------------
 
 
+def registry_reference(image: str) -> str:
+    """An image as Docker names it: `redis:7` is docker.io/library/redis:7, `host:5000/a/b` is that registry's."""
+    name = image.removeprefix("docker://")
+    first = name.split("/", 1)[0]
+    if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name if '/' in name else 'library/' + name}"
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        name += ":latest"
+    return f"docker://{name}"
+
+
+def _image_flags(service: Service) -> list[str]:
+    """kiln build's flags for what the service says over its image's config, as docker run's."""
+    flags = []
+    if service.entrypoint is not None:
+        flags += ["--entrypoint", service.entrypoint]
+    if service.user is not None:
+        flags += ["--user", service.user]
+    if service.working_dir is not None:
+        flags += ["--workdir", service.working_dir]
+    for port in service.expose:
+        flags += ["-p", str(port)]
+    if service.command is not None:
+        flags += ["--", *service.command]
+    return flags
+
+
+def _build_argv(service: Service, ref: str) -> list[str]:
+    """How `kiln build` makes the service's image."""
+    from kiln.discover import needs_builder
+
+    if service.build is not None:
+        b = service.build
+        itself = b.dockerfile is None and b.target is None and not b.args and needs_builder(b.context) is None
+        if itself and service.overrides:
+            raise UsageError(
+                f"services.{service.name}: kiln builds {b.context} itself, and its command is its own "
+                "(kiln.toml, a Procfile): command, entrypoint, working_dir, user and expose go with an image"
+            )
+        if itself:
+            return ["build", str(b.context), "-t", ref]
+        argv = ["build", "--dockerfile", str(b.dockerfile or b.context / "Dockerfile"), "-t", ref]
+        if b.target:
+            argv += ["--target", b.target]
+        for key, value in sorted(b.args.items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        return [*argv, str(b.context), *_image_flags(service)]
+    assert service.image is not None
+    return ["build", "-t", ref, registry_reference(service.image), *_image_flags(service)]
+
+
 def _ensure_image(store: Store, service: Service, project: Project, rebuild: bool, say: Say) -> str:
-    ref = service.image or f"{project.name}-{service.name}"
+    """The service's image: kiln's store's, else built as kiln.discover and kiln.oci decide (cached under the
+    project's name for the service: `compose up --build` builds it again)."""
+    if service.image and service.build is None and not service.overrides:
+        with contextlib.suppress(KilnError):
+            store.image(service.image)
+            return service.image  # a kiln image the store has
+    ref = service.image if service.build is not None and service.image else f"{project.name}-{service.name}"
     have = True
     try:
         store.image(ref)
     except KilnError:
         have = False
-    if have and not (rebuild and service.build):
+    if have and not rebuild:
         return ref
-    if service.build is None:
-        raise UsageError(f"service {service.name}: no image {ref} in the store, and no build to make it")
-    say(f"building {service.name} from {service.build}")
-    proc = subprocess.run([sys.executable, "-m", "kiln", "build", str(service.build), "-t", ref], check=False)
+    argv = _build_argv(service, ref)
+    say(f"building {service.name}: kiln {' '.join(argv[1:])}")
+    proc = subprocess.run([sys.executable, "-m", "kiln", *argv], check=False)
     if proc.returncode != 0:
-        raise KilnError(f"service {service.name}: the build of {service.build} failed")
+        what = service.build.context if service.build else service.image
+        raise KilnError(f"service {service.name}: the build of {what} failed")
     return ref
 
 
@@ -152,6 +211,7 @@ def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs
         extra_env=dict(service.environment),
         lan=lan,
         snapshot="never",
+        stop_signal=service.stop_signal,
     )
 
 
@@ -219,7 +279,8 @@ def up(project: Project, store: Store, say: Say, services: list[str] | None = No
     atomic.write_bytes(
         directory / "project.json",
         json.dumps({"name": project.name, "directory": str(project.directory),
-                    "services": {s: instance_name(project.name, s) for s in project.services}}, indent=2).encode(),
+                    "services": {s: instance_name(project, s) for s in project.services},
+                    "labels": {s: v.labels for s, v in project.services.items() if v.labels}}, indent=2).encode(),
     )  # fmt: skip
     switch = SwitchProcess(directory)
     had_switch = switch.pid() is not None
@@ -253,11 +314,11 @@ def _start_all(
     for name in order:
         service = project.services[name]
         for dep, condition in sorted(service.depends_on.items()):
-            dep_inst = instances.get(instance_name(project.name, dep))
+            dep_inst = instances.get(instance_name(project, dep))
             if condition == "service_healthy":
                 say(f"waiting for {dep} to be healthy")
                 wait_healthy(dep_inst, project.services[dep])
-        inst_name = instance_name(project.name, name)
+        inst_name = instance_name(project, name)
         try:
             existing: instances.Instance | None = instances.get(inst_name)
         except KilnError:

@@ -3,12 +3,25 @@ kiln runs, each key it does not run refused in one line that names the key and i
 
 Supported (the rest of Compose is valid but refused):
     name
-    services.<s>.image | build (a directory, or {context: DIR})
+    services.<s>.image          kiln's store, else a container image from its registry (`redis:7` as Docker
+                                means it: docker.io/library/redis:7), built by kiln.oci
+    services.<s>.build          a directory (or {context, dockerfile, target, args}): kiln builds a Python
+                                app itself, else the Dockerfile (kiln.discover, kiln.oci.builder)
+    services.<s>.command / entrypoint / working_dir / user / expose
+                                over the container image's config, as `docker run` does (an image kiln
+                                builds from a registry or a Dockerfile)
+    services.<s>.env_file       KEY=VALUE files, under environment
+    services.<s>.stop_signal    what a stop sends the app first
+    services.<s>.container_name the instance's name
+    services.<s>.labels         kept in the project's record (`kiln compose ps --json`)
+    services.<s>.networks       the project's one private network (several, or network_mode: refused)
     services.<s>.ports          "[IP:]HOST:GUEST" or {target, published, host_ip}; TCP only
     services.<s>.environment    list of KEY=VALUE or a mapping
     services.<s>.depends_on     list, or {service: {condition: service_started | service_healthy}}
-    services.<s>.healthcheck    test: ["HTTP", PORT, "/path"] or ["TCP", PORT] (a unikernel has no
-                                shell to run a command in); interval, timeout, retries, start_period
+    services.<s>.healthcheck    test: ["HTTP", PORT, "/path"] or ["TCP", PORT], or the curl/wget check
+                                people write (["CMD", "curl", "-f", URL], CMD-SHELL "curl -f URL || exit 1",
+                                wget --spider ...), which becomes the same HTTP check: a unikernel has no
+                                shell or curl to run; interval, timeout, retries, start_period
     services.<s>.volumes        "NAME:/path" (a named volume) or "./dir:/path" (a host directory),
                                 on a volume the image declares
     services.<s>.restart        no | always | on-failure[:N] | unless-stopped (as always)
@@ -42,8 +55,18 @@ SERVICE_KEYS = {
     "volumes",
     "restart",
     "mem_limit",
+    "command",
+    "entrypoint",
+    "env_file",
+    "working_dir",
+    "user",
+    "stop_signal",
+    "expose",
+    "container_name",
+    "labels",
+    "networks",
 }
-TOP_KEYS = {"name", "services", "volumes", "version"}  # version: obsolete in Compose, accepted and ignored
+TOP_KEYS = {"name", "services", "volumes", "version", "networks"}  # version: obsolete in Compose, ignored
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -60,10 +83,18 @@ class Healthcheck:
 
 
 @dataclass(frozen=True)
+class Build:
+    context: Path
+    dockerfile: Path | None = None  # given: the Dockerfile is built, even for a Python app
+    target: str | None = None
+    args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image: str | None
-    build: Path | None
+    build: Build | None
     ports: tuple[PortMap, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
@@ -71,10 +102,25 @@ class Service:
     volumes: tuple[tuple[str, str, str], ...] = ()  # (kind "volume" | "bind", source, guest path)
     restart: str = "no"
     memory_mib: int | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: str | None = None
+    working_dir: str | None = None
+    user: str | None = None
+    stop_signal: str | None = None
+    expose: tuple[int, ...] = ()
+    container_name: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def image_ref(self) -> str:
         return self.image or self.name
+
+    @property
+    def overrides(self) -> bool:
+        """Does it change its image's config (what kiln applies when it builds the image for it)?"""
+        return any(v is not None for v in (self.command, self.entrypoint, self.working_dir, self.user)) or bool(
+            self.expose
+        )
 
 
 @dataclass(frozen=True)
@@ -188,6 +234,34 @@ def _duration(text: Any, where: str) -> float:
         raise UsageError(f"{where}: {err}") from None
 
 
+_FETCH = re.compile(r"^(?:curl|wget)$")
+_URL = re.compile(r"^https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::(\d+))?(/[^\s]*)?$")
+
+
+def _fetch_check(words: list[str]) -> list[str] | None:
+    """["CMD", "curl", "-f", URL], ["CMD-SHELL", "curl -f URL || exit 1"], wget --spider: as ["HTTP", PORT, PATH]."""
+    if not words or words[0].upper() not in ("CMD", "CMD-SHELL"):
+        return None
+    rest = words[1:]
+    if words[0].upper() == "CMD-SHELL":
+        line = " ".join(rest)
+        line = re.sub(r"\s*\|\|\s*exit\s+1\s*$", "", line)  # the usual "|| exit 1": what init's check does anyway
+        try:
+            import shlex
+
+            rest = shlex.split(line)
+        except ValueError:
+            return None
+    if not rest or not _FETCH.match(rest[0].rsplit("/", 1)[-1]):
+        return None
+    urls = [w for w in rest[1:] if w.startswith(("http://", "https://"))]
+    m = _URL.match(urls[0]) if len(urls) == 1 else None
+    if m is None:
+        return None
+    port = m.group(1) or ("443" if urls[0].startswith("https") else "80")
+    return ["HTTP", port, m.group(2) or "/"]
+
+
 def _healthcheck(raw: dict[str, Any], service: str) -> Healthcheck | None:
     where = f"services.{service}.healthcheck"
     for key in raw:
@@ -196,8 +270,12 @@ def _healthcheck(raw: dict[str, Any], service: str) -> Healthcheck | None:
     if raw.get("disable"):
         return None
     test = raw.get("test")
-    words = [str(w) for w in test] if isinstance(test, list) else str(test or "").split()
-    usage = 'use test: ["HTTP", PORT, "/path"] or ["TCP", PORT] (a unikernel has no shell to run a command in)'
+    words = [str(w) for w in test] if isinstance(test, list) else ["CMD-SHELL", str(test or "")]
+    words = _fetch_check(words) or words
+    usage = (
+        'use test: ["HTTP", PORT, "/path"], ["TCP", PORT], or curl -f / wget of a URL on localhost '
+        "(a unikernel has no shell to run another command in)"
+    )
     kind = words[0].upper() if words else ""
     if kind not in ("HTTP", "TCP") or len(words) < 2 or not words[1].isdigit():
         raise UsageError(f"{where}.test: {test!r}: {usage}")
@@ -252,6 +330,57 @@ def _memory(raw: Any, service: str) -> int | None:
         raise UsageError(f"services.{service}.mem_limit: {err}") from None
 
 
+def _words(raw: Any, where: str) -> tuple[str, ...] | None:
+    """command/entrypoint: a list as it is, a string split as Compose splits it (no shell)."""
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        return tuple(str(w) for w in raw)
+    import shlex
+
+    try:
+        return tuple(shlex.split(str(raw)))
+    except ValueError as err:
+        raise UsageError(f"{where}: {err}") from None
+
+
+def _env_files(raw: Any, directory: Path, service: str) -> dict[str, str]:
+    """env_file: one path or a list (of paths, or {path, required}); KEY=VALUE lines, later files win."""
+    items = raw if isinstance(raw, list) else [raw]
+    out: dict[str, str] = {}
+    for item in items:
+        path, required = (item.get("path"), item.get("required", True)) if isinstance(item, dict) else (item, True)
+        file = (directory / str(path)).resolve()
+        if not file.is_file():
+            if required:
+                raise UsageError(f"services.{service}.env_file: {file} does not exist")
+            continue
+        for number, line in enumerate(file.read_text().splitlines(), 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            key, sep, value = text.removeprefix("export ").partition("=")
+            if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key.strip()):
+                raise UsageError(f"{file}:{number}: not KEY=VALUE")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            out[key.strip()] = value
+    return out
+
+
+def _networks(raw: Any, service: str, declared: set[str]) -> None:
+    names = list(raw) if isinstance(raw, list | dict) else []
+    if len(names) > 1:
+        raise UsageError(
+            f"services.{service}.networks: {', '.join(map(str, names))}: kiln gives each project one private "
+            "network, so a service is on one network or none named"
+        )
+    for name in names:
+        if declared and name not in declared and name != "default":
+            raise UsageError(f"services.{service}.networks: {name} is not declared under networks")
+
+
 def _restart(raw: str, service: str) -> str:
     mode, _, count = raw.partition(":")
     if mode == "unless-stopped":
@@ -259,6 +388,27 @@ def _restart(raw: str, service: str) -> str:
     if mode in ("no", "always", "on-failure") and (not count or (mode == "on-failure" and count.isdigit())):
         return raw
     raise UsageError(f"services.{service}.restart: {raw!r} (expected no, always, on-failure[:N], unless-stopped)")
+
+
+def _build(raw: Any, directory: Path, service: str) -> Build | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        return Build(context=(directory / str(raw)).resolve())
+    extra = sorted(set(raw) - {"context", "dockerfile", "target", "args"})
+    if extra:
+        raise UsageError(f"services.{service}.build.{extra[0]}: valid Compose, but kiln does not support it")
+    context = (directory / str(raw.get("context", "."))).resolve()
+    dockerfile = raw.get("dockerfile")
+    args = raw.get("args") or {}
+    if isinstance(args, list):
+        args = dict(str(a).partition("=")[::2] for a in args)
+    return Build(
+        context=context,
+        dockerfile=(context / str(dockerfile)).resolve() if dockerfile else None,
+        target=raw.get("target"),
+        args={str(k): str(v) for k, v in args.items()},
+    )
 
 
 def load(path: Path, name: str | None = None, env: dict[str, str] | None = None) -> Project:
@@ -277,8 +427,12 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
     validate(doc, str(path))
     for key in doc:
         if key not in TOP_KEYS and not key.startswith("x-"):
-            why = " (each project has one private network)" if key == "networks" else ""
-            raise UsageError(f"{key}: valid Compose, but kiln does not support it{why}")
+            raise UsageError(f"{key}: valid Compose, but kiln does not support it")
+    networks = set((doc.get("networks") or {}).keys())
+    if len(networks) > 1:
+        raise UsageError(
+            f"networks: {', '.join(sorted(networks))}: kiln gives each project one private network (declare one)"
+        )
     project = name or doc.get("name") or path.resolve().parent.name
     project = re.sub(r"[^a-z0-9_-]", "", project.lower())
     if not NAME_RE.match(project):
@@ -292,13 +446,10 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
             raise UsageError(f"services.{svc}: a service name is lower-case letters, digits, - and _")
         for key in raw:
             if key not in SERVICE_KEYS and not key.startswith("x-"):
-                raise UsageError(f"services.{svc}.{key}: valid Compose, but kiln does not support it")
-        build = raw.get("build")
-        if isinstance(build, dict):
-            extra = sorted(set(build) - {"context"})
-            if extra:
-                raise UsageError(f"services.{svc}.build.{extra[0]}: valid Compose, but kiln does not support it")
-            build = build.get("context", ".")
+                why = ": kiln gives each project one private network" if key == "network_mode" else ""
+                raise UsageError(f"services.{svc}.{key}: valid Compose, but kiln does not support it{why}")
+        build = _build(raw.get("build"), directory, svc)
+        _networks(raw.get("networks"), svc, networks)
         depends = raw.get("depends_on") or {}
         if isinstance(depends, list):
             depends = {d: {"condition": "service_started"} for d in depends}
@@ -308,18 +459,36 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
             if condition not in ("service_started", "service_healthy"):
                 raise UsageError(f"services.{svc}.depends_on.{dep}.condition: {condition} is not supported by kiln")
             conditions[dep] = condition
+        entrypoint = _words(raw.get("entrypoint"), f"services.{svc}.entrypoint")
+        if entrypoint is not None and len(entrypoint) > 1:
+            # as docker run --entrypoint: the program; the rest goes before the command's words
+            raw["command"] = [*entrypoint[1:], *(_words(raw.get("command"), "") or ())]
+        expose = tuple(int(str(p).split("/")[0]) for p in raw.get("expose") or () if str(p).split("/")[0].isdigit())
         service = Service(
             name=svc,
             image=raw.get("image"),
-            build=(directory / str(build)).resolve() if build is not None else None,
+            build=build,
             ports=_ports(raw.get("ports") or [], svc),
-            environment=_environment(raw.get("environment")),
+            environment={**_env_files(raw["env_file"], directory, svc), **_environment(raw.get("environment"))}
+            if raw.get("env_file")
+            else _environment(raw.get("environment")),
             depends_on=conditions,
             healthcheck=_healthcheck(raw["healthcheck"], svc) if raw.get("healthcheck") else None,
             volumes=_volumes(raw.get("volumes") or [], svc, directory, named),
             restart=_restart(str(raw.get("restart", "no")), svc),
             memory_mib=_memory(raw.get("mem_limit"), svc),
+            command=_words(raw.get("command"), f"services.{svc}.command"),
+            entrypoint=entrypoint[0] if entrypoint else None,
+            working_dir=raw.get("working_dir"),
+            user=str(raw["user"]) if raw.get("user") is not None else None,
+            stop_signal=raw.get("stop_signal"),
+            expose=expose,
+            container_name=raw.get("container_name"),
+            labels=_environment(raw.get("labels")),
         )
+        if service.container_name is not None and not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
+                                                              service.container_name):  # fmt: skip
+            raise UsageError(f"services.{svc}.container_name: {service.container_name!r} is not an instance name")
         for p in service.ports:
             if p.host in published:
                 raise UsageError(f"host port {p.host} is published twice (services {published[p.host]} and {svc})")

@@ -25,6 +25,7 @@ or a program that is not in the image, fails in one line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -81,6 +82,8 @@ class Overrides:
     libraries: tuple[str, ...] = ()
     username: str | None = None
     password: str | None = None
+    user: str | None = None  # docker run --user
+    workdir: str | None = None  # docker run --workdir
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,12 @@ def fetch(reference: str, store: Store, overrides: Overrides, say: Step) -> Fetc
         digest, image_id, doc = sources.image_config(layout)
         say(f"image {image_id[:19]}: unpacking its layers")
         tree = unpacked(layout, image_id, doc)  # by its content: the same tree whichever transport carried it
-    return Fetched(src, digest, image_id, tree, ImageConfig.from_document(doc))
+    config = ImageConfig.from_document(doc)
+    if overrides.user is not None or overrides.workdir is not None:
+        config = dataclasses.replace(
+            config, user=overrides.user or config.user, workdir=overrides.workdir or config.workdir
+        )
+    return Fetched(src, digest, image_id, tree, config)
 
 
 def on_path(tree: Path, program: str, config: ImageConfig) -> str:

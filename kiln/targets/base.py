@@ -77,6 +77,7 @@ class RunConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     # the app's arguments instead of the image's (kiln run IMAGE ARGS; Entry.argv_with)
     args: tuple[str, ...] | None = None
+    stop_signal: str | None = None  # what stopping sends the app first (default: the image's, else SIGTERM)
     lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
@@ -133,6 +134,22 @@ class Plan:
     restore: Restore | None = None  # set: argv restores a snapshot, and `cold` is the fallback
     cold: list[str] | None = None  # the cold boot's command, if the restore fails (None: --snapshot=require)
     memory_mib: int | None = None  # the guest's RAM (None: no guest, the unix target)
+    stop_signal: int = 15  # what a stop sends the app first, through init; then, after a grace, the end
+
+
+def signal_number(name: str | None, where: str = "the stop signal") -> int:
+    """SIGTERM, TERM or 15 -> 15."""
+    import signal as signals
+
+    if name is None:
+        return int(signals.SIGTERM)
+    text = str(name).strip().upper()
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signals.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        raise UsageError(f"{where}: {name!r} is not a signal") from None
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ from kiln.manifest import volume_tag
 from kiln.paths import home_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
-from kiln.targets.base import Plan, Restore, RunConfig
+from kiln.targets.base import Plan, Restore, RunConfig, signal_number
 from kiln.targets.console import ConsoleReader, oom_then_panic
 from kiln.targets.ports import check_free
 from kiln.targets.qemu_command import VmSpec, command, decode_exit
 
 STOP_TIMEOUT = 5.0
+STOP_GRACE = 10.0  # how long the app has to end after its stop signal (Docker's default too)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,7 @@ class QemuTarget:
             cleanup=[spec.qmp_socket, spec.control_socket],
             forwards=list(cfg.ports),
             memory_mib=spec.memory_mib,
+            stop_signal=signal_number(cfg.stop_signal or image.manifest.entry.stop_signal),
         )
         cold = cfg.extra_env or cfg.lan or cfg.gdb_port or cfg.args is not None
         if cold and cfg.snapshot == "require":
@@ -130,10 +132,22 @@ class QemuTarget:
         return plan
 
     @staticmethod
-    def stop(proc: subprocess.Popen[bytes], plan: Plan) -> None:
-        """Quit through QMP; kill if QEMU does not go within STOP_TIMEOUT."""
+    def stop(proc: subprocess.Popen[bytes], plan: Plan, grace: float = STOP_GRACE) -> None:
+        """The app's stop signal through init, `grace` seconds for it to end (and init to power the VM off);
+        then quit through QMP, and kill if QEMU does not go within STOP_TIMEOUT."""
         if proc.poll() is not None:
             return
+        if grace > 0 and plan.control_socket and plan.control_socket.exists():
+            from kiln.control import ControlChannel
+
+            with contextlib.suppress(TargetError, OSError):
+                with ControlChannel(plan.control_socket, timeout=2.0) as channel:
+                    asked = channel.request(f"signal {plan.stop_signal}", timeout=2.0).startswith("ok signal")
+                if asked:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(grace)
+                    if proc.poll() is not None:
+                        return
         if plan.qmp_socket and plan.qmp_socket.exists():
             from qemu.qmp.legacy import QEMUMonitorProtocol  # only needed to stop a VM
 

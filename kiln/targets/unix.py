@@ -10,21 +10,33 @@ H != G adds a TCP proxy from H to G.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from kiln import _proc
 from kiln.image import unpack
 from kiln.store import Image, Store
-from kiln.targets.base import Plan, RunConfig
+from kiln.targets.base import Plan, RunConfig, signal_number
 from kiln.targets.console import ConsoleReader
 from kiln.targets.portmap import PortMap
 from kiln.targets.ports import Forwarder, check_free
 
 STOP_TIMEOUT = 5.0
+STOP_GRACE = 10.0
+
+
+def _child(pid: int) -> int | None:
+    """unshare's one child: the sandbox's init."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 class UnixTarget:
@@ -52,7 +64,25 @@ class UnixTarget:
         notes = []
         if cfg.memory_mib:
             notes.append("--memory is not enforced on the unix target")
-        return Plan(self.name, str(image.ref), argv, notes=notes, forwards=list(cfg.ports))
+        stop = signal_number(cfg.stop_signal or image.manifest.entry.stop_signal)
+        return Plan(self.name, str(image.ref), argv, notes=notes, forwards=list(cfg.ports), stop_signal=stop)
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes], plan: Plan) -> None:
+        """The app's stop signal to the sandbox's init (which passes it on), a grace to end, then the group."""
+        init = _child(proc.pid)
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, plan.stop_signal)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_GRACE)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         proxied = [p for p in plan.forwards if p.host != p.guest]
@@ -67,12 +97,7 @@ class UnixTarget:
         try:
             proc.wait()
         except BaseException:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            self.stop(proc, plan)
             raise
         finally:
             console.join(5)

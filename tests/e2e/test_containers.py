@@ -278,3 +278,56 @@ def test_image_builds_accept_docker_run_overrides(built: dict[str, str], sources
     proc = kiln("build", "--entrypoint", "/usr/bin/nosuch", sources["redis"]["docker"], env=env, timeout=600)
     assert_one_line_error(proc, "the image has no /usr/bin/nosuch")
     _ = httpx  # the HTTP client of the boot tests
+
+
+@pytest.mark.vm
+def test_a_compose_file_as_people_write_it(sources: dict, session_env: dict[str, str], tmp_path: Path) -> None:
+    """image: from the registry (with command:), build:, env_file:, container_name:, one networks: entry,
+    stop_signal: and a CMD-SHELL curl healthcheck: up, an answer through the private network, down."""
+    port = free_port()
+    registry_image = sources["redis"]["docker"].removeprefix("docker://")
+    (tmp_path / "web.env").write_text("# where the counter keeps its count\nREDIS_HOST=cache\n")
+    (tmp_path / "compose.yaml").write_text(f"""
+services:
+  web:
+    build: {ROOT / "examples" / "compose-counter" / "web"}
+    env_file: web.env
+    container_name: ctr-counter-web
+    networks: [backend]
+    ports: ["127.0.0.1:{port}:8080"]
+    stop_signal: SIGINT
+    healthcheck:
+      test: ["CMD-SHELL", "curl -f http://localhost:8080/health || exit 1"]
+      interval: 1s
+  cache:
+    image: {registry_image}
+    command: ["redis-server", "--protected-mode", "no", "--save", ""]
+    networks: [backend]
+    depends_on:
+      web: {{condition: service_healthy}}
+networks:
+  backend: {{}}
+""")
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return kiln("compose", "-f", str(tmp_path / "compose.yaml"), "-p", "ctrs", *args, env=session_env,
+                    timeout=1800)  # fmt: skip
+
+    try:
+        up = compose("up", "-d")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "waiting for web to be healthy" in up.stdout + up.stderr
+        deadline = time.monotonic() + 120
+        while (answer := httpx.get(f"http://127.0.0.1:{port}/", timeout=60)).status_code == 502:
+            assert time.monotonic() < deadline, answer.text  # redis still booting: the web app says 502
+            time.sleep(1)
+        assert answer.text.strip() == "visits: 1", answer.text  # redis, reached by its name on the network
+        names = {r["name"] for r in json.loads(kiln("ps", "--json", env=session_env, check=True).stdout)}
+        assert {"ctr-counter-web", "ctrs-cache"} <= names
+        entry = json.loads(kiln("inspect", "--json", "ctrs-cache", env=session_env, check=True).stdout)
+        assert entry["manifest"]["entry"]["argv"][1:] == ["--protected-mode", "no", "--save", ""]
+    finally:
+        down = compose("down")
+    assert down.returncode == 0, down.stderr
+    names = {r["name"] for r in json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)}
+    assert not {"ctr-counter-web", "ctrs-cache"} & names

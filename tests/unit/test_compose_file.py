@@ -43,7 +43,9 @@ def test_reads_the_subset(tmp_path: Path) -> None:
     web = project.services["web"]
     assert [str(p) for p in web.ports] == ["0.0.0.0:9000->8080/tcp", "127.0.0.1:9091->81/tcp"]
     assert web.environment == {"A": "1", "B": "two words"} and web.memory_mib == 64 and web.restart == "always"
-    assert web.depends_on == {"db": "service_healthy"} and web.build == tmp_path / "web"
+    assert (
+        web.depends_on == {"db": "service_healthy"} and web.build is not None and web.build.context == tmp_path / "web"
+    )
     assert web.healthcheck is not None and (web.healthcheck.kind, web.healthcheck.path) == ("http", "/health")
     assert web.healthcheck.interval == 0.5 and web.healthcheck.retries == 5
     assert web.volumes == (("volume", "data", "/data"), ("bind", str(tmp_path / "static"), "/static"))
@@ -61,8 +63,11 @@ def test_interpolation() -> None:
     ("text", "message"),
     [
         ("services:\n  w:\n    image: x\n    ports: 80\n", "is not valid Compose: services.w.ports"),
-        ("services:\n  w:\n    image: x\n    command: [a]\n", "services.w.command: valid Compose, but kiln"),
-        ("services:\n  w:\n    image: x\nnetworks: {n: {}}\n", "networks: valid Compose, but kiln does not support it"),
+        ("services:\n  w:\n    image: x\n    privileged: true\n", "services.w.privileged: valid Compose, but kiln"),
+        ("services:\n  w:\n    image: x\nnetworks: {n: {}, m: {}}\n", "kiln gives each project one private network"),
+        ("services:\n  w:\n    image: x\n    network_mode: host\n", "services.w.network_mode: valid Compose, but"),
+        ("services:\n  w:\n    image: x\n    networks: [a, b]\nnetworks: {a: {}}\n", "a service is on one network"),
+        ("services:\n  w:\n    image: x\n    env_file: nope.env\n", "services.w.env_file: "),
         ("services:\n  w:\n    image: x\n    healthcheck: {test: [CMD, curl, x]}\n", "a unikernel has no shell"),
         ("services:\n  w:\n    image: x\n    depends_on: [v]\n", "services.w.depends_on: no service named v"),
         ("services:\n  w:\n    image: x\n    ports: ['53:53/udp']\n", "TCP ports only"),
@@ -81,3 +86,49 @@ def test_refuses_in_one_line(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=None) as err:
         load(write(tmp_path, text), env={})
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_compose_files_as_written(tmp_path: Path) -> None:
+    """The keys Docker's samples use: image from a registry, build with a target, command, env_file,
+    container_name, one network, stop_signal, and a curl healthcheck as people write it."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web.env").write_text("# comment\nFROM_FILE=1\nexport QUOTED='two words'\nBOTH=file\n")
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  web:\n"
+        "    build: {context: web, target: builder, args: {V: '1'}}\n"
+        "    command: gunicorn -b 0.0.0.0:8000 app:app\n"
+        "    env_file: web.env\n"
+        "    environment: {BOTH: env}\n"
+        "    container_name: my-web\n"
+        "    networks: [backnet]\n"
+        "    stop_signal: SIGINT\n"
+        "    expose: ['8000']\n"
+        "    labels: {team: a}\n"
+        "    healthcheck:\n"
+        "      test: ['CMD-SHELL', 'curl -f http://localhost:8000/health || exit 1']\n"
+        "  cache:\n"
+        "    image: redis:7\n"
+        "    entrypoint: [redis-server, --save, '']\n"
+        "    healthcheck: {test: [CMD, wget, --spider, 'http://127.0.0.1/']}\n"
+        "networks:\n"
+        "  backnet: {}\n"
+    )
+    project = load(tmp_path / "compose.yaml", env={})
+    web, cache = project.services["web"], project.services["cache"]
+    assert web.command == ("gunicorn", "-b", "0.0.0.0:8000", "app:app") and web.container_name == "my-web"
+    assert web.environment == {"FROM_FILE": "1", "QUOTED": "two words", "BOTH": "env"}
+    assert web.build is not None and (web.build.target, web.build.args) == ("builder", {"V": "1"})
+    assert web.stop_signal == "SIGINT" and web.expose == (8000,) and web.labels == {"team": "a"}
+    assert web.healthcheck is not None and (web.healthcheck.kind, web.healthcheck.port, web.healthcheck.path) == (
+        "http",
+        8000,
+        "/health",
+    )
+    assert cache.entrypoint == "redis-server" and cache.command == ("--save", "")
+    assert cache.healthcheck is not None and (cache.healthcheck.port, cache.healthcheck.path) == (80, "/")
+    from kiln.compose.lifecycle import registry_reference
+
+    assert registry_reference("redis:7") == "docker://docker.io/library/redis:7"
+    assert registry_reference("127.0.0.1:5000/test/redis") == "docker://127.0.0.1:5000/test/redis:latest"
+    assert registry_reference("ghcr.io/org/app@sha256:ab") == "docker://ghcr.io/org/app@sha256:ab"

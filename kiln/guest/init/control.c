@@ -30,6 +30,8 @@
  *   threads                     -> "ok threads TID:STATE:NAME ...": the app's threads (/proc/APP/task)
  *   http PORT PATH              -> "ok http STATUS" (GET http://127.0.0.1:PORT/PATH inside the guest,
  *                                  2 s at most), else "no http REASON": compose's healthchecks
+ *   signal NUMBER               -> "ok signal NUMBER": the signal to the app (kiln stop's SIGTERM, or the
+ *                                  image's StopSignal); the app then ends as it does, and init with it
  *   anything else               -> "err VERB unknown request"
  * While no host is connected, QEMU drops what init writes and init reads
  * nothing: a UART has no notion of a peer, and needs none.
@@ -219,6 +221,19 @@ void request(char *line) {
             reply("no http %s", strerror(errno));
         else
             reply("ok http %d", status);
+    } else if (!strcmp(verb, "signal")) {
+        char *num = strtok_r(NULL, " ", &save);
+        int sig = num ? atoi(num) : 0;
+        if (sig <= 0 || sig >= NSIG) {
+            reply("err signal expected: signal NUMBER");
+            return;
+        }
+        if (app_pid <= 0)
+            reply("no signal the app has not started");
+        else if (kill(app_pid, sig) < 0)
+            reply("no signal %s", strerror(errno));
+        else
+            reply("ok signal %d", sig);
     } else
         reply("err %s unknown request", verb);
 }

@@ -247,6 +247,9 @@ int run_app(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL); /* kiln stack on the unix target: the host signals init */
+    sigaction(SIGQUIT, &sa, NULL); /* stop signals images name (nginx's SIGQUIT), on the unix target */
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGWINCH, &sa, NULL);
 
     oom_kills_at_start = proc_field("/proc/vmstat", "oom_kill");
     kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
