@@ -8,6 +8,7 @@
     the measured gaps (#12)     bench/gaps.py        -> docs/benchmarks.md
     compose                     bench/compose.py     -> docs/benchmarks.md
     sources kept                bench/sources.py     -> docs/benchmarks.md
+    container images in         bench/containers.py  -> docs/benchmarks.md
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import compose, gaps, hello_http, native, python_apps, sources, summon, surface
+from bench import compose, containers, gaps, hello_http, native, python_apps, sources, summon, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         ("the measured gaps", gaps.main, quick),
         ("compose", compose.main, quick),
         ("sources kept", sources.main, []),
+        ("container images in", containers.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):

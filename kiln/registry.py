@@ -8,6 +8,15 @@ against its descriptor's digest, and the kernel and root against the kiln
 manifest, before anything is added to the store; a pull that fails or is cut
 off leaves the store as it was.
 
+`push --as-container` writes the same image as an ordinary OCI image instead
+(`container_layer`): one gzipped tar layer holding the kernel, the root file
+system and the kiln manifest at CONTAINER_PATHS under /kiln/, and an image config
+whose labels say it is a kiln image and which kiln digest it holds (its
+Entrypoint, Cmd, Env and ports are the kiln image's, so an engine shows and
+overrides them as for any image). podman, docker, ctr and crictl pull it; the
+OCI runtime `kiln-oci` (kiln.engine) boots it; `kiln pull` reads it too, with
+the same digest checks.
+
 Credentials come from --username/--password-stdin, else from a Docker-style
 config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json). Registries on
 localhost / 127.0.0.0/8 are spoken to over plain HTTP, as Docker does.
@@ -17,8 +26,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import os
+import shutil
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +42,13 @@ from kiln.manifest import MEDIA_KERNEL, MEDIA_MANIFEST, MEDIA_ROOTFS, Manifest
 from kiln.store import Ref, Store, sha256_file
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+CONTAINER_LABEL = "vnd.kiln.image"  # = CONTAINER_FORM on a kiln image in container form
+CONTAINER_FORM = "container-v1"
+DIGEST_LABEL = "vnd.kiln.image.digest"
+# where the container form's layer holds the parts
+CONTAINER_PATHS = {"manifest": "kiln/manifest.json", "kernel": "kiln/kernel.xz", "rootfs": "kiln/rootfs.erofs"}
 CONFIG_MEDIA = "application/vnd.kiln.config.v1+json"
 ARTIFACT_TYPE = "application/vnd.kiln.image.v1"
 TIMEOUT = float(os.environ.get("KILN_REGISTRY_TIMEOUT", "30"))  # seconds a registry may stay silent
@@ -205,6 +223,128 @@ def push(store: Store, text: str, username: str | None = None, password: str | N
         )
 
 
+def container_layer(out: Path, parts: dict[str, Path]) -> tuple[str, str]:
+    """Write the container form's layer (a gzipped tar of `parts` at CONTAINER_PATHS, byte for byte the same
+    for the same parts); (its digest, the digest of its uncompressed tar: the config's diff_id)."""
+    import gzip
+    import hashlib
+    import tarfile
+
+    class _Digesting:
+        def __init__(self, raw: Any) -> None:
+            self.raw, self.hash = raw, hashlib.sha256()
+
+        def write(self, data: bytes) -> int:
+            self.hash.update(data)
+            return int(self.raw.write(data))
+
+    with open(out, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0, compresslevel=1) as gz:
+        plain = _Digesting(gz)
+        with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            directory = tarfile.TarInfo("kiln")
+            directory.type, directory.mode, directory.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(directory)
+            for key in ("manifest", "kernel", "rootfs"):
+                info = tarfile.TarInfo(CONTAINER_PATHS[key])
+                info.size, info.mode, info.mtime = parts[key].stat().st_size, 0o444, 0
+                with open(parts[key], "rb") as src:
+                    tar.addfile(info, src)
+    return sha256_file(out), "sha256:" + plain.hash.hexdigest()
+
+
+def container_config(m: Manifest, digest: str, diff_id: str) -> bytes:
+    """The container form's image config: the kiln image's command, environment and ports, and its labels."""
+    entry = m.entry
+    fixed = entry.args_from if entry.args_from is not None else len(entry.argv)
+    doc = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Entrypoint": list(entry.argv[:fixed]),
+            "Cmd": list(entry.argv[fixed:]),
+            "Env": [f"{k}={v}" for k, v in sorted(entry.env.items())],
+            "WorkingDir": entry.workdir,
+            "ExposedPorts": {f"{p}/tcp": {} for p in entry.ports},
+            "Volumes": {v: {} for v in entry.volumes},
+            "Labels": {CONTAINER_LABEL: CONTAINER_FORM, DIGEST_LABEL: digest},
+            **({"StopSignal": entry.stop_signal} if entry.stop_signal else {}),
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": f"kiln push --as-container ({m.name})"}],
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def push_container(store: Store, text: str, username: str | None = None, password: str | None = None) -> str:
+    """Push a local image as an ordinary OCI image (the container form); the OCI manifest's digest."""
+    ref = Ref.parse(text)
+    img = store.image(str(ref))
+    host, repo = split_ref(ref)
+    client = Client(host, username, password)
+    m = img.manifest
+    parts = {
+        "manifest": store.verify_blob(img.digest, f"the manifest of {ref}"),
+        "kernel": store.verify_blob(m.kernel.digest, f"the kernel of {ref}"),
+        "rootfs": store.verify_blob(m.rootfs.digest, f"the root file system of {ref}"),
+    }
+    with store.staging() as scratch:
+        layer = scratch / "layer.tar.gz"
+        digest, diff_id = container_layer(layer, parts)
+        config = scratch / "config.json"
+        config.write_bytes(container_config(m, img.digest, diff_id))
+        return upload(client, f"{host}/{repo}:{ref.tag}", [(layer, OCI_LAYER_GZIP, digest, "kiln")],
+                      (config, OCI_CONFIG))  # fmt: skip
+
+
+def _pull_container(
+    client: Client, ref: Ref, container: Any, oci: dict[str, Any], store: Store, progress: Progress | None
+) -> str:
+    """kiln pull of the container form: the config's labels, the one layer, every digest checked."""
+    import tarfile
+
+    config_desc = oci.get("config", {})
+    layers = oci.get("layers", [])
+    with store.staging() as scratch:
+        config_file = scratch / "config.json"
+        client.call("downloading the image config", client.registry.download_blob, container,
+                    config_desc["digest"], str(config_file))  # fmt: skip
+        if sha256_file(config_file) != config_desc.get("digest"):
+            raise RegistryError(f"refusing {ref}: its image config does not match its digest")
+        labels = (json.loads(config_file.read_text()).get("config") or {}).get("Labels") or {}
+        if labels.get(CONTAINER_LABEL) != CONTAINER_FORM or len(layers) != 1:
+            raise RegistryError(f"{ref} is a container image, not a kiln image (no {CONTAINER_LABEL} label)")
+        layer = scratch / "layer.tar.gz"
+        if progress:
+            progress("kiln layer", 0, int(layers[0].get("size", 0)))
+        client.call(f"downloading {layers[0]['digest'][:19]}", client.registry.download_blob, container,
+                    layers[0]["digest"], str(layer))  # fmt: skip
+        if sha256_file(layer) != layers[0]["digest"]:
+            raise RegistryError(f"refusing {ref}: its layer does not match its digest {layers[0]['digest']}")
+        files: dict[str, Path] = {}
+        with tarfile.open(layer, "r:gz") as tar:
+            for key, path in CONTAINER_PATHS.items():
+                try:
+                    member = tar.getmember(path)
+                except KeyError:
+                    raise RegistryError(f"refusing {ref}: its layer has no {path}") from None
+                source = tar.extractfile(member) if member.isfile() else None
+                if source is None:
+                    raise RegistryError(f"refusing {ref}: {path} in its layer is not a file")
+                files[key] = scratch / key
+                with open(files[key], "wb") as out:
+                    shutil.copyfileobj(source, out)
+        manifest_bytes = files["manifest"].read_bytes()
+        manifest = Manifest.from_json(manifest_bytes, f"the kiln manifest of {ref}")
+        if "sha256:" + hashlib.sha256(manifest_bytes).hexdigest() != labels.get(DIGEST_LABEL):
+            raise RegistryError(f"refusing {ref}: its kiln manifest is not the one its label names")
+        for key, want in (("kernel", manifest.kernel.digest), ("rootfs", manifest.rootfs.digest)):
+            if sha256_file(files[key]) != want:
+                raise RegistryError(f"refusing {ref}: its {key} is not the one its kiln manifest names")
+        if progress:
+            progress("kiln layer", layer.stat().st_size, int(layers[0].get("size", 0)))
+        return store.add_image(ref, [files["kernel"], files["rootfs"]], lambda _stored: manifest_bytes)
+
+
 def pull(
     store: Store, text: str, username: str | None = None, password: str | None = None, progress: Progress | None = None
 ) -> str:
@@ -216,6 +356,8 @@ def pull(
     client = Client(host, username, password)
     container = oras.container.Container(f"{host}/{repo}:{ref.tag}")
     oci = client.call(f"{ref}", client.registry.get_manifest, container)
+    if oci.get("config", {}).get("mediaType") == OCI_CONFIG:
+        return _pull_container(client, ref, container, oci, store, progress)
     layers = {layer.get("mediaType"): layer for layer in oci.get("layers", [])}
     missing = [m for m in (MEDIA_KERNEL, MEDIA_ROOTFS, MEDIA_MANIFEST) if m not in layers]
     if missing:

@@ -31,20 +31,28 @@ def credential_options(f):
 @click.command(
     epilog="\b\nExamples:\n  kiln tag hello-http localhost:5000/demo/hello:1.0\n"
     "  kiln push localhost:5000/demo/hello:1.0\n"
-    '  echo "$PW" | kiln push -u me --password-stdin localhost:5000/demo/hello:1.0'
+    '  echo "$PW" | kiln push -u me --password-stdin localhost:5000/demo/hello:1.0\n'
+    "  kiln push --as-container localhost:5000/demo/hello:1.0   # then: podman --runtime kiln-oci run ..."
 )
 @click.argument("image")
 @credential_options
-def push(image: str, username: str | None, password_stdin: bool) -> None:
-    """Push IMAGE (named registry/repository:tag) to its registry as an OCI artifact."""
+@click.option(
+    "--as-container",
+    is_flag=True,
+    help="Push it as an ordinary OCI image (one layer: /kiln/kernel.xz, rootfs.erofs, manifest.json), for "
+    "podman, docker, containerd and Kubernetes with the kiln-oci runtime.",
+)
+def push(image: str, username: str | None, password_stdin: bool, as_container: bool) -> None:
+    """Push IMAGE (named registry/repository:tag) to its registry as an OCI artifact (or a container image)."""
     from kiln.registry import push as push_image
+    from kiln.registry import push_container
     from kiln.store import Store
 
     user, password = _credentials(username, password_stdin)
     store = Store()
     store.image(image)  # a missing image is an error before anything is said to the registry
-    ui.say(f"pushing {image}", err=True)
-    digest = push_image(store, image, user, password)
+    ui.say(f"pushing {image}{' as a container image' if as_container else ''}", err=True)
+    digest = (push_container if as_container else push_image)(store, image, user, password)
     ui.say(f"{image} pushed ({digest})")
 
 
