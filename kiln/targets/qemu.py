@@ -16,13 +16,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from kiln import _proc
 from kiln.errors import TargetError, UsageError
 from kiln.image import unpack
 from kiln.image.verity import dm_table
-from kiln.manifest import volume_tag
+from kiln.manifest import Manifest, volume_tag
 from kiln.paths import home_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
@@ -49,6 +50,53 @@ class Vm:
         self.errors.join(5)
 
 
+def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) -> tuple[VmSpec, list[str]]:
+    """The cold boot of an image whose parts are these files (checked by the caller), under `cfg`; and notices.
+    kiln run's parts come from the store; the OCI runtime's from a bundle (kiln.engine)."""
+    hosts = cfg.volume_hosts(m.entry.volumes)
+    if (cfg.ports or cfg.lan) and not m.kernel.network:
+        raise UsageError(f"image {name} has no network (its app declares no ports and uses no sockets)")
+    accel, note = accelerator.choose(cfg.accel, kernel)
+    tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
+    spec = VmSpec(
+        kernel=kernel,
+        rootfs=rootfs,
+        accel=accel,
+        ports=cfg.ports,
+        network=m.kernel.network,
+        qmp_socket=cfg.qmp_socket or home_dir("run") / f"{tag}.qmp",
+        control_socket=cfg.control_socket or home_dir("run") / f"{tag}.ctl",
+        memory_mib=cfg.memory_mib or m.entry.memory_mib,
+        cmdline=(f"kiln.seed={secrets.token_hex(32)}",),
+        quiet=not cfg.kernel_log,
+        verity_table=dm_table(m.rootfs.verity),
+        volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
+        env=tuple(sorted(cfg.extra_env.items())),
+        argv=None if cfg.args is None else m.entry.argv_with(cfg.args),
+        lan=cfg.lan,
+        gdb_port=cfg.gdb_port,
+        gdb_wait=cfg.gdb_wait,
+    )
+    return spec, [note] if note else []
+
+
+def cold_plan(spec: VmSpec, notes: list[str], name: str, cfg: RunConfig, m: Manifest, qemu: str) -> Plan:
+    """The plan that boots `spec` cold."""
+    assert spec.qmp_socket and spec.control_socket
+    return Plan(
+        "qemu",
+        name,
+        command(spec, qemu),
+        notes=notes,
+        qmp_socket=spec.qmp_socket,
+        control_socket=spec.control_socket,
+        cleanup=[spec.qmp_socket, spec.control_socket],
+        forwards=list(cfg.ports),
+        memory_mib=spec.memory_mib,
+        stop_signal=signal_number(cfg.stop_signal or m.entry.stop_signal),
+    )
+
+
 class QemuTarget:
     name = "qemu"
 
@@ -57,52 +105,16 @@ class QemuTarget:
 
     def spec(self, image: Image, cfg: RunConfig) -> tuple[VmSpec, list[str]]:
         """The cold boot of `image` under `cfg`, checked; and one-line notices for the user."""
-        m = image.manifest
-        hosts = cfg.volume_hosts(m.entry.volumes)
+        cfg.volume_hosts(image.manifest.entry.volumes)  # an unknown volume is an error before any unpacking
         check = not cfg.skip_digest_check
         kernel = unpack.kernel(self.store, image, check)
         rootfs = unpack.rootfs(self.store, image, check)
-        if (cfg.ports or cfg.lan) and not m.kernel.network:
-            raise UsageError(f"image {image.ref} has no network (its app declares no ports and uses no sockets)")
-        accel, note = accelerator.choose(cfg.accel, kernel)
-        tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
-        spec = VmSpec(
-            kernel=kernel,
-            rootfs=rootfs,
-            accel=accel,
-            ports=cfg.ports,
-            network=m.kernel.network,
-            qmp_socket=cfg.qmp_socket or home_dir("run") / f"{tag}.qmp",
-            control_socket=cfg.control_socket or home_dir("run") / f"{tag}.ctl",
-            memory_mib=cfg.memory_mib or m.entry.memory_mib,
-            cmdline=(f"kiln.seed={secrets.token_hex(32)}",),
-            quiet=not cfg.kernel_log,
-            verity_table=dm_table(m.rootfs.verity),
-            volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
-            env=tuple(sorted(cfg.extra_env.items())),
-            argv=None if cfg.args is None else m.entry.argv_with(cfg.args),
-            lan=cfg.lan,
-            gdb_port=cfg.gdb_port,
-            gdb_wait=cfg.gdb_wait,
-        )
-        return spec, [note] if note else []
+        return vm_spec(image.manifest, str(image.ref), kernel, rootfs, cfg)
 
     def plan(self, image: Image, cfg: RunConfig) -> Plan:
         qemu = _proc.require("qemu-system-x86_64")
         spec, notes = self.spec(image, cfg)
-        assert spec.qmp_socket and spec.control_socket
-        plan = Plan(
-            self.name,
-            str(image.ref),
-            command(spec, qemu),
-            notes=notes,
-            qmp_socket=spec.qmp_socket,
-            control_socket=spec.control_socket,
-            cleanup=[spec.qmp_socket, spec.control_socket],
-            forwards=list(cfg.ports),
-            memory_mib=spec.memory_mib,
-            stop_signal=signal_number(cfg.stop_signal or image.manifest.entry.stop_signal),
-        )
+        plan = cold_plan(spec, notes, str(image.ref), cfg, image.manifest, qemu)
         cold = cfg.extra_env or cfg.lan or cfg.gdb_port or cfg.args is not None
         if cold and cfg.snapshot == "require":
             raise UsageError(
