@@ -8,7 +8,7 @@ KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
                 libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 wrk bubblewrap e2fsprogs \
                 python3-venv binutils python3.11-dev gdb libvirt-daemon-system libvirt-dev pkg-config skopeo \
-                buildah umoci
+                buildah umoci podman containerd runc docker.io
 # Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
 # In this order, each after the one it differs least from (they share one object tree: after
 # hello-http's, sealed's takes ~20 s and exit3's ~1 min; eventfd/timerfd/signalfd change every task).

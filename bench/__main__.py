@@ -9,6 +9,7 @@
     compose                     bench/compose.py     -> docs/benchmarks.md
     sources kept                bench/sources.py     -> docs/benchmarks.md
     container images in         bench/containers.py  -> docs/benchmarks.md
+    under the engines           bench/engines.py     -> docs/benchmarks.md
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import compose, containers, gaps, hello_http, native, python_apps, sources, summon, surface
+from bench import compose, containers, engines, gaps, hello_http, native, python_apps, sources, summon, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         ("compose", compose.main, quick),
         ("sources kept", sources.main, []),
         ("container images in", containers.main, quick),
+        ("under the engines", engines.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):

@@ -17,6 +17,7 @@ import pytest
 
 from bench.harness import isolated_home
 from kiln.paths import kiln_home
+from tests.support import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "apps"
@@ -73,6 +74,14 @@ def session_env(tmp_path_factory: pytest.TempPathFactory, kernel_built: None) ->
 def env(tmp_path: Path, kernel_built: None) -> dict[str, str]:
     """A fresh, empty store for one test, with the shared kernel."""
     return isolated_home(tmp_path / "kiln-home", SHARED_HOME)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry on loopback, for the session (container images in and out)."""
+    reg = Registry(tmp_path_factory.mktemp("container-registry"))
+    yield reg
+    reg.stop()
 
 
 @pytest.fixture(scope="session")

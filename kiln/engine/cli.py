@@ -43,7 +43,6 @@ class Runtime:
     def __init__(self, root: Path, log: Path | None, log_format: str, systemd_cgroup: bool, debug: bool) -> None:
         self.root, self.log, self.log_format = root, log, log_format
         self.systemd_cgroup, self.debug = systemd_cgroup, debug
-        os.environ.setdefault("KILN_HOME", str(root / "home"))  # the accelerator probe's and kernels' cache
 
     def container(self, cid: str) -> Container:
         return Container(self.root, cid)

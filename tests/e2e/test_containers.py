@@ -12,7 +12,6 @@ import socket
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,13 +25,6 @@ from tests.support import Buildah, Registry, oci_layout, tar_entry
 
 IMAGES = ROOT / "tests" / "fixtures" / "images"
 TARGETS = ["qemu", "unix"]
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    reg = Registry(tmp_path_factory.mktemp("container-registry"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="session")
