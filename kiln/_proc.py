@@ -45,7 +45,8 @@ def require(program: str) -> str:
 
 
 def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL when kiln dies, so no VM outlives a killed `kiln run`."""
+    """preexec_fn: the child gets SIGKILL when kiln dies, so no VM outlives a killed `kiln run`, and no tool a
+    killed build started (mkfs.erofs, pip, make) goes on writing."""
     import ctypes
 
     pr_set_pdeathsig = 1
@@ -83,6 +84,7 @@ def run(
         input=input,
         capture_output=True,
         check=False,
+        preexec_fn=die_with_parent,  # a kiln killed mid-build leaves no mkfs.erofs, pip or gcc running
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-3:]
@@ -112,6 +114,7 @@ def stream(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        preexec_fn=die_with_parent,
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -3,6 +3,11 @@
 Everything kiln leaves on disk for later (store blobs, tags, cached kernels,
 unpacked roots) goes through here, so an interrupted command never leaves a
 half-written file where a reader would find it.
+
+A temporary path names its owner (`owner()`: the pid and its start time), so
+what a command killed with SIGKILL left (it never ran its cleanup) is known
+for what it is: `sweep` removes the temporary paths whose owner is gone, and
+the next writer to the same place runs it first.
 """
 
 from __future__ import annotations
@@ -10,8 +15,58 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_OWNER = re.compile(r"\.(\d+)_(\d+)\.|-(\d+)_(\d+)-")
+_owner: str | None = None
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def owner() -> str:
+    """This process, as temporary names carry it: PID_STARTTICKS."""
+    global _owner
+    if _owner is None:
+        _owner = f"{os.getpid()}_{_start_ticks(os.getpid()) or 0}"
+    return _owner
+
+
+def left_by_the_dead(name: str) -> bool:
+    """Is `name` a temporary path whose owner process is gone (killed before it cleaned up)?"""
+    m = _OWNER.search(name)
+    if m is None:
+        return False
+    pid, start = (int(g) for g in (m.group(1, 2) if m.group(1) else m.group(3, 4)))
+    return _start_ticks(pid) != start
+
+
+def sweep(directory: Path, match: Callable[[str], bool] = lambda _n: True) -> list[Path]:
+    """Remove what processes that are gone left in `directory` (names matching `match`); what went."""
+    import shutil
+
+    gone = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return gone
+    for entry in entries:
+        if match(entry.name) and left_by_the_dead(entry.name):
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            gone.append(path)
+    return gone
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,7 +82,7 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     import tempfile  # here: shutil and tempfile cost commands that only read (kiln ps) ~3 ms
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -62,7 +117,8 @@ def staging_dir(final: Path) -> Iterator[Path]:
     import tempfile
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    sweep(final.parent, lambda n: n.startswith(f".{final.name}.") and n.endswith(".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{owner()}.", suffix=".tmp"))
     try:
         yield tmp
         try:

@@ -38,6 +38,15 @@ _verified: dict[Path, tuple[int, int, int, int, int]] = {}  # blobs this process
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in the store (Store.check): what kind, where, and in words."""
+
+    kind: str  # "blob", "tag", "snapshot", "leftover"
+    path: Path
+    message: str
+
+
 @dataclass(frozen=True, order=True)
 class Ref:
     """An image reference: name[:tag], as Docker spells it."""
@@ -78,6 +87,7 @@ class Store:
         self.root = root or kiln_home() / "store"
         for d in ("blobs/sha256", "tags", "snapshots", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
+        atomic.sweep(self.root / "tmp")  # what builds and pulls killed with SIGKILL left
 
     # ---- locking and staging ---------------------------------------------
     @contextlib.contextmanager
@@ -88,7 +98,7 @@ class Store:
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """A scratch directory on the store's file system, removed afterwards."""
-        tmp = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix="stage-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=f"stage-{atomic.owner()}-"))
         try:
             yield tmp
         finally:
@@ -117,7 +127,7 @@ class Store:
 
     def put_file(self, path: Path) -> tuple[str, int]:
         """Copy `path` into the store by digest; return (digest, size)."""
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="blob-")
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"blob-{atomic.owner()}-")
         h = hashlib.sha256()
         size = 0
         try:
@@ -342,14 +352,63 @@ class Store:
                     stale.unlink(missing_ok=True)
             return removed
 
-    def check(self) -> list[str]:
-        """Problems in the store: tags naming missing or damaged manifests or parts (empty if consistent)."""
-        problems = []
+    def check(self, deep: bool = True) -> list[Problem]:
+        """What is wrong in the store (nothing: consistent). Every tag names a manifest that is valid and whose
+        parts are there with their digests; with `deep`, every blob's digest is its name; every snapshot
+        index entry names a record, its image and its files; nothing in tmp/ was left by a process that is
+        gone. `repair` puts each one right."""
+        problems: list[Problem] = []
+        blobs = self.root / "blobs" / "sha256"
+        damaged: set[str] = set()
+        if deep:
+            for blob in sorted(blobs.iterdir()):
+                if blob.name.startswith("."):
+                    if atomic.left_by_the_dead(blob.name):
+                        problems.append(Problem("leftover", blob, f"a half-written blob: {blob.name}"))
+                    continue
+                if not re.fullmatch(r"[0-9a-f]{64}", blob.name) or sha256_file(blob) != "sha256:" + blob.name:
+                    damaged.add("sha256:" + blob.name)
+                    problems.append(Problem("blob", blob, f"blob {blob.name[:12]} does not have its digest"))
         for ref, digest in self.refs():
+            tag = self._tag_path(ref)
             try:
+                if digest in damaged:
+                    raise StoreError(f"the manifest of {ref} is damaged")
                 m = self.read_manifest(digest, f"the manifest of {ref}")
-                self.verify_blob(m.kernel.digest, f"the kernel of {ref}")
-                self.verify_blob(m.rootfs.digest, f"the root file system of {ref}")
+                for part, what in ((m.kernel.digest, "kernel"), (m.rootfs.digest, "root file system")):
+                    if part in damaged:
+                        raise StoreError(f"the {what} of {ref} is damaged")
+                    self.verify_blob(part, f"the {what} of {ref}")
             except StoreError as err:
-                problems.append(str(err))
+                problems.append(Problem("tag", tag, f"tag {ref}: {err}"))
+        for image, key, record in self.snapshot_refs():
+            entry = self._snapshot_index(image, key)
+            try:
+                if not self.has_blob(image):
+                    raise StoreError(f"its image {image[:19]} is not in the store")
+                snap = self.snapshot(record)
+                for part in (snap.state.digest, snap.ram.digest):
+                    if part in damaged or not self.has_blob(part):
+                        raise StoreError(f"its file {part[:19]} is missing or damaged")
+            except StoreError as err:
+                problems.append(Problem("snapshot", entry, f"snapshot {image[7:19]}/{key}: {err}"))
+        places = [self.root / "tmp", *(self.root / "tags").iterdir(), *(self.root / "snapshots").iterdir()]
+        for place in places:
+            for entry in sorted(place.iterdir()) if place.is_dir() else []:
+                if (place.name == "tmp" or entry.name.startswith(".")) and atomic.left_by_the_dead(entry.name):
+                    where = entry.relative_to(self.root)
+                    problems.append(Problem("leftover", entry, f"{where}, left by a process that is gone"))
         return problems
+
+    def repair(self, problems: list[Problem]) -> None:
+        """Put the problems `check` found right: damaged blobs, and tags and snapshot entries naming what is
+        missing or damaged, go (their images are broken: build or pull them again); leftovers go."""
+        with self.lock():
+            for problem in problems:
+                if problem.kind == "leftover" and problem.path.is_dir():
+                    shutil.rmtree(problem.path, ignore_errors=True)
+                else:
+                    problem.path.unlink(missing_ok=True)
+                if problem.kind in ("tag", "snapshot"):
+                    with contextlib.suppress(OSError):
+                        problem.path.parent.rmdir()

@@ -18,7 +18,6 @@ import httpx
 
 from bench.harness import free_port
 from kiln.targets.portmap import PortMap
-from kiln.targets.ports import Forwarder
 
 
 class Registry:
@@ -80,13 +79,34 @@ def free_port_reading(digits: str) -> int:
     raise RuntimeError(f"no free port contains {digits}")
 
 
-class SlowProxy(Forwarder):
-    """kiln's own port forwarder, listening on a free loopback port, relaying towards the client at most
-    `rate` bytes a second, and cutting every transfer short once closed."""
+class SlowProxy:
+    """A TCP relay on a free loopback port towards `upstream`, sending towards the client at most `rate` bytes a
+    second, and cutting every transfer short once closed: a registry on a slow link, to interrupt a pull."""
 
     def __init__(self, upstream: int, rate: int = 256 * 1024) -> None:
-        self.rate, self.sent = rate, 0
-        super().__init__(PortMap(host_ip="127.0.0.1", host=free_port(), guest=upstream))
+        self.rate, self.sent, self.upstream = rate, 0, upstream
+        self.stopped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.5)
+        self.port = PortMap(host_ip="127.0.0.1", host=self.listener.getsockname()[1], guest=upstream)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError), client, socket.create_connection(("127.0.0.1", self.upstream)) as up:
+            t = threading.Thread(target=self._copy, args=(up, client, True), daemon=True)
+            t.start()
+            self._copy(client, up, False)
+            t.join()
 
     def _copy(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
         with contextlib.suppress(OSError):
@@ -97,6 +117,10 @@ class SlowProxy(Forwarder):
                     time.sleep(len(data) / self.rate)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
 
 
 class SilentServer:

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compose": ("kiln.cli.compose:compose", "Run a compose file's services as unikernels on a private..."),
     "export": ("kiln.cli.export:export", "Export an image to libvirt (a domain) or KubeVirt..."),
     "summon": ("kiln.cli.summon:summon", "Serve images given as IMAGE=PORTS (or those of..."),
+    "store": ("kiln.cli.store:store", "Check the local store."),
 }
 
 EPILOG = """\b

@@ -175,6 +175,7 @@ def _plan(rt: Runtime, container: Container, spec: Any) -> dict[str, object]:
         "image": plan.image, "argv": plan.argv, "qmp_socket": str(plan.qmp_socket),
         "control_socket": str(plan.control_socket), "memory_mib": plan.memory_mib, "stop_signal": plan.stop_signal,
         "forwards": [{"host_ip": p.host_ip, "host": p.host, "guest": p.guest} for p in plan.forwards],
+        "upstreams": plan.upstreams,
         "netns": spec.netns, "rlimits": [list(r) for r in spec.rlimits], "cgroup": spec.cgroup,
     }  # fmt: skip
 

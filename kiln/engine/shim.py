@@ -121,6 +121,7 @@ def _plan(data: dict[str, object]) -> Plan:
         control_socket=Path(str(data["control_socket"])),
         cleanup=[Path(str(data["qmp_socket"])), Path(str(data["control_socket"]))],
         forwards=[PortMap.from_dict(p) for p in data["forwards"]],  # type: ignore[attr-defined]
+        upstreams=[int(p) for p in data["upstreams"]],  # type: ignore[attr-defined]
         memory_mib=int(data["memory_mib"]),  # type: ignore[call-overload]
         stop_signal=int(data["stop_signal"]),  # type: ignore[call-overload]
     )

@@ -200,8 +200,9 @@ def _sources_digest(app: App, graph: ModuleGraph, data: list[Path]) -> str:
 
 
 def build_inputs(app: App, source: str, sources_digest: str) -> BuildInputs:
-    """What the image was built from, by name and digest: never a path of the building host, so
-    the same sources give the same manifest anywhere (docs/security.md)."""
+    """What the image was built from, by name and digest: never a path of the building host nor the name
+    of the directory it was checked out in, so the same sources give the same manifest anywhere
+    (docs/security.md)."""
     return BuildInputs(
         source=source,
         config_file=str(app.config_file.relative_to(app.root)) if app.config_file else None,
@@ -315,7 +316,8 @@ def build_python(
             distributions=tuple(DistributionEntry(name=d.name, version=d.version) for d in kept_distributions(graph)),
             data_files=data_files,
         )
-        source = app.entry_path.name if app.single_file else app.root.name
+        # the image's name, not the directory's: two checkouts under other names are the same sources
+        source = app.entry_path.name if app.single_file else app.name
         inputs = build_inputs(app, source, _sources_digest(app, graph, app_files))
         forks = graph.launch.forks if graph.launch else None
         memory = memory_for(app.config.memory, kernel, root, forks.processes if forks else 1)

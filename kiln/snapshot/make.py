@@ -127,6 +127,7 @@ def make(
             qmp_socket=tmp / "qmp",
             control_socket=tmp / "ctl",
             ports=(ready_port,) if ready_port else (),
+            relay=False,  # QEMU's own forward: the readiness check's, on loopback
         )
         spec, notes = target.spec(image, cfg)
         for note in notes:

@@ -21,8 +21,6 @@ import contextlib
 import functools
 import json
 import signal
-import socket
-import struct
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -35,29 +33,14 @@ from kiln.summon import vms
 from kiln.summon.config import Service, SummonConfig, split_address
 from kiln.summon.metrics import Metrics
 from kiln.targets.ports import check_free
+from kiln.targets.relay import relay, reset
 
 REAP_EVERY = 0.25  # seconds between looks for idle and dead instances
-CHUNK = 1 << 16
-# At most vms.UNANSWERED_MAX connections to one VM that it has not answered yet. An app's listen backlog can
-# be as small as 5 (Python's socketserver), and a burst beyond it through QEMU's user networking can
-# leave a connection hanging (measured: 1 to 4 of 20 simultaneous connections); the summoner holds
-# the rest, and lets the next one through when the VM answers (or after UNANSWERED_GRACE seconds,
-# for protocols where the client speaks and waits).
-UNANSWERED_GRACE = 0.5
 
 
 def _log(text: str) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     print(f"{stamp} {text}", flush=True)
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP reset: the client learns at once that its request failed."""
-    sock = writer.get_extra_info("socket")
-    with contextlib.suppress(OSError):
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.close()
 
 
 class Summoner:
@@ -158,55 +141,17 @@ class Summoner:
         try:
             svm = await self.ensure(svc)
         except Exception:  # logged by _summon
-            _reset(writer)
+            reset(writer)
             return
         finally:
             self.metrics.held.dec()
         svm.active += 1
         svm.last_activity = time.monotonic()
-        upstream: asyncio.StreamWriter | None = None
-        answered = asyncio.Event()
         try:
-            await svm.unanswered.acquire()
-            release = self._spawn(self._release_when(answered, svm.unanswered))
-            up_reader, upstream = await asyncio.open_connection("127.0.0.1", svm.forwards[guest_port])
-            await asyncio.gather(self._pipe(reader, upstream, svm), self._pipe(up_reader, writer, svm, answered))
-            await release
-        except OSError as err:
-            self.log(f"{svc.name}: cannot reach its VM's port {guest_port}: {err}")
-            _reset(writer)
+            await relay(reader, writer, svm.upstreams[guest_port])
         finally:
-            answered.set()
             svm.active -= 1
             svm.last_activity = time.monotonic()
-            for w in (writer, upstream):
-                if w is not None:
-                    w.close()
-
-    @staticmethod
-    async def _release_when(answered: asyncio.Event, gate: asyncio.Semaphore) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(answered.wait(), UNANSWERED_GRACE)
-        gate.release()
-
-    @staticmethod
-    async def _pipe(
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        svm: vms.SummonedVm,
-        answered: asyncio.Event | None = None,
-    ) -> None:
-        try:
-            while data := await reader.read(CHUNK):
-                if answered is not None:
-                    answered.set()
-                writer.write(data)
-                await writer.drain()
-                svm.last_activity = time.monotonic()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except OSError:
-            writer.close()
 
     # ---- DNS -------------------------------------------------------------------------------
     def answer_dns(self, data: bytes) -> bytes | None:

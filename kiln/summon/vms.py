@@ -8,7 +8,6 @@ uses; the published ports belong to the summoner.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -27,8 +26,7 @@ from kiln.targets.base import Plan, RunConfig
 from kiln.targets.portmap import PortMap
 from kiln.targets.ports import free_port
 from kiln.targets.qemu import QemuTarget, Vm
-
-UNANSWERED_MAX = 4  # connections in flight to one VM that it has not answered (see kiln.summon.server)
+from kiln.targets.relay import Upstream
 
 
 @dataclass
@@ -44,7 +42,7 @@ class SummonedVm:
     last_activity: float = field(default_factory=time.monotonic)
     active: int = 0  # open proxied connections
     # connections the VM has not answered yet (the gate of kiln.summon.server)
-    unanswered: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UNANSWERED_MAX))
+    upstreams: dict[int, Upstream] = field(default_factory=dict)  # guest port -> the relay's way to it
 
     @property
     def exited(self) -> bool:
@@ -101,6 +99,7 @@ def start(store: Store, image: Image, service: Service, ready_timeout: float) ->
         memory_mib=service.memory,
         qmp_socket=inst.qmp_socket,
         control_socket=inst.control_socket,
+        relay=False,  # the summoner is the relay (kiln.targets.relay), in front of these loopback forwards
     )
     target = QemuTarget(store)
     console = open(inst.console_log, "ab")  # noqa: SIM115 (open for the VM's life, closed by stop())
@@ -112,6 +111,11 @@ def start(store: Store, image: Image, service: Service, ready_timeout: float) ->
         shutil.rmtree(inst.dir, ignore_errors=True)
         raise
     svm = SummonedVm(service, plan, vm, inst, console, forwards, "restore" if vm.restored else "cold")
+
+    def active() -> None:
+        svm.last_activity = time.monotonic()
+
+    svm.upstreams = {g: Upstream("127.0.0.1", h, activity=active) for g, h in forwards.items()}
     try:
         assert plan.control_socket
         saved_listening = vm.restored and plan.restore is not None and set(guest_ports) <= set(plan.restore.listening)

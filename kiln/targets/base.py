@@ -78,6 +78,7 @@ class RunConfig:
     # the app's arguments instead of the image's (kiln run IMAGE ARGS; Entry.argv_with)
     args: tuple[str, ...] | None = None
     stop_signal: str | None = None  # what stopping sends the app first (default: the image's, else SIGTERM)
+    relay: bool = True  # published ports accepted by kiln's relay (False: the summoner, itself the relay)
     lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
@@ -127,7 +128,8 @@ class Plan:
     image: str  # the reference, for messages
     argv: list[str]
     notes: list[str] = field(default_factory=list)  # one-line notices for the user
-    forwards: list[PortMap] = field(default_factory=list)  # host-side proxies to start
+    forwards: list[PortMap] = field(default_factory=list)  # published ports: host-side relays to start
+    upstreams: list[int] = field(default_factory=list)  # each forward's loopback port to relay to (kiln.targets.relay)
     qmp_socket: Path | None = None
     cleanup: list[Path] = field(default_factory=list)
     control_socket: Path | None = None

@@ -15,6 +15,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -29,8 +30,10 @@ from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
 from kiln.targets.base import Plan, Restore, RunConfig, signal_number
 from kiln.targets.console import ConsoleReader, oom_then_panic
-from kiln.targets.ports import check_free
+from kiln.targets.portmap import PortMap
+from kiln.targets.ports import check_free, free_port
 from kiln.targets.qemu_command import VmSpec, command, decode_exit
+from kiln.targets.relay import PortProxy
 
 STOP_TIMEOUT = 5.0
 STOP_GRACE = 10.0  # how long the app has to end after its stop signal (Docker's default too)
@@ -44,8 +47,11 @@ class Vm:
     console: ConsoleReader
     errors: ConsoleReader
     restored: bool
+    relays: tuple[PortProxy, ...] = ()  # the published ports, accepted on the host
 
     def join(self) -> None:
+        for relay in self.relays:
+            relay.close()
         self.console.join(5)
         self.errors.join(5)
 
@@ -58,11 +64,13 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         raise UsageError(f"image {name} has no network (its app declares no ports and uses no sockets)")
     accel, note = accelerator.choose(cfg.accel, kernel)
     tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
+    # published ports go through kiln's relay (kiln.targets.relay) to QEMU's forwards on loopback
+    forwards = tuple(PortMap(host_ip="127.0.0.1", host=free_port(), guest=p.guest) for p in cfg.ports)
     spec = VmSpec(
         kernel=kernel,
         rootfs=rootfs,
         accel=accel,
-        ports=cfg.ports,
+        ports=forwards if cfg.relay else cfg.ports,
         network=m.kernel.network,
         qmp_socket=cfg.qmp_socket or home_dir("run") / f"{tag}.qmp",
         control_socket=cfg.control_socket or home_dir("run") / f"{tag}.ctl",
@@ -91,10 +99,25 @@ def cold_plan(spec: VmSpec, notes: list[str], name: str, cfg: RunConfig, m: Mani
         qmp_socket=spec.qmp_socket,
         control_socket=spec.control_socket,
         cleanup=[spec.qmp_socket, spec.control_socket],
-        forwards=list(cfg.ports),
+        forwards=list(cfg.ports) if cfg.relay else [],
+        upstreams=[p.host for p in spec.ports] if cfg.relay else [],
         memory_mib=spec.memory_mib,
         stop_signal=signal_number(cfg.stop_signal or m.entry.stop_signal),
     )
+
+
+def _when_listening(plan: Plan, ports: list[int], proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
+    """Set `ready` once every published port listens in the guest (guest init says so): the relay holds
+    connections until then. A VM without a control channel, or gone: ready at once, as before."""
+    from kiln.control import ControlChannel
+
+    try:
+        with ControlChannel(plan.control_socket, timeout=60.0) as channel:  # type: ignore[arg-type]
+            channel.wait_listening(ports, timeout=600.0, alive=lambda: proc.poll() is None)
+    except (TargetError, OSError):
+        pass
+    finally:
+        ready.set()
 
 
 class QemuTarget:
@@ -137,7 +160,7 @@ class QemuTarget:
         plan.restore = Restore(
             snapshot=found.digest,
             after=found.record.made_with.after,
-            ports=cfg.ports,
+            ports=spec.ports,
             state=found.state,
             listening=found.record.ports,
         )
@@ -201,11 +224,20 @@ class QemuTarget:
             return self._launch(plan.cold, sink)
 
     def start(self, plan: Plan, sink: BinaryIO) -> Vm:
-        """Start the plan: restore its snapshot (or boot cold), the console going to `sink`."""
+        """Start the plan: its published ports first (connections held until the app takes them), then
+        restore its snapshot (or boot cold), the console going to `sink`."""
         check_free(plan.forwards)
+        ready = threading.Event()
+        relays = tuple(PortProxy(p, up, ready) for p, up in zip(plan.forwards, plan.upstreams, strict=True))
         try:
-            return self._restore(plan, sink) if plan.restore else self._launch(plan.argv, sink)
+            vm = self._restore(plan, sink) if plan.restore else self._launch(plan.argv, sink)
+            if relays:
+                guest = sorted({p.guest for p in plan.forwards})
+                threading.Thread(target=_when_listening, args=(plan, guest, vm.proc, ready), daemon=True).start()
+            return dataclasses.replace(vm, relays=relays)
         except BaseException:
+            for relay in relays:
+                relay.close()
             self.cleanup(plan)
             raise
 

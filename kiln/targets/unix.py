@@ -5,7 +5,7 @@ init fresh mount, PID, IPC and UTS namespaces; init (`--sandbox`) bind-mounts
 the root read-only, pivots into it with its own /proc, /dev and /tmp, drops
 every capability but binding low ports, and runs the app as in the VM. The
 network is the host's: the app's ports are host ports, and `-p H:G` with
-H != G adds a TCP proxy from H to G.
+H != G adds kiln's relay from H to G (kiln.targets.relay).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from kiln.store import Image, Store
 from kiln.targets.base import Plan, RunConfig, signal_number
 from kiln.targets.console import ConsoleReader
 from kiln.targets.portmap import PortMap
-from kiln.targets.ports import Forwarder, check_free
+from kiln.targets.ports import check_free
+from kiln.targets.relay import PortProxy
 
 STOP_TIMEOUT = 5.0
 STOP_GRACE = 10.0
@@ -86,9 +87,9 @@ class UnixTarget:
 
     def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         proxied = [p for p in plan.forwards if p.host != p.guest]
-        # The app binds its own ports on the host; a proxy needs the host side too.
+        # The app binds its own ports on the host; a relay needs the host side too.
         check_free([PortMap(host_ip=p.host_ip, host=p.guest, guest=p.guest) for p in plan.forwards] + proxied)
-        forwarders = [Forwarder(p) for p in proxied]
+        forwarders = [PortProxy(p, p.guest) for p in proxied]
         proc = _proc.spawn(plan.argv, merge_stderr=True)
         if on_start:
             on_start(proc.pid)

@@ -24,8 +24,8 @@ def _strings(value: object) -> list[str]:
 
 def test_same_app_two_directories_two_stores_one_digest(tmp_path: Path, kernel_built: None) -> None:
     digests, manifests = [], []
-    for i in range(2):
-        app = tmp_path / f"checkout-{i}" / "hello-http"
+    for i, name in enumerate(("a", "b")):  # as CI checkouts are: each directory its own name
+        app = tmp_path / f"checkout-{i}" / name
         shutil.copytree(EXAMPLES / "hello-http", app)
         env = isolated_home(tmp_path / f"home-{i}", SHARED_HOME)
         built = json.loads(kiln("build", "--json", str(app), env=env, check=True).stdout)
@@ -37,7 +37,7 @@ def test_same_app_two_directories_two_stores_one_digest(tmp_path: Path, kernel_b
                 assert host not in text, f"host path {host} in the manifest: {text}"
     assert digests[0] == digests[1]
     build = manifests[0]["build"]
-    assert build["source"] == "hello-http" and build["config_file"] == "kiln.toml"
+    assert build["source"] == "hello-http" and build["config_file"] == "kiln.toml"  # the image's name
     assert manifests[0]["created"].startswith("1970-01-01T00:00:00")
 
 

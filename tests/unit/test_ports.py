@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
 from kiln.errors import TargetError, UsageError
 from kiln.targets.portmap import PortMap
-from kiln.targets.ports import Forwarder, check_free
+from kiln.targets.ports import check_free
+from kiln.targets.relay import PortProxy
 
 
 @pytest.mark.parametrize(
@@ -40,24 +42,93 @@ def test_check_free_detects_a_listener() -> None:
     check_free([PortMap(host_ip="127.0.0.1", host=port, guest=80)])
 
 
-def test_forwarder_relays_bytes() -> None:
-    upstream = socket.create_server(("127.0.0.1", 0))
-    guest = upstream.getsockname()[1]
+def _server(backlog: int, delay: float = 0.0, accept_after: float = 0.0) -> tuple[socket.socket, int]:
+    """An upper-casing server with a small backlog, slow to answer and slow to start accepting."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(backlog)
 
-    def echo() -> None:
-        conn, _ = upstream.accept()
-        with conn:
-            conn.sendall(conn.recv(1024).upper())
+    def serve() -> None:
+        time.sleep(accept_after)
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                data = conn.recv(1024)
+                time.sleep(delay)
+                conn.sendall(data.upper())
 
-    threading.Thread(target=echo, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def _free() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        host = probe.getsockname()[1]
-    fwd = Forwarder(PortMap(host_ip="127.0.0.1", host=host, guest=guest))
+        return int(probe.getsockname()[1])
+
+
+def test_the_relay_relays_bytes() -> None:
+    upstream, guest = _server(5)
+    host = _free()
+    relay = PortProxy(PortMap(host_ip="127.0.0.1", host=host, guest=guest), guest)
     try:
         with socket.create_connection(("127.0.0.1", host), timeout=5) as c:
             c.sendall(b"ping")
             assert c.recv(1024) == b"PING"
     finally:
-        fwd.close()
+        relay.close()
         upstream.close()
+
+
+def test_a_burst_is_held_and_every_connection_answered() -> None:
+    """100 simultaneous connections to an upstream with a backlog of 2, one answer at a time: all answered."""
+    upstream, guest = _server(2, delay=0.005)
+    host = _free()
+    relay = PortProxy(PortMap(host_ip="127.0.0.1", host=host, guest=guest), guest)
+    answers: list[bytes] = []
+
+    def one(i: int) -> None:
+        with socket.create_connection(("127.0.0.1", host), timeout=30) as c:
+            c.sendall(f"hello {i}".encode())
+            answers.append(c.recv(1024))
+
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(answers) == sorted(f"HELLO {i}".encode() for i in range(100))
+    finally:
+        relay.close()
+        upstream.close()
+
+
+def test_a_client_that_comes_before_the_app_listens_is_held_not_reset() -> None:
+    """The upstream closes at once while nothing listens behind it (QEMU's forward, the app booting): the
+    relay tries again, with what the client said, until the app answers."""
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    guest = upstream.getsockname()[1]
+    upstream.close()  # nothing there yet: connections are refused
+    host = _free()
+    relay = PortProxy(PortMap(host_ip="127.0.0.1", host=host, guest=guest), guest)
+    try:
+        with socket.create_connection(("127.0.0.1", host), timeout=30) as c:
+            c.sendall(b"early")
+            time.sleep(1.0)
+            server = socket.create_server(("127.0.0.1", guest))  # now the app listens
+
+            def answer() -> None:
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(conn.recv(1024).upper())
+
+            threading.Thread(target=answer, daemon=True).start()
+            assert c.recv(1024) == b"EARLY"
+            server.close()
+    finally:
+        relay.close()

@@ -88,3 +88,79 @@ def test_no_host_path_in_what_a_manifest_says_it_was_built_from(tmp_path: Path) 
     values = json.dumps(msgspec.to_builtins(inputs))
     assert str(tmp_path) not in values and "/" not in inputs.source
     assert inputs.source == "my-app" and inputs.config_file == "kiln.toml"
+
+
+def _dead_owner() -> str:
+    """PID_STARTTICKS of a process that has ended (as a killed command's temporary names carry it)."""
+    import subprocess
+
+    from kiln import atomic
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    name = f"x.{p.pid}_1."
+    assert atomic.left_by_the_dead(name)
+    return f"{p.pid}_1"
+
+
+def test_check_finds_nothing_in_a_good_store(tmp_path: Path) -> None:
+    from kiln import atomic
+
+    store = Store(tmp_path)
+    store.put_bytes(b"a blob no tag uses yet")
+    (tmp_path / "tmp" / f"build-{atomic.owner()}-x").mkdir()  # ours: in progress
+    assert store.check() == []
+
+
+def test_check_finds_and_repair_removes_each_kind_of_damage(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    good = store.put_bytes(b"good blob")
+    bad = store.put_bytes(b"will be damaged")
+    blob = store.blob_path(bad)
+    blob.chmod(0o644)
+    blob.write_bytes(b"damaged!")
+    dangling = tmp_path / "tags" / "gone" / "latest"
+    dangling.parent.mkdir(parents=True)
+    dangling.write_text("sha256:" + "1" * 64 + "\n")
+    snap = tmp_path / "snapshots" / ("2" * 64) / "key"
+    snap.parent.mkdir(parents=True)
+    snap.write_text("sha256:" + "3" * 64 + "\n")
+    dead = _dead_owner()
+    left = tmp_path / "tmp" / f"build-{dead}-abc"
+    left.mkdir()
+    half = tmp_path / "blobs" / "sha256" / f".blob.{dead}.tmp"
+    half.write_bytes(b"half")
+    half_tag = dangling.parent / f".latest.{dead}.x.tmp"
+    half_tag.write_text("sha256:")
+
+    problems = store.check()
+    kinds = sorted(p.kind for p in problems)
+    assert kinds == ["blob", "leftover", "leftover", "leftover", "snapshot", "tag"], problems
+    assert store.check(deep=False) != []  # the quick form still sees the tag, the snapshot and tmp/
+    assert {p.kind for p in store.check(deep=False)} == {"tag", "snapshot", "leftover"}
+    assert blob.exists() and dangling.exists() and left.exists()  # nothing changed without repair
+
+    store.repair(problems)
+    assert store.check() == []
+    assert store.has_blob(good) and not blob.exists() and not dangling.exists() and not left.exists()
+    assert not half.exists() and not half_tag.exists() and not snap.exists()
+
+
+def test_store_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from kiln.cli.main import cli
+
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    store = Store()
+    tag = store.root / "tags" / "gone" / "latest"
+    tag.parent.mkdir(parents=True)
+    tag.write_text("sha256:" + "1" * 64 + "\n")
+    r = CliRunner().invoke(cli, ["store", "check", "--json"])
+    assert r.exit_code == 1
+    out = json.loads(r.output)
+    assert out["consistent"] is False and out["problems"][0]["kind"] == "tag"
+    r = CliRunner().invoke(cli, ["store", "check", "--repair"])
+    assert r.exit_code == 0 and "repaired: tag gone:latest" in r.output
+    r = CliRunner().invoke(cli, ["store", "check"])
+    assert r.exit_code == 0 and "consistent" in r.output
