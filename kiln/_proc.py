@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from kiln.errors import KilnError, ToolMissingError
+from kiln.errors import KilnError, NoSpaceError, ToolMissingError
 
 # program -> the Debian package that ships it
 PACKAGES: dict[str, str] = {
@@ -35,6 +35,23 @@ PACKAGES: dict[str, str] = {
 }
 
 
+FULL_BELOW = 1 << 20  # bytes free under which the disk of $KILN_HOME counts as full
+
+
+def out_of_space(said: str) -> bool:
+    """Did a tool that failed meet a full disk? Its own words or errno 28's say so, or (a tool that only
+    says a write was short, as mkfs.erofs) the disk holding $KILN_HOME has next to nothing free."""
+    if any(s in said for s in ("No space left on device", "[Errno 28]", "ENOSPC", "Disk quota exceeded")):
+        return True
+    from kiln.paths import kiln_home
+
+    try:
+        st = os.statvfs(kiln_home())
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW
+
+
 def require(program: str) -> str:
     """Return the full path of `program`, or raise ToolMissingError naming its package."""
     found = shutil.which(program)
@@ -42,6 +59,34 @@ def require(program: str) -> str:
         package = PACKAGES.get(program, program)
         raise ToolMissingError(f"{program} is not installed (apt-get install {package})")
     return found
+
+
+_scratch: Path | None = None
+
+
+def scratch() -> Path:
+    """This process's own temporary directory, $KILN_HOME/tmp/tools-<owner>-*: the TMPDIR of every tool it
+    runs (gcc, mkfs.erofs, pip, skopeo...) and of its own temporary files. It goes when kiln exits; what a
+    kiln killed with SIGKILL left (its tools' files too: a gcc killed with it cannot clean up) is swept by
+    the next kiln that needs one."""
+    global _scratch
+    if _scratch is None or not _scratch.is_dir():
+        import atexit
+        import tempfile
+
+        from kiln import atomic
+        from kiln.paths import home_dir
+
+        top = home_dir("tmp")
+        atomic.sweep(top, lambda n: n.startswith("tools-"))
+        _scratch = Path(tempfile.mkdtemp(dir=top, prefix=f"tools-{atomic.owner()}-"))
+        atexit.register(shutil.rmtree, _scratch, True)
+    return _scratch
+
+
+def tool_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a tool kiln runs: kiln's own, `env`, and TMPDIR in kiln's scratch()."""
+    return {**os.environ, **(env or {}), "TMPDIR": str(scratch())}
 
 
 def die_with_parent() -> None:
@@ -80,14 +125,17 @@ def run(
     proc = subprocess.run(
         args,
         cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
+        env=tool_env(env),
         input=input,
         capture_output=True,
         check=False,
         preexec_fn=die_with_parent,  # a kiln killed mid-build leaves no mkfs.erofs, pip or gcc running
     )
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-3:]
+        said = (proc.stderr or proc.stdout).decode(errors="replace")
+        if out_of_space(said):
+            raise NoSpaceError.at(os.fspath(cwd) if cwd else None, what)
+        tail = said.strip().splitlines()[-3:]
         detail = " | ".join(line.strip() for line in tail) or f"exit status {proc.returncode}"
         raise KilnError(f"{what} failed: {detail}")
     return proc
@@ -108,7 +156,7 @@ def stream(
     with subprocess.Popen(
         args,
         cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
+        env=tool_env(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -50,9 +50,7 @@ def left_by_the_dead(name: str) -> bool:
 
 def sweep(directory: Path, match: Callable[[str], bool] = lambda _n: True) -> list[Path]:
     """Remove what processes that are gone left in `directory` (names matching `match`); what went."""
-    import shutil
-
-    gone = []
+    gone: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -61,6 +59,8 @@ def sweep(directory: Path, match: Callable[[str], bool] = lambda _n: True) -> li
         if match(entry.name) and left_by_the_dead(entry.name):
             path = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):
+                import shutil
+
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 with contextlib.suppress(FileNotFoundError):
@@ -82,6 +82,7 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     import tempfile  # here: shutil and tempfile cost commands that only read (kiln ps) ~3 ms
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep(path.parent, lambda n: n.startswith(".") and n.endswith(".tmp"))  # what killed writers left here
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

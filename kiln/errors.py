@@ -41,3 +41,17 @@ class ToolMissingError(KilnError):
 
 class TargetError(KilnError):
     """An image cannot be started on a target (port in use, boot failure...)."""
+
+
+class NoSpaceError(KilnError):
+    """The disk kiln writes to is full (ENOSPC, or a quota): nothing was added to the store."""
+
+    @classmethod
+    def at(cls, path: str | None, doing: str | None = None) -> NoSpaceError:
+        """The one line for a full disk met while writing `path` (a temporary path: said as the place)."""
+        import os
+
+        home = os.environ.get("KILN_HOME") or os.path.expanduser("~/.local/share/kiln")
+        where = f"$KILN_HOME ({home})" if path is None or os.path.abspath(path).startswith(home) else path
+        what = f"{doing} failed: " if doing else ""
+        return cls(f"{what}no space left on device in {where}; the store is as it was (kiln prune frees space)")

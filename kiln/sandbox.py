@@ -79,6 +79,7 @@ def run(
             capture_output=True,
             timeout=TIMEOUT,
             check=False,
+            preexec_fn=_proc.die_with_parent,
         )
     except subprocess.TimeoutExpired:
         raise SandboxError(f"{what}: did not finish within {TIMEOUT:.0f} s") from None

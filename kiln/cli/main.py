@@ -6,6 +6,7 @@ a traceback is shown only with --debug. Ctrl-C exits 130.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -13,7 +14,7 @@ import click
 
 from kiln import __version__
 from kiln.cli import ui
-from kiln.errors import KilnError
+from kiln.errors import KilnError, NoSpaceError
 
 # verb -> ("module:command", its one-line help). A verb's module is imported only when it runs,
 # which keeps `kiln run` from paying for the build pipeline's imports, and `kiln --help` from
@@ -80,6 +81,13 @@ class KilnGroup(click.Group):
                 raise
             ui.error(str(err))
             sys.exit(err.exit_code)
+        except OSError as err:
+            if debug or err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = err.filename2 or err.filename
+            full = NoSpaceError.at(None if where is None else str(where))
+            ui.error(str(full))
+            sys.exit(full.exit_code)
         except KeyboardInterrupt:
             if debug:
                 raise

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import click
 
+from kiln import atomic
 from kiln.cli import ui
 from kiln.errors import KilnError, UsageError
 from kiln.paths import home_dir
-from kiln.runtime.instance import alive, proc_start_time
+from kiln.runtime.instance import alive
 
 EPILOG = """\b
 Examples:
@@ -58,7 +59,7 @@ def _detach(cfg_json: str, name: str) -> None:
     directory = _dir(name)
     if (pid := _running_pid(directory)) is not None:
         raise UsageError(f"summoner {name} is already running (pid {pid}); kiln summon --stop --name {name}")
-    (directory / "config.json").write_text(cfg_json)
+    atomic.write_bytes(directory / "config.json", cfg_json.encode())
     (directory / "ready").unlink(missing_ok=True)
     log = directory / "summoner.log"
     with open(log, "ab") as out:
@@ -70,7 +71,7 @@ def _detach(cfg_json: str, name: str) -> None:
             start_new_session=True,
             close_fds=True,
         )
-    (directory / "pid").write_text(f"{proc.pid} {proc_start_time(proc.pid)}\n")
+    # the summoner writes DIR/pid itself, first: a `kiln summon -d` killed now leaves one --stop finds
     deadline = time.monotonic() + START_TIMEOUT
     while not (directory / "ready").exists():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -46,7 +46,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
     extra_env = check.PROFILE_ENV if python else {}
     plan = target.plan(img, RunConfig(ports=tuple(PortMap.parse(p) for p in ports), extra_env=extra_env))
     console_copy = io.BytesIO()
-    with tempfile.TemporaryDirectory(prefix="kiln-trace-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kiln-trace-", dir=_proc.scratch()) as tmp:
         log = Path(tmp) / "strace.log"
         plan.argv = [_proc.require("strace"), "-f", "-qq", "-s", "256", "-o", str(log), *plan.argv]
         interrupt_on(signal.SIGTERM, signal.SIGALRM)

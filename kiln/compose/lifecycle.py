@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln import atomic
+from kiln import _proc, atomic
 from kiln.compose.project import Healthcheck, Project, Service
 from kiln.control import ControlChannel
 from kiln.errors import KilnError, TargetError, UsageError
@@ -88,10 +88,7 @@ class SwitchProcess:
             [sys.executable, "-m", "kiln.compose.switch", str(self.socket)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
         )  # fmt: skip
-        log.close()
-        atomic.write_bytes(
-            self.record, json.dumps({"pid": proc.pid, "start": instances.proc_start_time(proc.pid)}).encode()
-        )
+        log.close()  # the switch writes its record (switch.json) itself, before it listens
         deadline = time.monotonic() + 10
         while not self.socket.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -181,10 +178,21 @@ def _ensure_image(store: Store, service: Service, project: Project, rebuild: boo
         return ref
     argv = _build_argv(service, ref)
     say(f"building {service.name}: kiln {' '.join(argv[1:])}")
-    proc = subprocess.run([sys.executable, "-m", "kiln", *argv], check=False)
-    if proc.returncode != 0:
-        what = service.build.context if service.build else service.image
-        raise KilnError(f"service {service.name}: the build of {what} failed")
+    said: list[str] = []
+
+    def relay(line: str) -> None:  # the build's progress as it comes; its error line becomes this one's
+        if line.startswith("kiln: error: "):
+            said.append(line.removeprefix("kiln: error: "))
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    code, _ = _proc.stream([sys.executable, "-m", "kiln", *argv], relay)
+    if code != 0:
+        reason = said[-1] if said else f"exit status {code}"
+        if service.build:
+            raise KilnError(f"service {service.name}: the build of {service.build.context} failed: {reason}")
+        raise KilnError(f"service {service.name}: image {service.image} is not in the store, and building it failed: "
+                        f"{reason}")  # fmt: skip
     return ref
 
 

@@ -50,7 +50,7 @@ CACHE_FORMAT = "2"  # 2: control files, every package's files and directories
 def _apt_cache(*args: str) -> str:
     # as if nothing were installed, as the download resolves it: an installed version from another
     # repository (nodesource's nodejs on a Debian host) is not what apt-get fetches with an empty status
-    with tempfile.NamedTemporaryFile() as status:
+    with tempfile.NamedTemporaryFile(dir=_proc.scratch()) as status:
         proc = subprocess.run(
             [_proc.require("apt-cache"), f"-o=Dir::State::status={status.name}", *args],
             capture_output=True,

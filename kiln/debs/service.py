@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from kiln import sandbox
+from kiln import _proc, sandbox
 from kiln.analyze import elf
 from kiln.analyze.native import imported_symbols
 from kiln.config import NativeConfig
@@ -281,7 +281,7 @@ def _flatten(unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accou
     missing = [p for p in flat.extra if p not in unpacked.packages]
     if missing:
         raise AppError(f"{unpacked.package}: the build needs {', '.join(missing)} in the package tree")
-    with tempfile.TemporaryDirectory(prefix="kiln-flatten-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kiln-flatten-", dir=_proc.scratch()) as tmp:
         etc = Path(tmp) / "etc"
         shutil.copytree(unpacked.root / "etc", etc, symlinks=True)
         for link, target in hint.links.items():

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln import _proc
 from kiln.atomic import staging_dir
 from kiln.errors import AppError
 from kiln.paths import home_dir
@@ -70,7 +71,10 @@ def install(app: Path, node_major: int | None, say: Callable[[str], None] | None
         argv = [npm, verb, "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
         if say:
             say(f"npm {verb} --omit=dev ({len(meta['dependencies'])} dependencies in package.json)")
-        proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            argv, cwd=tmp, capture_output=True, text=True, check=False, env=_proc.tool_env(),
+            preexec_fn=_proc.die_with_parent,
+        )  # fmt: skip
         if proc.returncode != 0:
             last = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
             reason = next((ln for ln in last if "ERR!" in ln and ("404" in ln or "notarget" in ln.lower())), None)

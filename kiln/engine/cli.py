@@ -160,9 +160,11 @@ def _plan(rt: Runtime, container: Container, spec: Any) -> dict[str, object]:
     import dataclasses
 
     from kiln.engine.bundle import kernel_file
+    from kiln.paths import socket_dir
     from kiln.targets.qemu import cold_plan, vm_spec
 
-    sockets = {"qmp_socket": container.dir / "qmp.sock", "control_socket": container.dir / "ctl.sock"}
+    short = socket_dir(container.dir)  # an engine's state directory may be too deep for a socket's address
+    sockets = {"qmp_socket": short / "qmp.sock", "control_socket": short / "ctl.sock"}
     cfg = dataclasses.replace(spec.run, **sockets)
     kernel = kernel_file(spec, rt.root / "cache")
     vm, notes = vm_spec(spec.manifest, spec.manifest.name, kernel, spec.rootfs, cfg)

@@ -97,6 +97,9 @@ class Container:
         return out
 
     def remove(self) -> None:
+        from kiln.paths import forget_socket_dir
+
+        forget_socket_dir(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import _proc, atomic
-from kiln.errors import KernelError
+from kiln.errors import KernelError, NoSpaceError
 from kiln.kernel import config as kconfig
 from kiln.kernel.source import find_source, unpacked
 from kiln.paths import home_dir
@@ -141,10 +141,11 @@ def _make(argv: list[str], cwd: Path, log: Path, on_line: Callable[[str], None] 
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env={**os.environ, **REPRODUCIBLE_ENV},
+            env=_proc.tool_env(REPRODUCIBLE_ENV),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_proc.die_with_parent,  # a killed kiln leaves no make (the recipes in flight finish)
         )
         assert proc.stdout is not None
         try:
@@ -158,7 +159,10 @@ def _make(argv: list[str], cwd: Path, log: Path, on_line: Callable[[str], None] 
             proc.wait()
             raise
     if proc.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        said = log.read_text(errors="replace")
+        if _proc.out_of_space(said[-20000:]):
+            raise NoSpaceError.at(str(cwd), "the kernel build")
+        tail = said.strip().splitlines()[-5:]
         raise KernelError(f"kernel build failed (log: {log}): " + " | ".join(t.strip() for t in tail))
 
 

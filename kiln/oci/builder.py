@@ -81,7 +81,10 @@ def build(
         say(f"buildah bud --isolation chroot -f {dockerfile.name}{f' --target {target}' if target else ''} {context}")
     lines: list[str] = []
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_proc.tool_env(),
+            preexec_fn=_proc.die_with_parent,
+        )  # fmt: skip
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip())

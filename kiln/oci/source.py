@@ -94,7 +94,10 @@ def copy(source: Source, layout: Path, username: str | None = None, password: st
             argv += ["--src-creds", f"{creds[0]}:{creds[1] or ''}"]
     argv += [source.reference, f"oci:{layout}:{TAG}"]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=_proc.tool_env(),
+            preexec_fn=_proc.die_with_parent,
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise ImageSourceError(f"{source.reference}: not fetched within {TIMEOUT:.0f} s") from None
     if proc.returncode != 0:

@@ -39,6 +39,8 @@ def unpacked(layout: Path, digest: str, config: dict[str, object]) -> Path:
             capture_output=True,
             text=True,
             check=False,
+            env=_proc.tool_env(),
+            preexec_fn=_proc.die_with_parent,
         )
         if proc.returncode != 0:
             said = [ln for ln in proc.stderr.splitlines() if "⨯" in ln or "error" in ln.lower()]

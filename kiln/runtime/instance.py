@@ -25,7 +25,7 @@ from typing import Any, Literal, get_args
 
 from kiln import atomic
 from kiln.errors import KilnError, UsageError
-from kiln.paths import home_dir
+from kiln.paths import home_dir, socket_dir
 from kiln.targets.base import RunConfig
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
@@ -163,11 +163,11 @@ class Instance:
 
     @property
     def qmp_socket(self) -> Path:
-        return self.dir / "qmp.sock"
+        return socket_dir(self.dir) / "qmp.sock"
 
     @property
     def control_socket(self) -> Path:
-        return self.dir / "control.sock"
+        return socket_dir(self.dir) / "control.sock"
 
     @property
     def config(self) -> InstanceConfig:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kiln.errors import KilnError, TargetError, UsageError
 from kiln.manifest import volume_tag
+from kiln.paths import forget_socket_dir
 from kiln.runtime.instance import (
     NAME_RE,
     Instance,
@@ -142,6 +143,7 @@ def remove(inst: Instance, force: bool) -> None:
         if not force:
             raise UsageError(f"instance {inst.name} is running: stop it first, or use rm -f")
         stop(inst)
+    forget_socket_dir(inst.dir)
     try:
         shutil.rmtree(inst.dir)
     except OSError as err:

@@ -78,10 +78,6 @@ class StopRequestedError(Exception):
     """SIGTERM: stop the instance for good."""
 
 
-def _on_term(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
-    raise StopRequestedError
-
-
 def supervise(inst: Instance) -> int:
     cfg = inst.config
     store = Store()
@@ -90,8 +86,16 @@ def supervise(inst: Instance) -> int:
     state.supervisor_start = proc_start_time(os.getpid())
     inst.write_state(state)
     backoff = BACKOFF_START
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_term)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+        stopping = inst.read_state()  # what `kiln ps` shows while the app is given its grace period
+        if stopping.status in ("starting", "running", "restarting"):
+            stopping.status = "stopping"
+            inst.write_state(stopping)
+        raise StopRequestedError
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     try:
         while True:
             target = target_class(cfg.target)(store)

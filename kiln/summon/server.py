@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 import time
@@ -256,6 +257,10 @@ def main() -> int:
         print("usage: python -m kiln.summon.server DIR", file=sys.stderr)
         return 2
     directory = Path(sys.argv[1])
+    from kiln import atomic
+    from kiln.runtime.instance import proc_start_time
+
+    atomic.write_bytes(directory / "pid", f"{os.getpid()} {proc_start_time(os.getpid())}\n".encode())
     cfg = SummonConfig.model_validate(json.loads((directory / "config.json").read_text()))
     try:
         run(cfg, on_ready=lambda: (directory / "ready").write_text("ok\n"))

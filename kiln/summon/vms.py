@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from kiln.control import ControlChannel
 from kiln.errors import KilnError
+from kiln.paths import forget_socket_dir
 from kiln.runtime import events
 from kiln.runtime import instance as instances
 from kiln.store import Image, Store
@@ -150,3 +151,4 @@ def stop(svm: SummonedVm, reason: str = "stop") -> None:
     svm.console.close()
     events.record(svm.instance.dir, "idle-stop" if reason == "idle" else "stop", reason=reason)
     _clear(svm.instance.dir)
+    forget_socket_dir(svm.instance.dir)

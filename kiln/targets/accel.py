@@ -62,7 +62,12 @@ def kvm_works(kernel: Path, qemu: str) -> tuple[bool, str]:
     )
     try:
         proc = subprocess.run(
-            command(spec, qemu), stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT, check=False
+            command(spec, qemu),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+            preexec_fn=_proc.die_with_parent,
         )
     except subprocess.TimeoutExpired:
         return False, f"the probe guest did not finish within {PROBE_TIMEOUT:.0f} s"
