@@ -52,6 +52,9 @@ class NoSpaceError(KilnError):
         import os
 
         home = os.environ.get("KILN_HOME") or os.path.expanduser("~/.local/share/kiln")
-        where = f"$KILN_HOME ({home})" if path is None or os.path.abspath(path).startswith(home) else path
         what = f"{doing} failed: " if doing else ""
-        return cls(f"{what}no space left on device in {where}; the store is as it was (kiln prune frees space)")
+        if path is None or os.path.abspath(path).startswith(home):
+            return cls(f"{what}no space left on device in $KILN_HOME ({home}); the store is as it was "
+                       "(kiln prune frees space)")  # fmt: skip
+        directory = os.path.dirname(path) if os.path.basename(path).startswith(".") else path  # not a temp's name
+        return cls(f"{what}no space left on device in {directory}; nothing half-written was left there")

@@ -13,7 +13,9 @@ state directory) lives in a short directory of its own instead (socket_dir).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -65,10 +67,18 @@ def forget_socket_dir(natural: Path) -> None:
     """Remove the short socket directory of `natural`, if it has one (see socket_dir)."""
     if len(os.fsencode(natural)) <= SOCKET_ROOM:
         return
-    import contextlib
     import shutil
 
     from kiln.errors import KilnError
 
     with contextlib.suppress(OSError, KilnError):
         shutil.rmtree(socket_dir(natural))
+
+
+@contextlib.contextmanager
+def sockets_for(natural: Path) -> Iterator[Path]:
+    """socket_dir(natural) for a block, forgotten afterwards (a snapshot's staging VM)."""
+    try:
+        yield socket_dir(natural)
+    finally:
+        forget_socket_dir(natural)

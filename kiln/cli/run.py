@@ -181,6 +181,8 @@ def run(
     runner = target_class(target)(store)
     plan = runner.plan(img, cfg)
     if dry_run:
+        for fwd, up in zip(plan.forwards, plan.upstreams, strict=True):
+            ui.note(f"kiln relays {fwd.host_ip}:{fwd.host} to QEMU's forward 127.0.0.1:{up} (guest port {fwd.guest})")
         ui.say(shlex.join(plan.argv))
         return
     for note in plan.notes:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from kiln import _proc
 from kiln.control import ControlChannel
-from kiln.errors import TargetError, UsageError
+from kiln.errors import NoSpaceError, TargetError, UsageError
 from kiln.manifest import MEDIA_SNAPSHOT_RAM, MEDIA_SNAPSHOT_STATE, Part, SnapshotRecord
+from kiln.paths import sockets_for
 from kiln.snapshot.match import made_with
 from kiln.snapshot.restore import close_quietly, ignore_shared, qmp_session
 from kiln.store import Image, Store
@@ -116,7 +117,7 @@ def make(
         )
     qemu = _proc.require("qemu-system-x86_64")
     target = QemuTarget(store)
-    with store.staging() as tmp:
+    with store.staging() as tmp, sockets_for(tmp) as sockets:
         ready_port = None
         if after == "ready" and entry.ready:
             ready_port = PortMap(host_ip="127.0.0.1", host=free_port(), guest=entry.ports[0])
@@ -124,8 +125,8 @@ def make(
             memory_mib=memory_mib,
             accel=accel,  # type: ignore[arg-type]
             snapshot="never",
-            qmp_socket=tmp / "qmp",
-            control_socket=tmp / "ctl",
+            qmp_socket=sockets / "qmp",
+            control_socket=sockets / "ctl",
             ports=(ready_port,) if ready_port else (),
             relay=False,  # QEMU's own forward: the readiness check's, on loopback
         )
@@ -140,15 +141,17 @@ def make(
         assert proc.stdout is not None
         console = ConsoleReader(proc.stdout, None)
         try:
-            with ControlChannel(tmp / "ctl", timeout=30, alive=lambda: proc.poll() is None) as ctl:
+            with ControlChannel(sockets / "ctl", timeout=30, alive=lambda: proc.poll() is None) as ctl:
                 _wait_ready(ctl, image, after, ready_port, began + timeout, lambda: proc.poll() is None)
             boot_seconds = time.monotonic() - began
-            _save(tmp / "qmp", state)
+            _save(sockets / "qmp", state)
             proc.wait(30)
         except (TargetError, subprocess.TimeoutExpired) as err:
             proc.kill()
             proc.wait()
             console.join(5)
+            if _proc.out_of_space(console.text()):  # the RAM file on a full disk: QEMU dies of SIGBUS
+                raise NoSpaceError.at(str(tmp), f"snapshotting {image.ref}") from None
             tail = "\n".join(console.text().splitlines()[-15:])
             raise TargetError(
                 f"cannot snapshot {image.ref}: {err}\n--- the guest's console, last lines ---\n{tail}"

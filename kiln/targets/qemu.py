@@ -25,7 +25,7 @@ from kiln.errors import TargetError, UsageError
 from kiln.image import unpack
 from kiln.image.verity import dm_table
 from kiln.manifest import Manifest, volume_tag
-from kiln.paths import home_dir
+from kiln.paths import home_dir, socket_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
 from kiln.targets.base import Plan, Restore, RunConfig, signal_number
@@ -72,8 +72,8 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         accel=accel,
         ports=forwards if cfg.relay else cfg.ports,
         network=m.kernel.network,
-        qmp_socket=cfg.qmp_socket or home_dir("run") / f"{tag}.qmp",
-        control_socket=cfg.control_socket or home_dir("run") / f"{tag}.ctl",
+        qmp_socket=cfg.qmp_socket or socket_dir(home_dir("run")) / f"{tag}.qmp",
+        control_socket=cfg.control_socket or socket_dir(home_dir("run")) / f"{tag}.ctl",
         memory_mib=cfg.memory_mib or m.entry.memory_mib,
         cmdline=(f"kiln.seed={secrets.token_hex(32)}",),
         quiet=not cfg.kernel_log,

@@ -329,8 +329,8 @@ def tmpfs(path: Path, size: int) -> Iterator[Path]:
 def _watch(
     op: Operation, home: Home, argv: list[str], skip: int, disk: Path | None
 ) -> tuple[float, dict[str, tuple[float, float]], int]:
-    """Run `argv` to the end, watching the programs below it (after `skip` of its own processes) and the
-    use of `disk`: (seconds, programs with when they ran, the peak growth of the disk)."""
+    """Run `argv` to the end, watching the programs kiln starts (kiln: the `skip`th process of the tree, after
+    strace) and the use of `disk`: (seconds, programs with when they ran, the peak growth of the disk)."""
     base = _used(disk) if disk else 0
     began = time.monotonic()
     proc = subprocess.Popen(argv, env=home.env(), cwd=home.work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -341,7 +341,9 @@ def _watch(
     reader.start()
     while proc.poll() is None:
         t = time.monotonic() - began
-        for p in _tree(proc.pid)[skip:]:
+        tree = _tree(proc.pid)
+        kiln = tree[skip - 1] if len(tree) >= skip else proc.pid
+        for p in children_map().get(kiln, []):  # the programs kiln itself started (not theirs: make's gcc)
             if name := _comm(p):
                 programs[name] = (programs.get(name, (t, t))[0], t)
         if disk:

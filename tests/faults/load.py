@@ -4,9 +4,10 @@ HTTP client's request (httpx), timed from the moment they all start."""
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -62,6 +63,18 @@ class Resources:
     files: int
     threads: int
     instance_dirs: int
+    fds: tuple[str, ...] = field(default=(), compare=False)  # what each open file is, to name a leak
+
+    def opened_since(self, before: Resources) -> list[str]:
+        """The files open now that were not open `before` (by what they point at)."""
+        left = list(before.fds)
+        new = []
+        for fd in self.fds:
+            if fd in left:
+                left.remove(fd)
+            else:
+                new.append(fd)
+        return new
 
     def __str__(self) -> str:
         return (f"RSS {self.rss_kib / 1024:.1f} MiB, {self.files} open files, {self.threads} threads, "
@@ -71,11 +84,18 @@ class Resources:
 def resources(pid: int, kiln_home: str) -> Resources:
     from pathlib import Path
 
+    fds = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds.append(os.readlink(fd))
+        except OSError:
+            continue
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     instances = Path(kiln_home) / "instances"
     return Resources(
         rss_kib=int(status["VmRSS"].split()[0]),
-        files=len(list(Path(f"/proc/{pid}/fd").iterdir())),
+        files=len(fds),
         threads=int(status["Threads"]),
         instance_dirs=len(list(instances.iterdir())) if instances.is_dir() else 0,
+        fds=tuple(sorted(fds)),
     )

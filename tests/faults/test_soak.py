@@ -44,7 +44,7 @@ def test_the_summoner_holds_over_many_cycles(
     finally:
         s.stop()
     assert answered == CYCLES
-    assert end.files <= start.files, f"{start} -> {end}"
+    assert end.files <= start.files, f"{start} -> {end}; opened: {end.opened_since(start)}"
     assert end.threads <= start.threads, f"{start} -> {end}"
     assert end.instance_dirs <= start.instance_dirs, f"{start} -> {end}"
     assert end.rss_kib <= start.rss_kib + RSS_SLACK_KIB, f"{start} -> {end}"

@@ -161,8 +161,9 @@ def test_kill9_under_the_summoner(
             vm = _vms(run_id)
             assert len(vm) == 1
             if state == "stopping":  # the summoner stops its instances as it ends: kill -9 meanwhile
+                os.kill(vm[0], signal.SIGSTOP)  # a VM slow to quit holds the summoner in its stop
                 os.kill(summoner_pid, signal.SIGTERM)
-                time.sleep(0.05)
+                time.sleep(0.5)
             os.kill(summoner_pid if victim == "summoner" else vm[0], signal.SIGKILL)
         if victim == "summoner" or state == "stopping":  # the summoner is gone (killed, or ended as asked)
             _until(lambda: not _alive(summoner_pid), "the summoner to end", 60)
