@@ -38,6 +38,13 @@ class ConsoleReader:
         self.thread.start()
 
     def _pump(self) -> None:
+        """Read to the end, then close the pipe: a long-lived caller (the summoner) must not keep one per VM."""
+        try:
+            self._read()
+        finally:
+            self.pipe.close()
+
+    def _read(self) -> None:
         for raw in iter(self.pipe.readline, b""):
             line = raw.replace(b"\r\n", b"\n")
             stripped = line.rstrip(b"\n")
