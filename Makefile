@@ -8,14 +8,16 @@ KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
                 libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 wrk bubblewrap e2fsprogs \
                 python3-venv binutils python3.11-dev gdb libvirt-daemon-system libvirt-dev pkg-config skopeo \
-                buildah umoci podman containerd runc docker.io
+                buildah umoci podman containerd runc docker.io \
+                passt ovmf seabios systemd-boot-efi grub-efi-amd64-bin grub-pc-bin mtools dosfstools qemu-utils \
+                gdisk fdisk syslinux syslinux-common
 # Each app gets a kernel specialized to it: build (or reuse) the ones the demo and the tests boot.
 # In this order, each after the one it differs least from (they share one object tree: after
 # hello-http's, sealed's takes ~20 s and exit3's ~1 min; eventfd/timerfd/signalfd change every task).
 KERNEL_APPS := examples/hello-http tests/fixtures/apps/sealed tests/fixtures/apps/exit3 \
                examples/memcached examples/nginx-static examples/redis examples/mosquitto
 
-.PHONY: setup apt venv kernel kernels demo test lint bench clean
+.PHONY: setup apt venv kernel kernels demo test lint bench faults clean
 
 setup: apt venv
 
@@ -57,6 +59,11 @@ test: kernels
 # QUICK=1: minutes.
 bench: kernels
 	$(VENV)/bin/python -m bench $(if $(QUICK),--quick)
+
+# The full fault sweep (tests/faults samples it): SIGKILL at every step of every long operation, a full disk
+# at nine points of each, bursts of 50-200 first connections, a soak of 1,000 summons. Writes docs/reliability.md.
+faults: kernels
+	$(VENV)/bin/python bench/faults.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

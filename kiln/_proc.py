@@ -32,6 +32,12 @@ PACKAGES: dict[str, str] = {
     "mkfs.ext4": "e2fsprogs",
     "bwrap": "bubblewrap",
     "wrk": "wrk",
+    "mkfs.fat": "dosfstools",
+    "mmd": "mtools",
+    "mcopy": "mtools",
+    "syslinux": "syslinux",
+    "sfdisk": "fdisk",
+    "qemu-img": "qemu-utils",
 }
 
 

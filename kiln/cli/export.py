@@ -1,4 +1,5 @@
-"""`kiln export libvirt|kubevirt IMAGE`: hand an image to libvirt or KubeVirt (kiln.export)."""
+"""`kiln export libvirt|kubevirt|disk|firecracker IMAGE`: hand an image to libvirt, KubeVirt, firmware and
+clouds, or Firecracker (kiln.export)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ Examples:
   virsh define out/hello/domain.xml && virsh start hello-http
   kiln export kubevirt hello-http --registry registry.example/demo -o hello-vm.yaml
   kubectl apply -f hello-vm.yaml
+  kiln export disk hello-http -o hello.qcow2 --format qcow2
+  kiln export disk hello-http -o hello.tar.gz --cloud gce
+  kiln export firecracker hello-http -o out/fc
 """
 
 
 @click.group(epilog=EPILOG)
 def export() -> None:
-    """Export an image to libvirt (a domain) or KubeVirt (container images and a VirtualMachine)."""
+    """Export an image to libvirt (a domain), KubeVirt (container images and a VirtualMachine), a disk that
+    UEFI and BIOS firmware boot (and clouds import), or Firecracker (a kernel, drives and a config file)."""
 
 
 @export.command(epilog="\b\nExample:\n  kiln export libvirt hello-http -o out/hello -p 127.0.0.1:8080:8080")
@@ -112,3 +117,58 @@ def kubevirt(image: str, registry: str, output: Path, tag: str | None, name: str
     ui.say(f"pushed {done['disk']}")
     ui.say(f"pushed {done['kernel']}")
     ui.say(f"wrote {done['manifest']}; kubectl apply -f {done['manifest']}")
+
+
+DISK_EPILOG = """\b
+Examples:
+  kiln export disk hello-http -o hello.img
+  kiln export disk hello-http -o hello.qcow2 --format qcow2 --platform qemu
+  kiln export disk hello-http -o hello.tar.gz --cloud gce
+  kiln export disk hello-http -o hello.vmdk --cloud aws --format vmdk
+  kiln export disk hello-http -o hello.vhd --cloud azure --platform azure
+"""
+
+
+@export.command(epilog=DISK_EPILOG)
+@click.argument("image")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The disk file to write.")
+@click.option("--format", "fmt", default="raw", show_default=True, help="raw, qcow2, vmdk or vhd.")
+@click.option("--firmware", default="both", show_default=True, help="uefi, bios or both.")
+@click.option(
+    "--platform",
+    default="generic",
+    show_default=True,
+    help="qemu, gce, aws, azure, vmware, virtualbox, or generic (every one's drivers).",
+)
+@click.option("--cloud", help="Package as gce (disk.raw in a .tar.gz), aws (raw or vmdk) or azure (fixed VHD).")
+@click.option("--force", is_flag=True, help="Replace the output if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def disk(
+    image: str, output: Path, fmt: str, firmware: str, platform: str, cloud: str | None, force: bool, as_json: bool
+) -> None:
+    """Write a GPT disk that UEFI and BIOS firmware boot: the kernel on an EFI system partition, the
+    image's root and its verity tree as read-only partitions, the network by DHCP."""
+    from kiln.cli.kernel import kernel_progress
+    from kiln.export import disk as exporter
+    from kiln.store import Store
+
+    store = Store()
+    done = exporter.export(
+        store,
+        store.image(image),
+        output,
+        platform=platform,
+        firmware=firmware,
+        fmt=fmt,
+        cloud=cloud,
+        force=force,
+        progress=kernel_progress,
+    )
+    if as_json:
+        print_json(done)
+        return
+    mib = 1 << 20
+    ui.say(
+        f"wrote {output} ({done['format']}, {firmware} firmware, platform {platform}; "
+        f"{int(done['allocated']) / mib:.1f} MiB allocated of {int(done['apparent']) / mib:.1f} MiB)"  # type: ignore[call-overload]
+    )

@@ -36,6 +36,7 @@ from kiln.errors import UsageError
 from kiln.guest import START_SOURCE, init_binary
 from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data
+from kiln.image.etc import add_resolver
 from kiln.image.pycompile import cached, compile_all
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
@@ -306,6 +307,7 @@ def build_python(
         data_files = package_data(graph, root, place) + len(app_files)
         root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
         root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
+        add_resolver(root)
         python = PythonInfo(
             interpreter=str(interp.executable),
             version=interp.version,

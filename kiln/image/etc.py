@@ -2,7 +2,10 @@
 
 passwd and group hold root and the accounts the config names (with the host's
 ids when the host has them), nsswitch.conf sends every lookup to those files
-(and DNS for hosts), and hosts names the machine. No shell is named anywhere:
+(and DNS for hosts), and hosts names the machine. resolv.conf is a link to
+/proc/net/pnp, where the kernel's DHCP client (a firmware-booted disk,
+kiln.export.disk) writes the name servers the network gave it; elsewhere it
+leads nowhere, and the C library asks 127.0.0.1 as it always has. No shell is named anywhere:
 no account has a login.
 """
 
@@ -46,3 +49,9 @@ def write_etc(
     root.add_bytes("/etc/group", ("\n".join(group) + "\n").encode())
     root.add_bytes("/etc/nsswitch.conf", b"passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n")
     root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {hostname}\n".encode())
+    add_resolver(root)
+
+
+def add_resolver(root: RootFS) -> None:
+    """/etc/resolv.conf -> the name servers DHCP gave the kernel (see above)."""
+    root.add_symlink("/etc/resolv.conf", "../proc/net/pnp")

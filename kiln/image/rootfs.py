@@ -47,6 +47,12 @@ class RootFS:
         dest.write_bytes(data)
         os.chmod(dest, mode)
 
+    def add_symlink(self, guest_path: str, target: str) -> None:
+        dest = self.host(guest_path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        dest.symlink_to(target)
+
     def add_host_path(self, host_path: str | Path, sysroot: Path = Path("/")) -> None:
         """Copy the file at `host_path` to the same path, links included. With `sysroot`, the
         path is read below it (an unpacked set of packages) and links resolve inside it."""

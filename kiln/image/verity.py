@@ -66,10 +66,12 @@ def protect(image: Path) -> Verity:
     return Verity(root_hash=m.group(1), salt=salt, data_blocks=size // BLOCK, hash_offset=size)
 
 
-def dm_table(v: Verity, device: str = "/dev/vda") -> str:
-    """The dm-mod.create= value that maps `device` to a verified /dev/dm-0."""
+def dm_table(v: Verity, device: str = "/dev/vda", hash_device: str | None = None) -> str:
+    """The dm-mod.create= value that maps `device` to a verified /dev/dm-0: its hash tree after the data
+    on the same device, or at the start of `hash_device` (a disk's verity partition, kiln.export.disk)."""
     sectors = v.data_blocks * v.block_size // 512
+    start = 0 if hash_device else v.hash_offset // v.block_size
     return (
-        f"root,,,ro,0 {sectors} verity 1 {device} {device} {v.block_size} {v.block_size} {v.data_blocks} "
-        f"{v.hash_offset // v.block_size} {v.algorithm} {v.root_hash} {v.salt}"
+        f"root,,,ro,0 {sectors} verity 1 {device} {hash_device or device} {v.block_size} {v.block_size} "
+        f"{v.data_blocks} {start} {v.algorithm} {v.root_hash} {v.salt}"
     )

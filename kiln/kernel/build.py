@@ -3,6 +3,7 @@
     $KILN_HOME/kernel/builds/<hash>/vmlinux     stripped, uncompressed, PVH-bootable
     $KILN_HOME/kernel/builds/<hash>/vmlinux.xz  the same, as images carry it
     $KILN_HOME/kernel/builds/<hash>/vmlinux.sym the same with its symbol table, for gdb (kiln debug)
+    $KILN_HOME/kernel/builds/<hash>/bzImage     with the `efi` feature: compressed, with Linux's EFI stub
     $KILN_HOME/kernel/builds/<hash>/config      the full .config
     $KILN_HOME/kernel/builds/<hash>/meta.json   features, source version, sizes
     $KILN_HOME/kernel/work/<source version>/    make's object tree, shared by every config
@@ -69,6 +70,11 @@ class Kernel:
     @property
     def vmlinux(self) -> Path:
         return self.directory / "vmlinux"
+
+    @property
+    def bzimage(self) -> Path:
+        """The compressed kernel with its EFI stub, built for configs with `efi` (kiln.export.disk)."""
+        return self.directory / "bzImage"
 
     @property
     def vmlinux_xz(self) -> Path:
@@ -222,7 +228,8 @@ def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | Non
             if progress:
                 progress(steps, expected, f"{m.group(1)} {m.group(2)}")
 
-    _make([*make, "vmlinux"], work, log, on_line)
+    efi = got.get("CONFIG_EFI_STUB") == "y"  # a disk's kernel (kiln.export.disk): firmware loads a bzImage
+    _make([*make, "vmlinux", *(["bzImage"] if efi else [])], work, log, on_line)
     if from_scratch and steps > 100:
         atomic.write_bytes(expected_file, str(steps).encode())
 
@@ -233,6 +240,8 @@ def _build(cfg: kconfig.KernelConfig, progress: Progress | None, jobs: int | Non
         with open(tmp / "vmlinux", "rb") as raw, lzma.open(tmp / "vmlinux.xz", "wb", preset=6) as xz:
             shutil.copyfileobj(raw, xz, 1 << 20)
         shutil.copyfile(work / ".config", tmp / "config")
+        if efi:
+            shutil.copyfile(work / "arch" / "x86" / "boot" / "bzImage", tmp / "bzImage")
         meta = {
             "config_hash": cfg.hash,
             "features": list(cfg.features),

@@ -85,6 +85,8 @@ class VmSpec:
     lan: Lan | None = None  # a second NIC on a private segment (compose)
     gdb_port: int | None = None  # QEMU's gdbstub on loopback
     gdb_wait: bool = False  # start paused (-S) until the debugger continues
+    root_devices: tuple[str, ...] = ("/dev/vda",)  # what the dm table names, waited for before it is set up
+    dhcp: bool = False  # eth0 by the kernel's DHCP client (a firmware-booted disk), not kiln.ip/kiln.gw
 
 
 def device_set(spec: VmSpec) -> str:
@@ -107,9 +109,13 @@ def hex_lines(lines: list[str]) -> str:
 
 def kernel_cmdline(spec: VmSpec) -> str:
     if spec.verity_table:
-        root = ["root=/dev/dm-0", f'dm-mod.create="{spec.verity_table}"', "dm-mod.waitfor=/dev/vda"]
+        root = [
+            "root=/dev/dm-0",
+            f'dm-mod.create="{spec.verity_table}"',
+            "dm-mod.waitfor=" + ",".join(spec.root_devices),
+        ]
     else:
-        root = ["root=/dev/vda"]
+        root = [f"root={spec.root_devices[0]}"]
     params = [
         "console=ttyS0",
         *root,
@@ -127,7 +133,9 @@ def kernel_cmdline(spec: VmSpec) -> str:
     params.append(f"kiln.memory={spec.memory_mib}")  # init names it when the app runs out of memory
     if spec.quiet:
         params.append("quiet")
-    if spec.network:
+    if spec.network and spec.dhcp:
+        params.append("ip=dhcp")  # the kernel's DHCP client configures eth0 before init runs
+    elif spec.network:
         params += [f"kiln.ip={spec.guest_ip}", f"kiln.gw={spec.gateway}"]
     if spec.lan:
         params.append(f"kiln.ip1={spec.lan.address}")
@@ -278,6 +286,53 @@ def pc_command(spec: PcVmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
         "virtio-rng-pci",
         *_user_net(spec.ports, "virtio-net-pci"),
         *(_lan_net(spec.lan, "virtio-net-pci") if spec.lan else []),
+    ]
+
+
+# Firmware-booted disks (kiln.export.disk), on the controllers and network cards clouds give a guest.
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+DISK_STORAGE = {
+    "virtio-blk": ["-device", "virtio-blk-pci,drive=disk0"],
+    "virtio-scsi": ["-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0"],
+    "nvme": ["-device", "nvme,drive=disk0,serial=kiln0"],
+    "ahci": ["-device", "ahci,id=ahci0", "-device", "ide-hd,drive=disk0,bus=ahci0.0"],
+    "pvscsi": ["-device", "pvscsi,id=scsi0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0"],
+}
+DISK_NICS = {"virtio-net": "virtio-net-pci", "e1000": "e1000", "vmxnet3": "vmxnet3"}
+
+
+@dataclass(frozen=True)
+class DiskVmSpec:
+    """A PC that boots a disk through its firmware, as a cloud or a hypervisor would."""
+
+    disk: Path
+    disk_format: str  # raw, qcow2, vmdk, vpc
+    memory_mib: int
+    accel: str
+    firmware: str = "uefi"  # uefi (OVMF; `vars` is its writable copy of the variable store) or bios (SeaBIOS)
+    vars: Path | None = None
+    machine: str = "q35"
+    storage: str = "virtio-blk"
+    nic: str = "virtio-net"
+    ports: tuple[PortMap, ...] = ()
+
+
+def disk_command(spec: DiskVmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
+    """The disk never changes: the guest's writes (there should be none) go to a throwaway overlay."""
+    if spec.storage not in DISK_STORAGE or spec.nic not in DISK_NICS:
+        raise UsageError(f"unknown disk controller {spec.storage!r} or network card {spec.nic!r}")
+    argv = _common(qemu, spec.machine, spec.accel, spec.memory_mib)
+    if spec.firmware == "uefi":
+        assert spec.vars is not None, "OVMF needs a writable copy of its variable store"
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={spec.vars}"]  # fmt: skip
+    return [
+        *argv,
+        "-drive",
+        f"file={spec.disk},format={spec.disk_format},if=none,id=disk0,snapshot=on",
+        *DISK_STORAGE[spec.storage],
+        *_user_net(spec.ports, DISK_NICS[spec.nic]),
     ]
 
 

@@ -12,6 +12,7 @@
  * CAP_NET_BIND_SERVICE, runs the app the same way and exits with its status.
  *
  * On the kernel command line, besides kiln.ip/kiln.gw (eth0) and kiln.seed:
+ * kiln.poweroff ends the VM by powering off, not by a reboot (a firmware-booted disk);
  * kiln.ip1=IP/PREFIX configures eth1 (a compose project's private network),
  * kiln.hosts=HEX adds hex-encoded lines to /etc/hosts (bound over the
  * read-only one), and kiln.env=HEX adds "KEY=VALUE" lines to the app's
@@ -302,8 +303,10 @@ void power_off(int status) {
     sync();
     if (ioperm(DEBUG_EXIT_PORT, 1, 1) == 0)
         outb(status < 127 ? status : 127, DEBUG_EXIT_PORT);
-    /* No isa-debug-exit device: reboot, which QEMU's -no-reboot turns into an exit. */
-    reboot(RB_AUTOBOOT);
+    /* No isa-debug-exit device: reboot, which QEMU's -no-reboot turns into an exit; on a firmware-booted
+     * disk (kiln.poweroff, kiln export disk) power off, as a cloud's VM stops when its program ends. */
+    char off[4];
+    reboot(cmdline_param("kiln.poweroff", off, sizeof off) ? RB_POWER_OFF : RB_AUTOBOOT);
     for (;;)
         pause();
 }

@@ -1,0 +1,306 @@
+"""`kiln export disk`: an image as a GPT disk that firmware boots, UEFI or BIOS, for clouds and hypervisors.
+
+    partition 1  EFI system partition (FAT16): systemd-boot and SYSLINUX, one kernel (kiln.export.esp);
+                 LegacyBIOSBootable, so SYSLINUX's gptmbr.bin in sector 0 boots it under BIOS
+    partition 2  the image's EROFS root, byte for byte (type: Linux root x86-64)
+    partition 3  its dm-verity hash tree (type: Linux root verity x86-64)
+
+The root and verity partitions are read-only (GPT attribute 60) and named as the Discoverable Partitions
+Specification names them: their UUIDs are the first and last 128 bits of the root hash, and the kernel
+finds them by those UUIDs (dm-mod.create with PARTUUID=), on whatever controller the platform gives.
+The kernel is the image's own feature set, plus PCI, firmware boot and DHCP, plus the drivers of the
+`--platform` (kiln.export.platforms), built and cached like any kiln kernel. The guest takes its address
+and name servers by DHCP, powers off when its app ends, and writes its console to the first serial port.
+
+Everything on the disk is derived from the image (GUIDs, timestamps, volume ids), so one image gives one
+disk, byte for byte. Nothing on it is writable: images that declare volumes are refused for now.
+
+    kiln export disk hello-http -o hello.qcow2 --format qcow2
+    kiln export disk hello-http -o hello.tar.gz --cloud gce
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln import _proc, atomic
+from kiln.errors import KernelError, UsageError
+from kiln.export import esp, platforms
+from kiln.image import unpack
+from kiln.image.build import KernelProgress, kernel_for
+from kiln.image.verity import dm_table
+from kiln.store import Image, Store
+from kiln.targets.qemu_command import VmSpec, kernel_cmdline
+
+FORMATS = ("raw", "qcow2", "vmdk", "vhd")
+FIRMWARE = ("uefi", "bios", "both")
+CLOUDS = ("gce", "aws", "azure")
+MIB = 1 << 20
+SECTOR = 512
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  # Linux root (x86-64)
+VERITY_TYPE = "2C7357ED-EBD2-46D9-AEC8-6A67AD2AA0E4"  # Linux root verity (x86-64)
+READ_ONLY = "GUID:60"
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    type: str
+    uuid: str
+    start: int  # bytes
+    size: int  # bytes
+    attrs: str = ""
+
+
+def _uuid(hex32: str) -> str:
+    return str(uuid.UUID(hex32[:32]))
+
+
+def _derived(digest: str, what: str) -> str:
+    return _uuid(hashlib.sha256(f"{digest}\n{what}".encode()).hexdigest())
+
+
+def layout(esp_size: int, root_size: int, tree_size: int, root_hash: str, digest: str, bios: bool) -> list[Partition]:
+    """Partitions from 1 MiB, each starting on a MiB."""
+    parts, at = [], MIB
+    for name, kind, ident, size, attrs in (
+        ("esp", ESP_TYPE, _derived(digest, "esp"), esp_size, "LegacyBIOSBootable" if bios else ""),
+        ("root", ROOT_TYPE, _uuid(root_hash[:32]), root_size, READ_ONLY),
+        ("root-verity", VERITY_TYPE, _uuid(root_hash[32:]), tree_size, READ_ONLY),
+    ):
+        parts.append(Partition(name, kind, ident, at, size, attrs))
+        at += -(-size // MIB) * MIB
+    return parts
+
+
+def disk_size(parts: list[Partition]) -> int:
+    """The last partition's end, rounded up to a MiB, and a MiB for the backup GPT (a whole number of MiB,
+    as Azure requires)."""
+    end = parts[-1].start + parts[-1].size
+    return -(-end // MIB) * MIB + MIB
+
+
+def sfdisk_script(parts: list[Partition], disk_guid: str) -> str:
+    lines = ["label: gpt", f"label-id: {disk_guid}", "unit: sectors", "first-lba: 2048"]
+    for p in parts:
+        attrs = f', attrs="{p.attrs}"' if p.attrs else ""
+        lines.append(
+            f"start={p.start // SECTOR}, size={-(-p.size // SECTOR)}, type={p.type}, uuid={p.uuid}, "
+            f'name="{p.name}"{attrs}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _copy_range(src: Path, offset: int, length: int, dest_fd: int, at: int) -> None:
+    """Copy `length` bytes of src from `offset` to dest at `at`, leaving blocks of zeros as holes."""
+    with open(src, "rb") as f:
+        f.seek(offset)
+        done = 0
+        while done < length:
+            chunk = f.read(min(64 * 1024, length - done))
+            if not chunk:
+                break
+            if chunk.count(0) != len(chunk):  # (64 KiB at a time: the holes stay holes)
+                os.pwrite(dest_fd, chunk, at + done)
+            done += len(chunk)
+
+
+def kernel_features(image: Image, platform: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    feats, why = platforms.features(image.manifest.kernel.features, platform)
+    return feats, why
+
+
+def cmdline(image: Image, parts: list[Partition]) -> str:
+    """The disk's kernel command line: the one `kiln run` proves, with the root found by partition UUID,
+    eth0 by DHCP, and a power-off when the app ends."""
+    m = image.manifest
+    root, tree = (f"PARTUUID={p.uuid}" for p in parts[1:3])
+    spec = VmSpec(
+        kernel=Path("/kiln/vmlinuz"),
+        rootfs=Path(root),
+        memory_mib=m.entry.memory_mib,
+        accel="tcg",  # not on the command line
+        network=m.kernel.network,
+        verity_table=dm_table(m.rootfs.verity, root, tree),
+        root_devices=(root, tree),
+        dhcp=True,
+        cmdline=("kiln.poweroff",),
+    )
+    return kernel_cmdline(spec)
+
+
+def write_raw(
+    store: Store, image: Image, out: Path, platform: str, firmware: str, progress: KernelProgress | None, scratch: Path
+) -> dict[str, object]:
+    """The raw disk at `out` (a temporary path; the caller renames it); what it holds."""
+    m = image.manifest
+    if m.entry.volumes:
+        paths = ", ".join(m.entry.volumes)
+        raise UsageError(
+            f"image {image.ref} declares volumes ({paths}); kiln export disk writes no writable partitions yet "
+            "(kiln run and kiln export libvirt give it its volumes)"
+        )
+    feats, why = kernel_features(image, platform)
+    try:
+        kernel = kernel_for(feats, True, progress)
+    except KernelError as err:
+        raise KernelError(f"image {image.ref}'s kernel cannot be rebuilt for a disk ({err}): rebuild the image "
+                          "with this kiln (kiln build)") from None  # fmt: skip
+    if not kernel.bzimage.is_file():
+        raise KernelError(f"kernel {kernel.config_hash} has no bzImage: remove {kernel.directory} and export again")
+    v = m.rootfs.verity
+    rootfs = unpack.rootfs(store, image)
+    tree_size = rootfs.stat().st_size - v.hash_offset
+    bios, uefi = firmware in ("bios", "both"), firmware in ("uefi", "both")
+    record: dict[str, object] = {
+        "image": str(image.ref),
+        "digest": image.digest,
+        "platform": platform,
+        "firmware": firmware,
+        "kernel": {"config_hash": kernel.config_hash, "features": list(feats), "drivers": why},
+    }
+    # the ESP's size depends only on its files, and the command line only on the UUIDs: lay out twice
+    probe = layout(8 * MIB, v.hash_offset, tree_size, v.root_hash, image.digest, bios)
+    line = cmdline(image, probe)
+    record["kernel_cmdline"] = line
+    esp_img = scratch / "esp.img"
+    listing = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
+    esp_size = esp.build(esp_img, kernel.bzimage, line, f"kiln {image.ref}", listing, scratch, uefi, bios)
+    parts = layout(esp_size, v.hash_offset, tree_size, v.root_hash, image.digest, bios)
+    assert cmdline(image, parts) == line  # UUIDs do not move with sizes
+    size = disk_size(parts)
+    with open(out, "wb") as f:
+        f.truncate(size)
+    _proc.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", out],
+              input=sfdisk_script(parts, _derived(image.digest, "disk")).encode(), what="writing the GPT")  # fmt: skip
+    fd = os.open(out, os.O_WRONLY)
+    try:
+        if bios:
+            os.pwrite(fd, esp.gpt_mbr(), 0)
+        _copy_range(esp_img, 0, esp_size, fd, parts[0].start)
+        _copy_range(rootfs, 0, v.hash_offset, fd, parts[1].start)
+        _copy_range(rootfs, v.hash_offset, tree_size, fd, parts[2].start)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    record["partitions"] = [
+        {"name": p.name, "uuid": p.uuid, "type": p.type, "start": p.start, "size": p.size} for p in parts
+    ]
+    record["size"] = size
+    return record
+
+
+def convert(raw: Path, out: Path, fmt: str, cloud: str | None) -> None:
+    """raw -> the format (or the cloud's packaging) at `out` (a temporary path)."""
+    if cloud == "gce":  # GCE imports a gzipped tar holding disk.raw (GNU format, sparse)
+        with tarfile.open(out, "w:gz", format=tarfile.GNU_FORMAT, compresslevel=9) as tar:
+            info = tar.gettarinfo(raw, arcname="disk.raw")
+            info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = esp.EPOCH, 0, 0, "", "", 0o644
+            with open(raw, "rb") as f:
+                tar.addfile(info, f)
+        _fix_gzip_time(out)
+        return
+    if fmt == "raw":
+        os.replace(raw, out)  # sparse as written
+        return
+    options: list[str] = []
+    qemu_fmt = {"qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc"}[fmt]
+    if fmt == "vmdk" and cloud == "aws":
+        options = ["-o", "subformat=streamOptimized"]
+    if fmt == "vhd":
+        options = ["-o", "subformat=fixed,force_size=on"]  # Azure: fixed, the size as given (a whole MiB)
+    _proc.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", qemu_fmt, *options, raw, out],
+              what=f"converting the disk to {fmt}")  # fmt: skip
+    if fmt == "vhd":
+        _fix_vhd(out, raw)
+    elif fmt == "vmdk":
+        _fix_vmdk(out, raw)
+
+
+def _fix_gzip_time(path: Path) -> None:
+    """tarfile's gzip header carries the time of writing: zero it (and so one image gives one file)."""
+    with open(path, "r+b") as f:
+        f.seek(4)
+        f.write(b"\0\0\0\0")
+
+
+def _fix_vhd(path: Path, raw: Path) -> None:
+    """qemu-img stamps a VHD's footer with the time and a random UUID: derive both from the disk, so the
+    same disk gives the same file, and recompute the footer's checksum (VHD specification, "Hard Disk
+    Footer Format")."""
+    ident = hashlib.sha256(raw.read_bytes()[: 64 * 1024]).digest()[:16]
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size - SECTOR)
+        footer = bytearray(f.read(SECTOR))
+        footer[24:28] = b"\0\0\0\0"  # seconds since 2000-01-01
+        footer[68:84] = ident
+        footer[64:68] = b"\0\0\0\0"
+        footer[64:68] = ((~sum(footer)) & 0xFFFFFFFF).to_bytes(4, "big")
+        f.seek(size - SECTOR)
+        f.write(footer)
+
+
+def _fix_vmdk(path: Path, raw: Path) -> None:
+    """qemu-img gives a VMDK's descriptor a random content id (CID): derive it from the disk instead."""
+    import re
+
+    cid = hashlib.sha256(raw.read_bytes()[: 64 * 1024]).hexdigest()[:8]
+    with open(path, "r+b") as f:
+        head = f.read(64 * 1024)
+        m = re.search(rb"\nCID=([0-9a-f]{8})\n", head)
+        if m:
+            f.seek(m.start(1))
+            f.write(cid.encode())
+
+
+def export(
+    store: Store,
+    image: Image,
+    out: Path,
+    *,
+    platform: str = "generic",
+    firmware: str = "both",
+    fmt: str = "raw",
+    cloud: str | None = None,
+    force: bool = False,
+    progress: KernelProgress | None = None,
+) -> dict[str, object]:
+    """Write the disk to `out` (through a temporary file beside it, renamed when whole); what it holds."""
+    platforms.platform(platform)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
+    if firmware not in FIRMWARE:
+        raise UsageError(f"unknown firmware {firmware!r} (one of: {', '.join(FIRMWARE)})")
+    if cloud is not None:
+        if cloud not in CLOUDS:
+            raise UsageError(f"unknown cloud {cloud!r} (one of: {', '.join(CLOUDS)})")
+        allowed = {"gce": ("raw",), "aws": ("raw", "vmdk"), "azure": ("vhd",)}[cloud]
+        if fmt == "raw" and cloud == "azure":
+            fmt = "vhd"
+        if fmt not in allowed:
+            raise UsageError(f"--cloud {cloud} takes --format {' or '.join(allowed)}, not {fmt}")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists (--force replaces it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.sweep(out.parent, lambda n: n.startswith(f".{out.name}.") and n.endswith(".tmp"))
+    tmp = out.with_name(f".{out.name}.{atomic.owner()}.tmp")
+    raw = out.with_name(f".{out.name}.{atomic.owner()}.raw.tmp")
+    try:
+        with store.staging() as scratch:
+            record = write_raw(store, image, raw, platform, firmware, progress, scratch)
+        convert(raw, tmp, fmt, cloud)
+        atomic.install_file(tmp, out)
+    finally:
+        raw.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    record.update({"output": str(out), "format": fmt, "cloud": cloud, "allocated": out.stat().st_blocks * 512,
+                   "apparent": out.stat().st_size})  # fmt: skip
+    return record
