@@ -172,3 +172,27 @@ def disk(
         f"wrote {output} ({done['format']}, {firmware} firmware, platform {platform}; "
         f"{int(done['allocated']) / mib:.1f} MiB allocated of {int(done['apparent']) / mib:.1f} MiB)"  # type: ignore[call-overload]
     )
+
+
+@export.command(
+    epilog="\b\nExample:\n  kiln export firecracker hello-http -o out/fc\n"
+    "  firecracker --no-api --config-file out/fc/config.json"
+)
+@click.argument("image")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Directory for the files.")
+@click.option("--guest-ip", default="172.16.0.2/30", show_default=True, help="eth0's address (IP/PREFIX).")
+@click.option("--gateway", default="172.16.0.1", show_default=True, help="eth0's gateway: the TAP device's address.")
+@click.option("--tap", default="tap0", show_default=True, help="The host's TAP device for eth0.")
+@click.option("--json", "as_json", is_flag=True, help="Print the config as JSON.")
+def firecracker(image: str, output: Path, guest_ip: str, gateway: str, tap: str, as_json: bool) -> None:
+    """Write what Firecracker boots: the uncompressed kernel, the root drive (with its verity tree) and a
+    --config-file JSON, validated against Firecracker's API specification. Firecracker needs KVM."""
+    from kiln.export import firecracker as fc
+    from kiln.store import Store
+
+    store = Store()
+    cfg = fc.export(store, store.image(image), output, guest_ip, gateway, tap)
+    if as_json:
+        print_json(cfg)
+        return
+    ui.say(f"wrote {output}/config.json; firecracker --no-api --config-file {output}/config.json")

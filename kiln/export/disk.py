@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 import uuid
 from dataclasses import dataclass
@@ -249,16 +250,19 @@ def _fix_vhd(path: Path, raw: Path) -> None:
 
 
 def _fix_vmdk(path: Path, raw: Path) -> None:
-    """qemu-img gives a VMDK's descriptor a random content id (CID): derive it from the disk instead."""
+    """qemu-img gives a VMDK's descriptor a random content id (CID, in hex of any length): derive it from
+    the disk instead. The descriptor is text in a NUL-padded area of its own (sector 1 on)."""
     import re
 
     cid = hashlib.sha256(raw.read_bytes()[: 64 * 1024]).hexdigest()[:8]
     with open(path, "r+b") as f:
-        head = f.read(64 * 1024)
-        m = re.search(rb"\nCID=([0-9a-f]{8})\n", head)
-        if m:
-            f.seek(m.start(1))
-            f.write(cid.encode())
+        f.seek(SECTOR)
+        area = f.read(64 * 1024)
+        text = area.split(b"\0", 1)[0]
+        fixed = re.sub(rb"(?m)^CID=[0-9a-f]+$", b"CID=" + cid.encode(), text, count=1)
+        if len(fixed) < len(area):
+            f.seek(SECTOR)
+            f.write(fixed + b"\0" * (len(text) - len(fixed) + 1))
 
 
 def export(
@@ -291,16 +295,18 @@ def export(
         raise UsageError(f"{out} exists (--force replaces it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.sweep(out.parent, lambda n: n.startswith(f".{out.name}.") and n.endswith(".tmp"))
-    tmp = out.with_name(f".{out.name}.{atomic.owner()}.tmp")
-    raw = out.with_name(f".{out.name}.{atomic.owner()}.raw.tmp")
+    # a directory of its own beside the output: the file is made under its final name (a VMDK names
+    # itself in its descriptor), then moved into place whole
+    work = out.parent / f".{out.name}.{atomic.owner()}.tmp"
+    work.mkdir()
     try:
+        raw, made = work / "disk.raw", work / out.name
         with store.staging() as scratch:
             record = write_raw(store, image, raw, platform, firmware, progress, scratch)
-        convert(raw, tmp, fmt, cloud)
-        atomic.install_file(tmp, out)
+        convert(raw, made, fmt, cloud)
+        atomic.install_file(made, out)
     finally:
-        raw.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     record.update({"output": str(out), "format": fmt, "cloud": cloud, "allocated": out.stat().st_blocks * 512,
                    "apparent": out.stat().st_size})  # fmt: skip
     return record
