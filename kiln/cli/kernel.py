@@ -28,6 +28,7 @@ BUILD_EPILOG = """\b
 Examples:
   kiln kernel build
   kiln kernel build --for examples/hello-http
+  kiln kernel build --for examples/hello-http --disk generic   # the kernel of its exported disk
   kiln kernel build --features base,serial-console,virtio-mmio,virtio-blk,erofs,dm-verity,virtio-rng,seccomp
 """
 
@@ -71,13 +72,23 @@ def features_for_app(app: Path) -> tuple[str, ...]:
 @kernel.command("build", epilog=BUILD_EPILOG)
 @click.option("--features", help="Comma-separated fragment names (default: a networked event-loop app's).")
 @click.option("--for", "for_app", type=click.Path(path_type=Path), help="Build the kernel this app needs.")
+@click.option("--disk", "disk_platform", help="With --for: the kernel of its disk on this platform (kiln export disk).")
 @click.option("-j", "--jobs", type=int, help="Parallel make jobs (default: number of CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def build_cmd(features: str | None, for_app: Path | None, jobs: int | None, as_json: bool) -> None:
+def build_cmd(
+    features: str | None, for_app: Path | None, disk_platform: str | None, jobs: int | None, as_json: bool
+) -> None:
     """Build the kernel for a config from Debian's linux-source, unless it is cached."""
     if features and for_app:
         raise UsageError("give --features or --for, not both")
-    cfg = kbuild.resolve_config(features_for_app(for_app) if for_app else _features(features))
+    if disk_platform and not for_app:
+        raise UsageError("--disk goes with --for")
+    wanted = features_for_app(for_app) if for_app else _features(features)
+    if disk_platform:
+        from kiln.export.platforms import features as disk_features
+
+        wanted = disk_features(wanted, disk_platform)[0]
+    cfg = kbuild.resolve_config(wanted)
     cached = kbuild.cached(cfg)
     if cached is None:
         with kernel_progress(cfg) as report:
