@@ -28,7 +28,10 @@ def export() -> None:
     UEFI and BIOS firmware boot (and clouds import), or Firecracker (a kernel, drives and a config file)."""
 
 
-@export.command(epilog="\b\nExample:\n  kiln export libvirt hello-http -o out/hello -p 127.0.0.1:8080:8080")
+@export.command(
+    epilog="\b\nExamples:\n  kiln export libvirt hello-http -o out/hello -p 127.0.0.1:8080:8080\n"
+    "  kiln export libvirt hello-http -o out/hello -p 127.0.0.1:8080:8080 --firmware uefi --start"
+)
 @click.argument("image")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Directory for the domain.")
 @click.option("-p", "--publish", "ports", multiple=True, help="Publish a guest port: [ip:]hostport:guestport.")
@@ -40,6 +43,11 @@ def export() -> None:
     show_default=True,
     help="kvm: a KVM domain; tcg: QEMU's emulation; auto: KVM when it works here.",
 )
+@click.option(
+    "--firmware",
+    type=click.Choice(["uefi", "bios"]),
+    help="Boot a disk (kiln export disk) through OVMF or SeaBIOS, instead of libvirt's direct kernel boot.",
+)
 @click.option("--define", is_flag=True, help="Also define the domain in libvirt (libvirt-python).")
 @click.option("--start", is_flag=True, help="Also define and start it.")
 @click.option("--connect", "uri", default="qemu:///system", show_default=True, help="libvirt's URI.")
@@ -50,12 +58,14 @@ def libvirt(
     ports: tuple[str, ...],
     name: str | None,
     accel: str,
+    firmware: str | None,
     define: bool,
     start: bool,
     uri: str,
     as_json: bool,
 ) -> None:
-    """Write a libvirt domain (q35, virtio-pci, direct kernel boot) and the files it boots from."""
+    """Write a libvirt domain (q35, virtio-pci, direct kernel boot; or --firmware: a disk that OVMF or
+    SeaBIOS boots) and the files it boots from."""
     from kiln.cli.kernel import kernel_progress
     from kiln.export import libvirt as lv
     from kiln.export import machine
@@ -65,11 +75,15 @@ def libvirt(
 
     store = Store()
     maps = [PortMap.parse(p) for p in ports]
-    vm = machine.prepare(store, store.image(image), kernel_progress)
+    img = store.image(image)
+    vm = machine.prepare(store, img, kernel_progress)
     chosen, note = accelerator.choose(accel, vm.kernel)
     if note:
         ui.note(note)
-    xml = lv.export(vm, output, name or vm.name, maps, chosen)
+    if firmware:
+        xml = lv.export_firmware(store, img, output, name or vm.name, maps, chosen, firmware, kernel_progress)
+    else:
+        xml = lv.export(vm, output, name or vm.name, maps, chosen)
     defined = lv.define(xml, uri, start) if define or start else None
     if as_json:
         print_json(
@@ -77,7 +91,8 @@ def libvirt(
                 "domain": str(xml),
                 "name": name or vm.name,
                 "accel": chosen,
-                "kernel_cmdline": vm.cmdline,
+                "kernel_cmdline": None if firmware else vm.cmdline,
+                "firmware": firmware,
                 "defined": defined is not None,
                 "started": start,
             }

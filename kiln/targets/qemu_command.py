@@ -268,12 +268,19 @@ class PcVmSpec:
     ports: tuple[PortMap, ...] = ()
     cmdline: tuple[str, ...] = ("root=/dev/vda", "rw", "quiet")
     lan: Lan | None = None  # a second NIC on a private segment (the compose baseline); the guest configures it
+    uefi_vars: Path | None = None  # set: OVMF (UEFI) loads the kernel, this its variable store; else SeaBIOS
+
+
+def _ovmf(vars_: Path) -> list[str]:
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_}"]  # fmt: skip
 
 
 def pc_command(spec: PcVmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
     """QEMU's own accelerator defaults, as a traditional VM is usually run."""
     return [
         *_common(qemu, "q35", spec.accel, spec.memory_mib),
+        *(_ovmf(spec.uefi_vars) if spec.uefi_vars else []),
         "-kernel",
         str(spec.kernel),
         "-initrd",
@@ -325,8 +332,7 @@ def disk_command(spec: DiskVmSpec, qemu: str = "qemu-system-x86_64") -> list[str
     argv = _common(qemu, spec.machine, spec.accel, spec.memory_mib)
     if spec.firmware == "uefi":
         assert spec.vars is not None, "OVMF needs a writable copy of its variable store"
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={spec.vars}"]  # fmt: skip
+        argv += _ovmf(spec.vars)
     return [
         *argv,
         "-drive",

@@ -75,7 +75,7 @@ def running(uri: str, xml: str) -> Iterator[object]:
     finally:
         with contextlib.suppress(libvirt.libvirtError):
             domain.destroy()
-        domain.undefine()
+        domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)  # a firmware domain keeps a variable store
         conn.close()
 
 
@@ -265,3 +265,25 @@ def test_export_errors_are_one_line(session_env: dict[str, str], shared_dir: Pat
     errors = [line for line in refused.stderr.splitlines() if line.startswith("kiln: error:")]
     assert len(errors) == 1 and "is not reachable" in errors[0]
     assert not (shared_dir / "vm.yaml").exists()
+
+
+@pytest.mark.parametrize("firmware", ["uefi", "bios"])
+def test_libvirt_boots_the_disk_through_firmware(
+    session_env: dict[str, str], libvirtd: str, shared_dir: Path, firmware: str
+) -> None:
+    """kiln export disk's disk as a libvirt domain with no kernel of libvirt's: OVMF or SeaBIOS boots it,
+    and the guest takes its address from QEMU's DHCP server."""
+    kiln("build", str(EXAMPLES / "hello-http"), env=session_env, check=True)
+    port = free_port()
+    out = json.loads(
+        kiln("export", "libvirt", "hello-http", "-o", str(shared_dir), "-p", f"127.0.0.1:{port}:8080",
+             "--accel", "tcg", "--firmware", firmware, "--name", f"kiln-fw-{port}", "--json",
+             env=session_env, check=True, timeout=1800).stdout
+    )  # fmt: skip
+    xml = Path(out["domain"]).read_text()
+    assert "<kernel>" not in xml and (("OVMF_CODE" in xml) == (firmware == "uefi"))
+    with running(libvirtd, xml):
+        assert "Hello" in answers(port, shared_dir / "console.log", timeout=300)
+    console = (shared_dir / "console.log").read_text(errors="replace")
+    assert "hello-http listening on 0.0.0.0:8080" in console
+    assert ("SYSLINUX" in console) == (firmware == "bios")
