@@ -10,6 +10,10 @@
     sources kept                bench/sources.py     -> docs/benchmarks.md
     container images in         bench/containers.py  -> docs/benchmarks.md
     under the engines           bench/engines.py     -> docs/benchmarks.md
+    disks that firmware boots   bench/disk.py        -> docs/benchmarks.md
+
+The fault sweep (kill -9 at every step, full disks, bursts, a 1,000-cycle soak) is `make faults`
+(bench/faults.py -> docs/reliability.md): it is long, and not part of this run.
 
 Each can also run alone (`python bench/hello_http.py --help`).
 """
@@ -25,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import compose, containers, engines, gaps, hello_http, native, python_apps, sources, summon, surface
+from bench import compose, containers, disk, engines, gaps, hello_http, native, python_apps, sources, summon, surface
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sources kept", sources.main, []),
         ("container images in", containers.main, quick),
         ("under the engines", engines.main, quick),
+        ("disks that firmware boots", disk.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):
