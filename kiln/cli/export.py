@@ -24,8 +24,10 @@ Examples:
 
 @click.group(epilog=EPILOG)
 def export() -> None:
-    """Export an image to libvirt (a domain), KubeVirt (container images and a VirtualMachine), a disk that
-    UEFI and BIOS firmware boot (and clouds import), or Firecracker (a kernel, drives and a config file)."""
+    """Export an image: to libvirt, KubeVirt, a bootable disk or Firecracker.
+
+    libvirt: a domain; KubeVirt: container images and a VirtualMachine; disk: a GPT disk that UEFI and
+    BIOS firmware boot (and clouds import); Firecracker: a kernel, its drive and a config file."""
 
 
 @export.command(

@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crash": ("kiln.cli.crash:crash", "Show the last crash report of instance NAME: why, when,..."),
     "debug": ("kiln.cli.debug:debug", "Attach gdb, with the kernel's symbols, to instance NAME..."),
     "compose": ("kiln.cli.compose:compose", "Run a compose file's services as unikernels on a private..."),
-    "export": ("kiln.cli.export:export", "Export an image to libvirt (a domain) or KubeVirt..."),
+    "export": ("kiln.cli.export:export", "Export an image: to libvirt, KubeVirt, a bootable disk or..."),
     "summon": ("kiln.cli.summon:summon", "Serve images given as IMAGE=PORTS (or those of..."),
     "store": ("kiln.cli.store:store", "Check the local store."),
 }
