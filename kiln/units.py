@@ -27,6 +27,18 @@ def parse_memory(value: Any) -> int:
     return mib
 
 
+def parse_size(value: str, what: str = "size") -> int:
+    """A disk size: '64M', '2G', '512K' or a number of MiB -> bytes."""
+    m = MEMORY_RE.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"{what} must be a size such as 64M or 2G, not {value!r}")
+    number, unit = int(m.group(1)), m.group(2)[:1].upper()
+    size = number * {"K": 1 << 10, "": 1 << 20, "M": 1 << 20, "G": 1 << 30}[unit]
+    if size <= 0:
+        raise ValueError(f"{what} must be more than zero, not {value!r}")
+    return size
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
 

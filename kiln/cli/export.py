@@ -143,6 +143,7 @@ Examples:
   kiln export disk hello-http -o hello.tar.gz --cloud gce
   kiln export disk hello-http -o hello.vmdk --cloud aws --format vmdk
   kiln export disk hello-http -o hello.vhd --cloud azure --platform azure
+  kiln export disk my-app -o my-app.img --volume-size /data=1G --size 2G
 """
 
 
@@ -158,17 +159,40 @@ Examples:
     help="qemu, gce, aws, azure, vmware, virtualbox, or generic (every one's drivers).",
 )
 @click.option("--cloud", help="Package as gce (disk.raw in a .tar.gz), aws (raw or vmdk) or azure (fixed VHD).")
+@click.option("--volume-size", "volume_sizes", multiple=True, help="A declared volume's partition: PATH=SIZE (64M).")
+@click.option("--size", "total", help="The whole disk's size (default: what it holds), e.g. 2G.")
 @click.option("--force", is_flag=True, help="Replace the output if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def disk(
-    image: str, output: Path, fmt: str, firmware: str, platform: str, cloud: str | None, force: bool, as_json: bool
+    image: str,
+    output: Path,
+    fmt: str,
+    firmware: str,
+    platform: str,
+    cloud: str | None,
+    volume_sizes: tuple[str, ...],
+    total: str | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Write a GPT disk that UEFI and BIOS firmware boot: the kernel on an EFI system partition, the
     image's root and its verity tree as read-only partitions, the network by DHCP."""
     from kiln.cli.kernel import kernel_progress
+    from kiln.errors import UsageError
     from kiln.export import disk as exporter
     from kiln.store import Store
+    from kiln.units import parse_size
 
+    sizes = {}
+    try:
+        for item in volume_sizes:
+            path, sep, value = item.rpartition("=")
+            if not sep or not path:
+                raise ValueError(f"--volume-size takes PATH=SIZE, not {item!r}")
+            sizes[path] = parse_size(value, f"--volume-size {path}")
+        whole = parse_size(total, "--size") if total else None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     store = Store()
     done = exporter.export(
         store,
@@ -180,6 +204,8 @@ def disk(
         cloud=cloud,
         force=force,
         progress=kernel_progress,
+        sizes=sizes,
+        size=whole,
     )
     if as_json:
         print_json(done)

@@ -13,7 +13,9 @@ The kernel is the image's own feature set, plus PCI, firmware boot and DHCP, plu
 and name servers by DHCP, powers off when its app ends, and writes its console to the first serial port.
 
 Everything on the disk is derived from the image (GUIDs, timestamps, volume ids), so one image gives one
-disk, byte for byte. Nothing on it is writable: images that declare volumes are refused for now.
+disk, byte for byte. Nothing on it is writable but the volumes the image declares: each is an ext4
+partition of its own after the root (`--volume-size PATH=SIZE`, 64 MiB unless said), named kiln-volN,
+which guest init mounts at the volume's path (the kernel then carries ext4).
 
     kiln export disk hello-http -o hello.qcow2 --format qcow2
     kiln export disk hello-http -o hello.tar.gz --cloud gce
@@ -36,6 +38,7 @@ from kiln.export import esp, platforms
 from kiln.image import unpack
 from kiln.image.build import KernelProgress, kernel_for
 from kiln.image.verity import dm_table
+from kiln.manifest import volume_tag
 from kiln.store import Image, Store
 from kiln.targets.qemu_command import VmSpec, kernel_cmdline
 
@@ -48,6 +51,8 @@ ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"  # Linux root (x86-64)
 VERITY_TYPE = "2C7357ED-EBD2-46D9-AEC8-6A67AD2AA0E4"  # Linux root verity (x86-64)
 READ_ONLY = "GUID:60"
+DATA_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"  # Linux filesystem data: a volume
+VOLUME_SIZE = 64 * MIB  # a volume's partition unless --volume-size says
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,18 @@ def _derived(digest: str, what: str) -> str:
     return _uuid(hashlib.sha256(f"{digest}\n{what}".encode()).hexdigest())
 
 
-def layout(esp_size: int, root_size: int, tree_size: int, root_hash: str, digest: str, bios: bool) -> list[Partition]:
-    """Partitions from 1 MiB, each starting on a MiB."""
+def layout(
+    esp_size: int, root_size: int, tree_size: int, root_hash: str, digest: str, bios: bool,
+    volumes: tuple[tuple[str, int], ...] = (),
+) -> list[Partition]:  # fmt: skip
+    """Partitions from 1 MiB, each starting on a MiB; then one per volume (tag, size), named kiln-TAG
+    (guest init mounts it by that name)."""
     parts, at = [], MIB
     for name, kind, ident, size, attrs in (
         ("esp", ESP_TYPE, _derived(digest, "esp"), esp_size, "LegacyBIOSBootable" if bios else ""),
         ("root", ROOT_TYPE, _uuid(root_hash[:32]), root_size, READ_ONLY),
         ("root-verity", VERITY_TYPE, _uuid(root_hash[32:]), tree_size, READ_ONLY),
+        *((f"kiln-{tag}", DATA_TYPE, _derived(digest, tag), size, "") for tag, size in volumes),
     ):
         parts.append(Partition(name, kind, ident, at, size, attrs))
         at += -(-size // MIB) * MIB
@@ -114,15 +124,33 @@ def _copy_range(src: Path, offset: int, length: int, dest_fd: int, at: int) -> N
 
 
 def kernel_features(image: Image, platform: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    feats, why = platforms.features(image.manifest.kernel.features, platform)
-    return feats, why
+    return platforms.features(image.manifest.kernel.features, platform, volumes=bool(image.manifest.entry.volumes))
+
+
+def volume_sizes(image: Image, sizes: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """(tag, bytes) of each volume the image declares: `sizes` by path, else VOLUME_SIZE."""
+    declared = image.manifest.entry.volumes
+    unknown = sorted(set(sizes) - set(declared))
+    if unknown:
+        raise UsageError(f"--volume-size {unknown[0]}: image {image.ref} declares no such volume "
+                         f"(it declares: {', '.join(declared) or 'none'})")  # fmt: skip
+    return tuple((volume_tag(i), -(-sizes.get(path, VOLUME_SIZE) // MIB) * MIB) for i, path in enumerate(declared))
+
+
+def make_volume(out: Path, size: int, ident: str, label: str) -> None:
+    """An empty ext4 file system of `size` bytes, the same bytes every time (fixed UUID, hash seed, time)."""
+    _proc.run(
+        ["mkfs.ext4", "-q", "-F", "-U", ident, "-L", label[:16], "-E", f"hash_seed={ident},lazy_itable_init=0,"
+         "lazy_journal_init=0,root_owner=0:0", "-O", "^metadata_csum_seed", out, f"{size // 1024}k"],
+        what="making a volume's file system", env={"E2FSPROGS_FAKE_TIME": str(esp.EPOCH)},
+    )  # fmt: skip
 
 
 def cmdline(image: Image, parts: list[Partition]) -> str:
     """The disk's kernel command line: the one `kiln run` proves, with the root found by partition UUID,
     eth0 by DHCP, and a power-off when the app ends."""
     m = image.manifest
-    root, tree = (f"PARTUUID={p.uuid}" for p in parts[1:3])
+    root, tree = (f"PARTUUID={p.uuid}" for p in parts[1:3])  # (volumes follow: init finds them by name)
     spec = VmSpec(
         kernel=Path("/kiln/vmlinuz"),
         rootfs=Path(root),
@@ -138,16 +166,12 @@ def cmdline(image: Image, parts: list[Partition]) -> str:
 
 
 def write_raw(
-    store: Store, image: Image, out: Path, platform: str, firmware: str, progress: KernelProgress | None, scratch: Path
-) -> dict[str, object]:
+    store: Store, image: Image, out: Path, platform: str, firmware: str, progress: KernelProgress | None,
+    scratch: Path, sizes: dict[str, int] | None = None, total: int | None = None,
+) -> dict[str, object]:  # fmt: skip
     """The raw disk at `out` (a temporary path; the caller renames it); what it holds."""
     m = image.manifest
-    if m.entry.volumes:
-        paths = ", ".join(m.entry.volumes)
-        raise UsageError(
-            f"image {image.ref} declares volumes ({paths}); kiln export disk writes no writable partitions yet "
-            "(kiln run and kiln export libvirt give it its volumes)"
-        )
+    volumes = volume_sizes(image, sizes or {})
     feats, why = kernel_features(image, platform)
     try:
         kernel = kernel_for(feats, True, progress)
@@ -168,15 +192,23 @@ def write_raw(
         "kernel": {"config_hash": kernel.config_hash, "features": list(feats), "drivers": why},
     }
     # the ESP's size depends only on its files, and the command line only on the UUIDs: lay out twice
-    probe = layout(8 * MIB, v.hash_offset, tree_size, v.root_hash, image.digest, bios)
+    probe = layout(8 * MIB, v.hash_offset, tree_size, v.root_hash, image.digest, bios, volumes)
     line = cmdline(image, probe)
     record["kernel_cmdline"] = line
     esp_img = scratch / "esp.img"
     listing = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
     esp_size = esp.build(esp_img, kernel.bzimage, line, f"kiln {image.ref}", listing, scratch, uefi, bios)
-    parts = layout(esp_size, v.hash_offset, tree_size, v.root_hash, image.digest, bios)
+    parts = layout(esp_size, v.hash_offset, tree_size, v.root_hash, image.digest, bios, volumes)
     assert cmdline(image, parts) == line  # UUIDs do not move with sizes
     size = disk_size(parts)
+    if total is not None:
+        if total < size:
+            need = ", ".join(f"{p.name} {p.size // MIB} MiB" for p in parts)
+            raise UsageError(f"--size {total // MIB} MiB is too small for this disk: it needs {-(-size // MIB)} MiB "
+                             f"({need})")  # fmt: skip
+        size = total
+    for p in parts[3:]:
+        make_volume(scratch / f"{p.name}.img", p.size, p.uuid, p.name)
     with open(out, "wb") as f:
         f.truncate(size)
     _proc.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", out],
@@ -188,6 +220,8 @@ def write_raw(
         _copy_range(esp_img, 0, esp_size, fd, parts[0].start)
         _copy_range(rootfs, 0, v.hash_offset, fd, parts[1].start)
         _copy_range(rootfs, v.hash_offset, tree_size, fd, parts[2].start)
+        for p in parts[3:]:
+            _copy_range(scratch / f"{p.name}.img", 0, p.size, fd, p.start)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -276,6 +310,8 @@ def export(
     cloud: str | None = None,
     force: bool = False,
     progress: KernelProgress | None = None,
+    sizes: dict[str, int] | None = None,
+    size: int | None = None,
 ) -> dict[str, object]:
     """Write the disk to `out` (through a temporary file beside it, renamed when whole); what it holds."""
     platforms.platform(platform)
@@ -302,7 +338,7 @@ def export(
     try:
         raw, made = work / "disk.raw", work / out.name
         with store.staging() as scratch:
-            record = write_raw(store, image, raw, platform, firmware, progress, scratch)
+            record = write_raw(store, image, raw, platform, firmware, progress, scratch, sizes, size)
         convert(raw, made, fmt, cloud)
         atomic.install_file(made, out)
     finally:

@@ -59,7 +59,13 @@ def why(fragment: str) -> str:
     raise AssertionError(f"kernel fragment {fragment} says not why it is on")
 
 
-def features(image_features: tuple[str, ...], name: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The disk kernel's features for an image on a platform, and why each one beyond the image's is on."""
-    added = (*DISK_FEATURES, *platform(name).fragments)
+VOLUME_FEATURE = "ext4"  # a volume on a disk is an ext4 partition
+
+
+def features(
+    image_features: tuple[str, ...], name: str, volumes: bool = False
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The disk kernel's features for an image on a platform (with volumes: their file system too), and
+    why each one beyond the image's is on."""
+    added = (*DISK_FEATURES, *platform(name).fragments, *((VOLUME_FEATURE,) if volumes else ()))
     return tuple(sorted({*image_features, *added})), {f: why(f) for f in added if f not in image_features}

@@ -21,6 +21,7 @@ from bench.harness import free_port
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import OVMF_VARS, DiskVmSpec, disk_command
 from tests.conftest import kiln
+from tests.e2e.test_sealing import sealed_image  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel]
 
@@ -240,3 +241,32 @@ def test_firecracker_config_validates_against_firecrackers_spec(
     differ = {a.split("=", 1)[0] for a in run_args ^ fc_args}
     assert differ <= {"kiln.seed", "kiln.ip", "kiln.gw"}, differ
     assert "kiln.ip=172.16.0.2/30" in fc_args and cfg["network-interfaces"][0]["host_dev_name"] == "tap0"
+
+
+def test_declared_volumes_become_writable_partitions(
+    sealed_image: str,  # noqa: F811
+    session_env: dict[str, str],
+    tmp_path: Path,
+    boot,
+) -> None:
+    out = tmp_path / "sealed.img"
+    done = json.loads(kiln("export", "disk", sealed_image, "-o", str(out), "--volume-size", "/data=32M", "--json",
+                           env=session_env, check=True, timeout=1800).stdout)  # fmt: skip
+    assert "ext4" in done["kernel"]["drivers"]
+    parts = json.loads(subprocess.run(["sfdisk", "--json", str(out)], capture_output=True, check=True).stdout)
+    volume = parts["partitiontable"]["partitions"][3]
+    assert volume["name"] == "kiln-vol0" and volume["size"] * 512 == 32 << 20 and "attrs" not in volume
+    vm, port = boot(out, "uefi", "q35", "virtio-blk", "virtio-net")
+    answer(vm, port)
+    get = lambda path: httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).text  # noqa: E731
+    assert get("/write?path=/data/note") == "done"  # the volume's partition
+    assert get("/read?path=/data/note") == "written by the guest\n"
+    assert get("/write?path=/app/note") == "EROFS"  # the root stays sealed
+    assert "no host directory given" not in vm.text()
+    # sizes that do not fit, and volumes the image does not declare: one line each
+    small = kiln("export", "disk", sealed_image, "-o", str(tmp_path / "s.img"), "--size", "16M", env=session_env)
+    assert small.returncode != 0 and "--size 16 MiB is too small for this disk" in small.stderr
+    other = kiln("export", "disk", sealed_image, "-o", str(tmp_path / "o.img"), "--volume-size", "/logs=8M",
+                 env=session_env)  # fmt: skip
+    assert other.returncode != 0 and "declares no such volume" in other.stderr and "/data" in other.stderr
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -1,4 +1,5 @@
-/* kiln guest init: volumes (9p shares in the VM, host directories in the sandbox, tmpfs otherwise), the
+/* kiln guest init: volumes (9p shares in the VM, ext4 partitions on a disk, host directories in the sandbox,
+ * tmpfs otherwise), the
  * writable directories a service needs ("tmpfs PATH UID GID MODE": /run, its logs and caches), and who
  * owns them ("owner PATH UID GID MODE": a volume the app writes to as its own account). */
 #include "init.h"
@@ -37,6 +38,43 @@ static int has_share(const char *tag) {
     return 0;
 }
 
+/* A firmware-booted disk (kiln export disk) holds each volume as an ext4 partition named "kiln-" + its tag:
+ * mount the partition the kernel found with that GPT name (/sys/class/block/NAME/uevent says PARTNAME). */
+static int mount_partition(const char *tag, const char *path) {
+    char want[64], uevent[600], dev[64] = "", file[300];
+    DIR *dir = opendir("/sys/class/block");
+    struct dirent *e;
+    int found = 0, fd;
+    ssize_t n;
+    if (!dir)
+        return 0;
+    snprintf(want, sizeof want, "PARTNAME=kiln-%s\n", tag);
+    while (!found && (e = readdir(dir))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(file, sizeof file, "/sys/class/block/%s/uevent", e->d_name);
+        if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
+            continue;
+        n = read(fd, uevent, sizeof uevent - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        uevent[n] = '\0';
+        if (strstr(uevent, want)) {
+            snprintf(dev, sizeof dev, "/dev/%s", e->d_name);
+            found = 1;
+        }
+    }
+    closedir(dir);
+    if (!found)
+        return 0;
+    if (mount(dev, path, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0) {
+        say("volume %s: its partition %s: %s", path, dev, strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
 void mount_volumes(void) {
     int i;
     for (i = 0; i < nvolumes; i++) {
@@ -45,6 +83,8 @@ void mount_volumes(void) {
             continue;
         if (!sandboxed && has_share(v->tag) &&
             mount(v->tag, v->path, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") == 0)
+            continue;
+        if (!sandboxed && mount_partition(v->tag, v->path))
             continue;
         if (mount("tmpfs", v->path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") == 0)
             say("volume %s: no host directory given, using a temporary one", v->path);
