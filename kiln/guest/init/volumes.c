@@ -41,7 +41,7 @@ static int has_share(const char *tag) {
 /* A firmware-booted disk (kiln export disk) holds each volume as an ext4 partition named "kiln-" + its tag:
  * mount the partition the kernel found with that GPT name (/sys/class/block/NAME/uevent says PARTNAME). */
 static int mount_partition(const char *tag, const char *path) {
-    char want[64], uevent[600], dev[64] = "", file[300];
+    char want[64], uevent[600], dev[300] = "", file[300];
     DIR *dir = opendir("/sys/class/block");
     struct dirent *e;
     int found = 0, fd;
