@@ -262,6 +262,8 @@ def test_declared_volumes_become_writable_partitions(
     assert get("/write?path=/data/note") == "done"  # the volume's partition
     assert get("/read?path=/data/note") == "written by the guest\n"
     assert get("/write?path=/app/note") == "EROFS"  # the root stays sealed
+    # the name servers came from DHCP too: /etc/resolv.conf is the kernel's /proc/net/pnp (QEMU's DNS is .3)
+    assert "nameserver 10.0.2.3" in get("/read?path=/etc/resolv.conf")
     assert "no host directory given" not in vm.text()
     # sizes that do not fit, and volumes the image does not declare: one line each
     small = kiln("export", "disk", sealed_image, "-o", str(tmp_path / "s.img"), "--size", "16M", env=session_env)
