@@ -7,6 +7,7 @@ push          kiln push to it (a new repository each time, so every blob goes up
 snapshot      kiln snapshot hello-http (a boot under QEMU, the VM saved, blobs, the index)
 compose up    kiln compose up -d of two services (supervisors, a switch, state records); then down
 export        kiln export libvirt hello-http
+export disk   kiln export disk hello-http (a kernel from the cache, the ESP, the GPT, the partitions)
 """
 
 from __future__ import annotations
@@ -97,6 +98,20 @@ def export_whole(home: Home) -> list[str]:
     return [f"domain.xml names {f}, which is not there" for f in files if f and not Path(f).exists()]
 
 
+def disk_whole(home: Home) -> list[str]:
+    """No disk, or a whole one: its GPT reads, with the ESP, the root and the verity partition."""
+    import subprocess
+
+    disk = home.work / "out" / "hello.img"
+    if not disk.exists():
+        return []
+    got = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True)
+    if got.returncode != 0:
+        return [f"out/hello.img has no partition table sfdisk reads: {got.stderr.strip()[:200]}"]
+    names = [p.get("name") for p in json.loads(got.stdout)["partitiontable"]["partitions"]]
+    return [] if names == ["esp", "root", "root-verity"] else [f"out/hello.img holds partitions {names}"]
+
+
 def _compose_file(home: Home) -> None:
     a, b = free_ports(2)
     (home.work / "compose.yaml").write_text(
@@ -128,4 +143,6 @@ def operations(registry: str, shared_kernel: Path) -> list[Operation]:
                   finish=("compose", "down"), verify=ps_truthful),
         Operation("export", ("export", "libvirt", "hello-http", "-o", "out/hello"), template="image",
                   verify=export_whole),
+        Operation("export disk", ("export", "disk", "hello-http", "-o", "out/hello.img", "--force"),
+                  template="image", verify=disk_whole),
     ]  # fmt: skip
