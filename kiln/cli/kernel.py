@@ -15,16 +15,6 @@ from kiln.kernel import build as kbuild
 from kiln.kernel import config as kconfig
 
 
-def _declares_volumes(app: Path | None) -> bool:
-    """Does the app declare volumes (a disk then holds ext4 partitions: its kernel needs ext4)?"""
-    if app is None:
-        return False
-    from kiln.config import load_app
-
-    cfg = load_app(app).config
-    return bool(getattr(cfg, "volumes", ()))
-
-
 def _features(value: str | None) -> tuple[str, ...]:
     return tuple(f.strip() for f in value.split(",") if f.strip()) if value else kconfig.DEFAULT_FEATURES
 
@@ -97,7 +87,7 @@ def build_cmd(
     if disk_platform:
         from kiln.export.platforms import features as disk_features
 
-        wanted = disk_features(wanted, disk_platform, volumes=_declares_volumes(for_app))[0]
+        wanted = disk_features(wanted, disk_platform)[0]
     cfg = kbuild.resolve_config(wanted)
     cached = kbuild.cached(cfg)
     if cached is None:

@@ -15,7 +15,7 @@ and name servers by DHCP, powers off when its app ends, and writes its console t
 Everything on the disk is derived from the image (GUIDs, timestamps, volume ids), so one image gives one
 disk, byte for byte. Nothing on it is writable but the volumes the image declares: each is an ext4
 partition of its own after the root (`--volume-size PATH=SIZE`, 64 MiB unless said), named kiln-volN,
-which guest init mounts at the volume's path (the kernel then carries ext4).
+which guest init mounts at the volume's path (every disk's kernel carries ext4, and none 9p).
 
     kiln export disk hello-http -o hello.qcow2 --format qcow2
     kiln export disk hello-http -o hello.tar.gz --cloud gce
@@ -124,7 +124,7 @@ def _copy_range(src: Path, offset: int, length: int, dest_fd: int, at: int) -> N
 
 
 def kernel_features(image: Image, platform: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    return platforms.features(image.manifest.kernel.features, platform, volumes=bool(image.manifest.entry.volumes))
+    return platforms.features(image.manifest.kernel.features, platform)
 
 
 def volume_sizes(image: Image, sizes: dict[str, int]) -> tuple[tuple[str, int], ...]:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from kiln.errors import UsageError
 from kiln.kernel.config import FRAGMENTS_DIR
 
-# What every disk adds to the image's own features: PCI, firmware boot (EFI stub, ACPI, GPT) and DHCP.
-DISK_FEATURES = ("pci", "efi", "dhcp")
+# What every disk adds to the image's own features: PCI, firmware boot (EFI stub, ACPI, GPT), DHCP, and
+# ext4 for the volumes a disk holds as partitions (on in every disk's kernel, so that images with and
+# without volumes share one kernel); and what a disk never uses: 9p (a host's directories, for kiln run).
+DISK_FEATURES = ("pci", "efi", "dhcp", "ext4")
+NOT_ON_DISKS = ("9p",)
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,8 @@ def why(fragment: str) -> str:
     raise AssertionError(f"kernel fragment {fragment} says not why it is on")
 
 
-VOLUME_FEATURE = "ext4"  # a volume on a disk is an ext4 partition
-
-
-def features(
-    image_features: tuple[str, ...], name: str, volumes: bool = False
-) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The disk kernel's features for an image on a platform (with volumes: their file system too), and
-    why each one beyond the image's is on."""
-    added = (*DISK_FEATURES, *platform(name).fragments, *((VOLUME_FEATURE,) if volumes else ()))
-    return tuple(sorted({*image_features, *added})), {f: why(f) for f in added if f not in image_features}
+def features(image_features: tuple[str, ...], name: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The disk kernel's features for an image on a platform, and why each one beyond the image's is on."""
+    added = (*DISK_FEATURES, *platform(name).fragments)
+    kept = set(image_features) - set(NOT_ON_DISKS)
+    return tuple(sorted(kept | set(added))), {f: why(f) for f in added if f not in image_features}
