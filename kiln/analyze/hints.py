@@ -58,11 +58,14 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
     "django.core.management": ("django.core.management.commands",),
     # a database backend's `compiler_module`, imported by that name when the ORM compiles a query
     "django.db.backends.base.operations": ("django.db.models.sql.compiler",),
-    # the template engine's `default_builtins`, loaded by name
+    # the template engine's `default_builtins`, and the loaders it adds by name when TEMPLATES names none
     "django.template.engine": (
         "django.template.defaulttags",
         "django.template.defaultfilters",
         "django.template.loader_tags",
+        "django.template.loaders.filesystem",
+        "django.template.loaders.app_directories",
+        "django.template.loaders.cached",
     ),
     "requests.compat": ("chardet", "charset_normalizer"),
 }

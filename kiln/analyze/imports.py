@@ -220,6 +220,30 @@ def scan(tree: ast.Module, is_main: bool = False, facts: Facts | None = None) ->
 KERNEL_INTERFACES = frozenset({"epoll", "eventfd", "timerfd_create", "signalfd"})
 
 
+_CODEC_CALLS = {"encode", "decode", "lookup", "getencoder", "getdecoder", "getincrementalencoder",
+                "getincrementaldecoder", "getreader", "getwriter", "iterencode", "iterdecode"}  # fmt: skip
+
+
+def codec_modules(tree: ast.Module) -> list[tuple[str, int]]:
+    """(encodings.NAME, line) for the codecs a module names by a constant (`s.encode("unicode_escape")`,
+    `open(p, encoding="latin-1")`, `codecs.lookup("idna")`): the codec registry imports them by name."""
+    import encodings
+    import encodings.aliases
+
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        names = [k.value for k in node.keywords if k.arg == "encoding"]
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _CODEC_CALLS and node.args:
+            names.append(node.args[0])
+        for name in names:
+            if isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value:
+                norm = encodings.normalize_encoding(name.value).lower()
+                found.append((f"encodings.{encodings.aliases.aliases.get(norm, norm)}", node.lineno))
+    return found
+
+
 def kernel_uses(tree: ast.Module) -> set[str]:
     """Which of KERNEL_INTERFACES the module names (select.epoll, os.eventfd...)."""
     found: set[str] = set()

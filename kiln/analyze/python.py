@@ -391,6 +391,9 @@ class _Walker:
                     self.refs[mod.name] += [
                         ImportRef(name, 0, (), line, Kind.DYNAMIC) for name, line in django_strings(tree)
                     ]
+                self.refs[mod.name] += [  # a codec named by a constant is imported by that name when used
+                    ImportRef(name, 0, (), line, Kind.DYNAMIC) for name, line in imports.codec_modules(tree)
+                ]
                 if uses := imports.kernel_uses(tree):
                     self.graph.kernel_uses[mod.name] = uses
             self.visit(mod, self.refs[mod.name])

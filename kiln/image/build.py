@@ -35,7 +35,7 @@ from kiln.deps.install import install
 from kiln.errors import UsageError
 from kiln.guest import START_SOURCE, init_binary
 from kiln.image import erofs
-from kiln.image.data import Placement, app_data, kept_distributions, package_data
+from kiln.image.data import Placement, app_data, kept_distributions, package_data, system_data
 from kiln.image.etc import add_resolver
 from kiln.image.pycompile import cached, compile_all
 from kiln.image.rootfs import RootFS
@@ -304,7 +304,7 @@ def build_python(
         root = RootFS(scratch / "root")
         modules, closure = layout(app, graph, interp, root, place)
         app_files = app_data(app, root, place)
-        data_files = package_data(graph, root, place) + len(app_files)
+        data_files = package_data(graph, root, place) + len(app_files) + system_data(graph, root)
         root.add_bytes("/etc/hosts", f"127.0.0.1\tlocalhost {app.name}\n".encode())
         root.add_bytes("/etc/nsswitch.conf", b"hosts: files dns\n")
         add_resolver(root)

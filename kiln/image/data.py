@@ -81,6 +81,28 @@ def _copy_tree(src: Path, root: RootFS, place: Placement) -> int:
     return count
 
 
+# Files the standard library reads from the system, by the module that reads them: zoneinfo's time zones
+# (Django with USE_TZ asks for "UTC" on its first request). posix/ and right/ are other builds of the same.
+SYSTEM_DATA: dict[str, tuple[Path, ...]] = {"zoneinfo": (Path("/usr/share/zoneinfo"),)}
+SYSTEM_DATA_SKIPPED = {"posix", "right", "posixrules"}
+
+
+def system_data(graph: ModuleGraph, root: RootFS) -> int:
+    """Copy the system files the kept standard library modules read (SYSTEM_DATA); how many."""
+    count = 0
+    for module, dirs in SYSTEM_DATA.items():
+        if module not in graph.modules:
+            continue
+        for top in dirs:
+            for dirpath, dirnames, filenames in os.walk(top):
+                dirnames[:] = sorted(d for d in dirnames if d not in SYSTEM_DATA_SKIPPED)
+                for name in sorted(filenames):
+                    if name not in SYSTEM_DATA_SKIPPED:
+                        root.add_host_path(Path(dirpath, name))
+                        count += 1
+    return count
+
+
 def package_data(graph: ModuleGraph, root: RootFS, place: Placement) -> int:
     """Copy the data files of kept third-party packages and the metadata of their distributions."""
     count = 0

@@ -131,6 +131,9 @@ def test_django_site_with_no_kiln_toml_keeps_its_rows(
         first = _wait(port).json()
         assert first == {"greeting": "hello from .env", "notes": []}  # the .env was found: find_dotenv worked
         assert httpx.post(f"http://127.0.0.1:{port}/", data={"text": "kept"}, timeout=30).json()["notes"] == ["kept"]
+        # a page from templates: the engine's loaders and the admin's templates, all found by name
+        login = httpx.get(f"http://127.0.0.1:{port}/admin/login/", timeout=60)
+        assert login.status_code == 200 and "Django" in login.text, login.text[-500:]
         kiln("stop", name, env=session_env, check=True)
         kiln("start", name, env=session_env, check=True)
         assert _wait(port).json()["notes"] == ["kept"]

@@ -72,3 +72,16 @@ def test_main_guard_is_skipped_except_in_the_entry_point() -> None:
 def test_syntax_error_names_file_and_line() -> None:
     with pytest.raises(AppError, match=r"^broken\.py:3: syntax error"):
         parse(b"x = 1\ny = 2\ndef f(:\n", Path("broken.py"))
+
+
+def test_codecs_named_by_a_constant_are_imports() -> None:
+    import ast
+
+    from kiln.analyze.imports import codec_modules
+
+    tree = ast.parse(
+        's.encode("unicode_escape")\nopen(p, encoding="latin-1")\ncodecs.lookup("IDNA")\nb.decode(name)\nx.decode("utf8")\n'
+    )
+    assert codec_modules(tree) == [
+        ("encodings.unicode_escape", 1), ("encodings.latin_1", 2), ("encodings.idna", 3), ("encodings.utf_8", 5),
+    ]  # fmt: skip
