@@ -80,7 +80,8 @@ def test_codecs_named_by_a_constant_are_imports() -> None:
     from kiln.analyze.imports import codec_modules
 
     tree = ast.parse(
-        's.encode("unicode_escape")\nopen(p, encoding="latin-1")\ncodecs.lookup("IDNA")\nb.decode(name)\nx.decode("utf8")\n'
+        's.encode("unicode_escape")\nopen(p, encoding="latin-1")\ncodecs.lookup("IDNA")\n'
+        'b.decode(name)\nx.decode("utf8")\n'
     )
     assert codec_modules(tree) == [
         ("encodings.unicode_escape", 1), ("encodings.latin_1", 2), ("encodings.idna", 3), ("encodings.utf_8", 5),
