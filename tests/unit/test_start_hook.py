@@ -69,7 +69,8 @@ def test_the_hook_runs_the_app_and_answers_with_gc_figures(app_dir: Path) -> Non
         proc.stdin.flush()
         assert proc.stdout.readline() == "more\n"
         now = _sandbox_gc(proc.pid)
-        assert now["gc_tracked"] >= first["gc_tracked"] + 5000  # figures from now, not from the first time
+        # figures from now, not from the first time (a collection in between may free a few transient objects)
+        assert now["gc_tracked"] >= first["gc_tracked"] + 5000 - 100
     finally:
         proc.stdin.write("\n\n")
         proc.stdin.close()
