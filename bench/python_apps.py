@@ -64,6 +64,12 @@ def cold_home(base: Path) -> dict[str, str]:
     """A KILN_HOME with the shared kernel builds but its own, empty caches: dependencies installed anew."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "kernel").symlink_to(kiln_home() / "kernel")
+    # what the host is (whether KVM works, QEMU's version) is no app's cache: a home that probed KVM afresh
+    # would add the probe's 10 s timeout (KVM does not work here) to its first boot
+    (base / "cache").mkdir(exist_ok=True)
+    for fact in ("accel.json", "qemu-version.json"):
+        if (kiln_home() / "cache" / fact).is_file():
+            shutil.copyfile(kiln_home() / "cache" / fact, base / "cache" / fact)
     return {**os.environ, "KILN_HOME": str(base)}
 
 
