@@ -70,16 +70,27 @@ def kernel_cache_whole(home: Home) -> list[str]:
     return problems
 
 
-def ps_truthful(home: Home) -> list[str]:
-    """`kiln ps -a` says running for every instance whose VM runs, and for no other."""
-    proc = home.kiln("ps", "-a", "--json")
-    if proc.returncode != 0:
-        return [f"kiln ps failed: {proc.stderr.strip()}"]
-    rows = json.loads(proc.stdout)
+def ps_truthful(home: Home, settle: float = 90) -> list[str]:
+    """`kiln ps -a` says running for every instance whose VM runs, and for no other. An instance whose
+    supervisor was starting its VM when kiln was killed goes on starting (supervisors outlive the command
+    that started them): it is given `settle` seconds to leave "starting" before the VMs are counted."""
+    import time
+
+    deadline = time.monotonic() + settle
+    while True:
+        proc = home.kiln("ps", "-a", "--json")
+        if proc.returncode != 0:
+            return [f"kiln ps failed: {proc.stderr.strip()}"]
+        rows = json.loads(proc.stdout)
+        if not any(r["state"] == "starting" for r in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    problems = [f"kiln ps still says {r['name']} is starting after {settle:.0f} s" for r in rows
+                if r["state"] == "starting"]  # fmt: skip
     running = {r["pid"] for r in rows if r["state"] == "running"}
     live = {pid for pid, name in processes_of(home) if name.startswith("qemu-system")}
-    problems = [f"kiln ps says {r['name']} runs, but its VM is gone" for r in rows
-                if r["state"] == "running" and r["pid"] not in live]  # fmt: skip
+    problems += [f"kiln ps says {r['name']} runs, but its VM is gone" for r in rows
+                 if r["state"] == "running" and r["pid"] not in live]  # fmt: skip
     problems += [f"a VM (pid {pid}) runs that kiln ps does not show running" for pid in live - running]
     return problems
 
