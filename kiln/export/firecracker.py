@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln import atomic
-from kiln.errors import UsageError
+from kiln.export import openapi
 from kiln.image import unpack
 from kiln.image.verity import dm_table
 from kiln.store import Image, Store
@@ -41,22 +41,13 @@ TAP = "tap0"
 
 @cache
 def _validator() -> Any:
-    import jsonschema
     import yaml
 
-    definitions = yaml.safe_load(SCHEMA.read_text())["definitions"]
-    for schema in definitions.values():  # strict: a field Firecracker does not define is an error
-        if schema.get("type") == "object" and "properties" in schema:
-            schema.setdefault("additionalProperties", False)
-    return jsonschema.Draft4Validator({"definitions": definitions, "$ref": "#/definitions/FullVmConfiguration"})
+    return openapi.strict_validator(yaml.safe_load(SCHEMA.read_text())["definitions"], "FullVmConfiguration")
 
 
 def validate(config: dict[str, Any]) -> None:
-    errors = sorted(_validator().iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise UsageError(f"the config is not valid for Firecracker: {where}: {err.message}")
+    openapi.validate(_validator(), config, "the config is not valid for Firecracker")
 
 
 def boot_args(image: Image, guest_ip: str, gateway: str) -> str:

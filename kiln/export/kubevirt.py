@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.errors import UsageError
+from kiln.export import openapi
 from kiln.export.machine import Machine
 
 SCHEMA = Path(__file__).parent / "schema" / "kubevirt-openapi.json"
@@ -133,21 +134,11 @@ def virtual_machine(machine: Machine, name: str, disk_image: str, kernel_image: 
 
 @cache
 def _validator() -> Any:
-    import jsonschema
-
-    definitions = json.loads(SCHEMA.read_text())["definitions"]
-    for schema in definitions.values():  # strict: a field KubeVirt does not define is an error
-        if schema.get("type") == "object" and "properties" in schema:
-            schema.setdefault("additionalProperties", False)
-    return jsonschema.Draft4Validator({"definitions": definitions, "$ref": "#/definitions/v1.VirtualMachine"})
+    return openapi.strict_validator(json.loads(SCHEMA.read_text())["definitions"], "v1.VirtualMachine")
 
 
 def validate(manifest: dict[str, Any]) -> None:
-    errors = sorted(_validator().iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        err = errors[0]
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise UsageError(f"the VirtualMachine is not valid for KubeVirt: {where}: {err.message}")
+    openapi.validate(_validator(), manifest, "the VirtualMachine is not valid for KubeVirt")
 
 
 def export(machine: Machine, registry: str, tag: str, out: Path, scratch: Path, name: str) -> dict[str, str]:
