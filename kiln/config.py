@@ -17,6 +17,9 @@ or the defaults for a single .py file, validated into frozen models.
     sources = "app"             # .py sources kept beside their bytecode: "app" (the app's own, the
                                 # default), "all" (true), or "none" (false: every module sourceless)
     volumes = ["/data"]         # writable directories (kiln run -v HOST:/data)
+    trim = "distributions"      # what is kept of an installed distribution the app reaches: all of it
+                                # (the default), or "modules": only the modules its imports reach (the
+                                # build then runs the app once to prove it: `kiln build --check`)
     [env]
     GREETING = "hello"
     [seccomp]
@@ -134,6 +137,7 @@ class AppConfig(RunnableConfig):
     python_path: tuple[str, ...] = ()
     data: tuple[str, ...] | None = None  # globs relative to the app; None: every non-Python file
     check: tuple[Annotated[str, Field(pattern=r"^/[^\s]*$")], ...] = ("/",)
+    trim: Literal["distributions", "modules"] = "distributions"
 
     @field_validator("include", "exclude")
     @classmethod

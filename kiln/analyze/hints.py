@@ -70,6 +70,10 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
     "requests.compat": ("chardet", "charset_normalizer"),
 }
 
+# why: a distribution's own test suite (pandas/tests, numpy/_core/tests: tens of MB) is run by its
+# developers, never imported by an app; it is left out of a distribution kept whole.
+NOT_SHIPPED = frozenset({"tests"})
+
 # Submodules Django imports by convention: for every installed app, and `base` of a database ENGINE.
 DJANGO_APP_MODULES = ("apps", "models", "admin", "urls", "templatetags", "management.commands", "migrations", "base")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")

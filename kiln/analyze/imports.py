@@ -16,7 +16,14 @@ classified by the code around it:
   `sys.platform == "win32"`, `os.name == "nt"`...) are evaluated against the
   embedded interpreter, and only the branch that runs is scanned.
 - dynamic: `importlib.import_module("a")` / `__import__("a")` with a literal
-  name. Kept when it resolves.
+  name, or with a name held in a module-level constant: `for p in PLUGINS:
+  import_module(p)` over `PLUGINS = ("a.b", "a.c")` (a tuple, list, set or the
+  keys and values of a dict of literal strings), and `import_module(f"a.{p}")`
+  over such a loop. Kept when it resolves.
+
+`entry_point_groups` finds the plugin groups a module loads by name (pluggy's
+`load_setuptools_entrypoints("datasette")`, `entry_points(group="...")`), so
+that the analysis can keep every installed plugin of that group.
 
 Each import also records whether it sits inside a function (`deferred`):
 such an import runs only if that function is called.
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -106,21 +114,96 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _dynamic_target(call: ast.Call) -> str | None:
+def _strings(node: ast.expr | None, constants: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The literal strings an expression holds: a string, a tuple/list/set of them, a dict's string keys and
+    values, or a module-level name bound to one of those; None for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return (node.value,)
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    items: list[ast.expr | None] = []
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        items = list(node.elts)
+    elif isinstance(node, ast.Dict):
+        items = [*node.keys, *node.values]
+    else:
+        return None
+    found = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+    return tuple(found) if found else None
+
+
+def module_constants(tree: ast.Module) -> dict[str, tuple[str, ...]]:
+    """Module-level names bound to literal strings or collections of them (`DEFAULT_PLUGINS = (...)`)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            value, targets = node.value, node.targets
+        elif isinstance(node, ast.AnnAssign):
+            value, targets = node.value, [node.target]
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and (strings := _strings(value, found)) is not None:
+                found[target.id] = strings
+    return found
+
+
+def _names(arg: ast.expr, bound: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The module names an argument of import_module can be: a literal, a bound name, or an f-string or
+    `"a." + name` over one bound name."""
+    if isinstance(arg, ast.Constant | ast.Name):
+        return _strings(arg, bound) or ()
+    pieces: list[ast.expr] = []
+    if isinstance(arg, ast.JoinedStr):
+        pieces = [v.value if isinstance(v, ast.FormattedValue) else v for v in arg.values]
+    elif isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.Add):
+        pieces = [arg.left, arg.right]
+    variables = [p for p in pieces if isinstance(p, ast.Name)]
+    if len(variables) != 1 or not all(isinstance(p, ast.Constant | ast.Name) for p in pieces):
+        return ()
+    values = bound.get(variables[0].id, ())
+    return tuple("".join(str(p.value) if isinstance(p, ast.Constant) else v for p in pieces) for v in values)
+
+
+def _dynamic_targets(call: ast.Call, bound: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
     if name not in {"import_module", "__import__"} or not call.args:
-        return None
-    arg = call.args[0]
-    if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and not arg.value.startswith("."):
-        return arg.value
-    return None
+        return ()
+    return tuple(n for n in _names(call.args[0], bound) if n and not n.startswith(".") and _DOTTED.match(n))
+
+
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Calls that load the entry points of a group named by their first argument or `group=`.
+_GROUP_CALLS = {"load_setuptools_entrypoints", "iter_entry_points", "entry_points", "select"}
+
+
+def entry_point_groups(tree: ast.Module) -> list[tuple[str, int]]:
+    """(group, line) for every plugin group the module loads by a literal name: pluggy's
+    `pm.load_setuptools_entrypoints("datasette")`, `importlib.metadata.entry_points(group="x")`,
+    `entry_points().select(group="x")`, pkg_resources' `iter_entry_points("x")`."""
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name not in _GROUP_CALLS:
+            continue
+        args = [k.value for k in node.keywords if k.arg == "group"]
+        if name in ("load_setuptools_entrypoints", "iter_entry_points") and node.args:
+            args.append(node.args[0])
+        for arg in args:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
+                found.append((arg.value, node.lineno))
+    return found
 
 
 class _Collector:
-    def __init__(self, is_main: bool, facts: Facts) -> None:
+    def __init__(self, is_main: bool, facts: Facts, constants: dict[str, tuple[str, ...]] | None = None) -> None:
         self.is_main = is_main
         self.facts = facts
+        self.bound = dict(constants or {})  # names bound to literal strings: module constants, loop variables
         self.refs: list[ImportRef] = []
         self._groups = itertools.count(1)
         self._functions = 0
@@ -144,6 +227,19 @@ class _Collector:
             self.add(node, kind, group)
         elif isinstance(node, ast.Try | ast.TryStar):
             self._try(node, kind, group)
+        elif isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.target, ast.Name):
+            # `for name in CONSTANTS:` binds name to each of them in the loop's body
+            values = _strings(node.iter, self.bound)
+            self.expressions(node.iter, kind)
+            saved = self.bound.get(node.target.id)
+            if values is not None:
+                self.bound[node.target.id] = values
+            self.block(node.body, kind, group)
+            if saved is not None:
+                self.bound[node.target.id] = saved
+            else:
+                self.bound.pop(node.target.id, None)
+            self.block(node.orelse, kind, group)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for expr in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]:
                 if expr is not None:
@@ -205,13 +301,14 @@ class _Collector:
 
     def expressions(self, expr: ast.expr, kind: Kind) -> None:  # noqa: ARG002
         for node in ast.walk(expr):
-            if isinstance(node, ast.Call) and (target := _dynamic_target(node)):
-                self.refs.append(ImportRef(target, 0, (), node.lineno, Kind.DYNAMIC, 0, self._functions > 0))
+            if isinstance(node, ast.Call):
+                for target in _dynamic_targets(node, self.bound):
+                    self.refs.append(ImportRef(target, 0, (), node.lineno, Kind.DYNAMIC, 0, self._functions > 0))
 
 
 def scan(tree: ast.Module, is_main: bool = False, facts: Facts | None = None) -> list[ImportRef]:
     """Every import that can run in a parsed module on the interpreter `facts` describes, in source order."""
-    collector = _Collector(is_main, facts.child() if facts else Facts())
+    collector = _Collector(is_main, facts.child() if facts else Facts(), module_constants(tree))
     collector.block(tree.body, Kind.REQUIRED)
     return collector.refs
 

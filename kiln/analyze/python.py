@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Literal
 
 from kiln.analyze import imports
+from kiln.analyze.app_files import app_files, module_name
 from kiln.analyze.command import Launch, resolve_console
 from kiln.analyze.conditions import Facts
-from kiln.analyze.hints import FRAMEWORK_HINTS, django_strings, whole_packages
+from kiln.analyze.hints import FRAMEWORK_HINTS, NOT_SHIPPED, django_strings, whole_packages
 from kiln.analyze.imports import ImportRef, Kind
 from kiln.analyze.interpreter import Interpreter
 from kiln.config import App, AppConfig
 from kiln.deps.metadata import Distributions
-from kiln.errors import AnalysisError
+from kiln.errors import AnalysisError, AppError
 
 Origin = Literal["app", "stdlib", "third-party"]
 ModKind = Literal["source", "extension", "builtin", "namespace"]
@@ -91,6 +92,10 @@ class ModuleGraph:
     reached_from: dict[str, tuple[str, int]] = field(default_factory=dict)  # module -> (importer, line)
     kernel_uses: dict[str, set[str]] = field(default_factory=dict)  # module -> kernel interfaces it names
     launch: Launch | None = None  # how the app starts, console scripts resolved to their entry points
+    whole: tuple[str, ...] = ()  # distributions kept whole
+    requested: tuple[str, ...] = ()  # distributions the user asked for (extras followed)
+    entry_point_groups: dict[str, str] = field(default_factory=dict)  # group -> the module that loads it
+    notes: list[str] = field(default_factory=list)  # what the build says about the analysis
 
     def why(self, name: str) -> list[str]:
         """The chain of modules whose imports brought `name` in, entry first."""
@@ -199,7 +204,14 @@ def _absolute(ref: ImportRef, importer: Module) -> str | None:
 
 
 class _Walker:
-    def __init__(self, app: App, interp: Interpreter, site_dirs: tuple[Path, ...], launch: Launch) -> None:
+    def __init__(
+        self,
+        app: App,
+        interp: Interpreter,
+        site_dirs: tuple[Path, ...],
+        launch: Launch,
+        requested: tuple[tuple[str, tuple[str, ...]], ...] = (),
+    ) -> None:
         assert isinstance(app.config, AppConfig)
         self.app = app
         self.resolver = Resolver(app, interp, site_dirs, launch.app_dirs)
@@ -232,6 +244,11 @@ class _Walker:
         self.queue: list[Module] = []
         self.lazy: dict[str, bool] = {}
         self.refs: dict[str, list[ImportRef]] = {}
+        self.trim = app.config.trim
+        self.asked = requested
+        self.partial: set[str] = set()  # modules kept only as part of a whole: their misses are never fatal
+        self.expanded: set[str] = set()  # distributions already kept whole
+        self.plugins: set[str] = set()  # entry-point groups whose plugins are kept
 
     def add(self, name: str, via: tuple[str, int] | None = None, lazy: bool = False) -> bool:
         """Add `name` and its parent packages; False if any part cannot be found."""
@@ -271,6 +288,9 @@ class _Walker:
     def visit(self, importer: Module, refs: list[ImportRef]) -> None:
         failed_groups: set[int] = set()
         fatal = importer.origin != "stdlib"
+        if importer.name in self.partial:
+            self._visit_partial(importer, refs)
+            return
         importer_lazy = self.lazy.get(importer.name, False)
         preferred: dict[int, set[str]] = defaultdict(set)
         for ref in refs:
@@ -323,6 +343,93 @@ class _Walker:
                     # a submodule, if it is one; an attribute otherwise
                     self.add(f"{target}.{attr}", (importer.name, ref.line), lazy)
 
+    def _visit_partial(self, importer: Module, refs: list[ImportRef]) -> None:
+        """A module kept as part of a whole (its distribution, the app's directory): what it imports is kept
+        when it resolves, deferred imports as for any module reached lazily, and a miss is only listed."""
+        for ref in refs:
+            target = _absolute(ref, importer)
+            if target is None or (ref.deferred and self.lazy.get(importer.name, True)):
+                continue
+            if self.is_excluded(target) and not self.is_included(target):
+                self.graph.excluded[target].append(f"{importer.name}:{ref.line}")
+                continue
+            if ref.kind == Kind.OPTIONAL and target not in self.graph.modules and not self.is_included(target):
+                self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line}")
+                continue
+            if target not in self.graph.modules and self._other_distribution(importer, target):
+                # a whole brings its own modules, and the distributions its metadata requires: an installed
+                # speedup nobody asked for (uvloop for a plain uvicorn) stays out, as an optional import does
+                self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (not required)")
+                continue
+            if not self.add(target, (importer.name, ref.line), lazy=True):
+                if ref.kind not in (Kind.DYNAMIC, Kind.CONDITIONAL):
+                    self.graph.optional_left_out[target].append(f"{importer.name}:{ref.line} (not installed)")
+                continue
+            for attr in ref.names:
+                if attr != "*":
+                    self.add(f"{target}.{attr}", (importer.name, ref.line), lazy=True)
+
+    def _other_distribution(self, importer: Module, target: str) -> bool:
+        """Is `target` in an installed distribution other than third-party `importer`'s, which its metadata
+        does not require?"""
+        if importer.origin != "third-party":
+            return False
+        dists = self.graph.distributions
+        top = self.resolver.find(target.split(".")[0])
+        theirs = dists.owner(top.path) if top is not None else None
+        ours = dists.owner(importer.path)
+        return theirs is not None and ours is not None and theirs.name != ours.name and not dists.needs(ours, target)
+
+    def add_partial(self, name: str, via: str) -> None:
+        """Keep `name` as part of a whole, if it exists and is not kept already."""
+        if name in self.graph.modules or self.is_excluded(name):
+            return
+        if self.resolver.find(name) is None:
+            return
+        # the parents it needs are either kept already or part of the same whole
+        parts = name.split(".")
+        prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+        self.partial |= prefixes - self.graph.modules.keys()
+        self.add(name, (via, 0), lazy=True)
+
+    def app_whole(self) -> None:
+        """Every module in the app's directory: the app is kept whole, as `COPY . .` copies it."""
+        if self.app.single_file:
+            return
+        assert isinstance(self.app.config, AppConfig)
+        vendored = [self.app.root / p for p in self.app.config.python_path]
+        for path in app_files(self.app.root, vendored):
+            name = module_name(self.app.root, path)
+            if name is not None and name != "__main__":
+                found = self.resolver.find(name)
+                if found is not None and found.origin == "app":
+                    self.add_partial(name, "the app's directory")
+
+    def expand(self) -> bool:
+        """Keep the wholes the graph now reaches (see the module's docstring); True if anything was added."""
+        before = len(self.graph.modules)
+        dists = self.graph.distributions
+        for group, loader in sorted(self.graph.entry_point_groups.items()):
+            if group in self.plugins:
+                continue
+            self.plugins.add(group)
+            for dist, name, value in dists.entry_points(group):
+                module = value.split(":")[0].strip()
+                if not self.add(module, (f"{loader} (entry point {group}: {name} of {dist.name})", 0), lazy=True):
+                    raise AnalysisError(
+                        f"entry point {name} of {dist.name} (group {group}, loaded by {loader}) names {module}, "
+                        "which is not installed"
+                    )
+        if self.trim == "distributions":
+            wanted = {d.name for m in self.graph.modules.values() if (d := dists.owner(m.path)) is not None}
+            wanted |= set(self.graph.requested)
+            for name in sorted(wanted - self.expanded):
+                self.expanded.add(name)
+                for module in dists.by_name[name].modules:
+                    if not any(part in NOT_SHIPPED for part in module.split(".")[1:]):
+                        self.add_partial(module, f"{name} (kept whole)")
+        return len(self.graph.modules) > before
+
     def start(self, launch: Launch) -> Launch:
         """Add where the command starts; return the launch with a console script's entry point resolved."""
         where = self.app.command_from or "the command"
@@ -365,6 +472,31 @@ class _Walker:
         for name in sorted(self.include):
             if not self.add(name):
                 raise AnalysisError(f"include: module {name} cannot be found")
+        self.settle()
+        dists = self.graph.distributions
+        imported = {d.name for m in self.graph.modules.values() if (d := dists.owner(m.path)) is not None}
+        self.graph.requested = tuple(sorted(dists.requested(self.asked)))
+        self.app_whole()
+        self.settle()
+        while self.expand():
+            self.settle()
+        self.graph.whole = tuple(sorted(self.expanded))
+        # a requested distribution reached by no import, and none that a kept module depends on
+        needed = {r for d in imported for r in dists.by_name[d].requires} | imported
+        unused = [d for d in self.graph.requested if d not in needed and not dists.by_name[d].scripts]
+        if unused:
+            self.graph.notes.append(
+                f"asked for, and imported by nothing the app runs: {', '.join(unused)} (kept; "
+                "drop it from the requirements if the app does not need it)"
+            )
+        self.graph.optional_left_out = {
+            k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules
+        }
+        self.graph.excluded = dict(sorted(self.graph.excluded.items()))
+        return self.graph
+
+    def settle(self) -> None:
+        """Follow every import queued, then the fallbacks of preferred imports that fail."""
         self._drain()
         while resumed := [w for w in self.waiting if w[1] & self.broken]:
             # A preferred module fails at import time: its fallback runs instead, and is kept if it exists.
@@ -372,11 +504,6 @@ class _Walker:
             for importer, _targets, fallback in resumed:
                 self.visit(importer, [dataclasses.replace(r, kind=Kind.CONDITIONAL) for r in fallback])
             self._drain()
-        self.graph.optional_left_out = {
-            k: v for k, v in sorted(self.graph.optional_left_out.items()) if k not in self.graph.modules
-        }
-        self.graph.excluded = dict(sorted(self.graph.excluded.items()))
-        return self.graph
 
     def _drain(self) -> None:
         while self.queue:
@@ -384,7 +511,18 @@ class _Walker:
             if mod.kind != "source" or mod.path is None:
                 continue
             if mod.name not in self.refs:
-                tree = imports.parse(mod.path.read_bytes(), mod.path)
+                try:
+                    tree = imports.parse(mod.path.read_bytes(), mod.path)
+                except AppError as err:
+                    if mod.name not in self.partial:
+                        raise
+                    # a file nothing imports that this Python cannot compile (a Python 2 script, a template)
+                    del self.graph.modules[mod.name]
+                    self.graph.notes.append(f"left out, as this Python cannot compile it: {err}")
+                    self.refs[mod.name] = []
+                    continue
+                for group, _line in imports.entry_point_groups(tree):
+                    self.graph.entry_point_groups.setdefault(group, mod.name)
                 self.refs[mod.name] = imports.scan(tree, is_main=mod.name in self.as_main, facts=self.facts)
                 django_settings = mod.origin == "app" or mod.name == "django.conf.global_settings"
                 if django_settings and self.resolver.find("django") is not None:
@@ -399,15 +537,20 @@ class _Walker:
             self.visit(mod, self.refs[mod.name])
 
 
-def analyze(app: App, interp: Interpreter, site_dirs: tuple[Path, ...] = ()) -> ModuleGraph:
+def analyze(
+    app: App,
+    interp: Interpreter,
+    site_dirs: tuple[Path, ...] = (),
+    requested: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> ModuleGraph:
     """The module graph of `app` (graph.launch says how it starts); raises AnalysisError listing every
-    unresolved import."""
+    unresolved import. `requested`: the distributions the user asked for, as (name, extras)."""
     startup = [
         m for m in interp.startup_modules if m != "__main__" and m not in interp.builtins and m not in interp.frozen
     ]
     startup += [m for m in (*INTERPRETER_DYNAMIC, *LANDMARKS) if m not in startup]
     launch = app.launch
-    graph = _Walker(app, interp, site_dirs, launch).run(launch, startup)
+    graph = _Walker(app, interp, site_dirs, launch, requested).run(launch, startup)
     if graph.unresolved:
         listing = "; ".join(str(u) for u in graph.unresolved)
         count = len(graph.unresolved)

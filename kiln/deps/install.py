@@ -32,7 +32,7 @@ from kiln.paths import home_dir
 
 Progress = Callable[[str], None]
 # Bumped when the layout of a cache entry changes.
-LAYOUT = "1"
+LAYOUT = "2"  # 2: installed.json records what was requested (pip's report), extras included
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Installed:
     site: Path  # the directory the packages are in (a sys.path entry)
     packages: tuple[tuple[str, str], ...]  # (name, version) of every distribution installed
     cached: bool  # True if nothing was installed this time
+    # what the declarations asked for by name: (name, extras), as pip's report says (`uvicorn[standard]`)
+    requested: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def cache_key(declared: Declared, interp: Interpreter) -> str:
@@ -120,12 +122,25 @@ def install(root: Path, declared: Declared, interp: Interpreter, progress: Progr
         if status != 0:
             raise AnalysisError(_explain(lines, declared))
         report = json.loads((scratch / "report.json").read_text())
-        packages = sorted((item["metadata"]["name"], item["metadata"]["version"]) for item in report.get("install", []))
+        items = report.get("install", [])
+        packages = sorted((item["metadata"]["name"], item["metadata"]["version"]) for item in items)
+        requested = sorted(
+            (item["metadata"]["name"], sorted(item.get("requested_extras") or ()))
+            for item in items
+            if item.get("requested")
+        )
         (scratch / "report.json").unlink()
-        (scratch / "installed.json").write_text(json.dumps({"packages": packages}, indent=1) + "\n")
+        (scratch / "installed.json").write_text(
+            json.dumps({"packages": packages, "requested": requested}, indent=1) + "\n"
+        )
     return _read(entry, cached=False)
 
 
 def _read(entry: Path, cached: bool) -> Installed:
     data = json.loads((entry / "installed.json").read_text())
-    return Installed(entry / "site", tuple((n, v) for n, v in data["packages"]), cached)
+    return Installed(
+        entry / "site",
+        tuple((n, v) for n, v in data["packages"]),
+        cached,
+        tuple((n, tuple(e)) for n, e in data.get("requested", ())),
+    )

@@ -260,6 +260,7 @@ def analyze_python(
     say = say or (lambda _msg: None)
     interp = interp or probe(app.config.python)
     sites: dict[Path, PurePosixPath] = {}
+    requested: tuple[tuple[str, tuple[str, ...]], ...] = ()
     declared = None if app.single_file or interp.sysroot is not None else declared_deps.read(app.root)
     if declared is not None and not declared.empty:
         say(f"dependencies: {declared_deps.describe(declared)}")
@@ -267,7 +268,13 @@ def analyze_python(
         state = "cached, nothing installed" if installed.cached else "installed"
         say(f"dependencies: {len(installed.packages)} distributions ({state})")
         sites[installed.site] = PurePosixPath(f"/usr/local/lib/python{interp.short_version}/site-packages")
-    graph = analyze(app, interp, tuple(sites))
+        requested = installed.requested
+    graph = analyze(app, interp, tuple(sites), requested)
+    if graph.whole:
+        say(f"kept whole: {len(graph.whole)} distributions ({', '.join(graph.whole[:6])}"
+            f"{' and more' if len(graph.whole) > 6 else ''})")
+    for note in graph.notes:
+        say(f"note: {note}")
     return PythonAnalysis(
         interp,
         graph,

@@ -9,9 +9,10 @@
   and the `*.dist-info` of every distribution whose modules are kept, so that
   `importlib.metadata.version()` and entry points work in the guest.
 - `app_data` copies the app's own data files: by default every non-Python file
-  in its directory except caches, VCS directories and virtualenvs (none for an
-  app that is a single .py file); `data =
-  ["templates/**", ...]` in kiln.toml narrows that to the files its globs match.
+  of the app (kiln.analyze.app_files: less what .dockerignore or .kilnignore
+  exclude, caches, VCS directories and virtualenvs; none for an app that is a
+  single .py file); `data = ["templates/**", ...]` in kiln.toml narrows that to
+  the files its globs match.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from kiln.analyze.app_files import app_files
 from kiln.analyze.python import ModuleGraph
 from kiln.config import App, AppConfig
 from kiln.deps.metadata import Distribution
@@ -28,11 +30,6 @@ from kiln.image.rootfs import RootFS
 # Files a package carries that nothing reads at run time.
 NOT_DATA_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".pyx", ".pxd", ".c", ".h", ".cpp", ".so")
 NOT_DATA_NAMES = frozenset({"py.typed", "__pycache__"})
-# Directories of an app that are not its data.
-SKIPPED_DIRS = frozenset(
-    {"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
-     ".ruff_cache", ".idea", ".vscode"}
-)  # fmt: skip
 SKIPPED_APP_FILES = frozenset({"kiln.toml"})
 
 
@@ -130,15 +127,7 @@ def app_data(app: App, root: RootFS, place: Placement) -> list[Path]:
         matched = [m for pattern in app.config.data for m in app.root.glob(pattern)]
         files = sorted({f for m in matched for f in ([m] if m.is_file() else m.rglob("*")) if f.is_file()})
     else:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(app.root):
-            here = Path(dirpath)
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if d not in SKIPPED_DIRS and (here / d).resolve() not in vendored
-                and not (here / d / "pyvenv.cfg").is_file()
-            )  # fmt: skip
-            files += [here / n for n in sorted(filenames) if _is_data(n) and n not in SKIPPED_APP_FILES]
+        files = [f for f in app_files(app.root, vendored) if _is_data(f.name) and f.name not in SKIPPED_APP_FILES]
     for host in files:
         root.add_file(str(place.guest(host)), host)
     return files

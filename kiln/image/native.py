@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from kiln.analyze import elf
+from kiln.analyze.app_files import SKIPPED_DIRS
 from kiln.analyze.native import native_needs
 from kiln.analyze.needs import Needs
 from kiln.config import App, NativeConfig
@@ -35,7 +36,6 @@ from kiln.image.build import (
     finish,
     kernel_for,
 )
-from kiln.image.data import SKIPPED_DIRS
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for

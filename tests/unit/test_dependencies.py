@@ -314,3 +314,91 @@ def test_a_local_path_requirement_is_keyed_by_its_content(tmp_path: Path) -> Non
     (tmp_path / "mypkg" / "setup.py").write_text("x = 2\n")
     second = declared.read(tmp_path)
     assert first is not None and second is not None and second.key != first.key
+
+
+def site_with_server(site: Path) -> None:
+    """A stand-in for uvicorn[standard] and a plugin host: "srv" imports its fast loop only optionally,
+    and asks for "fastloop" through its "standard" extra; "host" loads the plugins of group "host.plugins"
+    through pluggy's call; "plug" declares one."""
+    files = {
+        "srv/__init__.py": "from srv import config\n",
+        "srv/config.py": "try:\n    import fastloop\nexcept ImportError:\n    fastloop = None\n",
+        "srv/protocols/__init__.py": "",
+        "srv/protocols/fast_impl.py": "import fastloop\nimport gunicorn_not_here\n",
+        "srv/templates/page.html": "<p>{{ x }}</p>\n",
+        "srv/tests/__init__.py": "",
+        "srv/tests/test_srv.py": "import pytest\n",
+        "srv-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: srv\nVersion: 1.0\n"
+        'Requires-Dist: fastloop>=1; extra == "standard"\n',
+        "fastloop/__init__.py": "from fastloop import _core\n",
+        "fastloop/_core.py": "",
+        "fastloop-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: fastloop\nVersion: 1.0\n",
+        "host/__init__.py": "def load(pm):\n    pm.load_setuptools_entrypoints('host.plugins')\n",
+        "host-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: host\nVersion: 1.0\n",
+        "plug/__init__.py": "",
+        "plug/hooks.py": "import json\n",
+        "plug-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: plug\nVersion: 1.0\n",
+        "plug-1.0.dist-info/entry_points.txt": "[host.plugins]\nplug = plug.hooks\n",
+    }
+    for dist in ("srv", "fastloop", "host", "plug"):
+        own = sorted(f for f in files if f.startswith((f"{dist}/", f"{dist}-1.0.dist-info/")))
+        files[f"{dist}-1.0.dist-info/RECORD"] = "".join(f"{f},,\n" for f in own)
+    write(site, files)
+
+
+def graph_with(root: Path, requested: tuple[tuple[str, tuple[str, ...]], ...] = (), toml: str = ""):
+    app = load_app(root)
+    return analyze(app, probe(PYTHON), (root / "site",), requested)
+
+
+def test_a_distribution_the_app_reaches_is_kept_whole_less_its_tests(tmp_path: Path) -> None:
+    site_with_server(tmp_path / "site")
+    write(tmp_path, {"app.py": "import srv\n", "kiln.toml": ""})
+    g = graph_with(tmp_path)
+    assert {"srv", "srv.config", "srv.protocols", "srv.protocols.fast_impl"} <= set(g.modules)
+    assert "srv" in g.whole and not {"srv.tests", "srv.tests.test_srv", "pytest"} & set(g.modules)
+    # an optional speedup the user did not ask for stays out, and what the whole imports is no error
+    assert "fastloop" not in g.modules and {"fastloop", "gunicorn_not_here"} <= set(g.optional_left_out)
+
+
+def test_trim_modules_keeps_only_what_the_imports_reach(tmp_path: Path) -> None:
+    site_with_server(tmp_path / "site")
+    write(tmp_path, {"app.py": "import srv\n", "kiln.toml": 'trim = "modules"\n'})
+    g = graph_with(tmp_path)
+    assert {"srv", "srv.config"} <= set(g.modules) and "srv.protocols.fast_impl" not in g.modules
+    assert g.whole == ()
+
+
+def test_what_the_user_asked_for_through_an_extra_is_kept(tmp_path: Path) -> None:
+    site_with_server(tmp_path / "site")
+    write(tmp_path, {"app.py": "import srv\n", "kiln.toml": ""})
+    g = graph_with(tmp_path, (("srv", ("standard",)),))
+    assert g.requested == ("fastloop", "srv")
+    assert {"fastloop", "fastloop._core", "srv.protocols.fast_impl"} <= set(g.modules)
+    assert "fastloop" not in g.optional_left_out
+
+
+def test_a_requested_distribution_nothing_imports_is_a_note_not_a_removal(tmp_path: Path) -> None:
+    site_with_server(tmp_path / "site")
+    write(tmp_path, {"app.py": "import json\n", "kiln.toml": ""})
+    g = graph_with(tmp_path, (("fastloop", ()),))
+    assert "fastloop._core" in g.modules
+    assert any(n.startswith("asked for, and imported by nothing the app runs: fastloop") for n in g.notes)
+
+
+def test_plugins_of_a_group_the_app_loads_are_kept(tmp_path: Path) -> None:
+    site_with_server(tmp_path / "site")
+    write(tmp_path, {"app.py": "import host\n", "kiln.toml": ""})
+    g = graph_with(tmp_path)
+    assert g.entry_point_groups == {"host.plugins": "host"}
+    assert {"plug", "plug.hooks"} <= set(g.modules)
+    assert g.why("plug.hooks")[0].startswith("host (entry point host.plugins: plug of plug)")
+
+
+def test_a_plugin_naming_a_missing_module_is_one_line(tmp_path: Path) -> None:
+    site_with_server(tmp_path / "site")
+    (tmp_path / "site" / "plug-1.0.dist-info" / "entry_points.txt").write_text("[host.plugins]\nplug = plug.gone\n")
+    write(tmp_path, {"app.py": "import host\n", "kiln.toml": ""})
+    with pytest.raises(AnalysisError, match=r"^entry point plug of plug \(group host.plugins, loaded by host\) "
+                       r"names plug.gone, which is not installed$"):  # fmt: skip
+        graph_with(tmp_path)

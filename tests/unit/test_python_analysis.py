@@ -41,17 +41,55 @@ def test_what_the_app_imports_is_kept(tmp_path: Path) -> None:
     assert g.why("email.message")[0] == "__main__"
 
 
-def test_dynamic_import_needs_include(tmp_path: Path) -> None:
+def test_the_app_is_kept_whole_less_its_ignore_files(tmp_path: Path) -> None:
+    """Every module of the app's directory is kept, whatever imports it (a server's CLI names modules
+    kiln never heard of), less what .dockerignore and .kilnignore exclude; a file nothing imports that
+    cannot be compiled is left out with a note, and what it imports that is not installed is no error."""
     files = {
         "app.py": "import importlib, sys\nimportlib.import_module(sys.argv[1])\n",
         "plugins/__init__.py": "",
-        "plugins/fast.py": "import csv\n",
+        "plugins/fast.py": "import csv\nimport not_installed_anywhere\n",
+        "plugins/old.py": "print 'python 2'\n",
+        "tests/test_app.py": "import pytest\n",
+        "scratch/notes.py": "import tkinter\n",
+        ".dockerignore": "tests\n**/__pycache__\n",
+        ".kilnignore": "scratch/\n",
     }
-    without = graph_of(make_app(tmp_path, files))
-    assert "plugins.fast" not in without.modules
-    with_include = graph_of(make_app(tmp_path, files, 'include = ["plugins.fast"]\n'))
-    assert {"plugins", "plugins.fast", "csv"} <= set(with_include.modules)
-    assert with_include.modules["plugins.fast"].origin == "app"
+    g = graph_of(make_app(tmp_path, files))
+    assert {"plugins", "plugins.fast", "csv"} <= set(g.modules)
+    assert g.modules["plugins.fast"].origin == "app"
+    assert "not_installed_anywhere" in g.optional_left_out
+    assert "plugins.old" not in g.modules and any("plugins/old.py" in n for n in g.notes)
+    assert not {"tests", "tests.test_app", "scratch.notes", "tkinter"} & set(g.modules)
+
+
+def test_a_stdlib_module_named_at_run_time_needs_include(tmp_path: Path) -> None:
+    files = {"app.py": "import importlib, sys\nimportlib.import_module(sys.argv[1])\n"}
+    assert "xml.dom.minidom" not in graph_of(make_app(tmp_path, files)).modules
+    kept = graph_of(make_app(tmp_path, files, 'include = ["xml.dom.minidom"]\n'))
+    assert {"xml.dom", "xml.dom.minidom"} <= set(kept.modules)
+
+
+def test_names_held_in_constants_are_followed(tmp_path: Path) -> None:
+    """datasette's `for plugin in DEFAULT_PLUGINS: importlib.import_module(plugin)`, and an f-string over
+    a loop of names: each name the constant holds is kept when it exists."""
+    files = {
+        "app.py": (
+            "import importlib\n"
+            'DEFAULT = ("json.tool", "xml.dom.minidom", "no.such.module")\n'
+            'CODECS: dict[str, str] = {"b64": "ignored"}\n'
+            "for name in DEFAULT:\n"
+            "    importlib.import_module(name)\n"
+            "def load():\n"
+            '    for kind in ("html.parser", "csv"):\n'
+            "        __import__(kind)\n"
+            '    for fmt in ["pulldom"]:\n'
+            '        importlib.import_module(f"xml.dom.{fmt}")\n'
+        ),
+    }
+    g = graph_of(make_app(tmp_path, files))
+    assert {"json.tool", "xml.dom.minidom", "html.parser", "csv", "xml.dom.pulldom"} <= set(g.modules)
+    assert "no.such.module" not in g.modules
 
 
 def test_optional_import_left_out_unless_included(tmp_path: Path) -> None:
