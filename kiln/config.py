@@ -347,14 +347,16 @@ def complete(app: App) -> App:
                 f"({launch.listen.why}): no published port of a VM reaches it; add {host} to the command"
             )
     if launch.forks is not None:
+        # A server kiln knows forks its workers without exec (gunicorn's master and workers, uvicorn's and
+        # hypercorn's --workers): the policy lets exactly that through, the reason recorded in the manifest.
         missing = [c for c in launch.forks.calls if c not in config.seccomp.allow]
         if missing:
             server = launch.server.name if launch.server else launch.name
-            entry = ", ".join(f'{c} = "{server} {_WHY[c]}"' for c in missing)
-            alternative = _ONE_PROCESS.get(server, "run it with one process")
-            raise AppError(
-                f"{server} starts {launch.forks.processes} processes ({launch.forks.how}), and a unikernel runs one: "
-                f"add [seccomp] allow = {{ {entry} }} to kiln.toml, or {alternative}"
+            allow = {**config.seccomp.allow, **{c: f"{server} {_WHY[c]} ({launch.forks.how})" for c in missing}}
+            config = config.model_copy(update={"seccomp": SeccompConfig(allow=allow)})
+            notes.append(
+                f"{server} starts {launch.forks.processes} processes ({launch.forks.how}): the syscall policy "
+                f"lets {', '.join(missing)} through for its workers"
             )
     return app.model_copy(update={"config": config, "ports_from": ports_from, "notes": tuple(notes)})
 
@@ -383,9 +385,3 @@ def _django_volumes(root: Path, config: AppConfig, notes: list[str]) -> AppConfi
 
 
 _WHY = {"clone": "forks its workers", "execve": "starts an interpreter per worker"}
-_ONE_PROCESS = {
-    "gunicorn": "use -w 1 --threads N (one worker process with N threads: its master still forks it)",
-    "uvicorn": "drop --workers (one process serves many connections)",
-    "hypercorn": "use -w 0 (hypercorn then serves in its own process)",
-    "fastapi": "drop --workers",
-}

@@ -5,7 +5,10 @@ the chosen stage (the last one, or `--target`) back through the stages it is
 built `FROM`, as the builder would: ENV, WORKDIR, USER, EXPOSE, VOLUME,
 STOPSIGNAL, HEALTHCHECK, ENTRYPOINT and CMD carry over from a parent stage,
 and a new ENTRYPOINT clears an inherited CMD. `ARG` defaults and ENV values
-substitute into later instructions (`$VAR`, `${VAR:-default}`).
+substitute into later instructions (`$VAR`, `${VAR:-default}`). A stage built
+FROM an image starts with what every image's config has, Docker's default
+PATH, so that `ENV PATH="$VIRTUAL_ENV/bin:$PATH"` extends it as the builder
+would (the base image's own config is not fetched to read a Dockerfile).
 
 `command()` is Entrypoint + Cmd as `docker run` puts them together: the
 exec form as it is, the shell form read by kiln.shell_form (one plain
@@ -26,6 +29,10 @@ from pathlib import Path, PurePosixPath
 from kiln import shell_form
 from kiln.errors import AppError
 
+# What the builder gives a stage FROM an image whose config sets no PATH (moby's oci.DefaultPathEnv);
+# the official images (python, node, debian) set the same, or this with their own directories first.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 @dataclass
 class Stage:
@@ -34,6 +41,7 @@ class Stage:
     image: str = ""  # the image at the root of its FROM chain
     env: dict[str, str] = field(default_factory=dict)
     args: dict[str, str] = field(default_factory=dict)  # ARG defaults declared in the stage
+    inherited: dict[str, str] = field(default_factory=dict)  # what its base image's config sets (PATH)
     workdir: str | None = None
     user: str | None = None
     expose: list[str] = field(default_factory=list)
@@ -59,9 +67,9 @@ class Dockerfile:
                 continue
             argv, shell = part
             if shell:  # /bin/sh -c "..." in an image: read it as sh would, if it is one plain command
-                words += shell_form.split(argv[0], self.stage.env, f"{where}: {what}")
+                words += shell_form.split(argv[0], {**self.stage.inherited, **self.stage.env}, f"{where}: {what}")
             else:
-                words += shell_form.unwrap(argv, self.stage.env, f"{where}: {what}")
+                words += shell_form.unwrap(argv, {**self.stage.inherited, **self.stage.env}, f"{where}: {what}")
             if shell and what == "ENTRYPOINT":
                 break  # a shell-form ENTRYPOINT ignores CMD, as Docker does
         return words
@@ -120,7 +128,7 @@ def read(path: Path, target: str | None = None) -> Dockerfile:
     for item in parser.structure:
         instruction, value = item["instruction"], item["value"]
         where = f"{path.name}:{item['startline'] + 1}"
-        env = {**args, **stages[-1].args, **stages[-1].env} if stages else args
+        env = {**args, **stages[-1].inherited, **stages[-1].args, **stages[-1].env} if stages else args
         if instruction == "FROM":
             words = value.split()
             words = [w for w in words if not w.startswith("--platform")]
@@ -128,7 +136,10 @@ def read(path: Path, target: str | None = None) -> Dockerfile:
             name = words[2] if len(words) >= 3 and words[1].lower() == "as" else None
             parent = next((s for s in stages if s.name and s.name == base), None)
             stage = Stage(name, base, image=parent.image if parent else base, line=item["startline"] + 1)
+            if parent is None and base != "scratch":
+                stage.inherited = {"PATH": DEFAULT_PATH}
             if parent is not None:
+                stage.inherited = dict(parent.inherited)
                 for attr in ("env", "expose", "volumes"):
                     setattr(stage, attr, type(getattr(parent, attr))(getattr(parent, attr)))
                 for attr in ("workdir", "user", "stop_signal", "healthcheck", "entrypoint", "cmd"):

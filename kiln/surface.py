@@ -42,6 +42,7 @@ class Surface:
     ports: str
     notes: list[str] = field(default_factory=list)
     executable_count: int | None = None  # when only the count is known (a container image kiln built from)
+    processes: str = "any number"  # the process model: what the syscall policy lets the app start
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -133,7 +134,18 @@ def image_surface(store: Store, image: Image) -> Surface:
         kernel=f"kiln, config {m.kernel.config_hash}",
         kernel_options=len(m.kernel.options) or m.kernel.options_enabled,
         ports=", ".join(f"{p}/tcp" for p in m.entry.ports) or "none",
+        processes=process_model(m.policy.relaxed),
     )
+
+
+def process_model(relaxed: dict[str, str]) -> str:
+    """What the policy lets the app start: one process, forked workers (no exec), or new programs."""
+    if "execve" in relaxed:
+        return f"forks and executes programs ({relaxed['execve']})"
+    forks = [relaxed[c] for c in ("clone", "fork", "vfork", "clone3") if c in relaxed]
+    if forks:
+        return f"forks workers without exec ({forks[0]})"
+    return "one (fork and exec refused)"
 
 
 def container_surface(image: Image) -> Surface | None:
@@ -203,6 +215,7 @@ def rows(surfaces: list[Surface]) -> list[tuple[str, ...]]:
         ("kernel", *(s.kernel for s in surfaces)),
         ("kernel options on", *(str(s.kernel_options) if s.kernel_options is not None else "?" for s in surfaces)),
         ("listening ports", *(s.ports for s in surfaces)),
+        ("processes", *(s.processes for s in surfaces)),
     ]
 
 

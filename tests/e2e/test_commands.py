@@ -74,11 +74,19 @@ def test_dockerfile_and_procfile_apps_serve(session_env: dict[str, str], instanc
 
 
 @pytest.mark.vm
-def test_gunicorn_prefork_workers_with_the_seccomp_entry(
+def test_gunicorn_prefork_workers_run_as_the_command_says(
     session_env: dict[str, str], instances: list[Instance]
 ) -> None:
+    """`gunicorn -w 2` with no [seccomp] line: kiln knows gunicorn's master forks its workers without exec,
+    lets exactly that through, and records why in the manifest and the surface."""
     proc = build("gunicorn-flask", session_env)
     assert "ports: 8000 (from the command's -b)" in proc.stderr
+    assert "gunicorn starts 3 processes (-w 2): the syscall policy lets clone through for its workers" in proc.stderr
+    manifest = json.loads(kiln("inspect", "--json", "gunicorn-flask", env=session_env, check=True).stdout)["manifest"]
+    assert manifest["policy"]["relaxed"] == {"clone": "gunicorn forks its workers (-w 2)"}
+    assert "execve" in manifest["policy"]["denied"]
+    surface = json.loads(kiln("inspect", "--surface", "--json", "gunicorn-flask", env=session_env, check=True).stdout)
+    assert surface["image"]["processes"] == "forks workers without exec (gunicorn forks its workers (-w 2))"
     port = free_port()
     inst = Instance("gunicorn-flask", session_env, "qemu", {port: 8000})
     instances.append(inst)
@@ -90,17 +98,6 @@ def test_gunicorn_prefork_workers_with_the_seccomp_entry(
     assert inst.output.count("Booting worker with pid") >= 2, inst.output  # -w 2
     assert "refused clone" not in inst.output
     inst.stop()
-
-
-def test_gunicorn_without_the_entry_is_refused_in_one_line(tmp_path: Path, env: dict[str, str]) -> None:
-    app = shutil.copytree(FIXTURES / "gunicorn-flask", tmp_path / "gunicorn-flask")
-    (app / "kiln.toml").write_text('command = ["gunicorn", "-w", "3", "app:app"]\n')
-    before = store_state(env)
-    proc = kiln("build", str(app), env=env)
-    assert_one_line_error(proc, "gunicorn starts 4 processes (-w 3), and a unikernel runs one")
-    assert 'add [seccomp] allow = { clone = "gunicorn forks its workers" } to kiln.toml' in proc.stderr
-    assert "-w 1 --threads N" in proc.stderr
-    assert store_state(env) == before
 
 
 @pytest.fixture(scope="session")

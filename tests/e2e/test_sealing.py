@@ -150,5 +150,7 @@ def test_surface_report(hello_image: str, session_env: dict[str, str]) -> None:
         "syscalls allowed",
         "kernel options on",
         "listening ports",
+        "processes",
     ):
         assert row in table
+    assert mine["processes"] == "one (fork and exec refused)"

@@ -80,6 +80,21 @@ def test_dockerfile_stages_inherit_and_args_substitute(tmp_path: Path) -> None:
         read(tmp_path / "Dockerfile", target="nope")
 
 
+def test_dockerfile_env_extends_the_base_images_path(tmp_path: Path) -> None:
+    """Docker's nginx-wsgi-flask sample: `ENV PATH="$VIRTUAL_ENV/bin:$PATH"` extends the PATH every image
+    has; a stage FROM scratch has none, and says so in one line."""
+    (tmp_path / "Dockerfile").write_text(
+        'FROM python:3.11-slim\nENV VIRTUAL_ENV=/opt/venv\nENV PATH="$VIRTUAL_ENV/bin:$PATH" FLASK_RUN_PORT=8000\n'
+        'CMD ["gunicorn", "-b", "0.0.0.0:8000", "app:app"]\n'
+    )
+    stage = read(tmp_path / "Dockerfile").stage
+    assert stage.env["PATH"] == "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert stage.env["FLASK_RUN_PORT"] == "8000"
+    (tmp_path / "Dockerfile").write_text('FROM scratch\nENV PATH="/app:$PATH"\n')
+    with pytest.raises(AppError, match=r"^Dockerfile:2: \$PATH is not set in the environment the command would have$"):
+        read(tmp_path / "Dockerfile")
+
+
 @pytest.mark.parametrize(
     ("words", "modules", "ports", "processes"),
     [
