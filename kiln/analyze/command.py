@@ -149,6 +149,8 @@ def parse(
             modules = [m for m in ("wsgi", "app") if (app_root / f"{m}.py").is_file()][:1]
         listen = servers.listens(server, args, env)
         forks = servers.forks(server, args, env)
+    elif kind == "console":
+        listen = servers.listens(servers.GENERIC, args, env)
     return Launch(
         kind,  # type: ignore[arg-type]
         target,

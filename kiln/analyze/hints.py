@@ -70,6 +70,39 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
     "requests.compat": ("chardet", "charset_normalizer"),
 }
 
+# why: six builds `six.moves` at run time (a module object put in sys.modules, no file), mapping Python 2
+# names to the Python 3 stdlib; `from six.moves.urllib.parse import urlencode` (httpbin) is six plus the
+# stdlib module it names. PyInstaller's hook-six.moves reads the same table by importing six.
+VIRTUAL_PACKAGES: dict[str, str] = {"six.moves": "six"}
+SIX_MOVES: dict[str, str] = {
+    "urllib": "urllib", "urllib_parse": "urllib.parse", "urllib_error": "urllib.error",
+    "urllib_request": "urllib.request", "urllib_response": "urllib.response",
+    "urllib_robotparser": "urllib.robotparser",
+    "http_client": "http.client", "http_cookiejar": "http.cookiejar", "http_cookies": "http.cookies",
+    "html_entities": "html.entities", "html_parser": "html.parser", "BaseHTTPServer": "http.server",
+    "SimpleHTTPServer": "http.server", "CGIHTTPServer": "http.server", "configparser": "configparser",
+    "copyreg": "copyreg", "queue": "queue", "socketserver": "socketserver", "_thread": "_thread",
+    "builtins": "builtins", "reprlib": "reprlib", "cPickle": "pickle", "collections_abc": "collections.abc",
+    "email_mime_base": "email.mime.base", "email_mime_image": "email.mime.image",
+    "email_mime_multipart": "email.mime.multipart", "email_mime_nonmultipart": "email.mime.nonmultipart",
+    "email_mime_text": "email.mime.text", "xmlrpc_client": "xmlrpc.client", "xmlrpc_server": "xmlrpc.server",
+    "dbm_gnu": "dbm.gnu", "dbm_ndbm": "dbm.ndbm", "_dummy_thread": "_thread",
+}  # fmt: skip
+
+
+def virtual_module(name: str) -> tuple[str, str | None] | None:
+    """(the module that makes `name` at run time, the real module it stands for) for a name under a package
+    that exists only at run time (`six.moves.urllib.parse` -> ("six", "urllib.parse")); None otherwise."""
+    for prefix, owner in VIRTUAL_PACKAGES.items():
+        if name == prefix:
+            return owner, None
+        if name.startswith(prefix + "."):
+            first, _, rest = name[len(prefix) + 1 :].partition(".")
+            real = SIX_MOVES.get(first)
+            return owner, (f"{real}.{rest}" if rest and real else real)
+    return None
+
+
 # why: a distribution's own test suite (pandas/tests, numpy/_core/tests: tens of MB) is run by its
 # developers, never imported by an app; it is left out of a distribution kept whole.
 NOT_SHIPPED = frozenset({"tests"})

@@ -29,7 +29,7 @@ from kiln.analyze import imports
 from kiln.analyze.app_files import app_files, module_name
 from kiln.analyze.command import Launch, resolve_console
 from kiln.analyze.conditions import Facts
-from kiln.analyze.hints import FRAMEWORK_HINTS, NOT_SHIPPED, django_strings, whole_packages
+from kiln.analyze.hints import FRAMEWORK_HINTS, NOT_SHIPPED, django_strings, virtual_module, whole_packages
 from kiln.analyze.imports import ImportRef, Kind
 from kiln.analyze.interpreter import Interpreter
 from kiln.config import App, AppConfig
@@ -249,9 +249,16 @@ class _Walker:
         self.partial: set[str] = set()  # modules kept only as part of a whole: their misses are never fatal
         self.expanded: set[str] = set()  # distributions already kept whole
         self.plugins: set[str] = set()  # entry-point groups whose plugins are kept
+        self.named: set[str] = set()  # the top-level names any kept module imports
 
     def add(self, name: str, via: tuple[str, int] | None = None, lazy: bool = False) -> bool:
         """Add `name` and its parent packages; False if any part cannot be found."""
+        if (virtual := virtual_module(name)) is not None:  # six.moves.X: six, and the stdlib module X is
+            owner, real = virtual
+            found = self.add(owner, via, lazy)
+            if real is not None and found:
+                self.add(real, via, lazy)
+            return found
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             sub = ".".join(parts[:i])
@@ -474,19 +481,21 @@ class _Walker:
                 raise AnalysisError(f"include: module {name} cannot be found")
         self.settle()
         dists = self.graph.distributions
-        imported = {d.name for m in self.graph.modules.values() if (d := dists.owner(m.path)) is not None}
         self.graph.requested = tuple(sorted(dists.requested(self.asked)))
         self.app_whole()
         self.settle()
         while self.expand():
             self.settle()
         self.graph.whole = tuple(sorted(self.expanded))
-        # a requested distribution reached by no import, and none that a kept module depends on
-        needed = {r for d in imported for r in dists.by_name[d].requires} | imported
-        unused = [d for d in self.graph.requested if d not in needed and not dists.by_name[d].scripts]
+        # a requested distribution no kept module names in an import, and that runs no other way
+        unused = [
+            d for d in self.graph.requested
+            if not dists.by_name[d].top_level & self.named and not dists.by_name[d].scripts
+            and not any(g in self.plugins for g, _n, _v in dists.by_name[d].entry_points)
+        ]  # fmt: skip
         if unused:
             self.graph.notes.append(
-                f"asked for, and imported by nothing the app runs: {', '.join(unused)} (kept; "
+                f"asked for, and imported by no module of the image: {', '.join(unused)} (kept; "
                 "drop it from the requirements if the app does not need it)"
             )
         self.graph.optional_left_out = {
@@ -534,6 +543,8 @@ class _Walker:
                 ]
                 if uses := imports.kernel_uses(tree):
                     self.graph.kernel_uses[mod.name] = uses
+                own = mod.name.split(".")[0]
+                self.named |= {t for r in self.refs[mod.name] if r.level == 0 and (t := r.module.split(".")[0]) != own}
             self.visit(mod, self.refs[mod.name])
 
 

@@ -209,6 +209,18 @@ DJANGO = Server(  # `manage.py runserver` / `django-admin runserver`
     reload_flags=(),
 )
 
+# A command kiln does not know (`sanic server:app --port=8000`, `litestar run --port 8000`): the options most
+# servers' CLIs take for where to listen. Nothing else is assumed of it: no app module, no default port.
+GENERIC = Server(
+    "the command",
+    "0.0.0.0",
+    None,
+    port_options=("--port",),
+    host_options=("--host",),
+    bind_options=("--bind", "--listen"),
+    reload_flags=(),
+)
+
 SERVERS: dict[str, Server] = {
     s.name: s for s in (GUNICORN, UVICORN, HYPERCORN, WAITRESS, DAPHNE, FLASK, FASTAPI, DJANGO, HTTP_SERVER)
 }

@@ -5,7 +5,6 @@ layout's traps; volumes inside the app's directory; and each way a command can b
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path

@@ -383,7 +383,7 @@ def test_a_requested_distribution_nothing_imports_is_a_note_not_a_removal(tmp_pa
     write(tmp_path, {"app.py": "import json\n", "kiln.toml": ""})
     g = graph_with(tmp_path, (("fastloop", ()),))
     assert "fastloop._core" in g.modules
-    assert any(n.startswith("asked for, and imported by nothing the app runs: fastloop") for n in g.notes)
+    assert any(n.startswith("asked for, and imported by no module of the image: fastloop") for n in g.notes)
 
 
 def test_plugins_of_a_group_the_app_loads_are_kept(tmp_path: Path) -> None:
