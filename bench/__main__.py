@@ -4,6 +4,7 @@
     attack surface              bench/surface.py     -> docs/security.md
     native programs             bench/native.py      -> docs/benchmarks.md
     Python apps with packages   bench/python_apps.py -> docs/benchmarks.md
+    the corpus (tests/corpus)   bench/corpus.py      -> docs/compatibility.md
     summon from zero            bench/summon.py      -> docs/benchmarks.md, docs/bench/summon.png
     the measured gaps (#12)     bench/gaps.py        -> docs/benchmarks.md
     compose                     bench/compose.py     -> docs/benchmarks.md
@@ -29,7 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 
-from bench import compose, containers, disk, engines, gaps, hello_http, native, python_apps, sources, summon, surface
+from bench import (
+    compose,
+    containers,
+    corpus,
+    disk,
+    engines,
+    gaps,
+    hello_http,
+    native,
+    python_apps,
+    sources,
+    summon,
+    surface,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         ("attack surface", surface.main, []),
         ("native programs", native.main, quick),
         ("Python apps with packages", python_apps.main, quick),
+        ("the corpus", corpus.main, quick),
         ("summon from zero", summon.main, quick),
         ("the measured gaps", gaps.main, quick),
         ("compose", compose.main, quick),

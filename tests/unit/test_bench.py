@@ -287,3 +287,20 @@ def test_plots_are_png_files(tmp_path: Path) -> None:
     for name in ("boot.png", "density.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / name).stat().st_size > 5000
+
+
+def test_corpus_runs_the_images_command_as_plain_python() -> None:
+    from bench.corpus import host_argv, report
+
+    fixed = ["/usr/bin/python3.11", "-I", "/kiln/start.pyc"]
+    console = {"argv": [*fixed, "-e", "gunicorn.app.wsgiapp:run", "gunicorn", "-b", ":8000", "app:app"], "args_from": 6}
+    argv = host_argv(console)
+    assert argv[:2] == ["/usr/bin/python3.11", "-c"] and argv[3:] == ["-b", ":8000", "app:app"]
+    assert "from gunicorn.app.wsgiapp import run" in argv[2] and "sys.argv[0] = 'gunicorn'" in argv[2]
+    assert host_argv({"argv": [*fixed, "-m", "aiohttp.web", "x"], "args_from": 5}) == [
+        "/usr/bin/python3.11", "-m", "aiohttp.web", "x"]  # fmt: skip
+    assert host_argv({"argv": [*fixed, "/app/app.py"], "args_from": 4}) == ["/usr/bin/python3.11", "app.py"]
+    row = {"app": "a", "image": 2_000_000, "debian_tree": 20_000_000, "build_cold": 1.0, "build_cached": 0.5,
+           "unix_first_answer": 0.3, "python3_first_answer": None}  # fmt: skip
+    text = report([row, {"app": "b", "error": "no wheel"}])
+    assert "| a | 2.0 MB | 20.0 MB | 0.100 |" in text and "no answer" in text and "build failed: no wheel" in text
