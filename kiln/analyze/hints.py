@@ -68,6 +68,9 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
         "django.template.loaders.cached",
     ),
     "requests.compat": ("chardet", "charset_normalizer"),
+    # why: pandas' Cython module imports zoneinfo's pure-Python twin by name (its string table is compressed,
+    # so no scan of the .so shows it); without it `import pandas` fails
+    "pandas._libs.tslibs.timezones": ("zoneinfo", "zoneinfo._zoneinfo"),
 }
 
 # why: six builds `six.moves` at run time (a module object put in sys.modules, no file), mapping Python 2

@@ -352,3 +352,19 @@ def kernel_uses(tree: ast.Module) -> set[str]:
         elif isinstance(node, ast.Constant) and node.value in KERNEL_INTERFACES:
             found.add(node.value)  # hasattr(select, "epoll")
     return found
+
+
+# inspect's functions that read a module's source file: they fail on a sourceless module.
+SOURCE_READERS = frozenset({"getsource", "getsourcelines", "findsource"})
+
+
+def reads_source(tree: ast.Module) -> bool:
+    """Does the module call inspect.getsource (or getsourcelines, findsource)? Sanic's touchup rewrites its
+    own methods from their source at start-up."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name in SOURCE_READERS:
+                return True
+    return False

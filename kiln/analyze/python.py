@@ -96,6 +96,7 @@ class ModuleGraph:
     requested: tuple[str, ...] = ()  # distributions the user asked for (extras followed)
     entry_point_groups: dict[str, str] = field(default_factory=dict)  # group -> the module that loads it
     notes: list[str] = field(default_factory=list)  # what the build says about the analysis
+    keep_sources: set[str] = field(default_factory=set)  # third-party packages that read their own source
 
     def why(self, name: str) -> list[str]:
         """The chain of modules whose imports brought `name` in, entry first."""
@@ -544,6 +545,8 @@ class _Walker:
                 if uses := imports.kernel_uses(tree):
                     self.graph.kernel_uses[mod.name] = uses
                 own = mod.name.split(".")[0]
+                if mod.origin == "third-party" and imports.reads_source(tree):
+                    self.graph.keep_sources.add(own)  # its .py files stay beside their bytecode
                 self.named |= {t for r in self.refs[mod.name] if r.level == 0 and (t := r.module.split(".")[0]) != own}
             self.visit(mod, self.refs[mod.name])
 

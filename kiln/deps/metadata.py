@@ -153,7 +153,8 @@ def _modules(files: Iterable[importlib.metadata.PackagePath]) -> tuple[str, ...]
         else:
             continue
         dotted = [*parts[:-1], stem] if stem != "__init__" else list(parts[:-1])
-        if dotted and all(p.isidentifier() for p in dotted):
+        # import_module loads a file by any name without a dot (rich's `_unicode_data.unicode17-0-0`)
+        if dotted and all(p and "." not in p for p in dotted):
             names.add(".".join(dotted))
     return tuple(sorted(names))
 

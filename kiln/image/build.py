@@ -143,17 +143,19 @@ def layout(
         dest: PurePosixPath | None = None
         if mod.kind == "source" and mod.path is not None:
             source = place.guest(mod.path)
-            if keeps_source(app.config, mod.origin):
+            reads_own = app.config.sources != "none" and mod.name.split(".")[0] in graph.keep_sources
+            if keeps_source(app.config, mod.origin) or reads_own:
                 root.add_file(str(source), mod.path, 0o444)
                 dest = cached(source, interp.cache_tag)
+                shown = source
             else:
-                dest = _pyc(source)
-            jobs.append((mod.path, root.host(dest), str(source)))
+                dest = shown = _pyc(source)  # its code names a file that exists: the .pyc itself
+            jobs.append((mod.path, root.host(dest), str(shown)))
         elif mod.kind == "extension" and mod.path is not None:
             dest = place.guest(mod.path)
             root.add_file(str(dest), mod.path, 0o555)
         entries.append(ModuleEntry(name=mod.name, origin=mod.origin, kind=mod.kind, path=str(dest) if dest else None))
-    jobs.append((START_SOURCE, root.host(_pyc(PurePosixPath(START_PATH))), START_PATH))
+    jobs.append((START_SOURCE, root.host(_pyc(PurePosixPath(START_PATH))), str(_pyc(PurePosixPath(START_PATH)))))
     compile_all(interp, jobs, root.root)
     root.mkdir(str(interp.guest(interp.lib_dynload)))  # getpath's landmark for the platform library
     entries = [msgspec.structs.replace(e, size=root.host(e.path).stat().st_size) if e.path else e for e in entries]
@@ -275,6 +277,8 @@ def analyze_python(
             f"{' and more' if len(graph.whole) > 6 else ''})")
     for note in graph.notes:
         say(f"note: {note}")
+    if graph.keep_sources and app.config.sources != "none":
+        say(f"sources kept: {', '.join(sorted(graph.keep_sources))} (reads its own source: inspect.getsource)")
     return PythonAnalysis(
         interp,
         graph,

@@ -6,9 +6,11 @@ itself would cache it, and its code names the source: tracebacks show the
 app's lines, and code that asks where it lives (a frame's `co_filename`,
 `inspect.getsourcefile`, python-dotenv's `find_dotenv`) finds a file that
 exists. Every other module is "sourceless": its .pyc where the source would
-be. Either way the guest path is recorded as the file name, with
-unchecked-hash validation, so the build is reproducible and the interpreter
-never looks at a source's timestamp.
+be, and its code names the .pyc, a file that exists too (python-dotenv's
+`find_dotenv` walks the callers' frames for one, from any library). Either
+way the guest path is recorded as the file name, with unchecked-hash
+validation, so the build is reproducible and the interpreter never looks at a
+source's timestamp.
 
 Compiled with `-X no_debug_ranges`: code objects carry line numbers but not the
 column ranges behind 3.11's `^^^^` markers in tracebacks. The .pyc files are

@@ -326,6 +326,8 @@ def site_with_server(site: Path) -> None:
         "srv/protocols/__init__.py": "",
         "srv/protocols/fast_impl.py": "import fastloop\nimport gunicorn_not_here\n",
         "srv/templates/page.html": "<p>{{ x }}</p>\n",
+        "srv/_data/__init__.py": "",
+        "srv/_data/unicode17-0-0.py": "TABLE = ()\n",  # rich's: loaded by import_module with a computed name
         "srv/tests/__init__.py": "",
         "srv/tests/test_srv.py": "import pytest\n",
         "srv-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: srv\nVersion: 1.0\n"
@@ -355,7 +357,7 @@ def test_a_distribution_the_app_reaches_is_kept_whole_less_its_tests(tmp_path: P
     site_with_server(tmp_path / "site")
     write(tmp_path, {"app.py": "import srv\n", "kiln.toml": ""})
     g = graph_with(tmp_path)
-    assert {"srv", "srv.config", "srv.protocols", "srv.protocols.fast_impl"} <= set(g.modules)
+    assert {"srv", "srv.config", "srv.protocols", "srv.protocols.fast_impl", "srv._data.unicode17-0-0"} <= set(g.modules)
     assert "srv" in g.whole and not {"srv.tests", "srv.tests.test_srv", "pytest"} & set(g.modules)
     # an optional speedup the user did not ask for stays out, and what the whole imports is no error
     assert "fastloop" not in g.modules and {"fastloop", "gunicorn_not_here"} <= set(g.optional_left_out)

@@ -41,6 +41,7 @@
 #define CONFIG_PATH "/kiln/config"
 #define DEBUG_EXIT_PORT 0xf4
 #define MAX_ITEMS 256
+#define SHM_OPTIONS "mode=1777,size=64m" /* /dev/shm, as Docker gives every container */
 #define CONTROL_TTY "/dev/ttyS1"
 
 struct volume {

@@ -54,7 +54,9 @@ void enter_sandbox(const char *root) {
     mount_fs("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k");
     for (i = 0; devs[i]; i++)
         bind_dev(devs[i]);
+    must(mkdir("dev/shm", 01777) == 0 || errno == EEXIST, "make dev/shm");
     mount_fs(NULL, "dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);
+    mount_fs("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SHM_OPTIONS);
     for (i = 0; i < nsandbox_volumes; i++) {
         char *host = sandbox_volumes[i], *guest = strchr(host, '=');
         if (!guest || guest[1] != '/')
