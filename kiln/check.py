@@ -1,4 +1,10 @@
-"""`kiln build --check`: prove the import set at build time instead of guessing it.
+"""The import audit: prove the import set at build time instead of guessing it.
+
+`kiln build` runs it by default for a Python app with ports (`--no-check` skips
+it): the audit is conclusive once the app answers within AUDIT_READY seconds,
+and a module it imported that the image lacks fails the build, the image
+undone. `--check` runs it for any Python app and is strict: an app that never
+answers fails too. `trim = "modules"` needs it.
 
 The built image runs on the unix target with Python's import profiling on
 (`PYTHONPROFILEIMPORTTIME=1`, which guest init adds to the app's environment in
@@ -37,6 +43,7 @@ PROFILE_ENV = {"PYTHONPROFILEIMPORTTIME": "1"}
 _IMPORT_TIME = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*([A-Za-z_][\w.]*)\s*$")
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
 READY_TIMEOUT = 60.0
+AUDIT_READY = 30.0  # the default audit's bound: an app that has not answered by then is not audited
 RUN_TIMEOUT = 60.0
 
 
@@ -85,7 +92,13 @@ def _get(url: str) -> str:
         return f"error: {getattr(err, 'reason', err)}"
 
 
-def run(store: Store, image: Image, paths: tuple[str, ...], exists: Callable[[str], bool]) -> CheckReport:
+def run(
+    store: Store,
+    image: Image,
+    paths: tuple[str, ...],
+    exists: Callable[[str], bool],
+    ready_timeout: float = READY_TIMEOUT,
+) -> CheckReport:
     """Run `image` profiled on the unix target, exercise it, and compare imports with its contents.
     `exists(name)` says whether a module can be found where the app was built from."""
     ports = image.manifest.entry.ports
@@ -107,7 +120,7 @@ def run(store: Store, image: Image, paths: tuple[str, ...], exists: Callable[[st
     thread.start()
     report = CheckReport(exit_status=None)
     if ports:
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + ready_timeout
         for port in ports:
             if _wait_port(port, thread.is_alive, deadline):
                 for path in paths:

@@ -310,6 +310,23 @@ class Store:
                 path.parent.rmdir()
         return digest
 
+    def discard(self, ref: Ref, digest: str, previous: str | None) -> None:
+        """Undo the image `digest` a build just tagged `ref`: the tag goes back to `previous` (or away), and
+        the blobs no other tagged image uses are deleted."""
+        with self.lock():
+            path = self._tag_path(ref)
+            if previous is not None:
+                atomic.write_bytes(path, (previous + "\n").encode())
+            else:
+                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
+            others: set[str] = set()
+            for _, other in self.refs():
+                others |= self.parts(other)
+            for blob in self.parts(digest) - others:
+                self.blob_path(blob).unlink(missing_ok=True)
+
     def parts(self, digest: str) -> set[str]:
         """The manifest's digest, the digests of the parts it names, and its snapshots' blobs."""
         try:

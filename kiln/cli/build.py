@@ -12,7 +12,7 @@ from rich.markup import escape
 from kiln.cli.kernel import kernel_progress
 from kiln.cli.ui import console, err_console, human_size, print_json
 from kiln.config import App, AppConfig, NativeConfig, load_app
-from kiln.errors import AnalysisError, UsageError
+from kiln.errors import AnalysisError, KilnError, UsageError
 from kiln.image.build import BuildResult, build_python
 from kiln.image.native import build_native
 from kiln.store import Store
@@ -73,10 +73,12 @@ SIZED = " (sized from the image; memory in kiln.toml, or kiln run -m, sets anoth
 @click.option("--password-stdin", is_flag=True, help="Read the registry's password from stdin.")
 @click.option("--no-kernel-build", is_flag=True, help="Fail instead of building a kernel that is not cached.")
 @click.option(
-    "--check",
-    is_flag=True,
-    help="Then run the image once on the unix target with import profiling, GET the `check` paths on its "
-    "ports, and report modules it imported that the image lacks (exit 1 if any) and modules it never imported.",
+    "--check/--no-check",
+    default=None,
+    help="Run the image once on the unix target with import profiling, GET the `check` paths on its ports, and "
+    "report modules it imported that the image lacks (exit 1 if any) and modules it never imported. By default a "
+    "Python app with ports is audited so (the build fails, the image undone, if it imports what the image lacks; "
+    "an app that does not answer within 30 s is not audited); --no-check skips it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(
@@ -97,7 +99,7 @@ def build(
     username: str | None,
     password_stdin: bool,
     no_kernel_build: bool,
-    check: bool,
+    check: bool | None,
     as_json: bool,
 ) -> None:
     """Build an app into an image: ARGS is APP (a directory with kiln.toml, or a .py
@@ -161,10 +163,17 @@ def build(
         raise UsageError("give one APP, or --exe PROGRAM [options] -- ARGS (see kiln build --help)")
     if check and app.native:
         raise UsageError("--check proves a Python app's imports; for a native program use kiln trace")
+    trims = isinstance(app.config, AppConfig) and app.config.trim == "modules"
+    if trims and check is False:
+        raise UsageError('trim = "modules" keeps only what the imports reach, so the build runs the app to prove it: '
+                         "drop --no-check, or drop the trim line")  # fmt: skip
+    audit = check is None and not app.native and (bool(app.config.ports) or trims)
+    store = Store()
+    previous = _tagged(store, tag or app.name)
     builder = build_native if app.native else build_python
     result = builder(
         app,
-        Store(),
+        store,
         tag,
         step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"),
         build_kernel=not no_kernel_build,
@@ -173,6 +182,11 @@ def build(
     m = result.manifest
     modules = len(m.python.modules) if m.python else 0
     report = run_check(app, result) if check else None
+    if audit:
+        from kiln.check import AUDIT_READY
+
+        report = run_check(app, result, AUDIT_READY)
+        audit_verdict(report, store, result, previous)
     if as_json:
         print_json(
             {
@@ -285,7 +299,15 @@ def image_build(
     )
 
 
-def run_check(app: App, result: BuildResult) -> CheckReport:
+def _tagged(store: Store, name: str) -> str | None:
+    """The image the tag names before this build, if any."""
+    try:
+        return store.resolve(name)[0]
+    except KilnError:
+        return None
+
+
+def run_check(app: App, result: BuildResult, ready: float | None = None) -> CheckReport:
     from kiln import check
     from kiln.analyze.python import Resolver
 
@@ -294,7 +316,39 @@ def run_check(app: App, result: BuildResult) -> CheckReport:
     resolver = Resolver(app, analysis.interp, tuple(analysis.place.sites))
     err_console.print(f"[dim]==>[/] checking: running {escape(str(result.ref))} on the unix target, imports profiled")
     store = Store()
-    return check.run(store, store.image(str(result.ref)), app.config.check, lambda n: resolver.find(n) is not None)
+    image = store.image(str(result.ref))
+    return check.run(
+        store, image, app.config.check, lambda n: resolver.find(n) is not None, ready or check.READY_TIMEOUT
+    )
+
+
+def audit_verdict(report: CheckReport, store: Store, result: BuildResult, previous: str | None) -> None:
+    """The default audit: a module the app imported that the image lacks fails the build in one line, and the
+    image is undone (the tag back where it was); an app that never answered is only not audited."""
+    from urllib.parse import urlsplit
+
+    from kiln.check import AUDIT_READY, toml_list
+
+    if report.missing:
+        store.discard(result.ref, result.digest, previous)
+        fix = f"add {toml_list('include', report.include)} to kiln.toml" if report.include else (
+            "it is not installed where the app was built from: add its distribution to the requirements")
+        raise AnalysisError(
+            f"the audit run imported {', '.join(report.missing)}, which the image lacks: {fix} "
+            "(kiln build --no-check skips the run)"
+        )  # fmt: skip
+    if report.not_ready:
+        ended = f"it exited with status {report.exit_status}" if report.exit_status is not None else "it kept starting"
+        err_console.print(
+            f"[dim]==>[/] audit: the app did not answer on port {', '.join(map(str, report.not_ready))} within "
+            f"{AUDIT_READY:.0f} s ({ended}): its imports were not checked",
+            highlight=False,
+        )
+    else:
+        asked = ", ".join(f"GET {urlsplit(url).path or '/'} -> {status}" for url, status in report.requests)
+        err_console.print(
+            f"[dim]==>[/] audit: {asked}; {len(report.imported)} modules imported, none missing", highlight=False
+        )
 
 
 def check_json(report: CheckReport) -> dict[str, object]:

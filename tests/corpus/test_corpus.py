@@ -37,6 +37,8 @@ def build(app: str, session_env: dict[str, str], built: dict[str, str]) -> str:
     if app not in built:
         assert not (CORPUS / app / "kiln.toml").exists(), f"{app} must build with no kiln.toml"
         proc = kiln("build", "-t", f"corpus-{app}", str(CORPUS / app), env=session_env, check=True, timeout=1200)
+        # every build of an app with ports ran it once, audited: it answered, and imported nothing the image lacks
+        assert "==> audit: GET " in proc.stderr and "none missing" in proc.stderr, proc.stderr
         built[app] = proc.stderr
     return built[app]
 

@@ -216,15 +216,42 @@ def test_check_finds_a_string_import_the_analysis_cannot_see(env: dict[str, str]
     app = tmp_path / "string-import"
     shutil.copytree(FIXTURES / "string-import", app)
     proc = kiln("build", "--check", str(app), env=env, timeout=600)
-    assert_one_line_error(proc, "--check: 1 module imported at run time is not in the image: plugin_fast")
-    assert 'add to kiln.toml: include = ["plugin_fast"]' in proc.stdout
-    assert "ModuleNotFoundError: No module named 'plugin_fast'" not in proc.stderr  # the report, not the console
+    assert_one_line_error(proc, "--check: 1 module imported at run time is not in the image: encodings.cp1252")
+    assert 'add to kiln.toml: include = ["encodings.cp1252"]' in proc.stdout
+    assert "ModuleNotFoundError: No module named" not in proc.stderr  # the report, not the console
     # What the check suggests makes the next build pass, and the app answers.
-    (app / "kiln.toml").write_text((app / "kiln.toml").read_text() + 'include = ["plugin_fast"]\n')
+    (app / "kiln.toml").write_text((app / "kiln.toml").read_text() + 'include = ["encodings.cp1252"]\n')
     fixed = kiln("build", "--check", "--json", str(app), env=env, timeout=600, check=True)
     report = json.loads(fixed.stdout)["check"]
     assert report["missing"] == [] and report["requests"] == {"http://127.0.0.1:8731/": "200"}
     assert report["imported"] > 50
+
+
+def test_the_default_audit_undoes_an_image_that_lacks_what_the_app_imports(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A Python app with ports is run once by every build: a module it imports that the image lacks fails
+    the build in one line naming the module and the fix, and the store is as it was; --no-check skips it."""
+    app = shutil.copytree(FIXTURES / "string-import", tmp_path / "string-import")
+    before = store_state(env)
+    proc = kiln("build", str(app), env=env, timeout=600)
+    assert_one_line_error(
+        proc,
+        'the audit run imported encodings.cp1252, which the image lacks: add include = ["encodings.cp1252"] to '
+        "kiln.toml (kiln build --no-check skips the run)",
+    )
+    assert store_state(env) == before
+    assert kiln("build", "--no-check", str(app), env=env, timeout=600).returncode == 0
+    (app / "kiln.toml").write_text((app / "kiln.toml").read_text() + 'include = ["encodings.cp1252"]\n')
+    passed = kiln("build", str(app), env=env, timeout=600, check=True)
+    assert "audit: GET / -> 200" in passed.stderr and "none missing" in passed.stderr
+
+
+def test_trim_modules_needs_the_audit(env: dict[str, str], tmp_path: Path) -> None:
+    app = shutil.copytree(FIXTURES / "string-import", tmp_path / "string-import")
+    (app / "kiln.toml").write_text((app / "kiln.toml").read_text() + 'trim = "modules"\n')
+    proc = kiln("build", "--no-check", str(app), env=env)
+    assert_one_line_error(proc, 'trim = "modules" keeps only what the imports reach, so the build runs the app', 2)
 
 
 def test_check_is_for_python_apps(env: dict[str, str]) -> None:
@@ -250,6 +277,6 @@ def test_trace_of_a_python_image_audits_its_imports(env: dict[str, str]) -> None
     kiln("build", str(FIXTURES / "string-import-once"), env=env, check=True, timeout=600)
     proc = kiln("trace", "-t", "60", "--json", "string-import-once", env=env, timeout=180)
     report = json.loads(proc.stdout)["python"]
-    assert report["missing"] == ["plugin_once"], proc.stderr
+    assert report["missing"] == ["encodings.cp1252"], proc.stderr
     assert report["imported"] > 20
-    assert "ModuleNotFoundError: No module named 'plugin_once'" in proc.stderr  # the console, in full
+    assert "ModuleNotFoundError: No module named 'encodings.cp1252'" in proc.stderr  # the console, in full
