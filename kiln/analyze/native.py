@@ -10,38 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
-
-from kiln.analyze.needs import Needs
+from kiln.analyze.needs import NETWORK_SYMBOLS, SYMBOL_FEATURES, Needs, imported_symbols
 from kiln.config import NativeConfig
 from kiln.kernel.config import BASE_FEATURES, NETWORK_FEATURES
-
-NETWORK_SYMBOLS = frozenset({"socket", "bind", "listen", "accept", "accept4", "connect", "getaddrinfo"})
-SYMBOL_FEATURES = {
-    "epoll_create": "epoll",
-    "epoll_create1": "epoll",
-    "epoll_ctl": "epoll",
-    "epoll_wait": "epoll",
-    "eventfd": "eventfd",
-    "eventfd_write": "eventfd",
-    "timerfd_create": "timerfd",
-    "timerfd_settime": "timerfd",
-    "signalfd": "signalfd",
-}
-
-
-def imported_symbols(path: Path) -> set[str]:
-    """The undefined dynamic symbols of an ELF file: what it takes from its libraries."""
-    try:
-        with open(path, "rb") as f:
-            dynsym = ELFFile(f).get_section_by_name(".dynsym")
-            if not isinstance(dynsym, SymbolTableSection):
-                return set()
-            return {s.name.split("@")[0] for s in dynsym.iter_symbols() if s.name and s["st_shndx"] == "SHN_UNDEF"}
-    except (ELFError, OSError):
-        return set()
 
 
 def native_needs(config: NativeConfig, elfs: list[Path]) -> Needs:

@@ -6,7 +6,10 @@ EROFS root, entropy, seccomp for the syscall policy). Beyond that:
 - networking (virtio-net, IPv4, AF_UNIX) if the app declares ports or reaches
   the socket module;
 - 9p if it declares volumes;
-- epoll, eventfd, timerfd and signalfd only if some reached module names them.
+- epoll, eventfd, timerfd and signalfd only if some reached module names them,
+  or an extension module imports the C library's call for them (uvloop's libuv
+  calls eventfd() and epoll_create1(): the same symbol table as a native
+  program's, kiln.analyze.native).
 
 Each feature is a fragment in kiln/kernel/fragments/; the reasons go in the
 manifest so `kiln inspect` can say why an option is on.
@@ -15,10 +18,40 @@ manifest so `kiln inspect` can say why an option is on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from kiln.analyze.python import ModuleGraph
 from kiln.config import AppConfig
 from kiln.kernel.config import BASE_FEATURES, NETWORK_FEATURES
+
+NETWORK_SYMBOLS = frozenset({"socket", "bind", "listen", "accept", "accept4", "connect", "getaddrinfo"})
+SYMBOL_FEATURES = {
+    "epoll_create": "epoll",
+    "epoll_create1": "epoll",
+    "epoll_ctl": "epoll",
+    "epoll_wait": "epoll",
+    "eventfd": "eventfd",
+    "eventfd_write": "eventfd",
+    "timerfd_create": "timerfd",
+    "timerfd_settime": "timerfd",
+    "signalfd": "signalfd",
+}
+
+
+def imported_symbols(path: Path) -> set[str]:
+    """The undefined dynamic symbols of an ELF file: what it takes from its libraries."""
+    try:
+        with open(path, "rb") as f:
+            dynsym = ELFFile(f).get_section_by_name(".dynsym")
+            if not isinstance(dynsym, SymbolTableSection):
+                return set()
+            return {s.name.split("@")[0] for s in dynsym.iter_symbols() if s.name and s["st_shndx"] == "SHN_UNDEF"}
+    except (ELFError, OSError):
+        return set()
 
 INTERFACE_FEATURES = {"epoll": "epoll", "eventfd": "eventfd", "timerfd_create": "timerfd", "signalfd": "signalfd"}
 
@@ -45,4 +78,9 @@ def python_needs(config: AppConfig, graph: ModuleGraph) -> Needs:
     for module, uses in sorted(graph.kernel_uses.items()):
         for name in sorted(uses):
             reasons.setdefault(INTERFACE_FEATURES[name], f"{module} uses {name}")
+    for ext in sorted(graph.extensions, key=lambda m: m.name):
+        if ext.path is None:
+            continue
+        for symbol in sorted(imported_symbols(ext.path) & SYMBOL_FEATURES.keys()):
+            reasons.setdefault(SYMBOL_FEATURES[symbol], f"{ext.name} calls {symbol}()")
     return Needs(tuple(sorted({*BASE_FEATURES, *reasons})), reasons)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kiln.errors import KernelError
@@ -37,3 +39,22 @@ def test_read_options() -> None:
         "CONFIG_B": "n",
         "CONFIG_C": '"x"',
     }
+
+
+def test_an_extension_modules_c_calls_choose_kernel_features(tmp_path: Path) -> None:
+    """uvloop's libuv calls eventfd() and epoll_create1() from C: no Python source names them, the symbols its
+    .so imports do, as a native program's would."""
+    import subprocess
+
+    from kiln.analyze.needs import python_needs
+    from kiln.analyze.python import Module, ModuleGraph
+    from kiln.config import AppConfig
+
+    source = tmp_path / "loop.c"
+    source.write_text("#include <sys/eventfd.h>\nint make(void) { return eventfd(0, 0); }\n")
+    ext = tmp_path / "loop.cpython-311-x86_64-linux-gnu.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", ext, source], check=True)
+    graph = ModuleGraph(modules={"fastloop.loop": Module("fastloop.loop", "extension", "third-party", ext)})
+    needs = python_needs(AppConfig(ports=(8000,)), graph)
+    assert "eventfd" in needs.features and needs.reasons["eventfd"] == "fastloop.loop calls eventfd()"
+    assert "eventfd" not in python_needs(AppConfig(ports=(8000,)), ModuleGraph()).features
