@@ -28,6 +28,7 @@ or the defaults for a single .py file, validated into frozen models.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -330,6 +331,10 @@ def complete(app: App) -> App:
     launch = app.launch
     assert isinstance(app.config, AppConfig)
     config, ports_from, notes = app.config, app.ports_from, list(app.notes) + list(launch.notes)
+    if launch.listen is None and launch.kind == "file" and not config.ports:
+        from kiln.analyze.servers import listens_in_source
+
+        launch = dataclasses.replace(launch, listen=listens_in_source(app.root / launch.target))
     if not config.ports and launch.listen is not None:
         config = config.model_copy(update={"ports": launch.listen.ports})
         ports_from = launch.listen.why

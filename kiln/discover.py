@@ -51,7 +51,7 @@ def procfile(path: Path) -> Found:
         raise AppError(f"{path}: no web: line (it has {have}); kiln runs the web process")
     number, line = processes["web"]
     env = {"PORT": PROCFILE_PORT} if "PORT" in line else {}
-    words = shell_form.split(line, env, f"{path.name}:{number}")
+    words = shell_form.split(line, env, f"{path.name}:{number}", cwd=path.parent)  # a Procfile runs in the app
     return Found(tuple(words), "Procfile (web)", env=env)
 
 

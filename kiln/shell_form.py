@@ -7,16 +7,20 @@ would have handed to a shell. A unikernel has no shell, so kiln reads the
 line itself when it is one plain command: words split as POSIX sh splits them
 (`shlex`), a leading `exec` dropped, `$VAR`, `${VAR}` and `${VAR:-default}`
 taken from the environment the command would have had. Anything a shell
-would have had to run (pipes, lists, redirections, substitutions, globs,
-assignments before the command) is refused with `ShellFormError`, whose text
-says which part needs a shell.
+would have had to run (pipes, lists, redirections, substitutions, globs that
+match files, assignments before the command) is refused with `ShellFormError`,
+whose text says which part needs a shell. A glob that matches no file in the
+directory the command starts in stays as it is, as sh leaves it
+(`waitress-serve --listen=*:8080`).
 """
 
 from __future__ import annotations
 
+import glob
 import re
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 
 from kiln.errors import AppError
 
@@ -85,18 +89,29 @@ def expand(text: str, env: Mapping[str, str], where: str, unset_is_empty: bool =
     return "".join(part if part.startswith("'") else _VAR.sub(one, part) for part in parts)
 
 
-def split(line: str, env: Mapping[str, str], where: str, unset_is_empty: bool = False) -> list[str]:
-    """The argv of `line` read as sh would read one plain command (see the module's docstring)."""
+def split(
+    line: str, env: Mapping[str, str], where: str, unset_is_empty: bool = False, cwd: Path | None = None
+) -> list[str]:
+    """The argv of `line` read as sh would read one plain command (see the module's docstring). `cwd`: the
+    directory it starts in, where a glob is matched (without it, any glob is refused)."""
     bare = _unquoted(line)
     for token, what in _OPERATORS:
         if token in bare:
             raise ShellFormError(f"{where}: {line!r} needs a shell ({what}), and a unikernel has none")
-    if any(ch in bare for ch in "*?[") or "~" in bare.split()[0:1]:
+    globbing = any(ch in bare for ch in "*?[")
+    if (globbing and cwd is None) or (bare.split()[0:1] and bare.split()[0].startswith("~")):
         raise ShellFormError(f"{where}: {line!r} needs a shell (a glob or ~), and a unikernel has none")
     try:
         words = shlex.split(expand(line, env, where, unset_is_empty), comments=False, posix=True)
     except ValueError as err:
         raise ShellFormError(f"{where}: {line!r}: {err}") from None
+    if globbing and cwd is not None:
+        for word in words:
+            if glob.has_magic(word) and glob.glob(word, root_dir=cwd):
+                raise ShellFormError(
+                    f"{where}: {line!r} needs a shell ({word} matches files, which sh would put in its place), "
+                    "and a unikernel has none"
+                )
     if words and words[0] == "exec":
         words = words[1:]
     if words and _ASSIGNMENT.match(words[0]):

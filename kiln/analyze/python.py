@@ -353,10 +353,12 @@ class _Walker:
 
     def _visit_partial(self, importer: Module, refs: list[ImportRef]) -> None:
         """A module kept as part of a whole (its distribution, the app's directory): what it imports is kept
-        when it resolves, deferred imports as for any module reached lazily, and a miss is only listed."""
+        when it resolves, in a function or not (the whole can call any of its functions, and Docker's image
+        has the whole stdlib: sqlalchemy's sqlite dialect imports sqlite3 when it connects), and a miss is only
+        listed."""
         for ref in refs:
             target = _absolute(ref, importer)
-            if target is None or (ref.deferred and self.lazy.get(importer.name, True)):
+            if target is None:
                 continue
             if self.is_excluded(target) and not self.is_included(target):
                 self.graph.excluded[target].append(f"{importer.name}:{ref.line}")

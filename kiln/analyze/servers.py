@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -437,6 +438,35 @@ def adjust(server: Server, args: list[str]) -> tuple[list[str], list[str]]:
         args = [a for a in args if a not in server.reload_flags]
         notes.append(f"{' '.join(dropped)} dropped: a reloader re-executes the program, and an image never changes")
     return args, notes
+
+
+def listens_in_source(path: Path) -> Listen | None:
+    """Where an app file that starts its own server listens, as its source says: a call with a literal
+    `port=5000` (Flask's and Flask-SocketIO's `run`, Bottle's `run`, `uvicorn.run`, aiohttp's `run_app`,
+    waitress' `serve`) or `.listen(8888)` (Tornado), with the `host=` beside it. Nothing is run."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError):
+        return None
+    ports: list[int] = []
+    hosts: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        words = {k.arg: k.value for k in node.keywords if k.arg}
+        port = words.get("port")
+        func = node.func
+        if port is None and isinstance(func, ast.Attribute) and func.attr == "listen" and len(node.args) == 1:
+            port = node.args[0]
+        if isinstance(port, ast.Constant) and isinstance(port.value, int) and 0 < port.value < 65536:
+            ports.append(port.value)
+            host = words.get("host")
+            hosts.append(host.value if isinstance(host, ast.Constant) and isinstance(host.value, str) else "0.0.0.0")
+    if not ports:
+        return None
+    return Listen(tuple(dict.fromkeys(ports)), tuple(dict.fromkeys(hosts)), f"{path.name}'s port=")
 
 
 def loopback_only(listen: Listen) -> bool:

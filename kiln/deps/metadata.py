@@ -99,9 +99,20 @@ class Distributions:
             if name == canonicalize_name(top):
                 return True
             dist = self.by_name.get(name)
-            if dist is not None and top in dist.top_level:
+            if dist is not None and top in dist.top_level and self.provides(dist, module):
                 return True
         return False
+
+    def provides(self, dist: Distribution, module: str) -> bool:
+        """Does `dist` install `module`? A top-level name several distributions share (the `zope` namespace of
+        zope.interface and zope.deprecation) says nothing of `zope.component`: the modules they install do."""
+        parts = module.split(".")
+        top = parts[0]
+        shared = sum(1 for d in self.by_name.values() if top in d.top_level) > 1
+        if not dist.modules or (not shared and len(parts) == 1):
+            return True
+        prefixes = [".".join(parts[:i]) for i in range(2 if shared else 1, len(parts) + 1)]
+        return any(p in dist.modules for p in prefixes) or (not shared and top in dist.top_level)
 
     def requested(self, asked: Iterable[tuple[str, Iterable[str]]]) -> set[str]:
         """The installed distributions the user asked for: each `name[extra,...]` asked, and what each extra

@@ -9,7 +9,8 @@
   and the `*.dist-info` of every distribution whose modules are kept, so that
   `importlib.metadata.version()` and entry points work in the guest.
 - `app_data` copies the app's own data files: by default every non-Python file
-  of the app (kiln.analyze.app_files: less what .dockerignore or .kilnignore
+  (and every .py file no import can name, such as Alembic's revisions) of the
+  app (kiln.analyze.app_files: less what .dockerignore or .kilnignore
   exclude, caches, VCS directories and virtualenvs; none for an app that is a
   single .py file); `data = ["templates/**", ...]` in kiln.toml narrows that to
   the files its globs match.
@@ -21,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from kiln.analyze.app_files import app_files
+from kiln.analyze.app_files import app_files, module_name
 from kiln.analyze.python import ModuleGraph
 from kiln.config import App, AppConfig
 from kiln.deps.metadata import Distribution
@@ -127,7 +128,13 @@ def app_data(app: App, root: RootFS, place: Placement) -> list[Path]:
         matched = [m for pattern in app.config.data for m in app.root.glob(pattern)]
         files = sorted({f for m in matched for f in ([m] if m.is_file() else m.rglob("*")) if f.is_file()})
     else:
-        files = [f for f in app_files(app.root, vendored) if _is_data(f.name) and f.name not in SKIPPED_APP_FILES]
+        # and the app's .py files no import can name (`migrations/versions/1975ea83b712_create.py`: Alembic loads
+        # its revisions by path), as they are: the modules are laid out by the import analysis
+        files = [
+            f
+            for f in app_files(app.root, vendored)
+            if (_is_data(f.name) or module_name(app.root, f) is None) and f.name not in SKIPPED_APP_FILES
+        ]
     for host in files:
         root.add_file(str(place.guest(host)), host)
     return files

@@ -55,6 +55,18 @@ def test_shell_form_refuses_what_needs_a_shell(line: str, fragment: str) -> None
     assert fragment in str(err.value) and str(err.value).startswith("where: ")
 
 
+def test_a_glob_that_matches_no_file_stays_as_sh_leaves_it(tmp_path: Path) -> None:
+    """`waitress-serve --listen=*:8080` (waitress' docs): sh leaves a glob that matches nothing as it is; one that
+    matches files in the directory the command starts in would be replaced by them, which needs a shell."""
+    assert split("waitress-serve --listen=*:8080 app:app", {}, "t", cwd=tmp_path) == [
+        "waitress-serve", "--listen=*:8080", "app:app"]  # fmt: skip
+    (tmp_path / "a.conf").write_text("")
+    with pytest.raises(ShellFormError, match=r"needs a shell \(\*\.conf matches files"):
+        split("server --config *.conf", {}, "t", cwd=tmp_path)
+    with pytest.raises(ShellFormError, match=r"needs a shell \(a glob or ~\)"):
+        split("waitress-serve --listen=*:8080 app:app", {}, "t")  # where it starts is not known
+
+
 def test_sh_c_is_unwrapped_and_a_bare_shell_is_refused() -> None:
     assert unwrap(["/bin/sh", "-c", "exec memcached -u root"], {}, "t") == ["memcached", "-u", "root"]
     assert unwrap(["memcached"], {}, "t") == ["memcached"]

@@ -167,6 +167,8 @@ def test_app_data_defaults_narrowing_and_single_files(tmp_path: Path) -> None:
             "templates/index.html": "<p>",
             "static/style.css": "body{}",
             "notes.txt": "x",
+            "migrations/versions/1975ea83b712_create.py": "revision = '1975ea83b712'\n",  # loaded by path
+            "scripts/tool.py": "",  # a module: laid out by the import analysis
             ".git/config": "x",
             "__pycache__/app.cpython-311.pyc": "x",
             ".venv/pyvenv.cfg": "x",
@@ -182,7 +184,10 @@ def test_app_data_defaults_narrowing_and_single_files(tmp_path: Path) -> None:
         app_data(load_app(app_dir), root, Placement(app_dir, APP_DIR))
         return {str(p) for p in root.files() if str(p).startswith("/app/")}
 
-    assert copied(app_root) == {"/app/templates/index.html", "/app/static/style.css", "/app/notes.txt"}
+    assert copied(app_root) == {
+        "/app/templates/index.html", "/app/static/style.css", "/app/notes.txt",
+        "/app/migrations/versions/1975ea83b712_create.py",
+    }  # fmt: skip
     assert copied(app_root, 'data = ["templates/**"]\n') == {"/app/templates/index.html"}
     root = RootFS(tmp_path / "single")
     assert app_data(load_app(app_root / "app.py"), root, Placement(app_root, APP_DIR)) == []

@@ -1,0 +1,5 @@
+from django.urls import path
+
+from pages import views
+
+urlpatterns = [path("", views.home)]
