@@ -243,3 +243,16 @@ def test_volumes_anywhere_a_user_would_mount_one(tmp_path: Path) -> None:
         (tmp_path / "kiln.toml").write_text(f'volumes = ["{bad}"]\n')
         with pytest.raises(AppError, match="the system needs"):
             load_app(tmp_path)
+
+
+def test_an_app_file_that_starts_its_own_server_says_its_port(tmp_path: Path) -> None:
+    from kiln.analyze.servers import listens_in_source
+
+    app = tmp_path / "app.py"
+    app.write_text('from flask import Flask\napp = Flask(__name__)\napp.run(host="0.0.0.0", port=5000)\n')
+    listen = listens_in_source(app)
+    assert listen is not None and (listen.ports, listen.hosts, listen.why) == ((5000,), ("0.0.0.0",), "app.py's port=")
+    app.write_text("import tornado.web\napp = tornado.web.Application([])\napp.listen(8888)\n")
+    assert listens_in_source(app) is not None and listens_in_source(app).ports == (8888,)  # type: ignore[union-attr]
+    app.write_text("import os\nport = int(os.environ['PORT'])\nrun(port=port)\n")  # not a literal: not known
+    assert listens_in_source(app) is None

@@ -410,3 +410,26 @@ def test_a_plugin_naming_a_missing_module_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(AnalysisError, match=r"^entry point plug of plug \(group host.plugins, loaded by host\) "
                        r"names plug.gone, which is not installed$"):  # fmt: skip
         graph_with(tmp_path)
+
+
+def test_a_namespace_several_distributions_share_says_nothing_of_its_other_modules(tmp_path: Path) -> None:
+    """pyramid requires zope.interface and zope.deprecation, which share the `zope` namespace: its import of
+    zope.component (not installed, not required) in a function is listed, not 'needed by pyramid'."""
+    files = {
+        "pyr/__init__.py": "from pyr import zca\n",
+        "pyr/zca.py": "def hook():\n    from zope.component import getSiteManager\n",
+        "pyr-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: pyr\nVersion: 1.0\n"
+        "Requires-Dist: zope.interface\nRequires-Dist: zope.deprecation\n",
+        "zope/interface/__init__.py": "",
+        "zope.interface-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: zope.interface\nVersion: 1.0\n",
+        "zope/deprecation/__init__.py": "",
+        "zope.deprecation-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: zope.deprecation\nVersion: 1.0\n",
+    }
+    tops = (("pyr", "pyr/"), ("zope.interface", "zope/interface/"), ("zope.deprecation", "zope/deprecation/"))
+    for dist, top in tops:
+        own = sorted(f for f in files if f.startswith((top, f"{dist}-1.0.dist-info/")))
+        files[f"{dist}-1.0.dist-info/RECORD"] = "".join(f"{f},,\n" for f in own)
+    write(tmp_path / "site", files)
+    write(tmp_path, {"app.py": "import pyr\n", "kiln.toml": ""})
+    g = graph_with(tmp_path)
+    assert "zope.component" in g.optional_left_out and "pyr.zca" in g.modules
