@@ -5,6 +5,7 @@
     native programs             bench/native.py      -> docs/benchmarks.md
     Python apps with packages   bench/python_apps.py -> docs/benchmarks.md
     the corpus (tests/corpus)   bench/corpus.py      -> docs/compatibility.md
+    whole distributions' cost   bench/whole.py       -> docs/benchmarks.md
     summon from zero            bench/summon.py      -> docs/benchmarks.md, docs/bench/summon.png
     the measured gaps (#12)     bench/gaps.py        -> docs/benchmarks.md
     compose                     bench/compose.py     -> docs/benchmarks.md
@@ -43,6 +44,7 @@ from bench import (
     sources,
     summon,
     surface,
+    whole,
 )
 
 
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         ("native programs", native.main, quick),
         ("Python apps with packages", python_apps.main, quick),
         ("the corpus", corpus.main, quick),
+        ("whole distributions' cost", whole.main, quick),
         ("summon from zero", summon.main, quick),
         ("the measured gaps", gaps.main, quick),
         ("compose", compose.main, quick),
