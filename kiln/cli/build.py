@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -182,11 +183,19 @@ def build(
     m = result.manifest
     modules = len(m.python.modules) if m.python else 0
     report = run_check(app, result) if check else None
-    if audit:
+    audited = None
+    if audit and (busy := _busy_ports(app.config.ports)):
+        # the unix target runs on the host's network: the app's own ports must be free there
+        err_console.print(
+            f"[dim]==>[/] audit: port {', '.join(map(str, busy))} is in use on this host: the app was not run, "
+            "its imports were not checked",
+            highlight=False,
+        )
+    elif audit:
         from kiln.check import AUDIT_READY
 
-        report = run_check(app, result, AUDIT_READY)
-        audit_verdict(report, store, result, previous)
+        audited = run_check(app, result, AUDIT_READY)
+        audit_verdict(audited, store, result, previous)
     if as_json:
         print_json(
             {
@@ -203,6 +212,7 @@ def build(
                 "left_out": list(m.python.optional_left_out) if m.python else [],
                 "excluded": list(m.python.excluded) if m.python else [],
                 **({"check": check_json(report)} if report else {}),
+                **({"audit": check_json(audited)} if audited else {}),
             }
         )
         check_verdict(report)
@@ -299,6 +309,21 @@ def image_build(
     )
 
 
+def _busy_ports(ports: tuple[int, ...]) -> list[int]:
+    """The ports another process on this host listens on (the audit's app would find them taken)."""
+    from kiln.errors import TargetError
+    from kiln.targets.portmap import PortMap
+    from kiln.targets.ports import check_free
+
+    busy = []
+    for port in ports:
+        try:
+            check_free([PortMap(host_ip="0.0.0.0", host=port, guest=port)])
+        except TargetError:
+            busy.append(port)
+    return busy
+
+
 def _tagged(store: Store, name: str) -> str | None:
     """The image the tag names before this build, if any."""
     try:
@@ -339,6 +364,9 @@ def audit_verdict(report: CheckReport, store: Store, result: BuildResult, previo
         )  # fmt: skip
     if report.not_ready:
         ended = f"it exited with status {report.exit_status}" if report.exit_status is not None else "it kept starting"
+        raised = [ln.strip() for ln in report.output.splitlines() if re.match(r"^\s*[\w.]*(Error|Exception)\b", ln)]
+        if raised and report.exit_status is not None:
+            ended += f": {raised[-1][:160]}"
         err_console.print(
             f"[dim]==>[/] audit: the app did not answer on port {', '.join(map(str, report.not_ready))} within "
             f"{AUDIT_READY:.0f} s ({ended}): its imports were not checked",

@@ -280,3 +280,25 @@ def test_trace_of_a_python_image_audits_its_imports(env: dict[str, str]) -> None
     assert report["missing"] == ["encodings.cp1252"], proc.stderr
     assert report["imported"] > 20
     assert "ModuleNotFoundError: No module named 'encodings.cp1252'" in proc.stderr  # the console, in full
+
+
+def test_an_app_that_ends_before_answering_is_not_audited_and_says_why(env: dict[str, str], tmp_path: Path) -> None:
+    """The audit is conclusive only once the app answers: one that exits first (here: on its first starts, as an
+    app without its database would) is built, and the build says in one line that it was not audited and why;
+    so does one whose port another process holds on the host (the unix target runs on the host's network)."""
+    import socket
+
+    port = free_port()
+    app = shutil.copytree(FIXTURES / "flaky", tmp_path / "flaky")
+    source = (app / "app.py").read_text().replace("8080", str(port))
+    crash = '    raise ConnectionRefusedError("no database yet")'
+    (app / "app.py").write_text(source.replace("    sys.exit(1)", crash))
+    (app / "kiln.toml").write_text((app / "kiln.toml").read_text().replace("8080", str(port)))
+    proc = kiln("build", str(app), env=env, timeout=600, check=True)
+    assert (
+        f"audit: the app did not answer on port {port} within 30 s (it exited with status 1: "
+        "ConnectionRefusedError: no database yet): its imports were not checked" in proc.stderr
+    ), proc.stderr
+    with socket.create_server(("0.0.0.0", port)):
+        held = kiln("build", str(app), env=env, timeout=600, check=True)
+    assert f"audit: port {port} is in use on this host: the app was not run" in held.stderr, held.stderr
