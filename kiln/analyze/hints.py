@@ -71,6 +71,8 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
     # why: pandas' Cython module imports zoneinfo's pure-Python twin by name (its string table is compressed,
     # so no scan of the .so shows it); without it `import pandas` fails
     "pandas._libs.tslibs.timezones": ("zoneinfo", "zoneinfo._zoneinfo"),
+    # why: pandas (>= 1.2) imports cmath from its C code; PyInstaller's hook-pandas lists it as hidden
+    "pandas": ("cmath",),
 }
 
 # why: six builds `six.moves` at run time (a module object put in sys.modules, no file), mapping Python 2
