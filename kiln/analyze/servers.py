@@ -210,6 +210,16 @@ DJANGO = Server(  # `manage.py runserver` / `django-admin runserver`
     reload_flags=(),
 )
 
+AIOHTTP = Server(  # python -m aiohttp.web -H HOST -P PORT module:init_func
+    "aiohttp.web",
+    "localhost",
+    8080,
+    flags=frozenset(["-h", "--help"]),
+    port_options=("-P", "--port"),
+    host_options=("-H", "--hostname"),
+    reload_flags=(),
+)
+
 # A command kiln does not know (`sanic server:app --port=8000`, `litestar run --port 8000`): the options most
 # servers' CLIs take for where to listen. Nothing else is assumed of it: no app module, no default port.
 GENERIC = Server(
@@ -223,7 +233,7 @@ GENERIC = Server(
 )
 
 SERVERS: dict[str, Server] = {
-    s.name: s for s in (GUNICORN, UVICORN, HYPERCORN, WAITRESS, DAPHNE, FLASK, FASTAPI, DJANGO, HTTP_SERVER)
+    s.name: s for s in (GUNICORN, UVICORN, HYPERCORN, WAITRESS, DAPHNE, FLASK, FASTAPI, DJANGO, HTTP_SERVER, AIOHTTP)
 }
 SERVERS["waitress"] = WAITRESS  # python -m waitress
 
@@ -440,10 +450,14 @@ def adjust(server: Server, args: list[str]) -> tuple[list[str], list[str]]:
     return args, notes
 
 
+_PORT_KEYS = frozenset({"port", "server.socket_port", "socket_port"})
+
+
 def listens_in_source(path: Path) -> Listen | None:
     """Where an app file that starts its own server listens, as its source says: a call with a literal
     `port=5000` (Flask's and Flask-SocketIO's `run`, Bottle's `run`, `uvicorn.run`, aiohttp's `run_app`,
-    waitress' `serve`) or `.listen(8888)` (Tornado), with the `host=` beside it. Nothing is run."""
+    waitress' `serve`), `.listen(8888)` (Tornado) or a settings dict's "port" (CherryPy's "server.socket_port"),
+    with the `host=` beside it. Nothing is run."""
     import ast
 
     try:
@@ -464,6 +478,15 @@ def listens_in_source(path: Path) -> Listen | None:
             ports.append(port.value)
             host = words.get("host")
             hosts.append(host.value if isinstance(host, ast.Constant) and isinstance(host.value, str) else "0.0.0.0")
+    for node in ast.walk(tree):  # a server's settings as a dict: CherryPy's {"server.socket_port": 8080}
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if (
+                    isinstance(key, ast.Constant) and key.value in _PORT_KEYS
+                    and isinstance(value, ast.Constant) and isinstance(value.value, int) and 0 < value.value < 65536
+                ):  # fmt: skip
+                    ports.append(value.value)
+                    hosts.append("0.0.0.0")
     if not ports:
         return None
     return Listen(tuple(dict.fromkeys(ports)), tuple(dict.fromkeys(hosts)), f"{path.name}'s port=")

@@ -130,6 +130,11 @@ def test_dockerfile_env_extends_the_base_images_path(tmp_path: Path) -> None:
             ["python", "-m", "flask", "--app", "hello", "run", "-p", "5001"], ["hello"], (5001,), None, id="flask-run"
         ),
         pytest.param(["python", "-m", "http.server", "5000"], [], (5000,), None, id="http-server"),
+        pytest.param(
+            ["python", "-m", "aiohttp.web", "-H", "0.0.0.0", "-P", "8081", "app:init_func"], ["app"], (8081,), None,
+            id="aiohttp-web",
+        ),
+        pytest.param(["sanic", "server:app", "--host=0.0.0.0", "--port=8000"], [], (8000,), None, id="unknown-cli"),
     ],
 )
 def test_what_a_servers_arguments_say(
@@ -254,5 +259,7 @@ def test_an_app_file_that_starts_its_own_server_says_its_port(tmp_path: Path) ->
     assert listen is not None and (listen.ports, listen.hosts, listen.why) == ((5000,), ("0.0.0.0",), "app.py's port=")
     app.write_text("import tornado.web\napp = tornado.web.Application([])\napp.listen(8888)\n")
     assert listens_in_source(app) is not None and listens_in_source(app).ports == (8888,)  # type: ignore[union-attr]
+    app.write_text('import cherrypy\ncherrypy.config.update({"server.socket_port": 8081, "engine.autoreload.on": 0})\n')
+    assert listens_in_source(app) is not None and listens_in_source(app).ports == (8081,)  # type: ignore[union-attr]
     app.write_text("import os\nport = int(os.environ['PORT'])\nrun(port=port)\n")  # not a literal: not known
     assert listens_in_source(app) is None
