@@ -174,6 +174,9 @@ def _dynamic_targets(call: ast.Call, bound: dict[str, tuple[str, ...]]) -> tuple
 
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Groups that name programs to launch, not plugins to load: a library that lists them (pip, a CLI's help) does
+# not run them.
+LAUNCHER_GROUPS = frozenset({"", "console_scripts", "gui_scripts"})
 # Calls that load the entry points of a group named by their first argument or `group=`.
 _GROUP_CALLS = {"load_setuptools_entrypoints", "iter_entry_points", "entry_points", "select"}
 
@@ -194,7 +197,7 @@ def entry_point_groups(tree: ast.Module) -> list[tuple[str, int]]:
         if name in ("load_setuptools_entrypoints", "iter_entry_points") and node.args:
             args.append(node.args[0])
         for arg in args:
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value not in LAUNCHER_GROUPS:
                 found.append((arg.value, node.lineno))
     return found
 
