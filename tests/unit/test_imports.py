@@ -86,3 +86,21 @@ def test_codecs_named_by_a_constant_are_imports() -> None:
     assert codec_modules(tree) == [
         ("encodings.unicode_escape", 1), ("encodings.latin_1", 2), ("encodings.idna", 3), ("encodings.utf_8", 5),
     ]  # fmt: skip
+
+
+def test_plugin_groups_a_module_loads_by_name() -> None:
+    import ast
+
+    from kiln.analyze.imports import entry_point_groups
+
+    source = (
+        "from importlib.metadata import entry_points\n"
+        'pm.load_setuptools_entrypoints("datasette")\n'
+        'for ep in entry_points(group="myapp.plugins"): ep.load()\n'
+        'entry_points().select(group="other.hooks")\n'
+        'pkg_resources.iter_entry_points("legacy.plugins")\n'
+        'entry_points(group="console_scripts")\n'  # programs to launch, not plugins
+        "entry_points(group=name)\n"  # not a literal
+    )
+    assert [g for g, _ in entry_point_groups(ast.parse(source))] == [
+        "datasette", "myapp.plugins", "other.hooks", "legacy.plugins"]  # fmt: skip
