@@ -78,7 +78,6 @@ FRAMEWORK_HINTS: dict[str, tuple[str, ...]] = {
 # why: six builds `six.moves` at run time (a module object put in sys.modules, no file), mapping Python 2
 # names to the Python 3 stdlib; `from six.moves.urllib.parse import urlencode` (httpbin) is six plus the
 # stdlib module it names. PyInstaller's hook-six.moves reads the same table by importing six.
-VIRTUAL_PACKAGES: dict[str, str] = {"six.moves": "six"}
 SIX_MOVES: dict[str, str] = {
     "urllib": "urllib", "urllib_parse": "urllib.parse", "urllib_error": "urllib.error",
     "urllib_request": "urllib.request", "urllib_response": "urllib.response",
@@ -93,17 +92,19 @@ SIX_MOVES: dict[str, str] = {
     "email_mime_text": "email.mime.text", "xmlrpc_client": "xmlrpc.client", "xmlrpc_server": "xmlrpc.server",
     "dbm_gnu": "dbm.gnu", "dbm_ndbm": "dbm.ndbm", "_dummy_thread": "_thread",
 }  # fmt: skip
+# a package made at run time -> (the module that makes it, its names -> the real modules they stand for)
+VIRTUAL_PACKAGES: dict[str, tuple[str, dict[str, str]]] = {"six.moves": ("six", SIX_MOVES)}
 
 
 def virtual_module(name: str) -> tuple[str, str | None] | None:
     """(the module that makes `name` at run time, the real module it stands for) for a name under a package
     that exists only at run time (`six.moves.urllib.parse` -> ("six", "urllib.parse")); None otherwise."""
-    for prefix, owner in VIRTUAL_PACKAGES.items():
+    for prefix, (owner, table) in VIRTUAL_PACKAGES.items():
         if name == prefix:
             return owner, None
         if name.startswith(prefix + "."):
             first, _, rest = name[len(prefix) + 1 :].partition(".")
-            real = SIX_MOVES.get(first)
+            real = table.get(first)
             return owner, (f"{real}.{rest}" if rest and real else real)
     return None
 

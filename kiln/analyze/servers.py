@@ -467,26 +467,24 @@ def listens_in_source(path: Path) -> Listen | None:
     ports: list[int] = []
     hosts: list[str] = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        words = {k.arg: k.value for k in node.keywords if k.arg}
-        port = words.get("port")
-        func = node.func
-        if port is None and isinstance(func, ast.Attribute) and func.attr == "listen" and len(node.args) == 1:
-            port = node.args[0]
-        if isinstance(port, ast.Constant) and isinstance(port.value, int) and 0 < port.value < 65536:
-            ports.append(port.value)
-            host = words.get("host")
-            hosts.append(host.value if isinstance(host, ast.Constant) and isinstance(host.value, str) else "0.0.0.0")
-    for node in ast.walk(tree):  # a server's settings as a dict: CherryPy's {"server.socket_port": 8080}
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if (
-                    isinstance(key, ast.Constant) and key.value in _PORT_KEYS
-                    and isinstance(value, ast.Constant) and isinstance(value.value, int) and 0 < value.value < 65536
-                ):  # fmt: skip
-                    ports.append(value.value)
-                    hosts.append("0.0.0.0")
+        found: list[tuple[ast.expr | None, ast.expr | None]] = []  # (port, host)
+        if isinstance(node, ast.Call):
+            words = {k.arg: k.value for k in node.keywords if k.arg}
+            port = words.get("port")
+            func = node.func
+            if port is None and isinstance(func, ast.Attribute) and func.attr == "listen" and len(node.args) == 1:
+                port = node.args[0]
+            found.append((port, words.get("host")))
+        elif isinstance(node, ast.Dict):  # a server's settings as a dict: CherryPy's {"server.socket_port": 8080}
+            found += [
+                (v, None) for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value in _PORT_KEYS
+            ]  # fmt: skip
+        for port, host in found:
+            if isinstance(port, ast.Constant) and isinstance(port.value, int) and 0 < port.value < 65536:
+                ports.append(port.value)
+                shown = host.value if isinstance(host, ast.Constant) and isinstance(host.value, str) else "0.0.0.0"
+                hosts.append(shown)
     if not ports:
         return None
     return Listen(tuple(dict.fromkeys(ports)), tuple(dict.fromkeys(hosts)), f"{path.name}'s port=")
