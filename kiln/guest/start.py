@@ -94,9 +94,11 @@ def _kiln_start() -> None:
         module, _, attr = sys.argv[1].partition(":")
         del sys.argv[:2]
         sys.path[0] = posix.getcwd()  # servers import the app from their working directory
-        __import__(module)
-        target = sys.modules[module]
-        for part in attr.split("."):
+        # as pip's launcher does: `from MODULE import FIRST` (a submodule when it is not an attribute:
+        # granian's `granian:cli.entrypoint`), then the rest as attributes
+        first, *rest = attr.split(".")
+        target = getattr(__import__(module, fromlist=[first]), first)
+        for part in rest:
             target = getattr(target, part)
         sys.exit(target())
     path = sys.argv[0]

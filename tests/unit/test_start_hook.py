@@ -91,3 +91,19 @@ def test_no_hook_no_figures_and_no_signal() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("spec", ["tool:main", "tool.cli:entry.run", "tool:cli.entry.run"])
+def test_a_console_script_starts_as_pips_launcher_starts_it(app_dir: Path, spec: str) -> None:
+    """`-e MODULE:ATTR`: as pip's launcher, `from MODULE import FIRST` then attributes; FIRST may be a submodule
+    nothing imported (granian's `granian:cli.entrypoint`)."""
+    (app_dir / "tool").mkdir()
+    (app_dir / "tool" / "__init__.py").write_text("def main():\n    print('ran main')\n")
+    (app_dir / "tool" / "cli.py").write_text(
+        "import sys\nclass entry:\n    @staticmethod\n    def run():\n        print('ran', sys.argv)\n"
+    )
+    proc = subprocess.run(
+        [PYTHON, "-I", str(START), "-e", spec, "tool", "--flag"], cwd=app_dir, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in ("ran main", "ran ['tool', '--flag']")
