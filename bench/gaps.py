@@ -52,7 +52,7 @@ from bench.harness import (
     wait_for_answer,
 )
 from bench.stacks import APP, GUEST_PORT, HOST_PYTHON, IMAGE
-from kiln.control import ControlChannel
+from kiln.guest.protocol import ControlChannel
 
 PARTS = ("image", "trim", "memory", "cli")
 # (label, mkfs.erofs settings) — the first is what kiln used before #12, the baseline of the ratios

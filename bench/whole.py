@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "### Whole distributions: what they cost",
         "",
         "Each example built as kiln builds it (every installed distribution the app reaches kept whole, less its",
-        "tests) and with `trim = \"modules\"` (only the modules the imports reach), in one run (`bench/whole.py`).",
+        'tests) and with `trim = "modules"` (only the modules the imports reach), in one run (`bench/whole.py`).',
         "",
         "| app | modules trimmed | whole (default) | ratio | modules | files |",
         "|---|---|---|---|---|---|",

@@ -22,7 +22,6 @@ import msgspec
 from msgspec import Meta, field
 
 from kiln.errors import StoreError
-from kiln.image.verity import Verity
 
 SCHEMA_VERSION = 1
 Digest = Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -33,9 +32,19 @@ MEDIA_ROOTFS = "application/vnd.kiln.rootfs.v1.erofs"
 MEDIA_MANIFEST = "application/vnd.kiln.manifest.v1+json"
 
 
-def volume_tag(index: int) -> str:
-    """The 9p mount tag of the index-th declared volume (build and run agree on it)."""
-    return f"vol{index}"
+Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Positive = Annotated[int, Meta(gt=0)]
+
+
+class Verity(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How the root is verified: kiln.image.verity builds it, kiln.guest.protocol.dm_table tells the kernel."""
+
+    algorithm: str = "sha256"
+    root_hash: Hex64
+    salt: Hex64
+    block_size: int = 4096
+    data_blocks: Positive
+    hash_offset: Positive  # bytes: where the hash tree starts in the image
 
 
 class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

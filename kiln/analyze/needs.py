@@ -53,6 +53,7 @@ def imported_symbols(path: Path) -> set[str]:
     except (ELFError, OSError):
         return set()
 
+
 INTERFACE_FEATURES = {"epoll": "epoll", "eventfd": "eventfd", "timerfd_create": "timerfd", "signalfd": "signalfd"}
 
 

@@ -356,8 +356,11 @@ def audit_verdict(report: CheckReport, store: Store, result: BuildResult, previo
 
     if report.missing:
         store.discard(result.ref, result.digest, previous)
-        fix = f"add {toml_list('include', report.include)} to kiln.toml" if report.include else (
-            "it is not installed where the app was built from: add its distribution to the requirements")
+        fix = (
+            f"add {toml_list('include', report.include)} to kiln.toml"
+            if report.include
+            else ("it is not installed where the app was built from: add its distribution to the requirements")
+        )
         raise AnalysisError(
             f"the audit run imported {', '.join(report.missing)}, which the image lacks: {fix} "
             "(kiln build --no-check skips the run)"

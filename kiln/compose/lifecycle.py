@@ -27,8 +27,8 @@ from pathlib import Path
 
 from kiln import _proc, atomic
 from kiln.compose.project import Healthcheck, Project, Service
-from kiln.control import ControlChannel
 from kiln.errors import KilnError, TargetError, UsageError
+from kiln.guest.protocol import ControlChannel
 from kiln.paths import home_dir
 from kiln.runtime import instance as instances
 from kiln.runtime import manage

@@ -165,12 +165,12 @@ def main(root: Path, cid: str, ready: int) -> int:
 
 def _ask_app(plan: Plan, sig: int) -> None:
     """The signal to the app, through init's control channel (a SIGKILL is the engine's to send to us)."""
-    from kiln.control import ControlChannel
     from kiln.errors import TargetError
+    from kiln.guest.protocol import ControlChannel
 
     try:
         with ControlChannel(plan.control_socket, timeout=5.0) as channel:  # type: ignore[arg-type]
-            channel.request(f"signal {sig}", timeout=5.0)
+            channel.signal(sig)
     except (TargetError, OSError) as err:
         say(f"signal {sig} did not reach the app ({err})")
 

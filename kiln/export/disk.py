@@ -35,12 +35,10 @@ from pathlib import Path
 from kiln import _proc, atomic
 from kiln.errors import KernelError, UsageError
 from kiln.export import esp, platforms
+from kiln.guest import protocol
 from kiln.image import unpack
 from kiln.image.build import KernelProgress, kernel_for
-from kiln.image.verity import dm_table
-from kiln.manifest import volume_tag
 from kiln.store import Image, Store
-from kiln.targets.qemu_command import VmSpec, kernel_cmdline
 
 FORMATS = ("raw", "qcow2", "vmdk", "vhd")
 FIRMWARE = ("uefi", "bios", "both")
@@ -134,7 +132,9 @@ def volume_sizes(image: Image, sizes: dict[str, int]) -> tuple[tuple[str, int], 
     if unknown:
         raise UsageError(f"--volume-size {unknown[0]}: image {image.ref} declares no such volume "
                          f"(it declares: {', '.join(declared) or 'none'})")  # fmt: skip
-    return tuple((volume_tag(i), -(-sizes.get(path, VOLUME_SIZE) // MIB) * MIB) for i, path in enumerate(declared))
+    return tuple(
+        (protocol.volume_tag(i), -(-sizes.get(path, VOLUME_SIZE) // MIB) * MIB) for i, path in enumerate(declared)
+    )
 
 
 def make_volume(out: Path, size: int, ident: str, label: str) -> None:
@@ -151,18 +151,15 @@ def cmdline(image: Image, parts: list[Partition]) -> str:
     eth0 by DHCP, and a power-off when the app ends."""
     m = image.manifest
     root, tree = (f"PARTUUID={p.uuid}" for p in parts[1:3])  # (volumes follow: init finds them by name)
-    spec = VmSpec(
-        kernel=Path("/kiln/vmlinuz"),
-        rootfs=Path(root),
+    boot = protocol.Boot(
         memory_mib=m.entry.memory_mib,
-        accel="tcg",  # not on the command line
         network=m.kernel.network,
-        verity_table=dm_table(m.rootfs.verity, root, tree),
+        verity_table=protocol.dm_table(m.rootfs.verity, root, tree),
         root_devices=(root, tree),
         dhcp=True,
-        cmdline=("kiln.poweroff",),
+        extra=(protocol.POWEROFF,),
     )
-    return kernel_cmdline(spec)
+    return protocol.kernel_cmdline(boot)
 
 
 def write_raw(

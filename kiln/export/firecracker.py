@@ -7,7 +7,7 @@
                       the drive, the network interface (a TAP device), machine config, the entropy device;
                       the console is Firecracker's serial port on its standard output
 
-The boot arguments are the ones the microvm target proves (kiln.targets.qemu_command.kernel_cmdline),
+The boot arguments are the ones the microvm target proves (kiln.guest.protocol.kernel_cmdline),
 with eth0's address given statically: Firecracker has no DHCP server. No drive is Firecracker's "root
 device" (it would add root=/dev/vda): the arguments name the verified root themselves. The JSON is
 validated against Firecracker's own API specification (schema/firecracker-api.yaml) before it is written.
@@ -27,10 +27,9 @@ from typing import Any
 
 from kiln import atomic
 from kiln.export import openapi
+from kiln.guest import protocol
 from kiln.image import unpack
-from kiln.image.verity import dm_table
 from kiln.store import Image, Store
-from kiln.targets.qemu_command import VmSpec, kernel_cmdline
 
 SCHEMA = Path(__file__).parent / "schema" / "firecracker-api.yaml"
 # Firecracker's getting-started network: the TAP device is 172.16.0.1/30 on the host, the guest .2
@@ -52,14 +51,11 @@ def validate(config: dict[str, Any]) -> None:
 
 def boot_args(image: Image, guest_ip: str, gateway: str) -> str:
     m = image.manifest
-    return kernel_cmdline(
-        VmSpec(
-            kernel=Path("vmlinux"),
-            rootfs=Path("rootfs.img"),
+    return protocol.kernel_cmdline(
+        protocol.Boot(
             memory_mib=m.entry.memory_mib,
-            accel="kvm",
             network=m.kernel.network,
-            verity_table=dm_table(m.rootfs.verity),
+            verity_table=protocol.dm_table(m.rootfs.verity),
             guest_ip=guest_ip,
             gateway=gateway,
         )

@@ -25,10 +25,11 @@ from pathlib import Path
 from kiln import atomic
 from kiln.errors import KilnError, UsageError
 from kiln.export.machine import Machine
+from kiln.guest.protocol import GATEWAY
 from kiln.image.build import KernelProgress
 from kiln.store import Image, Store
 from kiln.targets.portmap import PortMap
-from kiln.targets.qemu_command import GATEWAY, cpu_vendor
+from kiln.targets.qemu_command import cpu_vendor
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 NET_SLOT = "0x10"  # the network card's slot on q35's root bus, clear of what libvirt assigns

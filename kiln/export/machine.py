@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.guest import protocol
+from kiln.guest.protocol import GATEWAY, GUEST_IP
 from kiln.image import unpack
 from kiln.image.build import KernelProgress, kernel_for
-from kiln.image.verity import dm_table
 from kiln.store import Image, Store
-from kiln.targets.qemu_command import GATEWAY, GUEST_IP, VmSpec, kernel_cmdline
 
 EXPORT_FEATURE = "pci"
 
@@ -46,15 +46,12 @@ def prepare(
     m = image.manifest
     kernel = kernel_for(tuple(sorted({*m.kernel.features, EXPORT_FEATURE})), True, progress)
     rootfs = unpack.rootfs(store, image)
-    spec = VmSpec(
-        kernel=kernel.vmlinux,
-        rootfs=rootfs,
+    boot = protocol.Boot(
         memory_mib=m.entry.memory_mib,
-        accel="tcg",  # not on the command line: the engine chooses
         network=m.kernel.network,
-        verity_table=dm_table(m.rootfs.verity),
+        verity_table=protocol.dm_table(m.rootfs.verity),
         guest_ip=guest_ip,
         gateway=gateway,
     )
-    cmdline = kernel_cmdline(spec)
+    cmdline = protocol.kernel_cmdline(boot)
     return Machine(image, kernel.vmlinux, rootfs, cmdline, m.entry.memory_mib, m.entry.ports, gateway, guest_ip)

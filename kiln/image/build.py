@@ -34,6 +34,7 @@ from kiln.deps import declared as declared_deps
 from kiln.deps.install import install
 from kiln.errors import UsageError
 from kiln.guest import START_SOURCE, init_binary
+from kiln.guest.protocol import CONFIG_PATH, INIT_PATH, START_PATH, config_lines
 from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data, system_data
 from kiln.image.etc import add_resolver
@@ -56,15 +57,11 @@ from kiln.manifest import (
     PythonInfo,
     RootfsPart,
     SyscallPolicy,
-    volume_tag,
 )
 from kiln.policy import Policy, policy
 from kiln.store import Ref, Store
 
 APP_DIR = PurePosixPath("/app")
-INIT_PATH = "/kiln/init"
-START_PATH = "/kiln/start.py"  # kiln/guest/start.py: faulthandler for `kiln stack`, then the app
-CONFIG_PATH = "/kiln/config"
 
 Step = Callable[[str], None]
 
@@ -79,26 +76,6 @@ class BuildResult:
 
 def _pyc(path: PurePosixPath) -> PurePosixPath:
     return path.with_suffix(".pyc")
-
-
-def config_lines(entry: Entry, hostname: str, rules: Policy) -> bytes:
-    """/kiln/config as guest init reads it (see kiln/guest/init/main.c)."""
-    lines = [f"arg {a}" for a in entry.argv]
-    lines += [f"env {k}={v}" for k, v in entry.env.items()]
-    lines += [f"workdir {entry.workdir}", f"hostname {hostname}"]
-    lines += [f"volume {volume_tag(i)} {path}" for i, path in enumerate(entry.volumes)]
-    if entry.user is not None:
-        lines.append(" ".join(map(str, ("user", entry.user.uid, entry.user.gid, *entry.user.groups))))
-    if entry.keep_caps:
-        lines.append("caps " + " ".join(entry.keep_caps))
-    for w in entry.writable:
-        lines.append(
-            f"tmpfs {w.path} {w.uid} {w.gid} {w.mode:o}"
-            if w.kind == "tmpfs"
-            else f"owner {w.path} {w.uid} {w.gid} {w.mode:o}"
-        )
-    lines += rules.config_lines()
-    return ("\n".join(lines) + "\n").encode()
 
 
 def keeps_source(config: AppConfig, origin: str) -> bool:
@@ -273,8 +250,10 @@ def analyze_python(
         requested = installed.requested
     graph = analyze(app, interp, tuple(sites), requested)
     if graph.whole:
-        say(f"kept whole: {len(graph.whole)} distributions ({', '.join(graph.whole[:6])}"
-            f"{' and more' if len(graph.whole) > 6 else ''})")
+        say(
+            f"kept whole: {len(graph.whole)} distributions ({', '.join(graph.whole[:6])}"
+            f"{' and more' if len(graph.whole) > 6 else ''})"
+        )
     for note in graph.notes:
         say(f"note: {note}")
     if graph.keep_sources and app.config.sources != "none":
@@ -359,7 +338,7 @@ def finish(
     root, entry, closure = contents.root, contents.entry, contents.closure
     for directory in (*entry.volumes, *(w.path for w in entry.writable)):
         root.mkdir(directory)  # the mount points
-    root.add_bytes(CONFIG_PATH, config_lines(entry, ref.name.rsplit("/", 1)[-1], rules))
+    root.add_bytes(CONFIG_PATH, config_lines(entry, ref.name.rsplit("/", 1)[-1], rules.config_lines()))
     files = root.files()
     say(f"packing {len(files)} files")
     rootfs_img = root.root.parent / "root.erofs"

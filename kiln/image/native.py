@@ -25,8 +25,8 @@ from kiln.debs.service import Service, describe
 from kiln.deps import npm
 from kiln.errors import AppError
 from kiln.guest import init_binary
+from kiln.guest.protocol import INIT_PATH
 from kiln.image.build import (
-    INIT_PATH,
     BuildResult,
     Contents,
     KernelProgress,

@@ -40,7 +40,8 @@ from kiln.analyze.native import native_needs
 from kiln.config import NativeConfig, _volume, default_name
 from kiln.errors import AppError
 from kiln.guest import init_binary
-from kiln.image.build import INIT_PATH, BuildResult, Contents, KernelProgress, Step, finish, kernel_for
+from kiln.guest.protocol import INIT_PATH
+from kiln.image.build import BuildResult, Contents, KernelProgress, Step, finish, kernel_for
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for

@@ -19,29 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln import atomic
+from kiln.guest.protocol import INIT_OOM, INIT_SAY, KILLED_BY_SIGNAL, out_of_memory
 from kiln.targets.console import OOM_KILL_RECORD, oom_then_panic
 
 REPORT = "crash.json"
 _OOM_KILL = re.compile(OOM_KILL_RECORD)
 CONSOLE_LINES = 50
-_INIT = "kiln-init: "
-INIT_OOM = _INIT + "the app ran out of memory"  # init's out-of-memory line (kiln/guest/init/stats.c, explain_end)
 
 
 @dataclass(frozen=True)
 class Failure:
     kind: str  # "oom", "panic", "signal", "hang", "exit"
     reason: str  # one line, for people
-
-
-def out_of_memory(memory_mib: int | None, peak_mib: int) -> str:
-    """The out-of-memory line, as guest init words it (kiln/guest/init/stats.c, explain_end)."""
-    if memory_mib:
-        return (
-            f"the app ran out of memory: {memory_mib} MiB guest, the app used {peak_mib} MiB at its peak; "
-            f"try --memory {memory_mib * 2}M"
-        )
-    return f"the app ran out of memory: the app used {peak_mib} MiB at its peak"
 
 
 def explain(console: str, exit_code: int | None = None, memory_mib: int | None = None) -> Failure | None:
@@ -51,7 +40,7 @@ def explain(console: str, exit_code: int | None = None, memory_mib: int | None =
     for i in range(len(lines) - 1, -1, -1):
         text = lines[i].strip()
         if INIT_OOM in text:
-            return Failure("oom", text.split(_INIT, 1)[1])
+            return Failure("oom", text.split(INIT_SAY, 1)[1])
         if "Kernel panic - not syncing" in text:
             panic = text.split("Kernel panic - not syncing", 1)[1].lstrip(": ")
             killed = [m for line in lines[:i] if (m := _OOM_KILL.search(line))]
@@ -59,8 +48,8 @@ def explain(console: str, exit_code: int | None = None, memory_mib: int | None =
                 peak_kib = sum(int(killed[-1].group(g)) for g in ("anon", "file", "shmem"))
                 return Failure("oom", out_of_memory(memory_mib, -(-peak_kib // 1024)))
             return Failure("panic", "the guest kernel panicked: " + panic)
-        if _INIT + "the app was killed by signal" in text:
-            return Failure("signal", text.split(_INIT, 1)[1])
+        if KILLED_BY_SIGNAL in text:
+            return Failure("signal", text.split(INIT_SAY, 1)[1])
     if exit_code not in (None, 0):
         return Failure("exit", f"the app exited with status {exit_code}")
     return None

@@ -15,8 +15,8 @@ import signal
 import time
 from pathlib import Path
 
-from kiln.control import ControlChannel, figures
 from kiln.errors import KilnError
+from kiln.guest.protocol import ControlChannel, figures
 from kiln.runtime.instance import Instance, children_map, proc_status, process_tree
 
 TCP_STATES = {"0A": "tcp_listen", "01": "tcp_established", "06": "tcp_time_wait"}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from kiln.errors import KilnError, TargetError, UsageError
-from kiln.manifest import volume_tag
+from kiln.guest.protocol import volume_tag
 from kiln.paths import forget_socket_dir
 from kiln.runtime.instance import (
     NAME_RE,

@@ -35,7 +35,7 @@ def _sandbox_init(inst: Instance) -> int:
 
 
 def _ask(inst: Instance, request: str) -> str:
-    from kiln.control import ControlChannel
+    from kiln.guest.protocol import ControlChannel
 
     with ControlChannel(inst.control_socket, timeout=10) as channel:
         return channel.request(request, timeout=10)

@@ -54,8 +54,8 @@ class Watchdog(threading.Thread):
         self.hung = False
 
     def run(self) -> None:
-        from kiln.control import ControlChannel
         from kiln.errors import TargetError
+        from kiln.guest.protocol import ControlChannel
 
         misses = 0
         if self.stopped.wait(WATCH_GRACE):

@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln import _proc
-from kiln.control import ControlChannel
 from kiln.errors import NoSpaceError, TargetError, UsageError
+from kiln.guest import protocol
+from kiln.guest.protocol import ControlChannel
 from kiln.manifest import MEDIA_SNAPSHOT_RAM, MEDIA_SNAPSHOT_STATE, Part, SnapshotRecord
 from kiln.paths import sockets_for
 from kiln.snapshot.match import made_with
@@ -134,7 +135,7 @@ def make(
         for note in notes:
             notify(note)
         ram, state = tmp / "ram", tmp / "state"
-        wait_seed = ("kiln.wait-seed",) if after == "kernel" else ()
+        wait_seed = (protocol.WAIT_SEED,) if after == "kernel" else ()
         spec = dataclasses.replace(spec, ram_file=ram, ram_shared=True, cmdline=spec.cmdline + wait_seed)
         began = time.monotonic()
         proc = _proc.spawn(command(spec, qemu), merge_stderr=True)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kiln.control import ControlChannel
 from kiln.errors import TargetError
+from kiln.guest.protocol import ControlChannel
 from kiln.targets.base import Restore
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from kiln.control import ControlChannel
 from kiln.errors import KilnError
+from kiln.guest.protocol import ControlChannel
 from kiln.paths import forget_socket_dir
 from kiln.runtime import events
 from kiln.runtime import instance as instances

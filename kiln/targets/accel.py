@@ -18,11 +18,12 @@ import subprocess
 from pathlib import Path
 
 from kiln import _proc, atomic
+from kiln.guest import protocol
 from kiln.paths import home_dir
 from kiln.targets.qemu_command import VmSpec, command, cpu_vendor
 
 PROBE_TIMEOUT = 10.0
-PROBE_OK = b"kiln-init: probe ok"
+PROBE_OK = (protocol.INIT_SAY + "probe ok").encode()
 
 
 def host_fingerprint(qemu: str) -> str:
@@ -58,7 +59,7 @@ def probe_rootfs() -> Path:
 def kvm_works(kernel: Path, qemu: str) -> tuple[bool, str]:
     """Boot the probe under KVM; (works, reason)."""
     spec = VmSpec(
-        kernel=kernel, rootfs=probe_rootfs(), memory_mib=32, accel="kvm", network=False, cmdline=("kiln.probe",)
+        kernel=kernel, rootfs=probe_rootfs(), memory_mib=32, accel="kvm", network=False, cmdline=(protocol.PROBE,)
     )
     try:
         proc = subprocess.run(

@@ -22,9 +22,10 @@ from typing import BinaryIO
 
 from kiln import _proc
 from kiln.errors import TargetError, UsageError
+from kiln.guest import protocol
+from kiln.guest.protocol import dm_table, volume_tag
 from kiln.image import unpack
-from kiln.image.verity import dm_table
-from kiln.manifest import Manifest, volume_tag
+from kiln.manifest import Manifest
 from kiln.paths import home_dir, socket_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
@@ -75,7 +76,7 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         qmp_socket=cfg.qmp_socket or socket_dir(home_dir("run")) / f"{tag}.qmp",
         control_socket=cfg.control_socket or socket_dir(home_dir("run")) / f"{tag}.ctl",
         memory_mib=cfg.memory_mib or m.entry.memory_mib,
-        cmdline=(f"kiln.seed={secrets.token_hex(32)}",),
+        cmdline=(f"{protocol.SEED}={secrets.token_hex(32)}",),
         quiet=not cfg.kernel_log,
         verity_table=dm_table(m.rootfs.verity),
         volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
@@ -109,7 +110,7 @@ def cold_plan(spec: VmSpec, notes: list[str], name: str, cfg: RunConfig, m: Mani
 def _when_listening(plan: Plan, ports: list[int], proc: subprocess.Popen[bytes], ready: threading.Event) -> None:
     """Set `ready` once every published port listens in the guest (guest init says so): the relay holds
     connections until then. A VM without a control channel, or gone: ready at once, as before."""
-    from kiln.control import ControlChannel
+    from kiln.guest.protocol import ControlChannel
 
     try:
         with ControlChannel(plan.control_socket, timeout=60.0) as channel:  # type: ignore[arg-type]
@@ -173,11 +174,11 @@ class QemuTarget:
         if proc.poll() is not None:
             return
         if grace > 0 and plan.control_socket and plan.control_socket.exists():
-            from kiln.control import ControlChannel
+            from kiln.guest.protocol import ControlChannel
 
             with contextlib.suppress(TargetError, OSError):
                 with ControlChannel(plan.control_socket, timeout=2.0) as channel:
-                    asked = channel.request(f"signal {plan.stop_signal}", timeout=2.0).startswith("ok signal")
+                    asked = channel.signal(plan.stop_signal, timeout=2.0)
                 if asked:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(grace)

@@ -4,7 +4,7 @@ kiln's guests: microvm with PVH boot of an uncompressed vmlinux, no firmware,
 no PCI: the root file system on virtio-blk (read-only), user-mode networking
 on virtio-net with host port forwards, virtio-rng for entropy, the 8250
 console on stdio, isa-debug-exit for the app's exit status, a QMP socket, and
-the control channel to guest init (a second UART, ttyS1; kiln.control).
+the control channel to guest init (a second UART, ttyS1; kiln.guest.protocol).
 
 Snapshots (kiln.summon.snapshot): the guest's RAM can live in a file
 (memory-backend-file): shared while a snapshot is made, so the file *is* the
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import UsageError
+from kiln.guest import protocol
 from kiln.targets.base import Lan
 from kiln.targets.portmap import PortMap
 
-GUEST_IP = "10.0.2.15/24"
-CMDLINE_MAX = 2048  # COMMAND_LINE_SIZE on x86
-GATEWAY = "10.0.2.2"
+GUEST_IP = protocol.GUEST_IP
+GATEWAY = protocol.GATEWAY
 DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 CONTROL_UART = "isa-serial,chardev=control,iobase=0x2f8,irq=3"  # ttyS1 in the guest
 # TCG's translation cache for kiln's guests, in MiB. QEMU's default lets it grow to
@@ -74,7 +74,7 @@ class VmSpec:
     quiet: bool = True
     verity_table: str | None = None  # dm-verity table for the root device (see kiln.image.verity)
     volumes: tuple[tuple[str, Path], ...] = ()  # (9p mount tag, host directory)
-    control_socket: Path | None = None  # the host end of the control channel (kiln.control)
+    control_socket: Path | None = None  # the host end of the control channel (kiln.guest.protocol)
     ram_file: Path | None = None  # guest RAM in this file (snapshots), instead of anonymous memory
     ram_shared: bool = False  # True: writes go to ram_file (making a snapshot); False: copy-on-write
     incoming: bool = False  # restore: wait for the saved state (QMP migrate-incoming, see kiln.snapshot)
@@ -87,6 +87,24 @@ class VmSpec:
     gdb_wait: bool = False  # start paused (-S) until the debugger continues
     root_devices: tuple[str, ...] = ("/dev/vda",)  # what the dm table names, waited for before it is set up
     dhcp: bool = False  # eth0 by the kernel's DHCP client (a firmware-booted disk), not kiln.ip/kiln.gw
+
+    def boot(self) -> protocol.Boot:
+        """What this VM's kernel and init are told on the command line."""
+        return protocol.Boot(
+            memory_mib=self.memory_mib,
+            verity_table=self.verity_table,
+            root_devices=self.root_devices,
+            quiet=self.quiet,
+            network=self.network,
+            dhcp=self.dhcp,
+            guest_ip=self.guest_ip,
+            gateway=self.gateway,
+            lan_address=self.lan.address if self.lan else None,
+            hosts=self.lan.hosts if self.lan else (),
+            env=self.env,
+            argv=self.argv,
+            extra=self.cmdline,
+        )
 
 
 def device_set(spec: VmSpec) -> str:
@@ -102,56 +120,9 @@ def device_set(spec: VmSpec) -> str:
     return ",".join(devices)
 
 
-def hex_lines(lines: list[str]) -> str:
-    """Lines as one hex word: a kernel parameter holds no spaces or quotes (init decodes it)."""
-    return "".join(f"{line}\n" for line in lines).encode().hex()
-
-
 def kernel_cmdline(spec: VmSpec) -> str:
-    if spec.verity_table:
-        root = [
-            "root=/dev/dm-0",
-            f'dm-mod.create="{spec.verity_table}"',
-            "dm-mod.waitfor=" + ",".join(spec.root_devices),
-        ]
-    else:
-        root = [f"root={spec.root_devices[0]}"]
-    params = [
-        "console=ttyS0",
-        *root,
-        "rootfstype=erofs",
-        # EROFS keeps no second, compressed copy of what it decompressed: in a guest of ~32 MiB the
-        # cached compressed clusters crowd out the app's pages.
-        "rootflags=cache_strategy=disabled",
-        "ro",
-        "init=/kiln/init",
-        "panic=-1",
-        "reboot=t",
-        "tsc=reliable",
-        "no_timer_check",
-    ]
-    params.append(f"kiln.memory={spec.memory_mib}")  # init names it when the app runs out of memory
-    if spec.quiet:
-        params.append("quiet")
-    if spec.network and spec.dhcp:
-        params.append("ip=dhcp")  # the kernel's DHCP client configures eth0 before init runs
-    elif spec.network:
-        params += [f"kiln.ip={spec.guest_ip}", f"kiln.gw={spec.gateway}"]
-    if spec.lan:
-        params.append(f"kiln.ip1={spec.lan.address}")
-        if spec.lan.hosts:
-            params.append("kiln.hosts=" + hex_lines([f"{ip}\t{name}" for name, ip in spec.lan.hosts]))
-    if spec.env:
-        params.append("kiln.env=" + hex_lines([f"{key}={value}" for key, value in spec.env]))
-    if spec.argv is not None:
-        params.append("kiln.argv=" + hex_lines(list(spec.argv)))
-    line = " ".join(params + list(spec.cmdline))
-    if len(line) >= CMDLINE_MAX:
-        raise UsageError(
-            f"the guest's kernel command line would be {len(line)} bytes, over Linux's {CMDLINE_MAX - 1}: "
-            "fewer or shorter -e variables or arguments"
-        )
-    return line
+    """The spec's kernel command line (kiln.guest.protocol writes it)."""
+    return protocol.kernel_cmdline(spec.boot())
 
 
 def accel_option(accel: str, restored: bool = False) -> str:

@@ -13,7 +13,7 @@ backlog, and relays each connection to the guest's forward on a loopback port:
   UNANSWERED_GRACE seconds for protocols where the client speaks and waits:
   the guest's backlog never overflows, and no SYN is dropped;
 - until the app listens (`ready`: guest init says so over the control channel,
-  kiln.control), connections are accepted and held, not passed on: a VM still
+  kiln.guest.protocol), connections are accepted and held, not passed on: a VM still
   booting would leave them to slirp's doubling SYN retries;
 - a connection the upstream closes before answering, at once (nothing listens
   behind it: the unix target's app still starting), is tried again, with what

@@ -188,7 +188,7 @@ def test_stack_of_a_native_program_lists_its_threads(session_env: dict[str, str]
 def test_control_channel_survives_malformed_and_oversized_requests(session_env: dict[str, str]) -> None:
     from pathlib import Path
 
-    from kiln.control import ControlChannel
+    from kiln.guest.protocol import ControlChannel
 
     kiln("build", str(FIXTURES / "stuck"), env=session_env, check=True)
     kiln("run", "-d", "--name", "garbage", "stuck", env=session_env, check=True)

@@ -227,9 +227,7 @@ def test_check_finds_a_string_import_the_analysis_cannot_see(env: dict[str, str]
     assert report["imported"] > 50
 
 
-def test_the_default_audit_undoes_an_image_that_lacks_what_the_app_imports(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+def test_the_default_audit_undoes_an_image_that_lacks_what_the_app_imports(env: dict[str, str], tmp_path: Path) -> None:
     """A Python app with ports is run once by every build: a module it imports that the image lacks fails
     the build in one line naming the module and the fix, and the store is as it was; --no-check skips it."""
     app = shutil.copytree(FIXTURES / "string-import", tmp_path / "string-import")

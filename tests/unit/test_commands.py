@@ -131,7 +131,10 @@ def test_dockerfile_env_extends_the_base_images_path(tmp_path: Path) -> None:
         ),
         pytest.param(["python", "-m", "http.server", "5000"], [], (5000,), None, id="http-server"),
         pytest.param(
-            ["python", "-m", "aiohttp.web", "-H", "0.0.0.0", "-P", "8081", "app:init_func"], ["app"], (8081,), None,
+            ["python", "-m", "aiohttp.web", "-H", "0.0.0.0", "-P", "8081", "app:init_func"],
+            ["app"],
+            (8081,),
+            None,
             id="aiohttp-web",
         ),
         pytest.param(["sanic", "server:app", "--host=0.0.0.0", "--port=8000"], [], (8000,), None, id="unknown-cli"),

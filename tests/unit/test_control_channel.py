@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiln import control
-from kiln.control import ControlChannel
 from kiln.errors import TargetError
+from kiln.guest import protocol as control
+from kiln.guest.protocol import ControlChannel
 
 
 def guest_saying(path: Path, said: bytes) -> threading.Thread:

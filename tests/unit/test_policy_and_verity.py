@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import AppError
-from kiln.image.verity import Verity, dm_table
+from kiln.guest.protocol import dm_table
+from kiln.manifest import Verity
 from kiln.policy import DEFAULT_DENY, SYSCALLS, policy
 from kiln.surface import syscall_numbers
 from kiln.targets.qemu_command import VmSpec, command, kernel_cmdline
