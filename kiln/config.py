@@ -28,9 +28,8 @@ or the defaults for a single .py file, validated into frozen models.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -64,7 +63,7 @@ class SeccompConfig(BaseModel):
     allow: dict[str, str] = Field(default_factory=dict)
 
 
-def _volume(path: str) -> str:
+def check_volume(path: str) -> str:
     if not re.match(r"^(/[A-Za-z0-9._-]+)+$", path) or any(p in (".", "..") for p in path.split("/")):
         raise ValueError(f"{path!r} must be an absolute path, such as /data or /app/instance")
     top = path.split("/")[1]
@@ -100,7 +99,7 @@ class RunnableConfig(BaseModel):
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
     memory: MiB | None = None  # None: sized from the image (kiln.image.sizing)
     ready: Annotated[str, Field(pattern=r"^/[^\s]*$")] | None = None  # HTTP path: 200 once ready (snapshots)
-    volumes: tuple[Annotated[str, BeforeValidator(lambda v: _volume(v) if isinstance(v, str) else v)], ...] = ()
+    volumes: tuple[Annotated[str, BeforeValidator(lambda v: check_volume(v) if isinstance(v, str) else v)], ...] = ()
     seccomp: SeccompConfig = Field(default_factory=SeccompConfig)
 
     @field_validator("name")
@@ -185,10 +184,10 @@ class NativeConfig(RunnableConfig):
         return self
 
 
-class App(BaseModel):
-    """An app on disk: its directory, its config, and where the config came from."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class App:
+    """An app on disk: its directory, its config, where the config came from, and how it starts
+    (kiln.discover.load_app makes one; the command is parsed once, there)."""
 
     root: Path
     config: AppConfig | NativeConfig
@@ -198,6 +197,7 @@ class App(BaseModel):
     ports_from: str | None = None  # where the ports came from, when not from kiln.toml
     workdir: str | None = None  # a Dockerfile's WORKDIR: absolute paths in its command point there
     notes: tuple[str, ...] = ()  # what the build says about the command (kiln build prints them)
+    parsed: Launch | None = None  # how the image starts the app (None: a native program)
 
     @property
     def name(self) -> str:
@@ -208,20 +208,16 @@ class App(BaseModel):
         return default_name(Path(self.config.entry) if self.single_file else self.root)
 
     @property
-    def entry_path(self) -> Path:
-        """The file the app starts in (a module or console script: the app's directory)."""
-        assert isinstance(self.config, AppConfig)
-        launch = self.launch
-        return self.root / launch.target if launch.kind == "file" else self.root
+    def launch(self) -> Launch:
+        """How the image starts a Python app (a console script's entry point is resolved by the analysis)."""
+        assert self.parsed is not None, "a Python app's command is parsed when it is loaded (kiln.discover)"
+        return self.parsed
 
     @property
-    def launch(self) -> Launch:
-        """How the image starts the app (a console script's entry point is resolved by the analysis)."""
-        from kiln.analyze.command import parse
-
-        assert isinstance(self.config, AppConfig)
-        where = self.command_from or (str(self.config_file.name) if self.config_file else "the app")
-        return parse(self.config.words, self.root, self.config.env, where, self.workdir)
+    def entry_path(self) -> Path:
+        """The file the app starts in (a module or console script: the app's directory)."""
+        launch = self.launch
+        return self.root / launch.target if launch.kind == "file" else self.root
 
     @property
     def native(self) -> bool:
@@ -247,7 +243,7 @@ def default_name(path: Path) -> str:
     return name or "app"
 
 
-def _format_validation(err: ValidationError, source: Path) -> str:
+def format_validation(err: ValidationError, source: Path) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
@@ -261,132 +257,4 @@ def parse_config(data: dict[str, Any], source: Path) -> AppConfig | NativeConfig
             return NativeConfig.model_validate(data)
         return AppConfig.model_validate(data)
     except ValidationError as err:
-        raise AppError(_format_validation(err, source)) from None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise AppError(f"{path}: {err}") from None
-    except UnicodeDecodeError:
-        raise AppError(f"{path}: not a UTF-8 text file") from None
-
-
-def load_app(path: Path) -> App:
-    """Read an app from a directory (kiln.toml or pyproject.toml) or a single .py file."""
-    if not path.exists():
-        raise AppError(f"no such app: {path}")
-    path = path.resolve()
-    if path.is_file():
-        if path.suffix != ".py":
-            raise AppError(f"{path}: a Python app is a directory with kiln.toml or a .py file")
-        return App(root=path.parent, config=AppConfig(entry=path.name), config_file=None, single_file=True)
-    kiln_toml, pyproject = path / "kiln.toml", path / "pyproject.toml"
-    if kiln_toml.is_file():
-        config, source = parse_config(_read_toml(kiln_toml), kiln_toml), kiln_toml
-    elif pyproject.is_file() and "kiln" in _read_toml(pyproject).get("tool", {}):
-        config, source = parse_config(_read_toml(pyproject)["tool"]["kiln"], pyproject), pyproject
-    else:
-        return _discovered(path)
-    app = App(root=path, config=config, config_file=source, command_from=source.name)
-    if isinstance(config, AppConfig) and config.command is None and not (path / config.entry).is_file():
-        raise AppError(f"{source}: entry {config.entry!r} does not exist in {path}")
-    return complete(app)
-
-
-def _discovered(path: Path) -> App:
-    """A directory without kiln.toml: its command from a Procfile, a Dockerfile, manage.py or app.py."""
-    from kiln import discover
-
-    found = discover.find(path)
-    if found is None:
-        raise AppError(
-            f"{path}: no kiln.toml, no [tool.kiln] in pyproject.toml, no Procfile, no Dockerfile with a command, "
-            f"no manage.py, and none of {', '.join(discover.DEFAULT_ENTRIES)}"
-        )
-    try:
-        if found.source in discover.DEFAULT_ENTRIES:  # a plain Python project: the defaults, with this entry
-            config = AppConfig(entry=found.source)
-        else:
-            config = AppConfig(command=found.command, env=found.env, ports=found.ports)
-    except ValidationError as err:
-        raise AppError(_format_validation(err, path / found.source.split()[0])) from None
-    app = App(
-        root=path,
-        config=config,
-        config_file=None,
-        command_from=found.source,
-        ports_from=found.ports_from,
-        workdir=found.workdir,
-        notes=found.notes,
-    )
-    return complete(app)
-
-
-def complete(app: App) -> App:
-    """What the command says that the config did not: its ports, and whether the policy lets it run."""
-    if app.native:
-        return app
-    launch = app.launch
-    assert isinstance(app.config, AppConfig)
-    config, ports_from, notes = app.config, app.ports_from, list(app.notes) + list(launch.notes)
-    if launch.listen is None and launch.kind == "file" and not config.ports:
-        from kiln.analyze.servers import listens_in_source
-
-        launch = dataclasses.replace(launch, listen=listens_in_source(app.root / launch.target))
-    if not config.ports and launch.listen is not None:
-        config = config.model_copy(update={"ports": launch.listen.ports})
-        ports_from = launch.listen.why
-    elif not config.ports and config.env.get("PORT", "").isdigit():  # a Procfile's $PORT
-        config = config.model_copy(update={"ports": (int(config.env["PORT"]),)})
-        ports_from = "$PORT"
-    config = _django_volumes(app.root, config, notes)
-    if launch.listen is not None and config.ports:
-        from kiln.analyze.servers import loopback_only
-
-        if loopback_only(launch.listen):
-            host = "--bind 0.0.0.0:PORT" if launch.listen.why.endswith(("bind", "-b")) else "--host 0.0.0.0"
-            notes.append(
-                f"{launch.server.name if launch.server else launch.name} listens on {launch.listen.hosts[0]} only "
-                f"({launch.listen.why}): no published port of a VM reaches it; add {host} to the command"
-            )
-    if launch.forks is not None:
-        # A server kiln knows forks its workers without exec (gunicorn's master and workers, uvicorn's and
-        # hypercorn's --workers): the policy lets exactly that through, the reason recorded in the manifest.
-        missing = [c for c in launch.forks.calls if c not in config.seccomp.allow]
-        if missing:
-            server = launch.server.name if launch.server else launch.name
-            allow = {**config.seccomp.allow, **{c: f"{server} {_WHY[c]} ({launch.forks.how})" for c in missing}}
-            config = config.model_copy(update={"seccomp": SeccompConfig(allow=allow)})
-            notes.append(
-                f"{server} starts {launch.forks.processes} processes ({launch.forks.how}): the syscall policy "
-                f"lets {', '.join(missing)} through for its workers"
-            )
-    return app.model_copy(update={"config": config, "ports_from": ports_from, "notes": tuple(notes)})
-
-
-def _django_volumes(root: Path, config: AppConfig, notes: list[str]) -> AppConfig:
-    """A Django project's SQLite directory as a declared volume (kiln.analyze.django_settings)."""
-    from kiln.analyze.django_settings import sqlite_files
-
-    if not (root / "manage.py").is_file():
-        return config
-    for file, settings in sqlite_files(root, config.env):
-        directory = str(file.parent)
-        if any(directory == v or directory.startswith(v + "/") for v in config.volumes):
-            continue
-        try:
-            _volume(directory)
-        except ValueError:
-            notes.append(
-                f"Django's SQLite database {file} ({settings}) would be on the read-only root: give it a directory "
-                'of its own (BASE_DIR / "data" / "db.sqlite3"), which kiln makes a volume'
-            )
-            continue
-        config = config.model_copy(update={"volumes": (*config.volumes, directory)})
-        notes.append(f"volume {directory}: Django's SQLite database ({settings}); kiln run -v HOSTDIR:{directory}")
-    return config
-
-
-_WHY = {"clone": "forks its workers", "execve": "starts an interpreter per worker"}
+        raise AppError(format_validation(err, source)) from None

@@ -12,7 +12,8 @@ from rich.markup import escape
 
 from kiln.cli.kernel import kernel_progress
 from kiln.cli.ui import console, err_console, human_size, print_json
-from kiln.config import App, AppConfig, NativeConfig, load_app
+from kiln.config import App, AppConfig, NativeConfig
+from kiln.discover import load_app
 from kiln.errors import AnalysisError, KilnError, UsageError
 from kiln.image.build import BuildResult, build_python
 from kiln.image.native import build_native

@@ -57,7 +57,7 @@ def kernel_progress(cfg: kconfig.KernelConfig) -> Iterator[kbuild.Progress]:
 
 def features_for_app(app: Path) -> tuple[str, ...]:
     """The kernel features an app needs, from the same analysis `kiln build` runs."""
-    from kiln.config import load_app
+    from kiln.discover import load_app
     from kiln.image.build import analyze_python
     from kiln.image.native import analyze_native
 

@@ -37,7 +37,7 @@ from kiln import __version__
 from kiln.analyze import elf
 from kiln.analyze.command import PYTHON
 from kiln.analyze.native import native_needs
-from kiln.config import NativeConfig, _volume, default_name
+from kiln.config import NativeConfig, check_volume, default_name
 from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.guest.protocol import INIT_PATH
@@ -293,7 +293,7 @@ def volumes_of(config: ImageConfig, say: Step) -> tuple[str, ...]:
     for v in config.volumes:
         path = v.rstrip("/") or "/"
         try:
-            _volume(path)
+            check_volume(path)
         except ValueError as err:
             say(f"note: VOLUME {v} is not kept: {err}")
             continue

@@ -20,7 +20,8 @@ import msgspec
 from kiln.analyze import elf
 from kiln.analyze.command import PYTHON
 from kiln.analyze.interpreter import probe
-from kiln.config import App, AppConfig, complete, default_name
+from kiln.config import App, AppConfig, default_name
+from kiln.discover import complete
 from kiln.errors import AppError
 from kiln.image.build import BuildResult, KernelProgress, Step, analyze_python, build_python
 from kiln.image.etc import write_etc

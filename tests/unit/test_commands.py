@@ -11,7 +11,7 @@ import pytest
 from kiln.analyze import servers
 from kiln.analyze.command import parse
 from kiln.analyze.django_settings import sqlite_files
-from kiln.config import load_app
+from kiln.discover import load_app
 from kiln.dockerfile import read
 from kiln.errors import AppError
 from kiln.shell_form import ShellFormError, split, unwrap

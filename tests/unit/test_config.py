@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.config import load_app
+from kiln.discover import load_app
 from kiln.errors import AppError
 from kiln.units import parse_memory
 

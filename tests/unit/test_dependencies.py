@@ -10,8 +10,8 @@ import pytest
 
 from kiln.analyze.interpreter import probe
 from kiln.analyze.python import analyze
-from kiln.config import load_app
 from kiln.deps import declared
+from kiln.discover import load_app
 from kiln.errors import AnalysisError, AppError
 
 PYTHON = "/usr/bin/python3.11"

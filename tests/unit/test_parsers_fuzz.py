@@ -11,7 +11,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kiln.config import load_app, parse_config
+from kiln.config import parse_config
+from kiln.discover import load_app
 from kiln.errors import KilnError
 from kiln.manifest import Manifest
 

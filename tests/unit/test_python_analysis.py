@@ -8,7 +8,7 @@ import pytest
 
 from kiln.analyze.interpreter import probe
 from kiln.analyze.python import analyze
-from kiln.config import load_app
+from kiln.discover import load_app
 from kiln.errors import AnalysisError, AppError
 
 PYTHON = "/usr/bin/python3.11"

@@ -76,7 +76,7 @@ def test_no_host_path_in_what_a_manifest_says_it_was_built_from(tmp_path: Path) 
     """build.source and build.config_file name the app, never where it lies on the building host."""
     import msgspec
 
-    from kiln.config import load_app
+    from kiln.discover import load_app
     from kiln.image.build import build_inputs
 
     app_dir = tmp_path / "deep" / "checkout" / "my-app"
