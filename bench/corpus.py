@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import KILN, ROOT, example_args, free_port, isolated_home, machine, ratio, time_to_first_response
 from bench.stacks import allocated
-from kiln.analyze.interpreter import probe
 from kiln.deps.declared import read as read_declared
 from kiln.deps.install import cache_key
+from kiln.interpreter import probe
 from kiln.paths import kiln_home
 
 CORPUS = ROOT / "tests" / "corpus"

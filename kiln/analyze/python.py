@@ -31,10 +31,10 @@ from kiln.analyze.command import Launch, resolve_console
 from kiln.analyze.conditions import Facts
 from kiln.analyze.hints import FRAMEWORK_HINTS, NOT_SHIPPED, django_strings, virtual_module, whole_packages
 from kiln.analyze.imports import ImportRef, Kind
-from kiln.analyze.interpreter import Interpreter
 from kiln.config import App, AppConfig
 from kiln.deps.metadata import Distributions
 from kiln.errors import AnalysisError, AppError
+from kiln.interpreter import Interpreter
 
 Origin = Literal["app", "stdlib", "third-party"]
 ModKind = Literal["source", "extension", "builtin", "namespace"]

@@ -265,7 +265,8 @@ def image_build(
 
     import msgspec
 
-    from kiln.oci.build import Overrides, build_dockerfile, build_image
+    from kiln.oci.build import build_dockerfile, build_image
+    from kiln.oci.image import Overrides
 
     bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
     if bad:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import _proc
-from kiln.analyze.interpreter import Interpreter
 from kiln.atomic import staging_dir
 from kiln.deps.declared import Declared
 from kiln.errors import AnalysisError
+from kiln.interpreter import Interpreter
 from kiln.paths import home_dir
 
 Progress = Callable[[str], None]

@@ -26,7 +26,6 @@ import msgspec
 
 from kiln import __version__
 from kiln.analyze import elf
-from kiln.analyze.interpreter import RUN_FLAGS, Interpreter, probe
 from kiln.analyze.needs import Needs, python_needs
 from kiln.analyze.python import ModuleGraph, analyze
 from kiln.config import App, AppConfig
@@ -42,6 +41,7 @@ from kiln.image.pycompile import cached, compile_all
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
 from kiln.image.verity import protect
+from kiln.interpreter import RUN_FLAGS, Interpreter, probe
 from kiln.kernel import build as kbuild
 from kiln.kernel import config as kconfig
 from kiln.manifest import (

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
-from kiln.analyze.interpreter import Interpreter
+from kiln.interpreter import Interpreter
 
 OUT = "/.kiln-out"  # where the image's root is bound when a sandboxed interpreter compiles into it
 SRC = "/.kiln-src"

@@ -4,7 +4,7 @@ The program is the image's interpreter (`python3 app.py`, `python -m flask run`,
 Debian's /usr/bin/python3 or the official images' /usr/local/bin/python3) or a
 console script that interpreter runs (`gunicorn app:app`, found by its `#!`
 line). kiln asks that interpreter for its paths inside the sandbox over the
-image's tree (kiln.analyze.interpreter, kiln.sandbox), reads the app from the
+image's tree (kiln.interpreter, kiln.sandbox), reads the app from the
 image's WorkingDir and its packages from the image's site-packages, and keeps
 only the modules the app reaches, compiled by that interpreter (in the
 sandbox too), with the command model of kiln.analyze.command: ports, workers
@@ -19,15 +19,15 @@ import msgspec
 
 from kiln.analyze import elf
 from kiln.analyze.command import PYTHON
-from kiln.analyze.interpreter import probe
 from kiln.config import App, AppConfig, default_name
 from kiln.discover import complete
 from kiln.errors import AppError
 from kiln.image.build import BuildResult, KernelProgress, Step, analyze_python, build_python
 from kiln.image.etc import write_etc
 from kiln.image.rootfs import RootFS
+from kiln.interpreter import probe
 from kiln.manifest import BuildInputs, Entry
-from kiln.oci.build import (
+from kiln.oci.image import (
     Fetched,
     Overrides,
     accounts_of,

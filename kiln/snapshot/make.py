@@ -30,8 +30,6 @@ from kiln.guest import protocol
 from kiln.guest.protocol import ControlChannel
 from kiln.manifest import MEDIA_SNAPSHOT_RAM, MEDIA_SNAPSHOT_STATE, Part, SnapshotRecord
 from kiln.paths import sockets_for
-from kiln.snapshot.match import made_with
-from kiln.snapshot.restore import close_quietly, ignore_shared, qmp_session
 from kiln.store import Image, Store
 from kiln.targets.base import RunConfig
 from kiln.targets.console import ConsoleReader
@@ -39,6 +37,8 @@ from kiln.targets.portmap import PortMap
 from kiln.targets.ports import free_port
 from kiln.targets.qemu import QemuTarget
 from kiln.targets.qemu_command import command
+from kiln.targets.snapshot_match import made_with
+from kiln.targets.snapshot_restore import close_quietly, ignore_shared, qmp_session
 
 READY_TIMEOUT = 300.0  # a Python app under TCG takes seconds; a big one, more
 SAVE_TIMEOUT = 120.0

@@ -146,7 +146,7 @@ class QemuTarget:
             )
         if cfg.snapshot == "never" or cold:
             return plan
-        from kiln.snapshot import match  # only a run that may restore needs it
+        from kiln.targets import snapshot_match as match  # only a run that may restore needs it
 
         found, why_not = match.find(self.store, image, spec, qemu)
         if found is None:
@@ -205,7 +205,7 @@ class QemuTarget:
 
     def _restore(self, plan: Plan, sink: BinaryIO) -> Vm:
         """Restore the snapshot; if that fails and a cold boot is allowed, boot cold (with a notice)."""
-        from kiln.snapshot import restore
+        from kiln.targets import snapshot_restore as restore
 
         assert plan.restore and plan.qmp_socket and plan.control_socket
         vm = self._launch(plan.argv, sink)

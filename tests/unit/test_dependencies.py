@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kiln.analyze.interpreter import probe
 from kiln.analyze.python import analyze
 from kiln.deps import declared
 from kiln.discover import load_app
 from kiln.errors import AnalysisError, AppError
+from kiln.interpreter import probe
 
 PYTHON = "/usr/bin/python3.11"
 
