@@ -1,22 +1,21 @@
-"""`kiln build APP`: build an app into an image in the local store."""
+"""`kiln build APP`: flags -> one call of the build API (kiln.build), and its result shown."""
 
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import msgspec
 from pydantic import ValidationError
-from rich.markup import escape
 
-from kiln.cli.kernel import kernel_progress
+from kiln import build as api
+from kiln.cli.kernel import ConsoleProgress
 from kiln.cli.ui import console, err_console, human_size, print_json
-from kiln.config import App, AppConfig, NativeConfig
-from kiln.discover import load_app
-from kiln.errors import AnalysisError, KilnError, UsageError
-from kiln.image.build import BuildResult, build_python
-from kiln.image.native import build_native
+from kiln.config import App, NativeConfig
+from kiln.errors import AnalysisError, UsageError
+from kiln.oci.image import Overrides
 from kiln.store import Store
 
 if TYPE_CHECKING:
@@ -112,91 +111,104 @@ def build(
     it is built first (minutes, with progress)."""
     from kiln.oci.source import is_reference
 
-    if len(users) > 1 and ((args and is_reference(args[0])) or dockerfile):
+    image_like = bool(args and is_reference(args[0])) or bool(dockerfile)
+    if len(users) > 1 and image_like:
         raise UsageError("--user: an image runs as one account")
-    run_as = {"user": users[0] if users else None, "workdir": workdir}
-    if args and is_reference(args[0]):
-        image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build, as_json,
-                    run_as=run_as)  # fmt: skip
-        return
-    if args and not (exe or deb):
-        from kiln.discover import needs_builder
-
-        context = Path(args[0])
-        why = None if dockerfile else needs_builder(context)
-        if dockerfile or why:
-            if why:
-                err_console.print(f"[dim]==>[/] building {escape(str(context))} by its Dockerfile: {escape(why)}")
-            file = (
-                Path(dockerfile)
-                if dockerfile and Path(dockerfile).is_absolute()
-                else context / (dockerfile or "Dockerfile")
-            )
-            bad = [a for a in build_args if "=" not in a]
-            if bad:
-                raise UsageError(f"invalid --build-arg {bad[0]!r} (expected KEY=VALUE)")
-            recipe = (context, file, target, dict(a.split("=", 1) for a in build_args))
-            image_build(args, tag or name, ports, entrypoint, env, username, password_stdin, no_kernel_build,
-                        as_json, recipe, run_as)  # fmt: skip
-            return
-    if target or build_args:
+    if (target or build_args) and not dockerfile:
         raise UsageError("--target and --build-arg go with --dockerfile")
-    if entrypoint or env or username or password_stdin or workdir:
-        raise UsageError(
-            "--entrypoint, -e, --workdir, -u and --password-stdin go with a container image (docker://, oci:...)"
+    docker_run = bool(entrypoint or env or username or password_stdin or workdir)
+    source: api.Source
+    if image_like:
+        overrides = _overrides(args, ports, entrypoint, env, username, password_stdin, users, workdir)
+        source = (
+            _dockerfile_source(args, dockerfile, target, build_args, overrides)
+            if dockerfile
+            else api.ImageSource(args[0], overrides)
         )
-    if exe or deb:
-        given = {"exe": exe, "name": name, "args": args, "ports": ports, "files": files, "users": users}
-        try:  # only what was given: a Debian package's unit says the rest
-            config = NativeConfig(deb=deb, **{k: v for k, v in given.items() if v})
-        except ValidationError as err:
-            raise UsageError(f"--exe: {err.errors()[0]['msg']}") from None
-        app = App(root=Path.cwd(), config=config, config_file=None)
-    elif len(args) == 1 and not (ports or files or users):
-        app = load_app(Path(args[0]))
+        tag = tag or name
+    elif (exe or deb or not args) and docker_run:
+        raise UsageError(api.DOCKER_RUN_FLAGS)
+    elif exe or deb:
+        source = api.NativeSource(_native_config(exe, deb, name, args, ports, files, users))
+    elif not args:
+        raise UsageError(api.ONE_APP)
+    else:  # an app: docker run's flags are for one only its Dockerfile builds (kiln.build says)
         if name and tag:
             raise UsageError("--name and -t both name the image: give one (-t NAME[:TAG])")
-        tag = tag or name
-    elif len(args) == 1:
-        raise UsageError(
-            "-p, --file and --user describe a native program (--exe, --deb); an app declares them in kiln.toml"
+        if files:
+            raise UsageError(api.NATIVE_FLAGS)
+        given = docker_run or ports or users or len(args) > 1
+        overrides = (
+            _overrides(args, ports, entrypoint, env, username, password_stdin, users, workdir) if given else None
         )
+        source, tag = api.AppSource(Path(args[0]), overrides), tag or name
+    options = api.BuildOptions(tag=tag, build_kernel=not no_kernel_build, check=check)
+    result = api.build(source, options, Store(), ConsoleProgress())
+    if result.app is None:
+        show_image(result, as_json)
     else:
-        raise UsageError("give one APP, or --exe PROGRAM [options] -- ARGS (see kiln build --help)")
-    if check and app.native:
-        raise UsageError("--check proves a Python app's imports; for a native program use kiln trace")
-    trims = isinstance(app.config, AppConfig) and app.config.trim == "modules"
-    if trims and check is False:
-        raise UsageError('trim = "modules" keeps only what the imports reach, so the build runs the app to prove it: '
-                         "drop --no-check, or drop the trim line")  # fmt: skip
-    audit = check is None and not app.native and (bool(app.config.ports) or trims)
-    store = Store()
-    previous = _tagged(store, tag or app.name)
-    builder = build_native if app.native else build_python
-    result = builder(
-        app,
-        store,
-        tag,
-        step=lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}"),
-        build_kernel=not no_kernel_build,
-        kernel_progress=kernel_progress,
-    )
-    m = result.manifest
-    modules = len(m.python.modules) if m.python else 0
-    report = run_check(app, result) if check else None
-    audited = None
-    if audit and (busy := _busy_ports(app.config.ports)):
-        # the unix target runs on the host's network: the app's own ports must be free there
-        err_console.print(
-            f"[dim]==>[/] audit: port {', '.join(map(str, busy))} is in use on this host: the app was not run, "
-            "its imports were not checked",
-            highlight=False,
-        )
-    elif audit:
-        from kiln.check import AUDIT_READY
+        show_app(result, result.app, as_json)
 
-        audited = run_check(app, result, AUDIT_READY)
-        audit_verdict(audited, store, result, previous)
+
+def _native_config(
+    exe: str | None,
+    deb: str | None,
+    name: str | None,
+    args: tuple[str, ...],
+    ports: tuple[int, ...],
+    files: tuple[str, ...],
+    users: tuple[str, ...],
+) -> NativeConfig:
+    given = {"exe": exe, "name": name, "args": args, "ports": ports, "files": files, "users": users}
+    try:  # only what was given: a Debian package's unit says the rest
+        return NativeConfig(deb=deb, **{k: v for k, v in given.items() if v})
+    except ValidationError as err:
+        raise UsageError(f"--exe: {err.errors()[0]['msg']}") from None
+
+
+def _overrides(
+    args: tuple[str, ...],
+    ports: tuple[int, ...],
+    entrypoint: str | None,
+    env: tuple[str, ...],
+    username: str | None,
+    password_stdin: bool,
+    users: tuple[str, ...],
+    workdir: str | None,
+) -> Overrides:
+    """What kiln build says over a container image's config, as docker run's flags."""
+    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
+    return Overrides(
+        entrypoint=entrypoint,
+        args=args[1:] or None,
+        env=dict(e.split("=", 1) for e in env),
+        ports=ports,
+        username=username,
+        password=sys.stdin.readline().rstrip("\n") if password_stdin else None,
+        user=users[0] if users else None,
+        workdir=workdir,
+    )
+
+
+def _dockerfile_source(
+    args: tuple[str, ...], dockerfile: str, target: str | None, build_args: tuple[str, ...], overrides: Overrides
+) -> api.DockerfileSource:
+    if not args:
+        raise UsageError(api.ONE_APP)
+    context = Path(args[0])
+    file = Path(dockerfile) if Path(dockerfile).is_absolute() else context / dockerfile
+    bad = [a for a in build_args if "=" not in a]
+    if bad:
+        raise UsageError(f"invalid --build-arg {bad[0]!r} (expected KEY=VALUE)")
+    return api.DockerfileSource(context, file, target, dict(a.split("=", 1) for a in build_args), overrides)
+
+
+def show_app(result: api.BuildResult, app: App, as_json: bool) -> None:
+    """A Python app's or a native program's image, and the --check report if one was asked for."""
+    m, report, audited = result.manifest, result.check, result.audit
+    modules = len(m.python.modules) if m.python else 0
     if as_json:
         print_json(
             {
@@ -247,49 +259,8 @@ def build(
         check_verdict(report)
 
 
-def image_build(
-    args: tuple[str, ...],
-    tag: str | None,
-    ports: tuple[int, ...],
-    entrypoint: str | None,
-    env: tuple[str, ...],
-    username: str | None,
-    password_stdin: bool,
-    no_kernel_build: bool,
-    as_json: bool,
-    dockerfile: tuple[Path, Path, str | None, dict[str, str]] | None = None,
-    run_as: dict[str, str | None] | None = None,
-) -> None:
-    """kiln build REFERENCE [-- ARGS] (or a Dockerfile's context): a container image, with docker run's overrides."""
-    import sys
-
-    import msgspec
-
-    from kiln.oci.build import build_dockerfile, build_image
-    from kiln.oci.image import Overrides
-
-    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0]]
-    if bad:
-        raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    overrides = Overrides(
-        entrypoint=entrypoint,
-        args=args[1:] or None,
-        env=dict(e.split("=", 1) for e in env),
-        ports=ports,
-        username=username,
-        password=password,
-        user=(run_as or {}).get("user"),
-        workdir=(run_as or {}).get("workdir"),
-    )
-    step = lambda msg: err_console.print(f"[dim]==>[/] {escape(msg)}")  # noqa: E731
-    if dockerfile is not None:
-        context, file, target, build_args = dockerfile
-        result = build_dockerfile(
-            context, file, Store(), tag, step, not no_kernel_build, kernel_progress, overrides, target, build_args
-        )
-    else:
-        result = build_image(args[0], Store(), tag, step, not no_kernel_build, kernel_progress, overrides)
+def show_image(result: api.BuildResult, as_json: bool) -> None:
+    """A container image's (or a Dockerfile's) kiln image: what it keeps of the container."""
     m = result.manifest
     image = m.build.image
     if as_json:
@@ -309,79 +280,6 @@ def image_build(
         else "",
         highlight=False,
     )
-
-
-def _busy_ports(ports: tuple[int, ...]) -> list[int]:
-    """The ports another process on this host listens on (the audit's app would find them taken)."""
-    from kiln.errors import TargetError
-    from kiln.targets.portmap import PortMap
-    from kiln.targets.ports import check_free
-
-    busy = []
-    for port in ports:
-        try:
-            check_free([PortMap(host_ip="0.0.0.0", host=port, guest=port)])
-        except TargetError:
-            busy.append(port)
-    return busy
-
-
-def _tagged(store: Store, name: str) -> str | None:
-    """The image the tag names before this build, if any."""
-    try:
-        return store.resolve(name)[0]
-    except KilnError:
-        return None
-
-
-def run_check(app: App, result: BuildResult, ready: float | None = None) -> CheckReport:
-    from kiln import check
-    from kiln.analyze.python import Resolver
-
-    analysis = result.analysis
-    assert analysis is not None and isinstance(app.config, AppConfig)
-    resolver = Resolver(app, analysis.interp, tuple(analysis.place.sites))
-    err_console.print(f"[dim]==>[/] checking: running {escape(str(result.ref))} on the unix target, imports profiled")
-    store = Store()
-    image = store.image(str(result.ref))
-    return check.run(
-        store, image, app.config.check, lambda n: resolver.find(n) is not None, ready or check.READY_TIMEOUT
-    )
-
-
-def audit_verdict(report: CheckReport, store: Store, result: BuildResult, previous: str | None) -> None:
-    """The default audit: a module the app imported that the image lacks fails the build in one line, and the
-    image is undone (the tag back where it was); an app that never answered is only not audited."""
-    from urllib.parse import urlsplit
-
-    from kiln.check import AUDIT_READY, toml_list
-
-    if report.missing:
-        store.discard(result.ref, result.digest, previous)
-        fix = (
-            f"add {toml_list('include', report.include)} to kiln.toml"
-            if report.include
-            else ("it is not installed where the app was built from: add its distribution to the requirements")
-        )
-        raise AnalysisError(
-            f"the audit run imported {', '.join(report.missing)}, which the image lacks: {fix} "
-            "(kiln build --no-check skips the run)"
-        )  # fmt: skip
-    if report.not_ready:
-        ended = f"it exited with status {report.exit_status}" if report.exit_status is not None else "it kept starting"
-        raised = [ln.strip() for ln in report.output.splitlines() if re.match(r"^\s*[\w.]*(Error|Exception)\b", ln)]
-        if raised and report.exit_status is not None:
-            ended += f": {raised[-1][:160]}"
-        err_console.print(
-            f"[dim]==>[/] audit: the app did not answer on port {', '.join(map(str, report.not_ready))} within "
-            f"{AUDIT_READY:.0f} s ({ended}): its imports were not checked",
-            highlight=False,
-        )
-    else:
-        asked = ", ".join(f"GET {urlsplit(url).path or '/'} -> {status}" for url, status in report.requests)
-        err_console.print(
-            f"[dim]==>[/] audit: {asked}; {len(report.imported)} modules imported, none missing", highlight=False
-        )
 
 
 def check_json(report: CheckReport) -> dict[str, object]:

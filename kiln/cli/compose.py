@@ -60,13 +60,14 @@ def compose(ctx: click.Context, file: Path | None, name: str | None) -> None:
 @click.pass_context
 def up(ctx: click.Context, services: tuple[str, ...], detach: bool, rebuild: bool) -> None:
     """Build what is missing, then start the services in dependency order."""
+    from kiln.cli.kernel import ConsoleProgress
     from kiln.compose import lifecycle
     from kiln.compose.project import load
     from kiln.store import Store
 
     project = load(_file(ctx.obj["file"]), ctx.obj["name"])
     try:
-        lifecycle.up(project, Store(), lambda text: ui.say(text, err=True), list(services), rebuild)
+        lifecycle.up(project, Store(), lambda text: ui.say(text, err=True), list(services), rebuild, ConsoleProgress())
     except KeyboardInterrupt:
         lifecycle.down(project.name, lambda text: ui.say(text, err=True))
         raise

@@ -68,7 +68,7 @@ def libvirt(
 ) -> None:
     """Write a libvirt domain (q35, virtio-pci, direct kernel boot; or --firmware: a disk that OVMF or
     SeaBIOS boots) and the files it boots from."""
-    from kiln.cli.kernel import kernel_progress
+    from kiln.cli.kernel import ConsoleProgress
     from kiln.export import libvirt as lv
     from kiln.export import machine
     from kiln.store import Store
@@ -78,12 +78,12 @@ def libvirt(
     store = Store()
     maps = [PortMap.parse(p) for p in ports]
     img = store.image(image)
-    vm = machine.prepare(store, img, kernel_progress)
+    vm = machine.prepare(store, img, ConsoleProgress())
     chosen, note = accelerator.choose(accel, vm.kernel)
     if note:
         ui.note(note)
     if firmware:
-        xml = lv.export_firmware(store, img, output, name or vm.name, maps, chosen, firmware, kernel_progress)
+        xml = lv.export_firmware(store, img, output, name or vm.name, maps, chosen, firmware, ConsoleProgress())
     else:
         xml = lv.export(vm, output, name or vm.name, maps, chosen)
     defined = lv.define(xml, uri, start) if define or start else None
@@ -118,14 +118,14 @@ def libvirt(
 @click.option("--json", "as_json", is_flag=True, help="Print the pushed references as JSON.")
 def kubevirt(image: str, registry: str, output: Path, tag: str | None, name: str | None, as_json: bool) -> None:
     """Push a containerDisk and a kernel-boot image, and write a VirtualMachine that boots them."""
-    from kiln.cli.kernel import kernel_progress
+    from kiln.cli.kernel import ConsoleProgress
     from kiln.export import kubevirt as kv
     from kiln.export import machine
     from kiln.store import Store
 
     store = Store()
     img = store.image(image)
-    vm = machine.prepare(store, img, kernel_progress, guest_ip=kv.POD_IP, gateway=kv.POD_GATEWAY)
+    vm = machine.prepare(store, img, ConsoleProgress(), guest_ip=kv.POD_IP, gateway=kv.POD_GATEWAY)
     with store.staging() as scratch:
         done = kv.export(vm, registry, tag or img.ref.tag, output, scratch, name or vm.name)
     if as_json:
@@ -177,7 +177,7 @@ def disk(
 ) -> None:
     """Write a GPT disk that UEFI and BIOS firmware boot: the kernel on an EFI system partition, the
     image's root and its verity tree as read-only partitions, the network by DHCP."""
-    from kiln.cli.kernel import kernel_progress
+    from kiln.cli.kernel import ConsoleProgress
     from kiln.errors import UsageError
     from kiln.export import disk as exporter
     from kiln.store import Store
@@ -203,7 +203,7 @@ def disk(
         fmt=fmt,
         cloud=cloud,
         force=force,
-        progress=kernel_progress,
+        progress=ConsoleProgress(),
         sizes=sizes,
         size=whole,
     )

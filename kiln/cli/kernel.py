@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from kiln.cli.ui import console, err_console, human_size, print_json, progress
 from kiln.errors import UsageError
+from kiln.image.options import Progress
 from kiln.kernel import build as kbuild
 from kiln.kernel import config as kconfig
 
@@ -128,3 +131,13 @@ def show_cmd(features: str | None, as_json: bool) -> None:
         return
     for key, value in data.items():
         console.print(f"{key:>20}: {value}", highlight=False, markup=False)
+
+
+class ConsoleProgress(Progress):
+    """A build's steps as "==> ..." lines on stderr, and a kernel build's progress (kernel_progress)."""
+
+    def step(self, message: str) -> None:
+        err_console.print(f"[dim]==>[/] {escape(message)}")
+
+    def kernel(self, cfg: kconfig.KernelConfig) -> AbstractContextManager[kbuild.Progress | None]:
+        return kernel_progress(cfg)

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kiln import _proc, atomic
+from kiln import atomic
 from kiln.compose.project import Healthcheck, Project, Service
 from kiln.errors import KilnError, TargetError, UsageError
 from kiln.guest.protocol import ControlChannel
@@ -34,6 +35,10 @@ from kiln.runtime import instance as instances
 from kiln.runtime import manage
 from kiln.store import Store
 from kiln.targets.base import Lan, RunConfig, VolumeMap
+
+if TYPE_CHECKING:  # the build pipeline is imported by `up`, which builds; ps, logs and down never need it
+    from kiln import build as api
+    from kiln.oci.image import Overrides
 
 SUBNET = "10.89.0"
 PREFIX = 24
@@ -121,24 +126,23 @@ def registry_reference(image: str) -> str:
     return f"docker://{name}"
 
 
-def _image_flags(service: Service) -> list[str]:
-    """kiln build's flags for what the service says over its image's config, as docker run's."""
-    flags = []
-    if service.entrypoint is not None:
-        flags += ["--entrypoint", service.entrypoint]
-    if service.user is not None:
-        flags += ["--user", service.user]
-    if service.working_dir is not None:
-        flags += ["--workdir", service.working_dir]
-    for port in service.expose:
-        flags += ["-p", str(port)]
-    if service.command is not None:
-        flags += ["--", *service.command]
-    return flags
+def _overrides(service: Service) -> Overrides:
+    """What the service says over its image's config, as docker run's flags do."""
+    from kiln.oci.image import Overrides
+
+    return Overrides(
+        entrypoint=service.entrypoint,
+        args=tuple(service.command) if service.command else None,
+        ports=tuple(service.expose),
+        user=service.user,
+        workdir=service.working_dir,
+    )
 
 
-def _build_argv(service: Service, ref: str) -> list[str]:
-    """How `kiln build` makes the service's image."""
+def source_of(service: Service) -> api.Source:
+    """What the build API makes the service's image from: its build context (built as kiln.discover says,
+    or by its Dockerfile), or its image."""
+    from kiln import build as api
     from kiln.discover import needs_builder
 
     if service.build is not None:
@@ -150,18 +154,16 @@ def _build_argv(service: Service, ref: str) -> list[str]:
                 "(kiln.toml, a Procfile): command, entrypoint, working_dir, user and expose go with an image"
             )
         if itself:
-            return ["build", str(b.context), "-t", ref]
-        argv = ["build", "--dockerfile", str(b.dockerfile or b.context / "Dockerfile"), "-t", ref]
-        if b.target:
-            argv += ["--target", b.target]
-        for key, value in sorted(b.args.items()):
-            argv += ["--build-arg", f"{key}={value}"]
-        return [*argv, str(b.context), *_image_flags(service)]
+            return api.AppSource(b.context)
+        dockerfile = b.dockerfile or b.context / "Dockerfile"
+        return api.DockerfileSource(b.context, dockerfile, b.target, dict(b.args), _overrides(service))
     assert service.image is not None
-    return ["build", "-t", ref, registry_reference(service.image), *_image_flags(service)]
+    return api.ImageSource(registry_reference(service.image), _overrides(service))
 
 
-def _ensure_image(store: Store, service: Service, project: Project, rebuild: bool, say: Say) -> str:
+def _ensure_image(
+    store: Store, service: Service, project: Project, rebuild: bool, say: Say, progress: api.Progress | None
+) -> str:
     """The service's image: kiln's store's, else built as kiln.discover and kiln.oci decide (cached under the
     project's name for the service: `compose up --build` builds it again)."""
     if service.image and service.build is None and not service.overrides:
@@ -176,24 +178,29 @@ def _ensure_image(store: Store, service: Service, project: Project, rebuild: boo
         have = False
     if have and not rebuild:
         return ref
-    argv = _build_argv(service, ref)
-    say(f"building {service.name}: kiln {' '.join(argv[1:])}")
-    said: list[str] = []
+    from kiln import build as api
 
-    def relay(line: str) -> None:  # the build's progress as it comes; its error line becomes this one's
-        if line.startswith("kiln: error: "):
-            said.append(line.removeprefix("kiln: error: "))
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    code, _ = _proc.stream([sys.executable, "-m", "kiln", *argv], relay)
-    if code != 0:
-        reason = said[-1] if said else f"exit status {code}"
+    source = source_of(service)
+    say(f"building {service.name} from {_describe(source)}")
+    try:
+        api.build(source, api.BuildOptions(tag=ref), store, progress or api.QUIET)
+    except KilnError as err:
         if service.build:
-            raise KilnError(f"service {service.name}: the build of {service.build.context} failed: {reason}")
+            raise KilnError(f"service {service.name}: the build of {service.build.context} failed: {err}") from err
         raise KilnError(f"service {service.name}: image {service.image} is not in the store, and building it failed: "
-                        f"{reason}")  # fmt: skip
+                        f"{err}") from err  # fmt: skip
     return ref
+
+
+def _describe(source: api.Source) -> str:
+    from kiln import build as api
+
+    if isinstance(source, api.AppSource):
+        return str(source.path)
+    if isinstance(source, api.DockerfileSource):
+        return f"{source.dockerfile}{f' (target {source.target})' if source.target else ''}"
+    assert isinstance(source, api.ImageSource)
+    return source.reference
 
 
 def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs: dict[str, str]) -> RunConfig:
@@ -266,7 +273,14 @@ def wait_healthy(inst: instances.Instance, service: Service, timeout: float = HE
         time.sleep(check.interval)
 
 
-def up(project: Project, store: Store, say: Say, services: list[str] | None = None, rebuild: bool = False) -> None:
+def up(
+    project: Project,
+    store: Store,
+    say: Say,
+    services: list[str] | None = None,
+    rebuild: bool = False,
+    progress: api.Progress | None = None,
+) -> None:
     """Start the project's services (or `services` and what they depend on) in dependency order."""
     order = project.order()
     if services:
@@ -281,7 +295,7 @@ def up(project: Project, store: Store, say: Say, services: list[str] | None = No
                 wanted.add(name)
                 todo.extend(project.services[name].depends_on)
         order = [s for s in order if s in wanted]
-    refs = {name: _ensure_image(store, project.services[name], project, rebuild, say) for name in order}
+    refs = {name: _ensure_image(store, project.services[name], project, rebuild, say, progress) for name in order}
     directory = project_dir(project.name)
     directory.mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(

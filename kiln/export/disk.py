@@ -37,7 +37,8 @@ from kiln.errors import KernelError, UsageError
 from kiln.export import esp, platforms
 from kiln.guest import protocol
 from kiln.image import unpack
-from kiln.image.build import KernelProgress, kernel_for
+from kiln.image.build import kernel_for
+from kiln.image.options import QUIET, BuildOptions, Progress
 from kiln.store import Image, Store
 
 FORMATS = ("raw", "qcow2", "vmdk", "vhd")
@@ -163,7 +164,7 @@ def cmdline(image: Image, parts: list[Partition]) -> str:
 
 
 def write_raw(
-    store: Store, image: Image, out: Path, platform: str, firmware: str, progress: KernelProgress | None,
+    store: Store, image: Image, out: Path, platform: str, firmware: str, progress: Progress,
     scratch: Path, sizes: dict[str, int] | None = None, total: int | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """The raw disk at `out` (a temporary path; the caller renames it); what it holds."""
@@ -171,7 +172,7 @@ def write_raw(
     volumes = volume_sizes(image, sizes or {})
     feats, why = kernel_features(image, platform)
     try:
-        kernel = kernel_for(feats, True, progress)
+        kernel = kernel_for(feats, BuildOptions(), progress)
     except KernelError as err:
         raise KernelError(f"image {image.ref}'s kernel cannot be rebuilt for a disk ({err}): rebuild the image "
                           "with this kiln (kiln build)") from None  # fmt: skip
@@ -306,7 +307,7 @@ def export(
     fmt: str = "raw",
     cloud: str | None = None,
     force: bool = False,
-    progress: KernelProgress | None = None,
+    progress: Progress = QUIET,
     sizes: dict[str, int] | None = None,
     size: int | None = None,
 ) -> dict[str, object]:

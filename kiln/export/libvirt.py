@@ -26,7 +26,7 @@ from kiln import atomic
 from kiln.errors import KilnError, UsageError
 from kiln.export.machine import Machine
 from kiln.guest.protocol import GATEWAY
-from kiln.image.build import KernelProgress
+from kiln.image.options import QUIET, Progress
 from kiln.store import Image, Store
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import cpu_vendor
@@ -148,7 +148,7 @@ def export(machine: Machine, out: Path, name: str, ports: list[PortMap], accel: 
 
 def export_firmware(
     store: Store, image: Image, out: Path, name: str, ports: list[PortMap], accel: str, firmware: str,
-    progress: KernelProgress | None = None,
+    progress: Progress = QUIET,
 ) -> Path:  # fmt: skip
     """Write out/disk.img (kiln export disk, every platform's drivers) and out/domain.xml that boots it
     through `firmware` (uefi or bios)."""

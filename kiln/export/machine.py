@@ -13,7 +13,8 @@ from pathlib import Path
 from kiln.guest import protocol
 from kiln.guest.protocol import GATEWAY, GUEST_IP
 from kiln.image import unpack
-from kiln.image.build import KernelProgress, kernel_for
+from kiln.image.build import kernel_for
+from kiln.image.options import QUIET, BuildOptions, Progress
 from kiln.store import Image, Store
 
 EXPORT_FEATURE = "pci"
@@ -38,13 +39,13 @@ class Machine:
 def prepare(
     store: Store,
     image: Image,
-    progress: KernelProgress | None = None,
+    progress: Progress = QUIET,
     guest_ip: str = GUEST_IP,
     gateway: str = GATEWAY,
 ) -> Machine:
     """The image's PCI kernel (built if not cached), its verified root and its command line."""
     m = image.manifest
-    kernel = kernel_for(tuple(sorted({*m.kernel.features, EXPORT_FEATURE})), True, progress)
+    kernel = kernel_for(tuple(sorted({*m.kernel.features, EXPORT_FEATURE})), BuildOptions(), progress)
     rootfs = unpack.rootfs(store, image)
     boot = protocol.Boot(
         memory_mib=m.entry.memory_mib,

@@ -11,13 +11,11 @@ changed only by `commit`, under the store lock, and the tag is written last.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import os
 import shutil
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -37,13 +35,13 @@ from kiln.guest.protocol import CONFIG_PATH, INIT_PATH, START_PATH, config_lines
 from kiln.image import erofs
 from kiln.image.data import Placement, app_data, kept_distributions, package_data, system_data
 from kiln.image.etc import add_resolver
+from kiln.image.options import BuildOptions, Progress
 from kiln.image.pycompile import cached, compile_all
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
 from kiln.image.verity import protect
 from kiln.interpreter import RUN_FLAGS, Interpreter, probe
 from kiln.kernel import build as kbuild
-from kiln.kernel import config as kconfig
 from kiln.manifest import (
     MEDIA_KERNEL,
     MEDIA_ROOTFS,
@@ -67,7 +65,7 @@ Step = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class BuildResult:
+class Built:
     ref: Ref
     digest: str
     manifest: Manifest
@@ -204,19 +202,15 @@ def build_time() -> datetime:
     return datetime.fromtimestamp(0, UTC)
 
 
-# Shows a kernel build's progress: given the config, yields the callback for kbuild.build.
-KernelProgress = Callable[[kconfig.KernelConfig], AbstractContextManager[kbuild.Progress]]
-
-
-def kernel_for(features: tuple[str, ...], build_kernel: bool, progress: KernelProgress | None) -> kbuild.Kernel:
-    """The cached kernel with these features; built now unless build_kernel is False."""
+def kernel_for(features: tuple[str, ...], options: BuildOptions, progress: Progress) -> kbuild.Kernel:
+    """The cached kernel with these features; built now unless options.build_kernel is False."""
     cfg = kbuild.resolve_config(features)
     cached = kbuild.cached(cfg)
     if cached is not None:
         return cached
-    if not build_kernel:
+    if not options.build_kernel:
         return kbuild.require(cfg)  # raises, saying how to build it
-    with progress(cfg) if progress else contextlib.nullcontext(None) as report:
+    with progress.kernel(cfg) as report:
         return kbuild.build(cfg, progress=report)
 
 
@@ -270,24 +264,22 @@ def analyze_python(
 def build_python(
     app: App,
     store: Store,
-    tag: str | None = None,
-    step: Step | None = None,
-    build_kernel: bool = True,
-    kernel_progress: KernelProgress | None = None,
+    options: BuildOptions,
+    progress: Progress,
     analysis: PythonAnalysis | None = None,
     image: Callable[[RootFS, Entry], tuple[Entry, BuildInputs]] | None = None,
-) -> BuildResult:
+) -> Built:
     """Build a Python app. A container image's app (kiln.oci.python) comes analyzed with the image's
     interpreter, and `image` then finishes its entry and inputs from the image's config and tree."""
-    say = step or (lambda _msg: None)
+    say = progress.step
     build_time()  # a malformed SOURCE_DATE_EPOCH fails before any work (mkfs.erofs reads it too)
-    ref = Ref.parse(tag) if tag else Ref(app.name)
+    ref = Ref.parse(options.tag) if options.tag else Ref(app.name)
     for line in app.describe():
         say(line)
     analysis = analysis or analyze_python(app, say)
     interp, graph, needs, place = analysis.interp, analysis.graph, analysis.needs, analysis.place
     rules = policy(app.config.seccomp.allow)
-    kernel = kernel_for(needs.features, build_kernel, kernel_progress)
+    kernel = kernel_for(needs.features, options, progress)
 
     with store.staging() as scratch:
         say(f"laying out {len(graph.modules)} modules")
@@ -333,7 +325,7 @@ class Contents:
 
 def finish(
     store: Store, ref: Ref, contents: Contents, needs: Needs, rules: Policy, kernel: kbuild.Kernel, say: Step
-) -> BuildResult:
+) -> Built:
     """Seal what a builder laid out: volumes, /kiln/config, EROFS, dm-verity, then the store."""
     root, entry, closure = contents.root, contents.entry, contents.closure
     for directory in (*entry.volumes, *(w.path for w in entry.writable)):
@@ -391,7 +383,7 @@ def commit(
     kernel_file: Path,
     rootfs_file: Path,
     manifest: Callable[[str, int, str, int], Manifest],
-) -> BuildResult:
+) -> Built:
     """Add the kernel, the root file system and the manifest naming them to the store, tagged."""
     made: list[Manifest] = []
 
@@ -401,4 +393,4 @@ def commit(
         return made[0].to_json()
 
     digest = store.add_image(ref, [kernel_file, rootfs_file], make)
-    return BuildResult(ref, digest, made[0])
+    return Built(ref, digest, made[0])

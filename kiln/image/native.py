@@ -27,9 +27,8 @@ from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.guest.protocol import INIT_PATH
 from kiln.image.build import (
-    BuildResult,
+    Built,
     Contents,
-    KernelProgress,
     Step,
     build_inputs,
     build_time,
@@ -37,6 +36,7 @@ from kiln.image.build import (
     kernel_for,
 )
 from kiln.image.etc import write_etc
+from kiln.image.options import BuildOptions, Progress
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
 from kiln.manifest import Entry
@@ -170,16 +170,14 @@ def _service_files(root: RootFS, service: Service, sysroot: Path) -> None:
 def build_native(
     app: App,
     store: Store,
-    tag: str | None = None,
-    step: Step | None = None,
-    build_kernel: bool = True,
-    kernel_progress: KernelProgress | None = None,
-) -> BuildResult:
-    say = step or (lambda _msg: None)
+    options: BuildOptions,
+    progress: Progress,
+) -> Built:
+    say = progress.step
     build_time()  # a malformed SOURCE_DATE_EPOCH fails before any work (mkfs.erofs reads it too)
     cfg = app.config
     assert isinstance(cfg, NativeConfig)
-    ref = Ref.parse(tag) if tag else Ref(app.name)
+    ref = Ref.parse(options.tag) if options.tag else Ref(app.name)
     say(f"analyzing {cfg.deb or cfg.exe}")
     found = analyze_native(app)
     exe, extra, init, closure, needs, sysroot, unpacked = (
@@ -197,7 +195,7 @@ def build_native(
         for note in service.notes:
             say(f"note: {note}")
     rules = policy(cfg.seccomp.allow)
-    kernel = kernel_for(needs.features, build_kernel, kernel_progress)
+    kernel = kernel_for(needs.features, options, progress)
     with store.staging() as scratch:
         say(f"laying out {exe} and {len(closure.libraries)} libraries")
         root = RootFS(scratch / "root")

@@ -24,6 +24,7 @@ or a program that is not in the image, fails in one line.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path, PurePosixPath
@@ -35,8 +36,9 @@ from kiln.config import NativeConfig, default_name
 from kiln.errors import AppError
 from kiln.guest import init_binary
 from kiln.guest.protocol import INIT_PATH
-from kiln.image.build import BuildResult, Contents, KernelProgress, Step, finish, kernel_for
+from kiln.image.build import Built, Contents, finish, kernel_for
 from kiln.image.etc import write_etc
+from kiln.image.options import BuildOptions, Progress
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
 from kiln.manifest import Entry
@@ -78,23 +80,20 @@ def build_dockerfile(
     context: Path,
     dockerfile: Path,
     store: Store,
-    tag: str | None = None,
-    step: Step | None = None,
-    build_kernel: bool = True,
-    kernel_progress: KernelProgress | None = None,
+    options: BuildOptions,
+    progress: Progress,
     overrides: Overrides | None = None,
     target: str | None = None,
     build_args: dict[str, str] | None = None,
-) -> BuildResult:
+) -> Built:
     """A Dockerfile built by buildah (kiln.oci.builder), then the image as build_image reads one."""
     from kiln.oci import builder
 
-    say = step or (lambda _msg: None)
     with store.staging() as scratch:
         layout = scratch / "built"
-        builder.build(context, dockerfile, layout, target, build_args, say)
-        name = tag or default_name(context.resolve())
-        return build_image(f"oci:{layout}:image", store, name, say, build_kernel, kernel_progress, overrides)
+        builder.build(context, dockerfile, layout, target, build_args, progress.step)
+        named = options if options.tag else dataclasses.replace(options, tag=default_name(context.resolve()))
+        return build_image(f"oci:{layout}:image", store, named, progress, overrides)
 
 
 def _domains(elf_paths: set[str]) -> set[str]:
@@ -133,13 +132,11 @@ def data_files(tree: Path, closure_files: set[str]) -> list[str]:
 def build_image(
     reference: str,
     store: Store,
-    tag: str | None = None,
-    step: Step | None = None,
-    build_kernel: bool = True,
-    kernel_progress: KernelProgress | None = None,
+    options: BuildOptions,
+    progress: Progress,
     overrides: Overrides | None = None,
-) -> BuildResult:
-    say = step or (lambda _msg: None)
+) -> Built:
+    say = progress.step
     overrides = overrides or Overrides()
     got = fetch(reference, store, overrides, say)
     config = got.config
@@ -153,7 +150,7 @@ def build_image(
         if interpreter and PYTHON.match(interpreter[0].rsplit("/", 1)[-1]):
             from kiln.oci.python import build_python_image
 
-            return build_python_image(got, argv, store, tag, say, build_kernel, kernel_progress, overrides)
+            return build_python_image(got, argv, store, options, progress, overrides)
         raise AppError(
             f"{where}: its program {program} is a script (#!{' '.join(interpreter)}), and a unikernel runs no "
             f"shell or interpreter it was not built around: give the program itself with --entrypoint"
@@ -161,24 +158,23 @@ def build_image(
     if PYTHON.match(program.rsplit("/", 1)[-1]):
         from kiln.oci.python import build_python_image
 
-        return build_python_image(got, argv, store, tag, say, build_kernel, kernel_progress, overrides)
+        return build_python_image(got, argv, store, options, progress, overrides)
     if not elf.is_elf(host):
         raise AppError(f"{where}: its program {program} is not an ELF executable")
-    return _build_native(got, [program, *argv[1:]], store, tag, say, build_kernel, kernel_progress, overrides)
+    return _build_native(got, [program, *argv[1:]], store, options, progress, overrides)
 
 
 def _build_native(
     got: Fetched,
     argv: list[str],
     store: Store,
-    tag: str | None,
-    say: Step,
-    build_kernel: bool,
-    kernel_progress: KernelProgress | None,
+    options: BuildOptions,
+    progress: Progress,
     overrides: Overrides,
-) -> BuildResult:
+) -> Built:
     tree, config = got.tree, got.config
-    ref = Ref.parse(tag) if tag else Ref(image_name(got.source.reference))
+    say = progress.step
+    ref = Ref.parse(options.tag) if options.tag else Ref(image_name(got.source.reference))
     say(f"command: {' '.join(argv)} (from the image's {'Entrypoint + Cmd' if config.entrypoint else 'Cmd'})")
     init = init_binary()
     (tree / "kiln").mkdir(exist_ok=True)  # init joins the program in the tree, to load the image's C library
@@ -192,7 +188,7 @@ def _build_native(
     cfg = NativeConfig(exe=argv[0], ports=ports, volumes=volumes)
     elfs = [elf.resolve_in(tree, p) for p in (argv[0], *extra)] + [closure.files[p] for p in closure.libraries]
     needs = native_needs(cfg, [p for p in elfs if p is not None])
-    kernel = kernel_for(needs.features, build_kernel, kernel_progress)
+    kernel = kernel_for(needs.features, options, progress)
     passwd, group, account = accounts_of(tree, config.user, got.source.reference)
     image = source_image(got)
     with store.staging() as scratch:

@@ -22,8 +22,9 @@ from kiln.analyze.command import PYTHON
 from kiln.config import App, AppConfig, default_name
 from kiln.discover import complete
 from kiln.errors import AppError
-from kiln.image.build import BuildResult, KernelProgress, Step, analyze_python, build_python
+from kiln.image.build import Built, analyze_python, build_python
 from kiln.image.etc import write_etc
+from kiln.image.options import BuildOptions, Progress
 from kiln.image.rootfs import RootFS
 from kiln.interpreter import probe
 from kiln.manifest import BuildInputs, Entry
@@ -62,13 +63,12 @@ def build_python_image(
     got: Fetched,
     argv: list[str],
     store: Store,
-    tag: str | None,
-    say: Step,
-    build_kernel: bool,
-    kernel_progress: KernelProgress | None,
+    options: BuildOptions,
+    progress: Progress,
     overrides: Overrides,
-) -> BuildResult:
+) -> Built:
     config = got.config
+    say = progress.step
     interpreter, words = _interpreter_and_words(got, argv)
     workdir = PurePosixPath(config.workdir or "/")
     if workdir == PurePosixPath("/"):
@@ -114,4 +114,4 @@ def build_python_image(
         )
         return msgspec.structs.replace(entry, user=account, stop_signal=config.stop_signal), image_inputs(got, image)
 
-    return build_python(app, store, tag, say, build_kernel, kernel_progress, analysis=analysis, image=finish_entry)
+    return build_python(app, store, options, progress, analysis=analysis, image=finish_entry)

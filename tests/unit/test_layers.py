@@ -14,10 +14,11 @@ import pytest
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("kiln.__main__", "kiln.cli"),  # flags -> calls
-    ("kiln.compose", "kiln.engine", "kiln.export", "kiln.summon", "kiln.snapshot", "kiln.check", "kiln.trace"),
+    ("kiln.compose", "kiln.engine", "kiln.export", "kiln.summon", "kiln.snapshot", "kiln.trace"),
+    ("kiln.build",),  # the build API: a source of any kind -> an image in the store, audited
+    ("kiln.check",),  # the import audit: an image run once on the unix target
     ("kiln.runtime",),  # instances: supervisors, events, stats, crash reports
     ("kiln.targets",),  # running one image: qemu, unix, ports, relays, snapshot restore
-    ("kiln.build",),  # the build API: a source of any kind -> an image in the store
     ("kiln.oci",),  # container images and Dockerfiles in
     ("kiln.registry", "kiln.surface"),  # images out (push/pull); what an image exposes
     ("kiln.image",),  # laying out, packing and sealing an image
