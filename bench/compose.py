@@ -43,6 +43,7 @@ from bench.harness import (
     wrk,
 )
 from bench.stacks import APP, DebianVm
+from kiln import daemon
 from kiln.baselines import traditional
 from kiln.compose.lifecycle import SwitchProcess
 from kiln.runtime.instance import process_tree, rss_of
@@ -65,14 +66,14 @@ def pids_of(env: dict[str, str], names: list[str]) -> list[int]:
     pids = []
     for r in rows:
         if r["name"] in names:
-            state = json.loads((Path(env["KILN_HOME"]) / "instances" / r["name"] / "state.json").read_text())
-            pids += process_tree(state.get("supervisor_pid"))
+            supervisor = daemon.read(Path(env["KILN_HOME"]) / "instances" / r["name"] / "supervisor.pid")
+            pids += process_tree(supervisor.pid if supervisor else None)
     return pids
 
 
 def switch_pid(env: dict[str, str], project: str) -> int | None:
-    record = Path(env["KILN_HOME"]) / "compose" / project / "switch.json"
-    return json.loads(record.read_text())["pid"] if record.exists() else None
+    record = daemon.read(Path(env["KILN_HOME"]) / "compose" / project / "switch.pid")
+    return record.pid if record else None
 
 
 def measure(env: dict[str, str], runs: int, seconds: int) -> dict:

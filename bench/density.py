@@ -107,8 +107,8 @@ def instances(env: dict[str, str], names: list[str]) -> Iterator[None]:
         pids: list[int] = []
         for inst in instance.all_instances():
             if inst.name in names:
-                st = inst.read_state()
-                pids += [p for p in (st.supervisor_pid, st.vm_pid) if p]
+                st, supervisor = inst.read_state(), inst.supervisor()
+                pids += [p for p in (supervisor.pid if supervisor else None, st.vm_pid) if p]
         for chunk in range(0, len(names), 50):
             subprocess.run(
                 [KILN, "rm", "-f", *names[chunk : chunk + 50]], env=env, capture_output=True, timeout=600, check=False
@@ -143,9 +143,9 @@ def step(env: dict[str, str], n: int, accel: str, memory_mib: int | None, timeou
         vm, sup = 0, 0
         for inst in instance.all_instances():
             if inst.name in names:
-                st = inst.read_state()
+                st, supervisor = inst.read_state(), inst.supervisor()
                 vm += instance.rss_of([st.vm_pid] if st.vm_pid else []) or 0
-                sup += instance.rss_of([st.supervisor_pid] if st.supervisor_pid else []) or 0
+                sup += instance.rss_of([supervisor.pid] if supervisor else []) or 0
         used = before - meminfo()
     error = errors[0] if errors else ("" if not pending else f"{pending} did not answer within {timeout:.0f} s")
     return Step(n, n - pending, seconds, vm, sup, used, error)

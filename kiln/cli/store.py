@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from kiln.cli import ui
 
+if TYPE_CHECKING:
+    from kiln.store import Problem
+
 EPILOG = """\b
 Examples:
   kiln store check              # every tag, blob and snapshot; exit 1 if anything is wrong
-  kiln store check --repair     # then remove what is broken (damaged blobs, tags naming them, leftovers)
+  kiln store check --repair     # then remove what is broken (damaged blobs, tags naming them, leftovers,
+                                # records of killed background processes)
   kiln store check --json
 """
 
@@ -31,7 +36,7 @@ def check(repair: bool, quick: bool, as_json: bool) -> None:
     from kiln.store import Store
 
     s = Store()
-    problems = s.check(deep=not quick)
+    problems = s.check(deep=not quick) + _dead_records()
     if repair and problems:
         s.repair(problems)
     if as_json:
@@ -48,3 +53,17 @@ def check(repair: bool, quick: bool, as_json: bool) -> None:
         if not problems:
             ui.say("the store is consistent")
     sys.exit(1 if problems and not repair else 0)
+
+
+def _dead_records() -> list[Problem]:
+    """Records of kiln's background processes (supervisors, summoners, compose switches) that were killed."""
+    from kiln import daemon
+    from kiln.paths import home_dir, kiln_home
+    from kiln.store import Problem
+
+    found = []
+    for place in ("instances", "summon", "compose"):
+        for path in daemon.stale(home_dir(place)):
+            where = path.relative_to(kiln_home())
+            found.append(Problem("leftover", path, f"{where}: the record of a process that was killed"))
+    return found

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import click
 
 from kiln import atomic
 from kiln.cli import ui
-from kiln.errors import KilnError, UsageError
+from kiln.daemon import Daemon
+from kiln.errors import UsageError
 from kiln.paths import home_dir
-from kiln.runtime.instance import alive
 
 EPILOG = """\b
 Examples:
@@ -27,6 +22,7 @@ Examples:
 """
 
 START_TIMEOUT = 120.0
+STOP_TIMEOUT = 60.0
 
 
 def _dir(name: str) -> Path:
@@ -35,51 +31,26 @@ def _dir(name: str) -> Path:
     return home_dir("summon", name)
 
 
-def _running_pid(directory: Path) -> int | None:
-    try:
-        pid, start = (int(x) for x in (directory / "pid").read_text().split())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid, start) else None
+def _daemon(name: str) -> Daemon:
+    directory = _dir(name)
+    return Daemon(directory, "summoner", "kiln.summon.server", [str(directory)])
 
 
 def _stop(name: str) -> None:
-    directory = _dir(name)
-    pid = _running_pid(directory)
-    if pid is None:
+    if not _daemon(name).stop(STOP_TIMEOUT):
         raise UsageError(f"no summoner named {name} is running")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while _running_pid(directory) is not None and time.monotonic() < deadline:
-        time.sleep(0.1)
     ui.say(f"stopped summoner {name}")
 
 
 def _detach(cfg_json: str, name: str) -> None:
-    directory = _dir(name)
-    if (pid := _running_pid(directory)) is not None:
-        raise UsageError(f"summoner {name} is already running (pid {pid}); kiln summon --stop --name {name}")
-    atomic.write_bytes(directory / "config.json", cfg_json.encode())
-    (directory / "ready").unlink(missing_ok=True)
-    log = directory / "summoner.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kiln.summon.server", str(directory)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    # the summoner writes DIR/pid itself, first: a `kiln summon -d` killed now leaves one --stop finds
-    deadline = time.monotonic() + START_TIMEOUT
-    while not (directory / "ready").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            lines = log.read_text(errors="replace").strip().splitlines()
-            last = lines[-1] if lines else f"it exited with status {proc.returncode}"
-            raise KilnError(f"the summoner did not start: {last.split('error: ', 1)[-1]} (log: {log})")
-        time.sleep(0.05)
-    ui.say(f"summoner {name} running (pid {proc.pid}); log: {log}")
+    summoner = _daemon(name)
+    if (record := summoner.running()) is not None:
+        raise UsageError(f"summoner {name} is already running (pid {record.pid}); kiln summon --stop --name {name}")
+    atomic.write_bytes(summoner.directory / "config.json", cfg_json.encode())
+    ready = summoner.directory / "ready"
+    ready.unlink(missing_ok=True)
+    proc = summoner.start("the summoner", ready.exists, START_TIMEOUT)
+    ui.say(f"summoner {name} running (pid {proc.pid}); log: {summoner.log}")
 
 
 @click.command(epilog=EPILOG)

@@ -2,7 +2,7 @@
 
     $KILN_HOME/compose/<project>/project.json   the services and the instance each one runs as
     $KILN_HOME/compose/<project>/switch.sock    the project's network (kiln.compose.switch)
-    $KILN_HOME/compose/<project>/switch.json    the switch's pid and start time
+    $KILN_HOME/compose/<project>/switch.pid     the switch's record (kiln.daemon)
     $KILN_HOME/compose/<project>/volumes/NAME/  named volumes (kept by `down`, removed by `down -v`)
 
 Each service runs as the instance `<project>-<service>` under the usual supervisor and restart
@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from kiln import atomic
 from kiln.compose.project import Healthcheck, Project, Service
+from kiln.daemon import Daemon
 from kiln.errors import KilnError, TargetError, UsageError
 from kiln.guest.protocol import ControlChannel
 from kiln.paths import home_dir
@@ -42,6 +39,7 @@ if TYPE_CHECKING:  # the build pipeline is imported by `up`, which builds; ps, l
 
 SUBNET = "10.89.0"
 PREFIX = 24
+SWITCH_START, SWITCH_STOP = 10.0, 5.0  # seconds
 HEALTH_TIMEOUT = 180.0  # seconds a service has to become healthy (TCG boots are slow)
 Say = Callable[[str], None]
 
@@ -68,6 +66,8 @@ def addresses(project: Project) -> dict[str, str]:
 
 @dataclass
 class SwitchProcess:
+    """The project's switch (kiln.compose.switch), a kiln daemon."""
+
     directory: Path
 
     @property
@@ -75,39 +75,23 @@ class SwitchProcess:
         return self.directory / "switch.sock"
 
     @property
-    def record(self) -> Path:
-        return self.directory / "switch.json"
+    def daemon(self) -> Daemon:
+        return Daemon(self.directory, "switch", "kiln.compose.switch", [str(self.socket)])
 
     def pid(self) -> int | None:
-        try:
-            data = json.loads(self.record.read_text())
-        except (OSError, ValueError):
-            return None
-        return data["pid"] if instances.alive(data.get("pid"), data.get("start")) else None
+        record = self.daemon.running()
+        return None if record is None else record.pid
 
     def start(self) -> None:
         if self.pid() is not None and self.socket.exists():
             return
-        log = open(self.directory / "switch.log", "ab")  # noqa: SIM115 (the child keeps it)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kiln.compose.switch", str(self.socket)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-        )  # fmt: skip
-        log.close()  # the switch writes its record (switch.json) itself, before it listens
-        deadline = time.monotonic() + 10
-        while not self.socket.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise TargetError(f"the project's network did not start (see {self.directory / 'switch.log'})")
-            time.sleep(0.02)
+        try:
+            self.daemon.start("the project's network", self.socket.exists, SWITCH_START)
+        except KilnError as err:
+            raise TargetError(str(err)) from None
 
     def stop(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while self.pid() is not None and time.monotonic() < deadline:
-                time.sleep(0.02)
-        self.record.unlink(missing_ok=True)
+        self.daemon.stop(SWITCH_STOP)
         self.socket.unlink(missing_ok=True)
 
 

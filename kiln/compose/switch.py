@@ -13,7 +13,7 @@ only reach the socket it was given), needs no privileges, bridges or tap devices
 host itself has no address on the segment, so it reaches only what is published.
 
     python -m kiln.compose.switch SOCKET     # serves until SIGTERM; removes SOCKET on the way out
-                                             # (SOCKET's directory/switch.json: its pid, written first)
+                                             # (SOCKET's directory/switch.pid: its record, kiln.daemon)
 """
 
 from __future__ import annotations
@@ -63,21 +63,11 @@ class Switch:
                 w.write(data)
 
 
-def write_record(path: Path) -> None:
-    """switch.json beside the socket, written by the switch itself before it listens: a `compose up`
-    killed right after starting it leaves a switch the next one finds (and `down` stops)."""
-    import json
-
-    from kiln import atomic
-    from kiln.runtime.instance import proc_start_time
-
-    record = {"pid": os.getpid(), "start": proc_start_time(os.getpid())}
-    atomic.write_bytes(path.with_name("switch.json"), json.dumps(record).encode())
-
-
 async def serve(path: Path) -> None:
+    from kiln import daemon
+
     switch = Switch()
-    write_record(path)
+    daemon.announce(path.parent, "switch")  # before it listens: a `compose up` killed now leaves one `down` finds
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     server = await asyncio.start_unix_server(switch.serve_port, path=str(path))

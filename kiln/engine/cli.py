@@ -32,11 +32,20 @@ from typing import Any
 import click
 
 from kiln import __version__
-from kiln.engine.state import DEFAULT_ROOT, OCI_VERSION, Container, ContainerState, all_containers, make_fifo
+from kiln.engine.state import (
+    DEFAULT_ROOT,
+    OCI_VERSION,
+    Container,
+    ContainerPlan,
+    ContainerState,
+    all_containers,
+    make_fifo,
+)
 from kiln.errors import KilnError, UsageError
 
 LENIENT = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
 DELETE_TIMEOUT = 10.0
+SHIM_READY = 30.0  # seconds for the container's process to be in its network namespace
 
 
 class Runtime:
@@ -97,9 +106,9 @@ def create(rt: Runtime, bundle: Path, pid_file: Path | None, console_socket: Pat
         plan = _plan(rt, container, spec)
         container.dir.mkdir(parents=True, exist_ok=True)
         container.save(ContainerState(id=cid, bundle=str(bundle.resolve()), annotations=spec.spec.annotations))
-        (container.dir / "plan.json").write_text(json.dumps(plan))
+        container.save_plan(plan)
         make_fifo(container.fifo)
-        stdio: dict[str, Any] = {}
+        stdio: dict[str, Any] = {"stdin": None, "stdout": None, "stderr": None}  # the engine's
         if spec.terminal:
             if console_socket is None:
                 raise UsageError("process.terminal is set and no --console-socket was given")
@@ -109,25 +118,11 @@ def create(rt: Runtime, bundle: Path, pid_file: Path | None, console_socket: Pat
                 socket.send_fds(s, [b"kiln-oci"], [master])
             os.close(master)
             stdio = {"stdin": slave, "stdout": slave, "stderr": slave}
-        ready_r, ready_w = os.pipe()
-        shim = subprocess.Popen(
-            [sys.executable, "-m", "kiln.engine.shim", str(rt.root), cid, str(ready_w)],
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=(ready_w,),
-            **stdio,
-        )
-        os.close(ready_w)
+        shim = _start_shim(container, stdio)
         if spec.terminal:
             os.close(stdio["stdin"])
         from kiln.engine.bundle import run_hooks
-        from kiln.engine.state import record_pid
 
-        record_pid(container, shim.pid)
-        said = _read_ready(ready_r)
-        if said != "ok":
-            shim.kill()
-            raise KilnError(said.removeprefix("no ") or "the container's process ended before it was ready")
         for stage in ("prestart", "createRuntime"):
             try:
                 run_hooks(spec.spec, stage, {**container.oci(), "status": "creating"})
@@ -144,42 +139,48 @@ def create(rt: Runtime, bundle: Path, pid_file: Path | None, console_socket: Pat
         _fail(rt, str(err))
 
 
-def _read_ready(fd: int, timeout: float = 30.0) -> str:
+def _start_shim(container: Container, stdio: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """The container's process, started and waited for until it is in its network namespace (Docker's
+    libnetwork configures the namespace of the pid it is given): it says `ok` or `no WHY` on a pipe."""
     import select
 
+    ready_r, ready_w = os.pipe()
+    said: list[str] = []
+
+    def ready() -> bool:
+        if not said and select.select([ready_r], [], [], 0)[0]:
+            said.append(os.read(ready_r, 4096).decode(errors="replace"))
+        return bool(said)
+
     try:
-        if not select.select([fd], [], [], timeout)[0]:
-            return "no the container's process did not get ready within 30 s"
-        return os.read(fd, 4096).decode(errors="replace")
+        shim = container.shim(ready_w).start(
+            "the container's process", ready, SHIM_READY, stdio=stdio, pass_fds=(ready_w,)
+        )
     finally:
-        os.close(fd)
+        os.close(ready_r)
+    if said[0] != "ok":
+        shim.kill()
+        raise KilnError(said[0].removeprefix("no ") or "the container's process ended before it was ready")
+    return shim
 
 
-def _plan(rt: Runtime, container: Container, spec: Any) -> dict[str, object]:
+def _plan(rt: Runtime, container: Container, spec: Any) -> ContainerPlan:
     """Everything the shim needs to boot the VM, decided now (errors are create's, not the shim's)."""
-    import dataclasses
+    import msgspec
 
+    from kiln import _proc
     from kiln.engine.bundle import kernel_file
     from kiln.paths import socket_dir
     from kiln.targets.qemu import cold_plan, vm_spec
 
     short = socket_dir(container.dir)  # an engine's state directory may be too deep for a socket's address
-    sockets = {"qmp_socket": short / "qmp.sock", "control_socket": short / "ctl.sock"}
-    cfg = dataclasses.replace(spec.run, **sockets)
+    cfg = msgspec.structs.replace(spec.run, qmp_socket=short / "qmp.sock", control_socket=short / "ctl.sock")
     kernel = kernel_file(spec, rt.root / "cache")
     vm, notes = vm_spec(spec.manifest, spec.manifest.name, kernel, spec.rootfs, cfg)
-    from kiln import _proc
-
     plan = cold_plan(vm, notes, spec.manifest.name, cfg, spec.manifest, _proc.require("qemu-system-x86_64"))
     for note in notes:
         sys.stderr.write(f"kiln-oci: {note}\n")
-    return {
-        "image": plan.image, "argv": plan.argv, "qmp_socket": str(plan.qmp_socket),
-        "control_socket": str(plan.control_socket), "memory_mib": plan.memory_mib, "stop_signal": plan.stop_signal,
-        "forwards": [{"host_ip": p.host_ip, "host": p.host, "guest": p.guest} for p in plan.forwards],
-        "upstreams": plan.upstreams,
-        "netns": spec.netns, "rlimits": [list(r) for r in spec.rlimits], "cgroup": spec.cgroup,
-    }  # fmt: skip
+    return ContainerPlan(plan=plan, netns=spec.netns, rlimits=spec.rlimits, cgroup=spec.cgroup)
 
 
 @main.command(context_settings=LENIENT)
@@ -245,10 +246,10 @@ def kill(rt: Runtime, all_: bool, cid: str, sig: str) -> None:
     del all_  # one process: the container's
     try:
         container = rt.container(cid)
-        st = container.load()
-        if container.status(st) not in ("created", "running"):
+        pid = container.pid()
+        if not pid or container.status() not in ("created", "running"):
             raise UsageError(f"container {cid} is not running")
-        os.kill(st.pid, _signal(sig))
+        os.kill(pid, _signal(sig))
     except ProcessLookupError:
         _fail(rt, f"container {cid} is not running")
     except KilnError as err:
@@ -267,13 +268,12 @@ def delete(rt: Runtime, force: bool, cid: str) -> None:
             if force:
                 return
             raise KilnError(f"container {cid} does not exist")
-        st = container.load()
-        status = container.status(st)
+        status = container.status()
         if status in ("created", "running"):
             if not force:
                 raise UsageError(f"container {cid} is {status}: stop it first, or delete --force")
             with contextlib.suppress(ProcessLookupError):
-                os.kill(st.pid, signal.SIGKILL)
+                os.kill(container.pid(), signal.SIGKILL)
             deadline = time.monotonic() + DELETE_TIMEOUT
             while container.status() in ("created", "running") and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -305,10 +305,12 @@ def features(rt: Runtime) -> None:
 def ps(rt: Runtime, fmt: str, cid: str) -> None:
     """The container's processes on the host: its process and the VM."""
     try:
-        st = rt.container(cid).load()
-        pids = [st.pid] if st.pid else []
+        container = rt.container(cid)
+        container.load()
+        shim = container.pid()
+        pids = [shim] if shim else []
         with contextlib.suppress(OSError):
-            pids += [int(p) for p in Path(f"/proc/{st.pid}/task/{st.pid}/children").read_text().split()]
+            pids += [int(p) for p in Path(f"/proc/{shim}/task/{shim}/children").read_text().split()] if shim else []
         if fmt == "json":
             click.echo(json.dumps(pids))
         else:

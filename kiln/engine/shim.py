@@ -22,15 +22,16 @@ engine's stdio (or the pty it handed over its console socket). It then:
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from kiln.engine.state import Container
+from kiln import daemon
+from kiln.engine.state import SHIM, Container
 from kiln.errors import KilnError
 from kiln.targets.base import Plan
 
@@ -44,7 +45,7 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def apply_rlimits(limits: list[list[object]]) -> None:
+def apply_rlimits(limits: Sequence[tuple[str, int, int]]) -> None:
     refused = []
     for name, soft, hard in limits:
         number = getattr(resource, str(name), None)
@@ -52,7 +53,7 @@ def apply_rlimits(limits: list[list[object]]) -> None:
             refused.append(f"{name} (unknown here)")
             continue
         try:
-            resource.setrlimit(number, (int(soft), int(hard)))  # type: ignore[arg-type]
+            resource.setrlimit(number, (soft, hard))
         except (ValueError, OSError) as err:
             refused.append(f"{name}={soft}:{hard} ({err.strerror if isinstance(err, OSError) else err})")
     if refused:
@@ -110,32 +111,16 @@ def join_netns(netns: str | None) -> None:
         os.close(fd)
 
 
-def _plan(data: dict[str, object]) -> Plan:
-    from kiln.targets.portmap import PortMap
-
-    return Plan(
-        target="qemu",
-        image=str(data["image"]),
-        argv=[str(a) for a in data["argv"]],  # type: ignore[attr-defined]
-        qmp_socket=Path(str(data["qmp_socket"])),
-        control_socket=Path(str(data["control_socket"])),
-        cleanup=[Path(str(data["qmp_socket"])), Path(str(data["control_socket"]))],
-        forwards=[PortMap.from_dict(p) for p in data["forwards"]],  # type: ignore[attr-defined]
-        upstreams=[int(p) for p in data["upstreams"]],  # type: ignore[attr-defined]
-        memory_mib=int(data["memory_mib"]),  # type: ignore[call-overload]
-        stop_signal=int(data["stop_signal"]),  # type: ignore[call-overload]
-    )
-
-
 def main(root: Path, cid: str, ready: int) -> int:
     """`ready`: a pipe to `kiln-oci create`, which runs the prestart hooks once this process is in its
     network namespace (Docker's libnetwork configures the namespace of the pid it is given)."""
     container = Container(root, cid)
-    data = json.loads((container.dir / "plan.json").read_text())
-    apply_rlimits(data.get("rlimits", []))
-    join_cgroup(data.get("cgroup"), os.getpid())
+    daemon.announce(container.dir, SHIM, forget=False)
+    decided = container.load_plan()
+    apply_rlimits(decided.rlimits)
+    join_cgroup(decided.cgroup, os.getpid())
     try:
-        join_netns(data.get("netns"))
+        join_netns(decided.netns)
     except KilnError as err:
         os.write(ready, f"no {err}".encode())
         return 125
@@ -144,9 +129,9 @@ def main(root: Path, cid: str, ready: int) -> int:
     with open(container.fifo, "rb") as fifo:  # blocks until `kiln-oci start`
         if not fifo.read(1):
             return 0  # the runtime closed it without starting (delete of a created container)
-    from kiln.targets.qemu import QemuTarget
+    from kiln.targets.qemu import QemuRunner
 
-    plan = _plan(data)
+    plan = decided.plan
     vm_pid: list[int] = []
 
     def forward(sig: int, _frame: object) -> None:
@@ -155,7 +140,7 @@ def main(root: Path, cid: str, ready: int) -> int:
     for sig in FORWARDED:
         signal.signal(sig, forward)
     try:
-        status = QemuTarget(None).run(plan, sys.stdout.buffer, on_start=vm_pid.append)  # type: ignore[arg-type]
+        status = QemuRunner().run(plan, sys.stdout.buffer, on_start=vm_pid.append)
     except KilnError as err:
         say(str(err))
         status = 125
@@ -168,8 +153,10 @@ def _ask_app(plan: Plan, sig: int) -> None:
     from kiln.errors import TargetError
     from kiln.guest.protocol import ControlChannel
 
+    if plan.control_socket is None:
+        return
     try:
-        with ControlChannel(plan.control_socket, timeout=5.0) as channel:  # type: ignore[arg-type]
+        with ControlChannel(plan.control_socket, timeout=5.0) as channel:
             channel.signal(sig)
     except (TargetError, OSError) as err:
         say(f"signal {sig} did not reach the app ({err})")

@@ -1,56 +1,74 @@
 """A container's state under the runtime's --root, as the OCI runtime spec's `state` reports it.
 
-    ROOT/ID/state.json   id, bundle, pid (the shim's), its start time, created, annotations, started
+    ROOT/ID/state.json   id, bundle, created, annotations, started (kiln.records)
+    ROOT/ID/plan.json    what the shim boots: the VM's plan, the network namespace, rlimits, cgroup
+    ROOT/ID/shim.pid     the shim's record (kiln.daemon): its pid is the container's
     ROOT/ID/start        a FIFO: `start` writes a byte to it, the waiting shim reads it and boots
     ROOT/ID/exit         the app's exit status, written by the shim when the VM has ended
     ROOT/ID/*.sock       QEMU's QMP socket and guest init's control channel
 
-The status is never only what a file says: `creating` until the shim has
-recorded itself, `created` while it waits for `start`, `running` once started
-and alive, `stopped` when its process is gone (however it ended: a `kill -9`
-of QEMU, of the shim, or the app's own exit).
+The status is never only what a file says: `creating` until the shim is
+recorded, `created` while it waits for `start`, `running` once started and
+alive, `stopped` when its process is gone (however it ended: a `kill -9` of
+QEMU, of the shim, or the app's own exit). The shim's record outlives it, so a
+container that ran reads as stopped, not as never started.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kiln import atomic
+import msgspec
+
+from kiln import atomic, daemon, records
 from kiln.errors import KilnError, UsageError
-from kiln.runtime.instance import alive, proc_start_time
+from kiln.targets.base import Plan
 
 DEFAULT_ROOT = Path("/run/kiln-oci")
 OCI_VERSION = "1.0.2"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+SHIM = "shim"
 
 
-@dataclass
-class ContainerState:
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ContainerState(msgspec.Struct, kw_only=True):
     id: str
     bundle: str
-    pid: int = 0
-    pid_start: float | None = None
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    created: str = msgspec.field(default_factory=_now)
     started: bool = False
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = {}
+
+
+class ContainerPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """What `create` decided and the shim carries out (errors are create's, not the shim's)."""
+
+    plan: Plan
+    netns: str | None = None  # a path to join, "new", or None: the runtime's own
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    cgroup: str | None = None
 
 
 class Container:
     def __init__(self, root: Path, cid: str) -> None:
         if not ID_RE.match(cid):
             raise UsageError(f"invalid container id {cid!r}")
-        self.id = cid
+        self.id, self.root = cid, root
         self.dir = root / cid
 
     @property
     def file(self) -> Path:
         return self.dir / "state.json"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.dir / "plan.json"
 
     @property
     def fifo(self) -> Path:
@@ -65,30 +83,50 @@ class Container:
 
     def load(self) -> ContainerState:
         try:
-            return ContainerState(**json.loads(self.file.read_text()))
-        except (OSError, ValueError, TypeError):
+            return records.decode(self.file.read_bytes(), ContainerState)
+        except (OSError, ValueError):
             raise KilnError(f"container {self.id} does not exist") from None
 
     def save(self, state: ContainerState) -> None:
-        atomic.write_bytes(self.file, json.dumps(asdict(state), indent=2).encode())
+        atomic.write_bytes(self.file, records.encode(state))
+
+    def save_plan(self, plan: ContainerPlan) -> None:
+        atomic.write_bytes(self.plan_file, records.encode(plan))
+
+    def load_plan(self) -> ContainerPlan:
+        return records.decode(self.plan_file.read_bytes(), ContainerPlan)
+
+    def shim(self, ready_fd: int = -1) -> daemon.Daemon:
+        """The container's process (`ready_fd`: the pipe it tells `create` it is ready on)."""
+        return daemon.Daemon(self.dir, SHIM, "kiln.engine.shim", [str(self.root), self.id, str(ready_fd)])
+
+    def shim_record(self) -> daemon.Record | None:
+        return daemon.read(self.shim().record_path)
 
     def status(self, state: ContainerState | None = None) -> str:
         state = state or self.load()
-        if not state.pid:
+        record = self.shim_record()
+        if record is None:
             return "creating"
-        if not alive(state.pid, state.pid_start):
+        if not record.alive():
             return "stopped"
         return "running" if state.started else "created"
+
+    def pid(self) -> int:
+        """The shim's pid while it runs, else 0."""
+        record = self.shim_record()
+        return record.pid if record is not None and record.alive() else 0
 
     def oci(self) -> dict[str, object]:
         """The state JSON of the runtime spec (and runc's `created`)."""
         state = self.load()
         status = self.status(state)
+        record = self.shim_record()
         out: dict[str, object] = {
             "ociVersion": OCI_VERSION,
             "id": state.id,
             "status": status,
-            "pid": state.pid if status in ("created", "running") else 0,
+            "pid": record.pid if record is not None and status in ("created", "running") else 0,
             "bundle": state.bundle,
             "rootfs": str(Path(state.bundle) / "rootfs"),
             "created": state.created,
@@ -101,12 +139,6 @@ class Container:
 
         forget_socket_dir(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def record_pid(container: Container, pid: int) -> None:
-    state = container.load()
-    state.pid, state.pid_start = pid, proc_start_time(pid)
-    container.save(state)
 
 
 def all_containers(root: Path) -> list[Container]:

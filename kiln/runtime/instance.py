@@ -3,27 +3,30 @@
     $KILN_HOME/instances/<name>/config.json    what to run (image digest, target, ports, policy)
     $KILN_HOME/instances/<name>/state.json     what happened (pids, status, exit code, restarts)
     $KILN_HOME/instances/<name>/console.log    the guest console
+    $KILN_HOME/instances/<name>/supervisor.pid its supervisor's record (kiln.daemon)
     $KILN_HOME/instances/<name>/supervisor.log the supervisor's own messages
 
-There is no daemon: the supervisor of an instance writes state.json, and
-readers check every pid it names against the processes actually alive (pid
-and start time, so a reused pid is not mistaken for ours). A supervisor that
-vanished (kill -9, host crash) leaves an instance that reads as exited.
+There is no central daemon: the supervisor of an instance writes state.json,
+and readers check every pid it names against the processes actually alive
+(pid and start time, so a reused pid is not mistaken for ours). A supervisor
+that vanished (kill -9, host crash) leaves an instance that reads as exited.
+The files are run records (kiln.records).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from kiln import atomic
+import msgspec
+
+from kiln import atomic, daemon, records
+from kiln.daemon import alive, proc_start_time
 from kiln.errors import KilnError, UsageError
 from kiln.paths import home_dir, socket_dir
 from kiln.targets.base import RunConfig
@@ -32,28 +35,10 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 Status = Literal["starting", "running", "restarting", "stopping", "exited"]
 
 
-def to_json(record: Any) -> bytes:
-    """A record (dataclass) as the JSON kept in an instance's directory."""
-
-    def plain(value: object) -> object:
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, Path):
-            return str(value)
-        raise TypeError(f"cannot store {type(value).__name__} in an instance file")
-
-    return json.dumps(dataclasses.asdict(record), indent=2, default=plain).encode()
-
-
-def _datetime(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
 Mode = Literal["no", "on-failure", "always"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class RestartPolicy:
+class RestartPolicy(msgspec.Struct, frozen=True, kw_only=True):
     mode: Mode = "no"
     max_retries: int | None = None  # on-failure:N
 
@@ -79,33 +64,19 @@ class RestartPolicy:
         return False
 
 
-@dataclass(frozen=True, kw_only=True)
-class InstanceConfig:
+class InstanceConfig(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     image: str  # the reference it was started from
     digest: str  # the image it runs, pinned
     target: str
     run: RunConfig
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    restart: RestartPolicy = msgspec.field(default_factory=RestartPolicy)
     created: datetime
     summoned_by: int | None = None  # the pid of the summoner (kiln summon) that runs it, if one does
 
-    @classmethod
-    def from_json(cls, text: bytes) -> InstanceConfig:
-        data = json.loads(text)
-        return cls(
-            **{k: v for k, v in data.items() if k not in ("run", "restart", "created")},
-            run=RunConfig.from_dict(data["run"]),
-            restart=RestartPolicy(**data.get("restart", {})),
-            created=datetime.fromisoformat(data["created"]),
-        )
 
-
-@dataclass(kw_only=True)
-class InstanceState:
+class InstanceState(msgspec.Struct, kw_only=True):
     status: Status = "starting"
-    supervisor_pid: int | None = None
-    supervisor_start: int | None = None
     vm_pid: int | None = None
     vm_start: int | None = None
     started_at: datetime | None = None
@@ -113,34 +84,6 @@ class InstanceState:
     exit_code: int | None = None
     restarts: int = 0
     error: str | None = None
-
-    @classmethod
-    def from_json(cls, text: bytes) -> InstanceState:
-        data = json.loads(text)
-        state = cls(
-            **{k: v for k, v in data.items() if k not in ("started_at", "finished_at")},
-            started_at=_datetime(data.get("started_at")),
-            finished_at=_datetime(data.get("finished_at")),
-        )
-        if state.status not in get_args(Status):
-            raise ValueError(f"invalid status {state.status!r}")
-        return state
-
-
-def proc_start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has finished
-        return None
-    return int(fields[19])
-
-
-def alive(pid: int | None, start: int | None) -> bool:
-    return pid is not None and start is not None and proc_start_time(pid) == start
 
 
 def now() -> datetime:
@@ -161,6 +104,14 @@ class Instance:
     def supervisor_log(self) -> Path:
         return self.dir / "supervisor.log"
 
+    def supervisor_daemon(self) -> daemon.Daemon:
+        """Its supervisor, a kiln daemon (or, for a summoned instance, the summoner's record of itself)."""
+        return daemon.Daemon(self.dir, "supervisor", "kiln.runtime.supervisor", [str(self.dir)])
+
+    def supervisor(self) -> daemon.Record | None:
+        """The record of its supervisor, if that is alive."""
+        return self.supervisor_daemon().running()
+
     @property
     def qmp_socket(self) -> Path:
         return socket_dir(self.dir) / "qmp.sock"
@@ -172,24 +123,24 @@ class Instance:
     @property
     def config(self) -> InstanceConfig:
         try:
-            return InstanceConfig.from_json((self.dir / "config.json").read_bytes())
+            return records.decode((self.dir / "config.json").read_bytes(), InstanceConfig)
         except (OSError, ValueError, TypeError, KeyError) as err:
             raise KilnError(f"instance {self.name}: unreadable config ({err.__class__.__name__})") from None
 
     def read_state(self) -> InstanceState:
         try:
-            return InstanceState.from_json((self.dir / "state.json").read_bytes())
-        except (OSError, ValueError, TypeError, KeyError):
+            return records.decode((self.dir / "state.json").read_bytes(), InstanceState)
+        except (OSError, ValueError):
             return InstanceState(status="exited", error="no readable state")
 
     def write_state(self, state: InstanceState) -> None:
-        atomic.write_bytes(self.dir / "state.json", to_json(state))
+        atomic.write_bytes(self.dir / "state.json", records.encode(state))
 
     # ---- the truth ---------------------------------------------------------------
     def state(self) -> InstanceState:
         """state.json, corrected by the processes actually alive."""
         st = self.read_state()
-        if st.status != "exited" and not alive(st.supervisor_pid, st.supervisor_start):
+        if st.status != "exited" and self.supervisor() is None:
             vm_alive = alive(st.vm_pid, st.vm_start)
             if not vm_alive:
                 st.status = "exited"
@@ -227,7 +178,7 @@ def create(config: InstanceConfig) -> Instance:
     if (directory / "config.json").exists():
         raise UsageError(f"an instance named {config.name} already exists (kiln rm {config.name})")
     directory.mkdir(exist_ok=True)  # a summoned instance's directory keeps its events between summons
-    atomic.write_bytes(directory / "config.json", to_json(config))
+    atomic.write_bytes(directory / "config.json", records.encode(config))
     inst = Instance(directory)
     inst.write_state(InstanceState())
     return inst

@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+import msgspec
 
 from kiln.errors import KilnError, TargetError, UsageError
 from kiln.guest.protocol import volume_tag
@@ -27,7 +26,6 @@ from kiln.runtime.instance import (
     create,
     instances_dir,
     now,
-    proc_start_time,
 )
 from kiln.store import Store
 from kiln.targets import target as target_class
@@ -38,29 +36,17 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 
 
-def _spawn_supervisor(inst: Instance) -> None:
-    with open(inst.supervisor_log, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kiln.runtime.supervisor", str(inst.dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    # Recorded now, so readers see a live supervisor before it has written its first state.
-    inst.write_state(InstanceState(supervisor_pid=proc.pid, supervisor_start=proc_start_time(proc.pid)))
+def _start_supervisor(inst: Instance) -> None:
+    """Its supervisor, started detached (kiln.daemon); back once it has started the app, or failed to."""
+    inst.write_state(InstanceState())
 
+    def started() -> bool:
+        return inst.state().status != "starting"
 
-def _wait_started(inst: Instance) -> InstanceState:
-    deadline = time.monotonic() + START_TIMEOUT
+    inst.supervisor_daemon().start(f"the supervisor of {inst.name}", started, START_TIMEOUT)
     st = inst.state()
-    while st.status == "starting" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        st = inst.state()
     if st.status == "exited" and st.error:
         raise TargetError(f"instance {inst.name} did not start: {st.error} (kiln logs {inst.name})")
-    return st
 
 
 def run_detached(
@@ -79,8 +65,7 @@ def run_detached(
             name=name, image=str(img.ref), digest=img.digest, target=target, run=run, restart=restart, created=now()
         )
     )
-    _spawn_supervisor(inst)
-    _wait_started(inst)
+    _start_supervisor(inst)
     return inst, plan.notes
 
 
@@ -95,7 +80,7 @@ def anonymous_volumes(run: RunConfig, declared: tuple[str, ...], directory: Path
         host = directory / "volumes" / volume_tag(i)
         host.mkdir(parents=True, exist_ok=True)
         made.append(VolumeMap(host=host, guest=guest))
-    return dataclasses.replace(run, volumes=(*run.volumes, *made)) if made else run
+    return msgspec.structs.replace(run, volumes=(*run.volumes, *made)) if made else run
 
 
 def start(inst: Instance) -> None:
@@ -104,8 +89,7 @@ def start(inst: Instance) -> None:
     if inst.config.summoned_by is not None:
         raise UsageError(f"instance {inst.name} is summoned: its summoner starts it when a connection arrives")
     check_free(inst.config.run.ports)
-    _spawn_supervisor(inst)
-    _wait_started(inst)
+    _start_supervisor(inst)
 
 
 def stop(inst: Instance, timeout: float = STOP_TIMEOUT) -> None:
@@ -121,19 +105,14 @@ def stop(inst: Instance, timeout: float = STOP_TIMEOUT) -> None:
         while time.monotonic() < deadline and alive(st.vm_pid, st.vm_start):
             time.sleep(0.05)
         return
-    if alive(st.supervisor_pid, st.supervisor_start):
-        os.kill(st.supervisor_pid, signal.SIGTERM)  # type: ignore[arg-type]
-    deadline = time.monotonic() + timeout
     # until the supervisor has exited, not only said so: it records the stop event after the state,
     # and `rm` removing the directory meanwhile failed with "Directory not empty"
-    while time.monotonic() < deadline and (inst.running() or alive(st.supervisor_pid, st.supervisor_start)):
-        time.sleep(0.1)
-    if inst.running():  # not gone in time: kill what is left
+    inst.supervisor_daemon().stop(timeout)  # TERM, then a kill after `timeout`
+    if inst.running():  # the supervisor was killed and its VM lives on: kill what is left
         st = inst.state()
-        for pid, started in ((st.vm_pid, st.vm_start), (st.supervisor_pid, st.supervisor_start)):
-            if alive(pid, started):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        if alive(st.vm_pid, st.vm_start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(st.vm_pid, signal.SIGKILL)  # type: ignore[arg-type]
         st.status, st.finished_at, st.exit_code = "exited", now(), 137
         inst.write_state(st)
 

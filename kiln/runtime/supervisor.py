@@ -18,7 +18,6 @@ policy decides what comes next.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import sys
@@ -27,9 +26,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import msgspec
+
+from kiln import daemon
+from kiln.daemon import alive, proc_start_time
 from kiln.errors import KilnError
 from kiln.runtime import events, failure
-from kiln.runtime.instance import Instance, alive, now, proc_start_time
+from kiln.runtime.instance import Instance, now
 from kiln.store import Store
 from kiln.targets import target as target_class
 from kiln.targets.base import Plan
@@ -81,10 +84,8 @@ class StopRequestedError(Exception):
 def supervise(inst: Instance) -> int:
     cfg = inst.config
     store = Store()
+    daemon.announce(inst.dir, "supervisor")
     state = inst.read_state()
-    state.supervisor_pid = os.getpid()
-    state.supervisor_start = proc_start_time(os.getpid())
-    inst.write_state(state)
     backoff = BACKOFF_START
 
     def on_term(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
@@ -102,7 +103,7 @@ def supervise(inst: Instance) -> int:
             try:
                 image = store.image_by_digest(cfg.digest, cfg.image)
                 sockets = {"qmp_socket": inst.qmp_socket, "control_socket": inst.control_socket}
-                plan = target.plan(image, dataclasses.replace(cfg.run, **sockets))
+                plan = target.plan(image, msgspec.structs.replace(cfg.run, **sockets))
             except KilnError as err:
                 state.status, state.error, state.finished_at = "exited", str(err), now()
                 inst.write_state(state)

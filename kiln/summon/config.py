@@ -39,6 +39,8 @@ class _Model(BaseModel):
 
 
 class Service(_Model):
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # PortMap: a run record (msgspec), checked by its parse
+
     name: str = ""
     image: str
     ports: tuple[PortMap, ...] = Field(min_length=1)

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import signal
 import sys
 import time
@@ -257,10 +256,9 @@ def main() -> int:
         print("usage: python -m kiln.summon.server DIR", file=sys.stderr)
         return 2
     directory = Path(sys.argv[1])
-    from kiln import atomic
-    from kiln.runtime.instance import proc_start_time
+    from kiln import daemon
 
-    atomic.write_bytes(directory / "pid", f"{os.getpid()} {proc_start_time(os.getpid())}\n".encode())
+    daemon.announce(directory, "summoner")
     cfg = SummonConfig.model_validate(json.loads((directory / "config.json").read_text()))
     try:
         run(cfg, on_ready=lambda: (directory / "ready").write_text("ok\n"))

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from kiln import daemon
 from kiln.errors import KilnError
 from kiln.guest.protocol import ControlChannel
 from kiln.paths import forget_socket_dir
@@ -126,12 +128,13 @@ def start(store: Store, image: Image, service: Service, ready_timeout: float) ->
     except BaseException:
         stop(svm)
         raise
+    me = daemon.record_of(os.getpid(), sys.argv)  # the summoner is the instance's supervisor
+    assert me is not None
+    daemon.write(inst.supervisor_daemon().record_path, me)
     state = instances.InstanceState(
         status="running",
-        supervisor_pid=os.getpid(),
-        supervisor_start=instances.proc_start_time(os.getpid()),
         vm_pid=vm.proc.pid,
-        vm_start=instances.proc_start_time(vm.proc.pid),
+        vm_start=daemon.proc_start_time(vm.proc.pid),
         started_at=instances.now(),
     )
     inst.write_state(state)

@@ -1,11 +1,13 @@
-"""What every target shares: the run config, the plan, the Target protocol."""
+"""What every target shares: the run config, the plan, and the two halves of a target: planning (with
+the store) and running (without)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol, get_args
+
+import msgspec
 
 from kiln.errors import UsageError
 from kiln.targets.portmap import PortMap
@@ -17,16 +19,11 @@ Accel = Literal["auto", "kvm", "tcg"]
 SnapshotUse = Literal["auto", "never", "require"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class VolumeMap:
+class VolumeMap(msgspec.Struct, frozen=True, kw_only=True):
     """-v HOST:GUEST: a host directory on one of the image's declared volumes."""
 
     host: Path
     guest: str
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VolumeMap:
-        return cls(host=Path(data["host"]), guest=str(data["guest"]))
 
     @classmethod
     def parse(cls, spec: str) -> VolumeMap:
@@ -39,8 +36,7 @@ class VolumeMap:
         return cls(host=path, guest=guest)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Lan:
+class Lan(msgspec.Struct, frozen=True, kw_only=True):
     """A second NIC (eth1) on a private L2 segment: a compose project's network (kiln.compose.switch)."""
 
     socket: Path  # the segment's switch on the host, a UNIX socket
@@ -48,20 +44,10 @@ class Lan:
     mac: str
     hosts: tuple[tuple[str, str], ...] = ()  # (name, IP): lines the guest's /etc/hosts gets
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Lan:
-        hosts = tuple((str(name), str(ip)) for name, ip in data.get("hosts", ()))
-        return cls(socket=Path(data["socket"]), address=str(data["address"]), mac=str(data["mac"]), hosts=hosts)
 
-
-@dataclass(frozen=True, kw_only=True)
-class RunConfig:
-    """Everything `kiln run` may say about one run.
-
-    The run-time records (this, PortMap, VolumeMap and the instance files) are plain dataclasses, not
-    pydantic models: `kiln ps` and `kiln run` read them on every call, and pydantic's import alone
-    would double their start-up. kiln writes these files itself; kiln.toml and manifests, which come
-    from users and registries, keep pydantic's validation."""
+class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything `kiln run` may say about one run: a run record (kiln.records), kept in an instance's
+    config.json and read back by its supervisor."""
 
     ports: tuple[PortMap, ...] = ()
     volumes: tuple[VolumeMap, ...] = ()
@@ -74,7 +60,7 @@ class RunConfig:
     # qemu target: restore from a matching snapshot (auto), never (--cold), or fail without one
     snapshot: SnapshotUse = "auto"
     # added to the app's environment by init (kiln run -e, compose's environment, kiln build --check)
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = {}
     # the app's arguments instead of the image's (kiln run IMAGE ARGS; Entry.argv_with)
     args: tuple[str, ...] | None = None
     stop_signal: str | None = None  # what stopping sends the app first (default: the image's, else SIGTERM)
@@ -91,25 +77,6 @@ class RunConfig:
         if self.snapshot not in get_args(SnapshotUse):
             raise ValueError(f"invalid snapshot use {self.snapshot!r}")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        def path(key: str) -> Path | None:
-            return None if data.get(key) is None else Path(data[key])
-
-        return cls(
-            **{
-                k: v
-                for k, v in data.items()
-                if k not in ("ports", "volumes", "qmp_socket", "control_socket", "lan", "args")
-            },
-            args=None if data.get("args") is None else tuple(data["args"]),
-            lan=None if data.get("lan") is None else Lan.from_dict(data["lan"]),
-            ports=tuple(PortMap.from_dict(p) for p in data.get("ports", ())),
-            volumes=tuple(VolumeMap.from_dict(v) for v in data.get("volumes", ())),
-            qmp_socket=path("qmp_socket"),
-            control_socket=path("control_socket"),
-        )
-
     def volume_hosts(self, declared: tuple[str, ...]) -> list[Path | None]:
         """For each volume the image declares, the host directory given for it (None: a fresh tmpfs)."""
         given = {v.guest: v.host for v in self.volumes}
@@ -120,18 +87,18 @@ class RunConfig:
         return [given.get(path) for path in declared]
 
 
-@dataclass
-class Plan:
-    """A run, decided but not started: the exact command, and what it needs."""
+class Plan(msgspec.Struct, kw_only=True):
+    """A run, decided but not started: the exact command, and what it needs. A run record: `kiln-oci
+    create` decides it and the container's shim runs it, with no store."""
 
     target: str
     image: str  # the reference, for messages
     argv: list[str]
-    notes: list[str] = field(default_factory=list)  # one-line notices for the user
-    forwards: list[PortMap] = field(default_factory=list)  # published ports: host-side relays to start
-    upstreams: list[int] = field(default_factory=list)  # each forward's loopback port to relay to (kiln.targets.relay)
+    notes: list[str] = []  # one-line notices for the user
+    forwards: list[PortMap] = []  # published ports: host-side relays to start
+    upstreams: list[int] = []  # each forward's loopback port to relay to (kiln.targets.relay)
     qmp_socket: Path | None = None
-    cleanup: list[Path] = field(default_factory=list)
+    cleanup: list[Path] = []
     control_socket: Path | None = None
     restore: Restore | None = None  # set: argv restores a snapshot, and `cold` is the fallback
     cold: list[str] | None = None  # the cold boot's command, if the restore fails (None: --snapshot=require)
@@ -154,8 +121,7 @@ def signal_number(name: str | None, where: str = "the stop signal") -> int:
         raise UsageError(f"{where}: {name!r} is not a signal") from None
 
 
-@dataclass(frozen=True)
-class Restore:
+class Restore(msgspec.Struct, frozen=True, kw_only=True):
     """What a restored VM still needs once QEMU runs: a new seed and clock, then its port forwards."""
 
     snapshot: str  # the snapshot record's digest
@@ -165,17 +131,24 @@ class Restore:
     listening: tuple[int, ...] = ()  # guest ports that listened when it was saved (after "ready")
 
 
-class Target(Protocol):
+class Runner(Protocol):
+    """Running a plan: needs no store (the kiln-oci shim runs the plan `kiln-oci create` made)."""
+
     name: str
-
-    def __init__(self, store: Store) -> None: ...
-
-    def plan(self, image: Image, cfg: RunConfig) -> Plan:
-        """Check the image's parts and decide the command line; start nothing."""
-        ...
 
     def run(self, plan: Plan, sink: BinaryIO, on_start: Callable[[int], None] | None = None) -> int:
         """Start the plan, stream the console to `sink`, return the app's exit status.
 
         `on_start` gets the pid of the VM (or sandbox) process once it is running."""
+        ...
+
+
+class Target(Runner, Protocol):
+    """Planning a run from an image in the store, then running it: configuring, then running, as
+    MirageOS splits them."""
+
+    def __init__(self, store: Store) -> None: ...
+
+    def plan(self, image: Image, cfg: RunConfig) -> Plan:
+        """Check the image's parts and decide the command line; start nothing."""
         ...

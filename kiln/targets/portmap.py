@@ -7,15 +7,13 @@ reads port maps from instance files and needs none of that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import msgspec
 
 from kiln.errors import UsageError
 
 
-@dataclass(frozen=True, kw_only=True)
-class PortMap:
-    """One published port. A plain dataclass (not pydantic): `kiln ps` reads these on every call."""
+class PortMap(msgspec.Struct, frozen=True, kw_only=True):
+    """One published port: a run record (kiln.records), which `kiln ps` reads on every call."""
 
     host_ip: str = "0.0.0.0"
     host: int
@@ -25,10 +23,6 @@ class PortMap:
         for port in (self.host, self.guest):
             if type(port) is not int or not 1 <= port <= 65535:
                 raise ValueError(f"invalid port {port!r} (1 to 65535)")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PortMap:
-        return cls(**data)
 
     @classmethod
     def parse(cls, spec: str) -> PortMap:

@@ -93,9 +93,9 @@ def cold_plan(spec: VmSpec, notes: list[str], name: str, cfg: RunConfig, m: Mani
     """The plan that boots `spec` cold."""
     assert spec.qmp_socket and spec.control_socket
     return Plan(
-        "qemu",
-        name,
-        command(spec, qemu),
+        target="qemu",
+        image=name,
+        argv=command(spec, qemu),
         notes=notes,
         qmp_socket=spec.qmp_socket,
         control_socket=spec.control_socket,
@@ -121,51 +121,12 @@ def _when_listening(plan: Plan, ports: list[int], proc: subprocess.Popen[bytes],
         ready.set()
 
 
-class QemuTarget:
+class QemuRunner:
+    """Running a plan: start QEMU (restoring a snapshot, or booting cold), relay its ports, stop it with a
+    grace period, and read the app's exit status from its console. Needs no store: the kiln-oci shim runs
+    the plan `kiln-oci create` made."""
+
     name = "qemu"
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def spec(self, image: Image, cfg: RunConfig) -> tuple[VmSpec, list[str]]:
-        """The cold boot of `image` under `cfg`, checked; and one-line notices for the user."""
-        cfg.volume_hosts(image.manifest.entry.volumes)  # an unknown volume is an error before any unpacking
-        check = not cfg.skip_digest_check
-        kernel = unpack.kernel(self.store, image, check)
-        rootfs = unpack.rootfs(self.store, image, check)
-        return vm_spec(image.manifest, str(image.ref), kernel, rootfs, cfg)
-
-    def plan(self, image: Image, cfg: RunConfig) -> Plan:
-        qemu = _proc.require("qemu-system-x86_64")
-        spec, notes = self.spec(image, cfg)
-        plan = cold_plan(spec, notes, str(image.ref), cfg, image.manifest, qemu)
-        cold = cfg.extra_env or cfg.lan or cfg.gdb_port or cfg.args is not None
-        if cold and cfg.snapshot == "require":
-            raise UsageError(
-                "-e, arguments, --gdb and compose networks boot cold: a snapshot's app started without them"
-            )
-        if cfg.snapshot == "never" or cold:
-            return plan
-        from kiln.targets import snapshot_match as match  # only a run that may restore needs it
-
-        found, why_not = match.find(self.store, image, spec, qemu)
-        if found is None:
-            if cfg.snapshot == "require":
-                raise UsageError(why_not or f"image {image.ref} has no snapshot (make one: kiln snapshot {image.ref})")
-            if why_not:
-                plan.notes.append(why_not)
-            return plan
-        restored = dataclasses.replace(spec, ports=(), ram_file=found.ram, ram_shared=False, incoming=True)
-        plan.cold = None if cfg.snapshot == "require" else plan.argv
-        plan.argv = command(restored, qemu)
-        plan.restore = Restore(
-            snapshot=found.digest,
-            after=found.record.made_with.after,
-            ports=spec.ports,
-            state=found.state,
-            listening=found.record.ports,
-        )
-        return plan
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes], plan: Plan, grace: float = STOP_GRACE) -> None:
@@ -288,3 +249,50 @@ class QemuTarget:
             else f"QEMU exited with status {proc.returncode} before the app ended"
         )
         raise TargetError(f"the VM failed: {detail}")
+
+
+class QemuTarget(QemuRunner):
+    """Planning a boot of an image in the store (then running it as QemuRunner does)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def spec(self, image: Image, cfg: RunConfig) -> tuple[VmSpec, list[str]]:
+        """The cold boot of `image` under `cfg`, checked; and one-line notices for the user."""
+        cfg.volume_hosts(image.manifest.entry.volumes)  # an unknown volume is an error before any unpacking
+        check = not cfg.skip_digest_check
+        kernel = unpack.kernel(self.store, image, check)
+        rootfs = unpack.rootfs(self.store, image, check)
+        return vm_spec(image.manifest, str(image.ref), kernel, rootfs, cfg)
+
+    def plan(self, image: Image, cfg: RunConfig) -> Plan:
+        qemu = _proc.require("qemu-system-x86_64")
+        spec, notes = self.spec(image, cfg)
+        plan = cold_plan(spec, notes, str(image.ref), cfg, image.manifest, qemu)
+        cold = cfg.extra_env or cfg.lan or cfg.gdb_port or cfg.args is not None
+        if cold and cfg.snapshot == "require":
+            raise UsageError(
+                "-e, arguments, --gdb and compose networks boot cold: a snapshot's app started without them"
+            )
+        if cfg.snapshot == "never" or cold:
+            return plan
+        from kiln.targets import snapshot_match as match  # only a run that may restore needs it
+
+        found, why_not = match.find(self.store, image, spec, qemu)
+        if found is None:
+            if cfg.snapshot == "require":
+                raise UsageError(why_not or f"image {image.ref} has no snapshot (make one: kiln snapshot {image.ref})")
+            if why_not:
+                plan.notes.append(why_not)
+            return plan
+        restored = dataclasses.replace(spec, ports=(), ram_file=found.ram, ram_shared=False, incoming=True)
+        plan.cold = None if cfg.snapshot == "require" else plan.argv
+        plan.argv = command(restored, qemu)
+        plan.restore = Restore(
+            snapshot=found.digest,
+            after=found.record.made_with.after,
+            ports=spec.ports,
+            state=found.state,
+            listening=found.record.ports,
+        )
+        return plan

@@ -66,7 +66,8 @@ class UnixTarget:
         if cfg.memory_mib:
             notes.append("--memory is not enforced on the unix target")
         stop = signal_number(cfg.stop_signal or image.manifest.entry.stop_signal)
-        return Plan(self.name, str(image.ref), argv, notes=notes, forwards=list(cfg.ports), stop_signal=stop)
+        forwards = list(cfg.ports)
+        return Plan(target=self.name, image=str(image.ref), argv=argv, notes=notes, forwards=forwards, stop_signal=stop)
 
     @staticmethod
     def stop(proc: subprocess.Popen[bytes], plan: Plan) -> None:

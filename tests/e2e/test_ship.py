@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from bench.harness import free_port
+from kiln import daemon
 from kiln.store import Store
 from tests.conftest import EXAMPLES, FIXTURES, KILN, kiln
 from tests.support import Registry, SilentServer, SlowProxy, free_port_reading
@@ -145,8 +146,11 @@ def test_stale_state_after_supervisor_death_reads_as_exited(store_env: dict[str,
     env, port = store_env, free_port()
     kiln("run", "-d", "--name", "orphan", "-p", f"127.0.0.1:{port}:8080", "hello-http", env=env, check=True)
     wait_for(lambda: answers(port) is not None, what="HTTP answer")
-    state = json.loads((Path(env["KILN_HOME"]) / "instances" / "orphan" / "state.json").read_text())
-    os.kill(state["supervisor_pid"], signal.SIGKILL)  # as if the host lost it: the VM dies with it
+    directory = Path(env["KILN_HOME"]) / "instances" / "orphan"
+    state = json.loads((directory / "state.json").read_text())
+    supervisor = daemon.read(directory / "supervisor.pid")
+    assert supervisor is not None
+    os.kill(supervisor.pid, signal.SIGKILL)  # as if the host lost it: the VM dies with it
     wait_for(lambda: not process_alive(state["vm_pid"]), what="the VM to follow its supervisor")
     row = ps(env)["orphan"]
     assert row["state"] == "exited" and "supervisor is gone" in row["error"]

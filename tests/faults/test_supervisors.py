@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from bench.harness import free_port
+from kiln import daemon
 from tests.conftest import KILN, kiln
 from tests.e2e.test_snapshot import clone_snapshot  # noqa: F401 (a fixture)
 from tests.faults.harness import MARKER, marked
@@ -44,11 +45,14 @@ def _answer(port: int, timeout: float = 90) -> httpx.Response:
 
 
 def _state(env: dict[str, str], name: str) -> dict[str, object]:
-    path = Path(env["KILN_HOME"]) / "instances" / name / "state.json"
+    """The instance's state.json, and its supervisor's pid from its record (kiln.daemon)."""
+    directory = Path(env["KILN_HOME"]) / "instances" / name
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        state: dict[str, object] = json.loads((directory / "state.json").read_text())
     except (OSError, ValueError):
         return {}
+    supervisor = daemon.read(directory / "supervisor.pid")
+    return {**state, "supervisor_pid": supervisor.pid} if supervisor else state
 
 
 def _ps(env: dict[str, str]) -> dict[str, dict[str, object]]:
@@ -144,10 +148,12 @@ def test_kill9_under_the_summoner(
     run_id = env[MARKER]
     name = f"{clone_snapshot}.summoned"
     summon = ["summon", "-d", "--name", summoner, f"{clone_snapshot}={port}:8080", "--idle", "30s"]
-    pid_file = Path(env["KILN_HOME"]) / "summon" / summoner / "pid"
+    pid_file = Path(env["KILN_HOME"]) / "summon" / summoner / "summoner.pid"
     try:
         assert kiln(*summon, env=env).returncode == 0
-        summoner_pid = int(pid_file.read_text().split()[0])
+        record = daemon.read(pid_file)
+        assert record is not None
+        summoner_pid = record.pid
         if state == "restoring":
             client = _Client(port)
             client.start()

@@ -1,18 +1,17 @@
-"""Restart policy, process liveness, volume specs, registry references and credentials."""
+"""Restart policy, volume specs, registry references and credentials."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from kiln.errors import KilnError, UsageError
 from kiln.registry import docker_credentials, split_ref
-from kiln.runtime.instance import RestartPolicy, alive, proc_start_time
+from kiln.runtime.instance import RestartPolicy
 from kiln.store import Ref
 from kiln.targets.base import RunConfig, VolumeMap
 
@@ -37,17 +36,6 @@ def test_restart_policy(text: str, code: int, restarts: int, expected: bool) -> 
 def test_restart_policy_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="invalid restart policy"):
         RestartPolicy.parse(text)
-
-
-def test_liveness_checks_the_start_time() -> None:
-    me = os.getpid()
-    start = proc_start_time(me)
-    assert start is not None and alive(me, start)
-    assert not alive(me, start + 1)  # same pid, another process: not ours
-    child = subprocess.Popen(["true"])
-    child.wait()
-    assert proc_start_time(child.pid) is None and not alive(child.pid, start)
-    assert not alive(None, None)
 
 
 def test_volume_specs(tmp_path: Path) -> None:
@@ -163,7 +151,6 @@ def test_other_panics_stay_panics() -> None:
 
 
 def test_the_console_reader_notes_the_oom_kill() -> None:
-    import os
 
     from kiln.targets.console import ConsoleReader, oom_then_panic
 
