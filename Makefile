@@ -52,7 +52,7 @@ demo: kernel
 	$(VENV)/bin/python scripts/demo.py
 
 test: kernels
-	$(VENV)/bin/ruff check kiln tests bench scripts
+	$(VENV)/bin/ruff check kiln kiln_testing tests bench scripts
 	$(VENV)/bin/pytest -q
 
 # Every benchmark. Under TCG on 2 cores: ~2 hours, most of it the density ramp (here 100 unikernels

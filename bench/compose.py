@@ -27,21 +27,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    free_port,
-    isolated_home,
-    kiln_home_of,
-    machine,
-    replace_section,
-    stop,
-    wait_for_answer,
-    wrk,
-)
+from bench.harness import accelerator, answered, machine, replace_section, stop, wrk
 from bench.stacks import APP, DebianVm
 from kiln import daemon
 from kiln.baselines import traditional
@@ -50,6 +36,9 @@ from kiln.runtime.instance import process_tree, rss_of
 from kiln.targets.base import Lan
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import PcVmSpec, pc_command
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home, kiln_home_of
+from kiln_testing.ports import free_port
 
 COMPOSE = ROOT / "examples" / "compose-counter" / "compose.yaml"
 WEB_APP = ROOT / "examples" / "compose-counter" / "web"
@@ -85,7 +74,7 @@ def measure(env: dict[str, str], runs: int, seconds: int) -> dict:
         penv = {**env, "WEB_PORT": str(port)}
         t = time.perf_counter()
         kiln(penv, "compose", "-f", str(COMPOSE), "-p", "bench", "up", "-d")
-        if not wait_for_answer(port, time.perf_counter() + 300, "/health"):
+        if not answered(port, 300, "/health"):
             raise RuntimeError("the counter did not answer")
         up_times.append(time.perf_counter() - t)
         pids = pids_of(env, ["bench-web", "bench-redis"])
@@ -97,7 +86,7 @@ def measure(env: dict[str, str], runs: int, seconds: int) -> dict:
         port = free_port()
         t = time.perf_counter()
         kiln(env, "run", "-d", "--cold", "--name", "bench-single", "-p", f"127.0.0.1:{port}:8080", "hello-http")
-        if not wait_for_answer(port, time.perf_counter() + 300):
+        if not answered(port, 300):
             raise RuntimeError("hello-http did not answer")
         single_times.append(time.perf_counter() - t)
         if i == 0:
@@ -172,7 +161,7 @@ def measure_debian_pair(images: dict[str, traditional.VmImage], accel: str, scra
                 procs.append(subprocess.Popen(pc_command(spec), stdin=subprocess.DEVNULL, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
                 log.close()
-            if not wait_for_answer(port, t + 900, "/", alive=functools.partial(_all_alive, procs)):
+            if not answered(port, 900 - (time.perf_counter() - t), "/", alive=functools.partial(_all_alive, procs)):
                 raise RuntimeError(f"the Debian pair's counter did not answer (see {scratch}/pair-{i}-*.log)")
             up_times.append(time.perf_counter() - t)
             memory.append((rss_of([p.pid for p in procs]) or 0) + (rss_of([switch.pid() or 0]) or 0))

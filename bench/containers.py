@@ -18,23 +18,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    example_args,
-    free_port,
-    isolated_home,
-    machine,
-    median,
-    replace_section,
-    stop,
-)
+from bench.harness import accelerator, example_args, machine, median, replace_section, stop
 from kiln import _proc
 from kiln.oci.config import ImageConfig
-from tests.support import Buildah, Registry
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home
+from kiln_testing.images import Buildah
+from kiln_testing.ports import free_port
+from kiln_testing.registry import Registry
 
 IMAGES = ROOT / "tests" / "fixtures" / "images"
 # image -> (guest port, what answers)

@@ -22,14 +22,15 @@ import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import KILN, ROOT, example_args, free_port, isolated_home, machine, ratio, time_to_first_response
+from bench.harness import example_args, machine, ratio, time_to_first_response
 from bench.stacks import allocated
 from kiln.deps.declared import read as read_declared
 from kiln.deps.install import cache_key
 from kiln.interpreter import probe
 from kiln.paths import kiln_home
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home
+from kiln_testing.ports import free_port
 
 CORPUS = ROOT / "tests" / "corpus"
 DOC = ROOT / "docs" / "compatibility.md"

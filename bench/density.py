@@ -22,9 +22,11 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from bench.harness import KILN, free_ports, meminfo
+from bench.harness import meminfo
 from bench.stacks import GUEST_PORT, IMAGE
 from kiln.runtime import instance
+from kiln_testing.command import KILN
+from kiln_testing.ports import free_ports
 
 STEPS = (1, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
 LAUNCHERS = 8  # `kiln run -d` commands in flight at once

@@ -19,22 +19,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    free_port,
-    isolated_home,
-    kiln_home_of,
-    machine,
-    median,
-    replace_section,
-    time_to_first_response,
-)
+from bench.harness import accelerator, machine, median, replace_section, time_to_first_response
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import OVMF_VARS, DiskVmSpec, PcVmSpec, disk_command, pc_command
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home, kiln_home_of
+from kiln_testing.ports import free_port
 
 DEVICE_SETS = (  # (firmware, machine, storage, network): as tests/e2e/test_disk.py boots them
     ("uefi", "q35", "virtio-blk", "virtio-net"),

@@ -16,22 +16,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    example_args,
-    free_port,
-    isolated_home,
-    machine,
-    median,
-    replace_section,
-    stop,
-    wait_for_answer,
-)
-from tests.support import Buildah, Registry
+from bench.harness import accelerator, answered, example_args, machine, median, replace_section, stop
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home
+from kiln_testing.images import Buildah
+from kiln_testing.ports import free_port
+from kiln_testing.registry import Registry
 
 RUNTIME = str(Path(KILN).parent / "kiln-oci")
 STACKS = ("podman, kiln-oci", "podman, runc (a container)", "kiln run")
@@ -69,7 +59,7 @@ def podman_once(podman: list[str], ref: str, runtime: str, run_flags: list[str])
     argv = [*podman, "--runtime", runtime, "run", "-d", *run_flags, "-p", f"127.0.0.1:{port}:8080", ref]
     cid = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     try:
-        if not wait_for_answer(port, start + 180, "/"):
+        if not answered(port, 180):
             raise SystemExit(f"no answer from {ref}")
         seconds = time.perf_counter() - start
         pids = subprocess.run([*podman, "inspect", cid, "--format", "{{.State.ConmonPid}} {{.State.Pid}}"],
@@ -85,7 +75,7 @@ def kiln_once(env: dict[str, str], image: str) -> tuple[float, int]:
     proc = subprocess.Popen([KILN, "run", "-p", f"127.0.0.1:{port}:8080", image], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
-        if not wait_for_answer(port, start + 180, "/", alive=lambda: proc.poll() is None):
+        if not answered(port, 180, alive=lambda: proc.poll() is None):
             raise SystemExit("kiln run: no answer")
         return time.perf_counter() - start, pss_kib([proc.pid])
     finally:

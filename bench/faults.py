@@ -26,14 +26,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import KILN, ROOT, free_port, isolated_home, machine, replace_section
+from bench.harness import machine, replace_section
 from kiln.paths import kiln_home
-from tests.faults.harness import Discovery, Trial, discover, disk_trial, kill_trial
-from tests.faults.load import Burst, Resources, burst
-from tests.faults.operations import operations, template
-from tests.support import Registry
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.faults.harness import Discovery, Trial, discover, disk_trial, kill_trial
+from kiln_testing.faults.load import Burst, Resources, burst
+from kiln_testing.faults.operations import operations, template
+from kiln_testing.homes import isolated_home
+from kiln_testing.ports import free_port
+from kiln_testing.registry import Registry
 
 DOC = ROOT / "docs" / "reliability.md"
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -44,7 +45,7 @@ HEADER = (
     "# Reliability: faults survived and load held\n\n"
     'Written by `bench/faults.py` (`make faults`); do not edit the blocks by hand. Every "held" is a check\n'
     "that could have failed: the store verified by `kiln store check`, the next run of the same command, and\n"
-    "a search for temporary files, held locks, sockets and processes the run left (tests/faults/harness.py).\n"
+    "a search for temporary files, held locks, sockets and processes the run left (kiln_testing/faults/harness.py).\n"
 )
 
 
@@ -187,8 +188,8 @@ def burst_table(results: dict[str, dict[int, Burst]]) -> str:
 
 # ---- soak --------------------------------------------------------------------------------------------
 def soak(env: dict[str, str], cycles: int) -> tuple[int, Resources, Resources, float]:
-    from tests.e2e.test_summon import Summoner
-    from tests.faults.test_soak import soak as cycle
+    from kiln_testing.faults.soak import soak as cycle
+    from kiln_testing.summoner import Summoner
 
     port = free_port()
     s = Summoner(env, f"clone-http={port}:8080", "--idle", "200ms")

@@ -33,26 +33,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import httpx
 
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    bisect_min,
-    free_port,
-    isolated_home,
-    kiln_home_of,
-    machine,
-    replace_section,
-    serving,
-    time_to_first_response,
-    wait_for_answer,
-)
+from bench.harness import accelerator, answered, bisect_min, machine, replace_section, serving, time_to_first_response
 from bench.stacks import APP, GUEST_PORT, HOST_PYTHON, IMAGE
 from kiln.guest.protocol import ControlChannel
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home, kiln_home_of
+from kiln_testing.ports import free_port
 
 PARTS = ("image", "trim", "memory", "cli")
 # (label, mkfs.erofs settings) — the first is what kiln used before #12, the baseline of the ratios
@@ -200,7 +188,7 @@ def meminfo_after_serving(env: dict[str, str], accel: str, name: str = "gaps-mem
         capture_output=True,
     )
     try:
-        if not wait_for_answer(port, time.perf_counter() + 120):
+        if not answered(port, 120):
             raise RuntimeError("hello-http did not answer")
         if not all_answered(port, 100):
             raise RuntimeError("hello-http did not serve 100 requests")

@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: an isolated store, starting a server and timing its
+"""Shared benchmark plumbing (kiln_testing holds what tests share too): starting a server and timing its
 first HTTP answer, host memory of a process tree, `wrk` and its output,
 statistics, memory bisection, machine facts, generated blocks in the docs."""
 
@@ -10,10 +10,8 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,22 +22,8 @@ import httpx
 
 from kiln import _proc
 from kiln.runtime.instance import children_map, process_tree
-
-ROOT = Path(__file__).resolve().parent.parent
-KILN = str(Path(sys.executable).parent / "kiln")
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all held open while choosing, so none repeats)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
+from kiln_testing.answers import NoAnswerError, wait_for_answer
+from kiln_testing.command import KILN, ROOT
 
 
 def accelerator(env: dict[str, str], image: str) -> str:
@@ -79,16 +63,13 @@ class Server:
         return ok
 
 
-def wait_for_answer(port: int, deadline: float, path: str = "/", alive: Callable[[], bool] = lambda: True) -> bool:
-    """Poll http://127.0.0.1:port/path until it answers 200, the deadline (perf_counter) passes or alive() fails."""
-    with httpx.Client(timeout=2) as client:
-        while time.perf_counter() < deadline and alive():
-            try:
-                if client.get(f"http://127.0.0.1:{port}{path}").status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                time.sleep(0.005)
-    return False
+def answered(port: int, timeout: float, path: str = "/", alive: Callable[[], bool] | None = None) -> bool:
+    """Whether http://127.0.0.1:port/path answers 200 within `timeout` seconds (polled every 5 ms, for timing)."""
+    try:
+        wait_for_answer(port, "http", timeout, path=path, status=200, alive=alive, request_timeout=2, poll=0.005)
+    except NoAnswerError:
+        return False
+    return True
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
@@ -126,8 +107,8 @@ def serving(
             start_new_session=True,
         )
         try:
-            answered = wait_for_answer(port, start + timeout, path, alive=lambda: proc.poll() is None)
-            yield Server(proc, port, time.perf_counter() - start if answered else None, Path(log.name))
+            ok = answered(port, timeout, path, alive=lambda: proc.poll() is None)
+            yield Server(proc, port, time.perf_counter() - start if ok else None, Path(log.name))
         finally:
             stop(proc)
 
@@ -277,35 +258,6 @@ def machine() -> dict[str, str]:
             ["/usr/bin/python3.11", "--version"], capture_output=True, text=True
         ).stdout.strip(),
     }
-
-
-def isolated_home(base: Path, shared: Path | None = None) -> dict[str, str]:
-    """An empty store under `base` that shares the kernel builds and caches of `shared`
-    (default: the developer's $KILN_HOME). Benchmarks and tests both use it."""
-    from kiln.paths import kiln_home
-
-    shared = shared or kiln_home()
-    base.mkdir(parents=True, exist_ok=True)
-    for d in ("kernel", "cache"):
-        (shared / d).mkdir(parents=True, exist_ok=True)
-        link = base / d
-        if not link.exists():
-            link.symlink_to(shared / d)
-    return {**os.environ, "KILN_HOME": str(base)}
-
-
-@contextlib.contextmanager
-def kiln_home_of(env: dict[str, str]) -> Iterator[None]:
-    """Point this process's own kiln modules (instances, store, caches) at env's KILN_HOME for a while."""
-    saved = os.environ.get("KILN_HOME")
-    os.environ["KILN_HOME"] = env["KILN_HOME"]
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["KILN_HOME"]
-        else:
-            os.environ["KILN_HOME"] = saved
 
 
 def replace_section(doc: Path, name: str, body: str) -> None:

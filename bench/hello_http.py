@@ -25,19 +25,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from rich.console import Console
 
 from bench import density, report
 from bench.harness import (
-    ROOT,
     Summary,
     accelerator,
     bisect_min,
-    free_port,
-    isolated_home,
-    kiln_home_of,
     machine,
     replace_section,
     serving,
@@ -47,6 +41,9 @@ from bench.harness import (
 )
 from bench.stacks import IMAGE, STACKS, KilnQemu, Stack
 from kiln.runtime.instance import process_tree, rss_of
+from kiln_testing.command import ROOT
+from kiln_testing.homes import isolated_home, kiln_home_of
+from kiln_testing.ports import free_port
 
 console = Console(highlight=False)
 DOCS = ROOT / "docs"

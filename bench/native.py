@@ -21,22 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    example_args,
-    free_port,
-    isolated_home,
-    machine,
-    median,
-    replace_section,
-    stop,
-)
+from bench.harness import accelerator, example_args, machine, median, replace_section, stop
 from kiln.debs import fetch
 from kiln.deps import npm
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home
+from kiln_testing.ports import free_port
 
 # image -> (Debian package, guest port, the app's directory)
 EXAMPLES = {

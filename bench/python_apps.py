@@ -21,24 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    accelerator,
-    example_args,
-    free_port,
-    machine,
-    median,
-    replace_section,
-    time_to_first_response,
-)
+from bench.harness import accelerator, example_args, machine, median, replace_section, time_to_first_response
 from bench.stacks import HOST_PYTHON, allocated
 from kiln import _proc
 from kiln.baselines import traditional
 from kiln.paths import kiln_home
 from kiln.surface import scan_tree
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.ports import free_port
 
 FIXTURES = ROOT / "tests" / "fixtures" / "apps"
 # app -> (its directory, the interpreter's arguments that start it outside kiln, its port, a path that answers 200)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from bench.harness import KILN, ROOT
 from kiln import _proc
 from kiln.baselines import traditional
 from kiln.image import unpack
@@ -27,6 +26,7 @@ from kiln.store import Store
 from kiln.surface import scan_tree
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import PcVmSpec, pc_command
+from kiln_testing.command import KILN, ROOT
 
 APP = ROOT / "examples" / "hello-http"
 IMAGE = "hello-http"

@@ -24,24 +24,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import (
-    KILN,
-    ROOT,
-    Summary,
-    accelerator,
-    free_port,
-    free_ports,
-    isolated_home,
-    kiln_home_of,
-    machine,
-    replace_section,
-    stop,
-    wait_for_answer,
-)
+from bench.harness import Summary, accelerator, answered, machine, replace_section, stop
 from bench.stacks import APP, HOST_PYTHON, IMAGE
 from kiln.runtime.instance import process_tree
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home, kiln_home_of
+from kiln_testing.ports import free_port, free_ports
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 CASES = ("always-on", "restore", "cold", "plain")
@@ -140,7 +128,7 @@ def always_on(env: dict[str, str], tmp: Path, runs: int) -> list[float]:
         proc = subprocess.Popen([KILN, "run", "--cold", "-p", f"127.0.0.1:{port}:8080", IMAGE], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        if not wait_for_answer(port, time.perf_counter() + 180, alive=lambda: proc.poll() is None):
+        if not answered(port, 180, alive=lambda: proc.poll() is None):
             raise RuntimeError("the always-on instance never answered")
         return [first_byte(port) for _ in range(runs)]
     finally:

@@ -14,10 +14,10 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import KILN, ROOT, isolated_home, replace_section
+from bench.harness import replace_section
 from kiln.surface import Surface, markdown
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: ARG001 (no options; one signature for python -m bench)

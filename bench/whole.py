@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.harness import KILN, ROOT, example_args, isolated_home, replace_section
+from bench.harness import example_args, replace_section
+from kiln_testing.command import KILN, ROOT
+from kiln_testing.homes import isolated_home
 
 FIXTURES = ROOT / "tests" / "fixtures" / "apps"
 APPS = {  # each has a kiln.toml or [tool.kiln], where the trim line goes

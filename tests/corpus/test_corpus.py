@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import Instance, kiln
+from kiln_testing.command import kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 CORPUS = Path(__file__).parent
 APPS = sorted(p.parent.name for p in CORPUS.glob("*/corpus.toml"))

@@ -20,7 +20,7 @@ def test_explicit_choices_are_obeyed() -> None:
 def test_auto_probes_once_and_explains_a_fallback(
     kernel_built: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conftest import SHARED_HOME
+    from kiln_testing.homes import SHARED_HOME
 
     kernel = next((SHARED_HOME / "kernel" / "builds").glob("*/vmlinux"))
     monkeypatch.setenv("KILN_HOME", str(tmp_path))

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.report import COLUMNS
-from tests.conftest import EXAMPLES, ROOT, SHARED_HOME, kiln
+from kiln_testing.command import EXAMPLES, ROOT, kiln
+from kiln_testing.homes import SHARED_HOME
 
 
 def test_quick_bench_reports_every_column_for_kiln_and_the_plain_process(tmp_path: Path, kernel_built: None) -> None:

@@ -12,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import FIXTURES, Instance, kiln
-from tests.e2e.test_errors import assert_one_line_error, store_state
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.checks import assert_one_line_error, store_state
+from kiln_testing.command import FIXTURES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 
 def build(app: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -124,7 +126,7 @@ def test_django_site_with_no_kiln_toml_keeps_its_rows(
     kiln("run", "-d", "--name", name, "-v", f"{data}:/app/data", "-p", f"127.0.0.1:{port}:8000", django_image,
          env=session_env, check=True)  # fmt: skip
     try:
-        first = _wait(port).json()
+        first = wait_for_answer(port, timeout=180, request_timeout=10, poll=0.5).json()
         assert first == {"greeting": "hello from .env", "notes": []}  # the .env was found: find_dotenv worked
         assert httpx.post(f"http://127.0.0.1:{port}/", data={"text": "kept"}, timeout=30).json()["notes"] == ["kept"]
         # a page from templates: the engine's loaders and the admin's templates, all found by name
@@ -132,24 +134,13 @@ def test_django_site_with_no_kiln_toml_keeps_its_rows(
         assert login.status_code == 200 and "Django" in login.text, login.text[-500:]
         kiln("stop", name, env=session_env, check=True)
         kiln("start", name, env=session_env, check=True)
-        assert _wait(port).json()["notes"] == ["kept"]
+        assert wait_for_answer(port, timeout=180, request_timeout=10, poll=0.5).json()["notes"] == ["kept"]
         kiln("rm", "-f", name, env=session_env, check=True)
         kiln("run", "-d", "--name", name, "--target", "unix", "-v", f"{data}:/app/data",
              "-p", f"127.0.0.1:{port}:8000", django_image, env=session_env, check=True)  # fmt: skip
-        assert _wait(port).json()["notes"] == ["kept"]
+        assert wait_for_answer(port, timeout=180, request_timeout=10, poll=0.5).json()["notes"] == ["kept"]
     finally:
         kiln("rm", "-f", name, env=session_env)
-
-
-def _wait(port: int, timeout: float = 180) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_the_app_sources_are_kept_for_tracebacks_and_find_dotenv(

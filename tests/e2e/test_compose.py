@@ -5,31 +5,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import EXAMPLES, kiln
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import EXAMPLES, kiln
+from kiln_testing.ports import free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel]
 COMPOSE = EXAMPLES / "compose-counter" / "compose.yaml"
 
 
 def get(port: int, path: str = "/") -> str:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            r = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
-            if r.status_code == 200:
-                return r.text.strip()
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no answer on port {port}{path}")
-        time.sleep(0.2)
+    return wait_for_answer(port, timeout=60, path=path, status=200, request_timeout=10).text.strip()
 
 
 def compose(env: dict[str, str], project: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -18,10 +18,13 @@ import httpx
 import pytest
 import redis
 
-from bench.harness import free_port
-from tests.conftest import KILN, ROOT, SHARED_HOME, Instance, kiln
-from tests.e2e.test_errors import assert_one_line_error, store_state
-from tests.support import Buildah, Registry, oci_layout, tar_entry
+from kiln_testing.checks import assert_one_line_error, store_state
+from kiln_testing.command import KILN, ROOT, kiln
+from kiln_testing.homes import SHARED_HOME
+from kiln_testing.images import Buildah, oci_layout, tar_entry
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
+from kiln_testing.registry import Registry
 
 IMAGES = ROOT / "tests" / "fixtures" / "images"
 TARGETS = ["qemu", "unix"]

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.harness import free_port
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import OVMF_VARS, DiskVmSpec, disk_command
-from tests.conftest import kiln
-from tests.e2e.test_sealing import sealed_image  # noqa: F401 (a fixture)
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import kiln
+from kiln_testing.ports import free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel]
 
@@ -73,14 +73,8 @@ def boot(tmp_path: Path) -> Iterator:
 
 
 def answer(vm: Booted, port: int, timeout: float = 240) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert vm.proc.poll() is None, f"the VM ended ({vm.proc.returncode}):\n{vm.text()[-3000:]}"
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-        except httpx.HTTPError:
-            time.sleep(1)
-    raise AssertionError(f"no answer within {timeout} s:\n{vm.text()[-3000:]}")
+    """The VM's first HTTP answer; its console if it ends first or none comes."""
+    return wait_for_answer(port, timeout=timeout, poll=1, alive=lambda: vm.proc.poll() is None, context=vm.text)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +238,7 @@ def test_firecracker_config_validates_against_firecrackers_spec(
 
 
 def test_declared_volumes_become_writable_partitions(
-    sealed_image: str,  # noqa: F811
+    sealed_image: str,
     session_env: dict[str, str],
     tmp_path: Path,
     boot,

@@ -13,27 +13,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from bench.harness import free_port
 from kiln.registry import CONTAINER_PATHS
 from kiln.runtime.instance import proc_start_time
-from tests.conftest import EXAMPLES, FIXTURES, KILN, kiln
-from tests.support import Registry, oci_layout, tar_entry
-
-RUNTIME = str(Path(KILN).parent / "kiln-oci")
-
-
-def wait_http(port: int, timeout: float = 180) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+from kiln_testing import engines
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import EXAMPLES, FIXTURES, kiln
+from kiln_testing.images import oci_layout, tar_entry
+from kiln_testing.ports import free_port
+from kiln_testing.registry import Registry
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +57,7 @@ def container_images(registry: Registry, session_env: dict[str, str], tmp_path_f
 
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    base = tmp_path_factory.mktemp("podman")
-    return ["podman", "--root", str(base / "root"), "--runroot", str(base / "runroot"),
-            "--cgroup-manager", "cgroupfs", "--runtime", RUNTIME]  # fmt: skip
+    return engines.podman(tmp_path_factory.mktemp("podman"))
 
 
 def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -87,7 +74,8 @@ def test_podman_runs_a_kiln_image(podman: list[str], container_images: dict) -> 
     assert started.returncode == 0, started.stderr
     cid = started.stdout.strip().splitlines()[-1]
     try:
-        assert wait_http(port).text.startswith("Hello from a kiln unikernel!")  # podman's -p reached the VM
+        answer = wait_for_answer(port, timeout=180)
+        assert answer.text.startswith("Hello from a kiln unikernel!")  # podman's -p reached the VM
         logs = run([*podman, "logs", name])
         assert "hello-http listening on 0.0.0.0:8080" in logs.stdout + logs.stderr  # the console is its log
         assert run([*podman, "stop", name]).returncode == 0
@@ -117,20 +105,9 @@ def test_podman_refuses_a_plain_container_with_this_runtime(podman: list[str], c
 
 @pytest.fixture(scope="session")
 def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("containerd")
-    sock = base / "containerd.sock"
-    (base / "config.toml").write_text(
-        f'version = 2\nroot = "{base / "root"}"\nstate = "{base / "state"}"\n[grpc]\n  address = "{sock}"\n'
-    )
-    log = open(base / "log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(["containerd", "--config", str(base / "config.toml")], stdout=log, stderr=log)
-    deadline = time.monotonic() + 30
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    yield sock
-    proc.terminate()
-    proc.wait(30)
-    log.close()
+    daemon = engines.Containerd(tmp_path_factory.mktemp("containerd"))
+    yield daemon.socket
+    daemon.stop()
 
 
 @pytest.mark.vm
@@ -138,10 +115,11 @@ def test_containerd_runs_a_kiln_image(containerd: Path, container_images: dict) 
     ctr = ["ctr", "--address", str(containerd)]
     ref, port = container_images["hello-port"], int(container_images["hello_port"])
     assert run([*ctr, "images", "pull", "--plain-http", ref]).returncode == 0
-    argv = [*ctr, "run", "--runtime", "io.containerd.runc.v2", "--runc-binary", RUNTIME, "--net-host", ref, "kiln-ctr"]
+    argv = [*ctr, "run", "--runtime", "io.containerd.runc.v2", "--runc-binary", engines.RUNTIME, "--net-host", ref,
+            "kiln-ctr"]  # fmt: skip
     task = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        assert wait_http(port).text.startswith("Hello from a kiln unikernel!")
+        assert wait_for_answer(port, timeout=180).text.startswith("Hello from a kiln unikernel!")
         assert "RUNNING" in run([*ctr, "task", "ls"]).stdout
         assert run([*ctr, "task", "kill", "kiln-ctr"]).returncode == 0
         assert task.wait(60) == 143
@@ -157,25 +135,12 @@ def test_containerd_runs_a_kiln_image(containerd: Path, container_images: dict) 
 
 @pytest.fixture(scope="session")
 def dockerd(tmp_path_factory: pytest.TempPathFactory, containerd: Path, registry: Registry) -> Iterator[list[str]]:
-    base = tmp_path_factory.mktemp("dockerd")
-    sock = base / "docker.sock"
-    log = open(base / "log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(base / "data"), "--exec-root", str(base / "exec"), "--pidfile",
-         str(base / "pid"), "-H", f"unix://{sock}", "--containerd", str(containerd), "--add-runtime",
-         f"kiln={RUNTIME}", "--insecure-registry", registry.host, "--bridge", "none", "--iptables=false"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    docker = ["docker", "-H", f"unix://{sock}"]
-    deadline = time.monotonic() + 60
-    while run([*docker, "version"]).returncode != 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"dockerd did not start: {(base / 'log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield docker
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    log.close()
+    try:
+        daemon = engines.Dockerd(tmp_path_factory.mktemp("dockerd"), containerd, registry.host)
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    yield daemon.argv
+    daemon.stop()
 
 
 @pytest.mark.vm
@@ -185,7 +150,7 @@ def test_docker_runs_a_kiln_image(dockerd: list[str], container_images: dict) ->
     started = run([*dockerd, "run", "-d", "--runtime", "kiln", "--network", "host", "--name", "kiln-docker", ref])
     assert started.returncode == 0, started.stderr
     try:
-        assert wait_http(port).text.startswith("Hello from a kiln unikernel!")
+        assert wait_for_answer(port, timeout=180).text.startswith("Hello from a kiln unikernel!")
         assert "listening" in run([*dockerd, "logs", "kiln-docker"]).stdout
         assert run([*dockerd, "stop", "kiln-docker"]).returncode == 0
         assert run([*dockerd, "inspect", "kiln-docker", "--format", "{{.State.ExitCode}}"]).stdout.strip() == "143"
@@ -231,7 +196,7 @@ def oci(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.run([RUNTIME, "--root", str(root), *args], stdout=out, stderr=err, timeout=120)
+        proc = subprocess.run([engines.RUNTIME, "--root", str(root), *args], stdout=out, stderr=err, timeout=120)
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode(), err.read().decode())
@@ -248,7 +213,7 @@ def test_the_runc_contract(bundle: Path, tmp_path: Path) -> None:
     assert state["annotations"] == {"kiln.test": "yes"}
     assert oci(root, "start", "c1").returncode == 0
     assert json.loads(oci(root, "state", "c1").stdout)["status"] == "running"
-    assert wait_http(port).text.startswith("Hello from a kiln unikernel!")
+    assert wait_for_answer(port, timeout=180).text.startswith("Hello from a kiln unikernel!")
     assert len(json.loads(oci(root, "ps", "--format", "json", "c1").stdout)) == 2  # its process and QEMU
     assert oci(root, "exec", "c1", "sh").returncode != 0
     assert oci(root, "delete", "c1").returncode != 0  # running: not without --force

@@ -16,13 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from bench.harness import free_port
-from tests.conftest import EXAMPLES, ROOT, kiln
-from tests.support import Registry
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import EXAMPLES, ROOT, kiln
+from kiln_testing.ports import free_port
+from kiln_testing.registry import Registry
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel]
 SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -80,15 +80,12 @@ def running(uri: str, xml: str) -> Iterator[object]:
 
 
 def answers(port: int, console: Path, timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            r = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-            if r.status_code == 200:
-                return r.text
-        time.sleep(0.5)
-    text = console.read_text(errors="replace") if console.exists() else "(no console)"
-    raise AssertionError(f"no answer through libvirt within {timeout:.0f} s; console:\n{text[-3000:]}")
+    """The domain's first 200 answer; its console if none comes."""
+
+    def text() -> str:
+        return f"through libvirt; console:\n{console.read_text(errors='replace') if console.exists() else '(none)'}"
+
+    return wait_for_answer(port, timeout=timeout, status=200, poll=0.5, context=text).text
 
 
 def test_libvirt_domain_serves(session_env: dict[str, str], libvirtd: str, shared_dir: Path) -> None:

@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import KILN, SHARED_HOME, kiln
+from kiln_testing.command import KILN, kiln
+from kiln_testing.homes import SHARED_HOME
 
 SMALL = "base,serial-console,virtio-mmio,virtio-blk,erofs"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pymemcache.client.base import Client
 
-from bench.harness import free_port
-from tests.conftest import EXAMPLES, Instance, kiln
+from kiln_testing.command import EXAMPLES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 
 @pytest.mark.vm

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from bench.harness import free_port, wait_for_answer
-from tests.conftest import EXAMPLES, FIXTURES, kiln
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import EXAMPLES, FIXTURES, kiln
+from kiln_testing.ports import free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel]
 
@@ -77,7 +78,7 @@ def test_top_reports_from_inside(session_env: dict[str, str], target: str) -> No
         check=True,
     )
     try:
-        assert wait_for_answer(port, time.perf_counter() + 120)
+        wait_for_answer(port, timeout=120, status=200)
         sample = json.loads(kiln("top", name, "--json", env=session_env, check=True).stdout)
         assert sample["app_rss_kib"] > 0 and sample["app_peak_kib"] >= sample["app_rss_kib"]
         assert sample["tcp_listen"] >= 1 and sample["app_fds"] >= 3 and sample["app_threads"] >= 1
@@ -119,7 +120,7 @@ def test_gdb_breakpoint_on_a_syscall_entry(session_env: dict[str, str]) -> None:
         check=True,
     )
     try:
-        assert wait_for_answer(port, time.perf_counter() + 120)
+        wait_for_answer(port, timeout=120, status=200)
         answered: list[int] = []
 
         def request() -> None:

@@ -16,11 +16,12 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from bench.harness import free_port
 from kiln.image.sizing import FLOOR_MIB, default_memory_mib, root_bytes
 from kiln.store import Store
-from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
-from tests.e2e.test_errors import assert_one_line_error, store_state
+from kiln_testing.checks import assert_one_line_error, store_state
+from kiln_testing.command import EXAMPLES, FIXTURES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 TARGETS = ["qemu", "unix"]
 

@@ -7,9 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.harness import isolated_home
 from kiln.paths import kiln_home
-from tests.conftest import EXAMPLES, SHARED_HOME, kiln
+from kiln_testing.command import EXAMPLES, kiln
+from kiln_testing.homes import SHARED_HOME, isolated_home
 
 
 def _strings(value: object) -> list[str]:

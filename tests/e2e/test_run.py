@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
+from kiln_testing.command import EXAMPLES, FIXTURES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 TARGETS = ["qemu", "unix"]
 GREETING = "Hello from a kiln unikernel!\n"

@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import FIXTURES, Instance, kiln
+from kiln_testing.command import FIXTURES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 TARGETS = ["qemu", "unix"]
-
-
-@pytest.fixture(scope="session")
-def sealed_image(session_env: dict[str, str]) -> str:
-    kiln("build", str(FIXTURES / "sealed"), env=session_env, check=True)
-    return "sealed"
 
 
 @pytest.mark.vm

@@ -12,9 +12,10 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import EXAMPLES, FIXTURES, Instance, kiln
-from tests.e2e.test_errors import assert_one_line_error, store_state
+from kiln_testing.checks import assert_one_line_error, store_state
+from kiln_testing.command import EXAMPLES, FIXTURES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 TARGETS = ["qemu", "unix"]
 

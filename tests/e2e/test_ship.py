@@ -16,11 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.harness import free_port
 from kiln import daemon
 from kiln.store import Store
-from tests.conftest import EXAMPLES, FIXTURES, KILN, kiln
-from tests.support import Registry, SilentServer, SlowProxy, free_port_reading
+from kiln_testing.command import EXAMPLES, FIXTURES, KILN, kiln
+from kiln_testing.ports import free_port, free_port_reading
+from kiln_testing.registry import Registry
+from kiln_testing.servers import SilentServer, SlowProxy
 
 pytestmark = pytest.mark.vm
 
@@ -194,7 +195,7 @@ def test_push_rmi_pull_gives_the_same_image_and_it_boots(
     assert blobs(env) == before, "byte-identical after the round trip"
     assert json.loads(kiln("inspect", "--json", ref, env=env, check=True).stdout)["digest"] == digest
     port = free_port()
-    from tests.conftest import Instance
+    from kiln_testing.instance import Instance
 
     inst = Instance(ref, env, "qemu", {port: 8080})
     instances.append(inst)

@@ -9,21 +9,14 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import FIXTURES, Instance, kiln
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import FIXTURES, kiln
+from kiln_testing.instance import Instance
+from kiln_testing.ports import free_port
 
 CLONE_APP = FIXTURES / "clone-http"
-
-
-@pytest.fixture(scope="session")
-def clone_snapshot(session_env: dict[str, str]) -> str:
-    """clone-http built and snapshotted once (after = ready) in the session's store."""
-    kiln("build", str(CLONE_APP), env=session_env, check=True)
-    kiln("snapshot", "clone-http", env=session_env, check=True, timeout=600)
-    return "clone-http"
 
 
 def _store_files(env: dict[str, str]) -> dict[str, str]:
@@ -37,14 +30,7 @@ def _store_files(env: dict[str, str]) -> dict[str, str]:
 
 
 def _first_answer(port: int, timeout: float = 60) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=5).json()  # type: ignore[no-any-return]
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return wait_for_answer(port, timeout=timeout, poll=0.05).json()  # type: ignore[no-any-return]
 
 
 @pytest.mark.vm

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,52 +15,9 @@ import httpx
 import pytest
 from dnslib import QTYPE, DNSRecord
 
-from bench.harness import free_port
-from tests.conftest import KILN, kiln
-from tests.e2e.test_snapshot import clone_snapshot  # noqa: F401 (a fixture)
-
-
-class Summoner:
-    """A `kiln summon` running in the foreground of a subprocess."""
-
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.env = env
-        self.proc = subprocess.Popen(
-            [KILN, "summon", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.wait_for("ready:", 120)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 60, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log.count(text) < count:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} (x{count}) in the summoner's log:\n{self.log}")
-            time.sleep(0.05)
-
-    def instances(self) -> list[dict[str, object]]:
-        return json.loads(kiln("ps", "--json", env=self.env, check=True).stdout)  # type: ignore[no-any-return]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(5)
+from kiln_testing.command import kiln
+from kiln_testing.ports import free_port
+from kiln_testing.summoner import Summoner
 
 
 @pytest.fixture
@@ -80,7 +34,7 @@ def _get(port: int) -> httpx.Response:
 
 @pytest.mark.vm
 def test_first_connections_get_full_answers_from_one_summon(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
     summoners: list[Summoner],
 ) -> None:
@@ -109,7 +63,7 @@ def test_first_connections_get_full_answers_from_one_summon(
 
 @pytest.mark.vm
 def test_idle_instances_stop_and_a_killed_vm_is_summoned_again(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
     summoners: list[Summoner],
 ) -> None:
@@ -133,7 +87,7 @@ def test_idle_instances_stop_and_a_killed_vm_is_summoned_again(
 
 @pytest.mark.vm
 def test_a_dns_query_answers_and_summons(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
     summoners: list[Summoner],
 ) -> None:
@@ -152,7 +106,7 @@ def test_a_dns_query_answers_and_summons(
 
 @pytest.mark.vm
 def test_max_running_stops_the_least_recently_used(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
     summoners: list[Summoner],
     tmp_path: Path,
@@ -180,7 +134,7 @@ def test_max_running_stops_the_least_recently_used(
 
 @pytest.mark.vm
 def test_a_guest_that_never_listens_resets_the_held_connection(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
     summoners: list[Summoner],
 ) -> None:
@@ -207,7 +161,7 @@ def test_summon_errors_are_one_line(session_env: dict[str, str], tmp_path: Path)
 
 @pytest.mark.vm
 def test_a_detached_summoner_serves_until_stopped(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
 ) -> None:
     port = free_port()

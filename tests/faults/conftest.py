@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_HOME
-from tests.faults.harness import Home, Operation
-from tests.faults.operations import operations, template
-from tests.support import Registry
+from kiln_testing.faults.harness import Home, Operation
+from kiln_testing.faults.operations import operations, template
+from kiln_testing.homes import SHARED_HOME
+from kiln_testing.registry import Registry
 
 # Which kill points a run tries: a seed of its own each run (printed with every failure), or the one given.
 SEED = int(os.environ.get("KILN_FAULTS_SEED") or random.SystemRandom().randrange(1 << 31))

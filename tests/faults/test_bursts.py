@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import free_port
-from tests.conftest import kiln
-from tests.e2e.test_snapshot import clone_snapshot  # noqa: F401 (a fixture)
-from tests.faults.load import burst
+from kiln_testing.command import kiln
+from kiln_testing.faults.load import burst
+from kiln_testing.ports import free_port
 
 SIZE, DEADLINE = 100, 30.0
 
@@ -30,7 +29,7 @@ def test_a_burst_at_a_qemu_instance_as_it_boots(hello_image: str, session_env: d
 
 @pytest.mark.vm
 def test_a_burst_through_the_summoner_from_zero(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
 ) -> None:
     port = free_port()

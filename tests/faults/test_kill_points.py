@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kiln_testing.faults.harness import Discovery, Home, KillPoint, Operation, discover, disk_trial, kill_trial
 from tests.faults.conftest import SEED
-from tests.faults.harness import Discovery, Home, KillPoint, Operation, discover, disk_trial, kill_trial
 
 OPERATIONS = ["build", "kernel build", "pull", "push", "snapshot", "compose up", "export", "export disk"]
 SAMPLE = int(os.environ.get("KILN_FAULTS_SAMPLE", "1"))

@@ -6,34 +6,18 @@ from __future__ import annotations
 
 import os
 
-import httpx
 import pytest
 
-from bench.harness import free_port
-from tests.e2e.test_snapshot import clone_snapshot  # noqa: F401 (a fixture)
-from tests.e2e.test_summon import Summoner
-from tests.faults.load import Resources, resources
+from kiln_testing.faults.soak import RSS_SLACK_KIB, soak
+from kiln_testing.ports import free_port
+from kiln_testing.summoner import Summoner
 
 CYCLES = int(os.environ.get("KILN_SOAK_CYCLES", "100"))
-WARMUP = 5  # cycles before the first measure: imports, the thread pool and the allocator settle
-RSS_SLACK_KIB = 8 * 1024  # what the allocator may keep beyond the warm-up, however many cycles
-
-
-def soak(summoner: Summoner, port: int, cycles: int, kiln_home: str) -> tuple[int, Resources, Resources]:
-    """(answered, resources after the warm-up, resources at the end)."""
-    answered, start = 0, resources(summoner.proc.pid, kiln_home)
-    for i in range(cycles):
-        r = httpx.get(f"http://127.0.0.1:{port}/", timeout=60)
-        answered += r.status_code == 200
-        summoner.wait_for("stopped (idle)", timeout=60, count=i + 1)
-        if i + 1 == WARMUP:
-            start = resources(summoner.proc.pid, kiln_home)
-    return answered, start, resources(summoner.proc.pid, kiln_home)
 
 
 @pytest.mark.vm
 def test_the_summoner_holds_over_many_cycles(
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     session_env: dict[str, str],
 ) -> None:
     port = free_port()

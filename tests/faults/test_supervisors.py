@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.harness import free_port
 from kiln import daemon
-from tests.conftest import KILN, kiln
-from tests.e2e.test_snapshot import clone_snapshot  # noqa: F401 (a fixture)
-from tests.faults.harness import MARKER, marked
+from kiln_testing.answers import wait_for_answer
+from kiln_testing.command import KILN, kiln
+from kiln_testing.faults.harness import MARKER, marked
+from kiln_testing.ports import free_port
 
 
 def _until(check: Callable[[], object], what: str, timeout: float = 90) -> object:
@@ -31,17 +31,6 @@ def _until(check: Callable[[], object], what: str, timeout: float = 90) -> objec
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
     return found
-
-
-def _answer(port: int, timeout: float = 90) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def _state(env: dict[str, str], name: str) -> dict[str, object]:
@@ -100,7 +89,7 @@ def test_kill9_of_an_instance(victim: str, state: str, hello_image: str, marked_
             runner.wait(120)
         else:
             assert runner.wait(120) == 0, runner.stderr.read() if runner.stderr else ""
-            assert _answer(port).status_code == 200
+            assert wait_for_answer(port, timeout=90, request_timeout=30, poll=0.1).status_code == 200
             if state == "stopping":  # kiln stop gives the app its grace period; kill -9 in it
                 stopper = subprocess.Popen([KILN, "stop", name], env=env, stdout=subprocess.DEVNULL)
                 _until(lambda: _state(env, name).get("status") == "stopping", f"{name} stopping")
@@ -113,7 +102,7 @@ def test_kill9_of_an_instance(victim: str, state: str, hello_image: str, marked_
         row = _until(lambda: (r := _ps(env)[name])["state"] == "exited" and r, f"kiln ps to say {name} exited", 30)
         assert isinstance(row, dict) and not _alive(row["pid"])
         assert kiln("start", name, env=env).returncode == 0
-        assert _answer(port).status_code == 200
+        assert wait_for_answer(port, timeout=90, request_timeout=30, poll=0.1).status_code == 200
         assert _ps(env)[name]["state"] == "running"
     finally:
         kiln("rm", "-f", name, env=env)
@@ -141,7 +130,7 @@ class _Client(threading.Thread):
 def test_kill9_under_the_summoner(
     victim: str,
     state: str,
-    clone_snapshot: str,  # noqa: F811
+    clone_snapshot: str,
     marked_env: dict[str, str],
 ) -> None:
     env, port, summoner = marked_env, free_port(), f"fault-{victim}-{state}"
@@ -163,7 +152,7 @@ def test_kill9_under_the_summoner(
             client.join(90)
             assert client.result is not None  # answered, or reset: never left hanging
         else:
-            assert _answer(port).status_code == 200
+            assert wait_for_answer(port, timeout=90, request_timeout=30, poll=0.1).status_code == 200
             vm = _vms(run_id)
             assert len(vm) == 1
             if state == "stopping":  # the summoner stops its instances as it ends: kill -9 meanwhile
@@ -177,7 +166,7 @@ def test_kill9_under_the_summoner(
             rows = _ps(env)
             assert name not in rows or rows[name]["state"] == "exited", rows
             assert kiln(*summon, env=env).returncode == 0  # the next summoner takes over port and instance
-        assert _answer(port).status_code == 200  # summoned again
+        assert wait_for_answer(port, timeout=90, request_timeout=30, poll=0.1).status_code == 200  # summoned again
         assert _ps(env)[name]["state"] == "running"
     finally:
         kiln("summon", "--stop", "--name", summoner, env=env)

@@ -15,17 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench import density, report
-from bench.harness import (
-    Summary,
-    bisect_min,
-    free_port,
-    free_ports,
-    parse_status_kib,
-    parse_wrk,
-    ratio,
-    replace_section,
-    subtree_named,
-)
+from bench.harness import Summary, bisect_min, parse_status_kib, parse_wrk, ratio, replace_section, subtree_named
+from kiln_testing.ports import free_port, free_ports
 
 WRK_CLEAN = """\
 Running 2s test @ http://127.0.0.1:18090/

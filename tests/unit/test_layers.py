@@ -134,3 +134,18 @@ def test_the_checks_see_a_cycle_and_an_upward_import(tmp_path: Path, monkeypatch
     assert cycles(fault) == [["pkgfault.low.a", "pkgfault.low.b"]]
     layers = (("pkgfault.high",), ("pkgfault.low", "pkgfault"))
     assert upward_imports(fault, layers) == ["pkgfault.low.b (line 2) imports pkgfault.high, a higher layer"]
+
+
+def test_bench_and_the_test_support_import_no_test_module() -> None:
+    """kiln_testing is what tests and bench share: bench imports it, never a test module; it imports neither
+    (and kiln imports none of the three)."""
+    graph = grimp.build_graph("kiln", "kiln_testing", "bench", "tests", exclude_type_checking_imports=True)
+    wrong = []
+    for importer, forbidden in (("kiln", ("kiln_testing", "bench", "tests")), ("kiln_testing", ("bench", "tests")),
+                                ("bench", ("tests",))):  # fmt: skip
+        for module in sorted(m for m in graph.modules if m == importer or m.startswith(importer + ".")):
+            for imported in graph.find_modules_directly_imported_by(module):
+                if imported.split(".")[0] in forbidden:
+                    wrong.append(f"{module} imports {imported}")
+    assert not wrong, "\n".join(wrong)
+    assert "kiln_testing.faults.harness" in graph.find_modules_directly_imported_by("bench.faults")  # it sees them

@@ -17,11 +17,11 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench.harness import free_ports
-from tests.faults.harness import Home, Operation, processes_of
+from kiln_testing.command import EXAMPLES
+from kiln_testing.faults.harness import Home, Operation, processes_of
+from kiln_testing.ports import free_ports
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-HELLO = ROOT / "examples" / "hello-http"
+HELLO = EXAMPLES / "hello-http"
 
 
 def template(kind: str, root: Path, shared_kernel: Path, registry: str) -> Home:

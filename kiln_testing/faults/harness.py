@@ -35,7 +35,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -43,9 +42,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.runtime.instance import children_map, proc_start_time
+from kiln.daemon import proc_start_time
+from kiln.runtime.instance import children_map
+from kiln_testing.command import KILN
 
-KILN = str(Path(sys.executable).parent / "kiln")
 WRITES = (
     "openat", "mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir",
     "fsync", "fdatasync", "linkat", "symlinkat", "ftruncate",
@@ -131,7 +131,7 @@ class Operation:
 
     name: str
     args: tuple[str, ...] | Callable[[Home], tuple[str, ...]]  # kiln's arguments (from the trial's home)
-    template: str = "empty"  # the state every trial starts from (tests.faults.operations.TEMPLATES)
+    template: str = "empty"  # the state every trial starts from (kiln_testing.faults.operations.template)
     each: Callable[[Home], None] = lambda _h: None  # in each trial's home, before it runs
     finish: tuple[str, ...] | None = None
     verify: Callable[[Home], list[str]] = lambda _h: []
