@@ -15,7 +15,7 @@ from kiln.errors import UsageError
 from kiln.store import Store
 from kiln.targets import NAMES
 from kiln.targets import target as target_class
-from kiln.targets.base import RunConfig, VolumeMap
+from kiln.targets.base import Plan, RunConfig, Target, VolumeMap
 from kiln.targets.portmap import PortMap
 from kiln.units import parse_memory
 
@@ -136,33 +136,9 @@ def run(
 
     ARGS, after the image (and --), replace the app's arguments, as `docker run IMAGE ARGS` replaces
     its CMD: for `python manage.py runserver ...`, `kiln run IMAGE -- migrate` runs `manage.py migrate`."""
-    try:
-        memory_mib = parse_memory(memory) if memory else None
-    except ValueError as err:
-        raise UsageError(f"--memory: {err}") from None
-    if cold and snapshot_use == "require":
-        raise UsageError("--cold and --snapshot=require contradict each other")
-    if snapshot_use == "require" and target != "qemu":
-        raise UsageError("snapshots are restored on the qemu target only")
-    gdb_port = _gdb_port(gdb, gdb_wait, target)
-    if any("\n" in a or "\0" in a for a in args):
-        raise UsageError("the app's arguments may not contain a newline or NUL")
-    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0] or "\n" in e]
-    if bad:
-        raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
-    cfg = RunConfig(
-        extra_env=dict(e.split("=", 1) for e in env),
-        args=args or None,
-        gdb_port=gdb_port,
-        gdb_wait=gdb_wait,
-        snapshot="never" if cold else snapshot_use,  # type: ignore[arg-type]
-        ports=tuple(PortMap.parse(p) for p in ports),
-        volumes=tuple(VolumeMap.parse(v) for v in volumes),
-        memory_mib=memory_mib,
-        accel=accel,
-        kernel_log=kernel_log,
-        skip_digest_check=skip_digest_check,
-    )
+    cfg = _config(args, ports, target, memory, env, accel, volumes, kernel_log, skip_digest_check, cold, gdb,
+                  gdb_wait, snapshot_use)  # fmt: skip
+    gdb_port = cfg.gdb_port
     store = Store()
     if detach and not dry_run:
         from kiln.runtime.instance import RestartPolicy
@@ -192,6 +168,46 @@ def run(
 
         sym = symbols(img.manifest.kernel.config_hash)
         ui.note(f"gdbstub on 127.0.0.1:{gdb_port}: gdb {sym} -ex 'target remote 127.0.0.1:{gdb_port}'")
+    sys.exit(_foreground(runner, plan, str(img.ref)))
+
+
+def _config(
+    args: tuple[str, ...], ports: tuple[str, ...], target: str, memory: str | None, env: tuple[str, ...], accel: str,
+    volumes: tuple[str, ...], kernel_log: bool, skip_digest_check: bool, cold: bool, gdb: str | None,
+    gdb_wait: bool, snapshot_use: str,
+) -> RunConfig:  # fmt: skip
+    """The run's flags, checked, as one RunConfig."""
+    try:
+        memory_mib = parse_memory(memory) if memory else None
+    except ValueError as err:
+        raise UsageError(f"--memory: {err}") from None
+    if cold and snapshot_use == "require":
+        raise UsageError("--cold and --snapshot=require contradict each other")
+    if snapshot_use == "require" and target != "qemu":
+        raise UsageError("snapshots are restored on the qemu target only")
+    gdb_port = _gdb_port(gdb, gdb_wait, target)
+    if any("\n" in a or "\0" in a for a in args):
+        raise UsageError("the app's arguments may not contain a newline or NUL")
+    bad = [e for e in env if "=" not in e or not e.split("=", 1)[0] or "\n" in e]
+    if bad:
+        raise UsageError(f"invalid -e {bad[0]!r} (expected KEY=VALUE)")
+    return RunConfig(
+        extra_env=dict(e.split("=", 1) for e in env),
+        args=args or None,
+        gdb_port=gdb_port,
+        gdb_wait=gdb_wait,
+        snapshot="never" if cold else snapshot_use,  # type: ignore[arg-type]
+        ports=tuple(PortMap.parse(p) for p in ports),
+        volumes=tuple(VolumeMap.parse(v) for v in volumes),
+        memory_mib=memory_mib,
+        accel=accel,
+        kernel_log=kernel_log,
+        skip_digest_check=skip_digest_check,
+    )
+
+
+def _foreground(runner: Target, plan: Plan, ref: str) -> int:
+    """Run the plan with the console here; a failure's last line says why (an OOM kill, a panic, a status)."""
     interrupt_on(signal.SIGTERM)
     console = Remembering(sys.stdout.buffer)
     status = runner.run(plan, console)
@@ -202,8 +218,8 @@ def run(
         if found is not None and found.kind in ("oom", "panic"):
             ui.say(f"kiln: {found.reason}", err=True)  # the last line says why
         else:
-            ui.say(f"kiln: {img.ref} exited with status {status}", err=True)
-    sys.exit(status)
+            ui.say(f"kiln: {ref} exited with status {status}", err=True)
+    return status
 
 
 def _gdb_port(gdb: str | None, wait: bool, target: str) -> int | None:

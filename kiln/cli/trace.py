@@ -7,7 +7,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -17,6 +17,10 @@ from kiln.store import Store
 from kiln.targets.base import RunConfig
 from kiln.targets.portmap import PortMap
 from kiln.targets.unix import UnixTarget
+
+if TYPE_CHECKING:
+    from kiln.check import CheckReport
+    from kiln.trace import Suggestions, Trace
 
 EPILOG = """\b
 Examples:
@@ -82,7 +86,15 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
         }
     if as_json:
         print_json(report)
-        return
+    else:
+        _say(result, advice, imports if python else None)
+
+
+def _say(result: Trace, advice: Suggestions, imports: CheckReport | None) -> None:
+    """The trace's report for a person: what it called and opened, then what to add (`imports`: a Python
+    app's import profile, else None)."""
+    from kiln import check
+
     console.print(
         f"{len(result.syscalls)} distinct system calls, {sum(result.syscalls.values())} in all; "
         f"{len(result.files)} paths opened or looked for",
@@ -91,7 +103,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
     console.print(
         "syscalls: " + ", ".join(f"{n} ({c})" for n, c in result.syscalls.most_common()), highlight=False, markup=False
     )
-    if python:
+    if imports is not None:
         console.print(
             f"python: {len(imports.imported)} modules imported; {len(imports.never_imported)} app and "
             "third-party modules in the image never imported",
@@ -103,7 +115,7 @@ def trace(image: str, ports: tuple[str, ...], seconds: int | None, as_json: bool
                 highlight=False,
                 markup=False,
             )
-    if not (advice.files or advice.libraries or advice.allow or imports.missing):
+    if not (advice.files or advice.libraries or advice.allow or (imports is not None and imports.missing)):
         console.print("nothing to add: the image has everything the program touched", highlight=False)
     for key, values in (("files", advice.files), ("libraries", advice.libraries)):
         if values:

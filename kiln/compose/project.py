@@ -413,17 +413,7 @@ def _build(raw: Any, directory: Path, service: str) -> Build | None:
 
 def load(path: Path, name: str | None = None, env: dict[str, str] | None = None) -> Project:
     """Read, interpolate and validate a compose file; refuse what kiln does not run."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{path}{at}: not YAML: {getattr(err, 'problem', err)}") from None
-    doc = interpolate(doc, dict(os.environ) if env is None else env)
+    doc = interpolate(_yaml(path), dict(os.environ) if env is None else env)
     validate(doc, str(path))
     for key in doc:
         if key not in TOP_KEYS and not key.startswith("x-"):
@@ -442,64 +432,87 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
     directory = path.resolve().parent
     published: dict[int, str] = {}
     for svc, raw in (doc.get("services") or {}).items():
-        if not NAME_RE.match(svc):
-            raise UsageError(f"services.{svc}: a service name is lower-case letters, digits, - and _")
-        for key in raw:
-            if key not in SERVICE_KEYS and not key.startswith("x-"):
-                why = ": kiln gives each project one private network" if key == "network_mode" else ""
-                raise UsageError(f"services.{svc}.{key}: valid Compose, but kiln does not support it{why}")
-        build = _build(raw.get("build"), directory, svc)
-        _networks(raw.get("networks"), svc, networks)
-        depends = raw.get("depends_on") or {}
-        if isinstance(depends, list):
-            depends = {d: {"condition": "service_started"} for d in depends}
-        conditions = {}
-        for dep, how in depends.items():
-            condition = how.get("condition", "service_started")
-            if condition not in ("service_started", "service_healthy"):
-                raise UsageError(f"services.{svc}.depends_on.{dep}.condition: {condition} is not supported by kiln")
-            conditions[dep] = condition
-        entrypoint = _words(raw.get("entrypoint"), f"services.{svc}.entrypoint")
-        if entrypoint is not None and len(entrypoint) > 1:
-            # as docker run --entrypoint: the program; the rest goes before the command's words
-            raw["command"] = [*entrypoint[1:], *(_words(raw.get("command"), "") or ())]
-        expose = tuple(int(str(p).split("/")[0]) for p in raw.get("expose") or () if str(p).split("/")[0].isdigit())
-        service = Service(
-            name=svc,
-            image=raw.get("image"),
-            build=build,
-            ports=_ports(raw.get("ports") or [], svc),
-            environment={**_env_files(raw["env_file"], directory, svc), **_environment(raw.get("environment"))}
-            if raw.get("env_file")
-            else _environment(raw.get("environment")),
-            depends_on=conditions,
-            healthcheck=_healthcheck(raw["healthcheck"], svc) if raw.get("healthcheck") else None,
-            volumes=_volumes(raw.get("volumes") or [], svc, directory, named),
-            restart=_restart(str(raw.get("restart", "no")), svc),
-            memory_mib=_memory(raw.get("mem_limit"), svc),
-            command=_words(raw.get("command"), f"services.{svc}.command"),
-            entrypoint=entrypoint[0] if entrypoint else None,
-            working_dir=raw.get("working_dir"),
-            user=str(raw["user"]) if raw.get("user") is not None else None,
-            stop_signal=raw.get("stop_signal"),
-            expose=expose,
-            container_name=raw.get("container_name"),
-            labels=_environment(raw.get("labels")),
-        )
-        if service.container_name is not None and not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
-                                                              service.container_name):  # fmt: skip
-            raise UsageError(f"services.{svc}.container_name: {service.container_name!r} is not an instance name")
+        service = _service(svc, raw, directory, named, networks)
         for p in service.ports:
             if p.host in published:
                 raise UsageError(f"host port {p.host} is published twice (services {published[p.host]} and {svc})")
             published[p.host] = svc
         services[svc] = service
+    _check_depends(services)
+    result = Project(name=project, directory=directory, services=services, volumes=tuple(sorted(named)))
+    result.order()  # a cycle is an error now, before anything starts
+    return result
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())  # type: ignore[no-any-return]
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{path}{at}: not YAML: {getattr(err, 'problem', err)}") from None
+
+
+def _service(svc: str, raw: dict[str, Any], directory: Path, named: set[str], networks: set[str]) -> Service:
+    """One service of the file, checked (its keys, its networks, its dependencies' conditions)."""
+    if not NAME_RE.match(svc):
+        raise UsageError(f"services.{svc}: a service name is lower-case letters, digits, - and _")
+    for key in raw:
+        if key not in SERVICE_KEYS and not key.startswith("x-"):
+            why = ": kiln gives each project one private network" if key == "network_mode" else ""
+            raise UsageError(f"services.{svc}.{key}: valid Compose, but kiln does not support it{why}")
+    build = _build(raw.get("build"), directory, svc)
+    _networks(raw.get("networks"), svc, networks)
+    depends = raw.get("depends_on") or {}
+    if isinstance(depends, list):
+        depends = {d: {"condition": "service_started"} for d in depends}
+    conditions = {}
+    for dep, how in depends.items():
+        condition = how.get("condition", "service_started")
+        if condition not in ("service_started", "service_healthy"):
+            raise UsageError(f"services.{svc}.depends_on.{dep}.condition: {condition} is not supported by kiln")
+        conditions[dep] = condition
+    entrypoint = _words(raw.get("entrypoint"), f"services.{svc}.entrypoint")
+    if entrypoint is not None and len(entrypoint) > 1:
+        # as docker run --entrypoint: the program; the rest goes before the command's words
+        raw["command"] = [*entrypoint[1:], *(_words(raw.get("command"), "") or ())]
+    expose = tuple(int(str(p).split("/")[0]) for p in raw.get("expose") or () if str(p).split("/")[0].isdigit())
+    service = Service(
+        name=svc,
+        image=raw.get("image"),
+        build=build,
+        ports=_ports(raw.get("ports") or [], svc),
+        environment={**_env_files(raw["env_file"], directory, svc), **_environment(raw.get("environment"))}
+        if raw.get("env_file")
+        else _environment(raw.get("environment")),
+        depends_on=conditions,
+        healthcheck=_healthcheck(raw["healthcheck"], svc) if raw.get("healthcheck") else None,
+        volumes=_volumes(raw.get("volumes") or [], svc, directory, named),
+        restart=_restart(str(raw.get("restart", "no")), svc),
+        memory_mib=_memory(raw.get("mem_limit"), svc),
+        command=_words(raw.get("command"), f"services.{svc}.command"),
+        entrypoint=entrypoint[0] if entrypoint else None,
+        working_dir=raw.get("working_dir"),
+        user=str(raw["user"]) if raw.get("user") is not None else None,
+        stop_signal=raw.get("stop_signal"),
+        expose=expose,
+        container_name=raw.get("container_name"),
+        labels=_environment(raw.get("labels")),
+    )
+    if service.container_name is not None and not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
+                                                          service.container_name):  # fmt: skip
+        raise UsageError(f"services.{svc}.container_name: {service.container_name!r} is not an instance name")
+    return service
+
+
+def _check_depends(services: dict[str, Service]) -> None:
     for svc, service in services.items():
         for dep in service.depends_on:
             if dep not in services:
                 raise UsageError(f"services.{svc}.depends_on: no service named {dep}")
             if service.depends_on[dep] == "service_healthy" and services[dep].healthcheck is None:
                 raise UsageError(f"services.{svc}.depends_on.{dep}: service_healthy, but {dep} has no healthcheck")
-    result = Project(name=project, directory=directory, services=services, volumes=tuple(sorted(named)))
-    result.order()  # a cycle is an error now, before anything starts
-    return result

@@ -24,6 +24,7 @@ knowledge of the package (kiln.debs.hints), into a `Service`:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -142,8 +143,37 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     unit = unit_mod.find(root, package, files)
     env = unit.environment(lambda p: _read(root, p)) if unit else {}
     argv, command_from = _command(unpacked, config, unit, env, hint, notes)
-
     accounts = accounts_mod.read([unpacked.control()], root, list(files))  # its own, not its dependencies'
+    user, owner, mode = _account(unit, accounts, hint, config)
+    writable, volumes = _writable(unpacked, unit, owner, mode)
+    keep, libraries = _kept(unpacked, files, argv[0], notes)
+    generated = _generated(unpacked, hint, accounts, notes)
+    return Service(
+        package=package,
+        unit=unit.name if unit else None,
+        argv=[_on_path(root, argv[0], package), *argv[1:]],
+        command_from=command_from,
+        env={**env, **config.env},
+        workdir=(unit.get("WorkingDirectory") or "/").lstrip("-~") or "/" if unit else "/",
+        user=user,
+        accounts=accounts,
+        writable=writable,
+        volumes=volumes,
+        keep=sorted(set(keep)),
+        libraries=sorted(libraries),
+        generated=generated,
+        links=dict(hint.links),
+        ports=config.ports or hint.ports,
+        keep_caps=_privileges(root, argv[0], user, notes),
+        stop_signal=unit.get("KillSignal") if unit else None,
+        notes=notes,
+    )
+
+
+def _account(
+    unit: unit_mod.Unit | None, accounts: accounts_mod.Accounts, hint: PackageHint, config: NativeConfig
+) -> tuple[Account | None, tuple[int, int], int]:
+    """The account the service runs as (None: root), and the owner and mode of the directories it writes."""
     user_name = unit.get("User") if unit else None
     group_name = unit.get("Group") if unit else None
     user = None
@@ -164,21 +194,28 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         # it starts as root and writes as its own account too: root owns, the account's group may write (root
         # keeps no CAP_DAC_OVERRIDE in the unix sandbox, so a directory of the account's alone would refuse it)
         owner, mode = (0, owner[1]), 0o770
+    return user, owner, mode
 
+
+def _writable(
+    unpacked: Unpacked, unit: unit_mod.Unit | None, owner: tuple[int, int], mode: int
+) -> tuple[list[Writable], list[str]]:
+    """What the service writes (tmpfs or volume): what its unit names and makes, what its package ships
+    below /var/log, /var/cache and /var/lib; and which of them are volumes."""
     writable = [Writable(path="/run", why="the service's runtime files (as systemd mounts /run)")]
     volumes: list[str] = []
-    dirs = set(unpacked.dirs.get(package, ()))
 
     def add(path: str, why: str, kind: str = "tmpfs") -> None:
         if kind == "volume":
             volumes.append(path)
         writable.append(Writable(path=path, uid=owner[0], gid=owner[1], mode=mode, kind=kind, why=why))  # type: ignore[arg-type]
 
-    for path, what in unit.directories() if unit else []:
-        add(path, f"{unit.name} {what}", "volume" if what == "state" else "tmpfs")  # type: ignore[union-attr]
-    for path, _who in unit.made_before_start() if unit else []:
-        add(path, f"{unit.name} ExecStartPre makes it")  # type: ignore[union-attr]
-    for d in sorted(dirs):  # what the package ships below /var/log, /var/cache and /var/lib
+    if unit is not None:
+        for path, what in unit.directories():
+            add(path, f"{unit.name} {what}", "volume" if what == "state" else "tmpfs")
+        for path, _who in unit.made_before_start():
+            add(path, f"{unit.name} ExecStartPre makes it")
+    for d in sorted(set(unpacked.dirs.get(unpacked.package, ()))):
         parts = PurePosixPath(d).parts
         if len(parts) >= 4 and parts[1] == "var" and parts[2] in ("log", "cache", "lib"):
             if any(w.path == d for w in writable):
@@ -187,11 +224,16 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
                 add(d, "the package's state", "volume")
             elif parts[2] != "lib" or not any(d.startswith(v + "/") for v in volumes):
                 add(d, f"the package's {parts[2]} directory")
-    writable = _merged(writable)
+    return _merged(writable), volumes
 
+
+def _kept(unpacked: Unpacked, files: Iterable[str], program: str, notes: list[str]) -> tuple[list[str], list[str]]:
+    """The package's files the image keeps (conffiles, its data under /usr/share and /usr/lib, /var/www,
+    /srv), and the shared libraries among them (loaded by name: no ELF closure finds them)."""
+    root, package = unpacked.root, unpacked.package
     keep = [f for f in _conffiles(unpacked) if not f.startswith(NOT_RUNTIME)]
     libraries = []
-    program_name = _program_name(root, argv[0])
+    program_name = _program_name(root, program)
     names = {package, program_name}
     # an interpreter's runtime keeps its data in other packages too (Debian's node: /usr/share/nodejs/acorn, ...)
     interpreter = bool(names & INTERPRETERS)
@@ -210,8 +252,15 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
             host = root / f.lstrip("/")
             if f.endswith(".so") and not host.is_symlink() and elf.is_elf(host):
                 libraries.append(f)
-    keep += [d for d in sorted(dirs) if d.startswith(("/var/www", "/srv"))]
+    keep += [d for d in sorted(set(unpacked.dirs.get(package, ()))) if d.startswith(("/var/www", "/srv"))]
+    return keep, libraries
 
+
+def _generated(
+    unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts, notes: list[str]
+) -> dict[str, bytes]:
+    """The files the package's hint writes, copies or flattens."""
+    root = unpacked.root
     generated = {path: text.encode() for path, text in hint.files.items()}
     for dest, src in hint.copies.items():
         text = _read(root, src)
@@ -220,41 +269,29 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     if hint.flatten is not None:
         generated[hint.flatten.output] = _flatten(unpacked, hint, accounts).encode()
         notes.append(f"{hint.flatten.output}: {hint.flatten.why}")
+    return generated
 
-    keep_caps: tuple[str, ...] = ()
-    program = elf.resolve_in(root, argv[0])
-    if user is None and program is not None and PRIVILEGE_CALLS & imported_symbols(program):
-        keep_caps = ("setuid", "setgid")
+
+def _privileges(root: Path, program: str, user: Account | None, notes: list[str]) -> tuple[str, ...]:
+    """The capabilities a service that starts as root and switches accounts itself keeps for that."""
+    found = elf.resolve_in(root, program)
+    if user is None and found is not None and PRIVILEGE_CALLS & imported_symbols(found):
         notes.append(
-            f"{PurePosixPath(argv[0]).name} starts as root and switches to its own account itself: on the unix target "
-            "it keeps setuid and setgid for that (docs/security.md)"
+            f"{PurePosixPath(program).name} starts as root and switches to its own account itself: on the unix "
+            "target it keeps setuid and setgid for that (docs/security.md)"
         )
-    if "/" not in argv[0]:  # a name, as on PATH
-        found = next((f"{d}/{argv[0]}" for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
-                      if elf.resolve_in(root, f"{d}/{argv[0]}") is not None), None)  # fmt: skip
-        if found is None:
-            raise AppError(f"no program {argv[0]} in Debian package {package} or what it depends on")
-        argv = [found, *argv[1:]]
-    return Service(
-        package=package,
-        unit=unit.name if unit else None,
-        argv=argv,
-        command_from=command_from,
-        env={**env, **config.env},
-        workdir=(unit.get("WorkingDirectory") or "/").lstrip("-~") or "/" if unit else "/",
-        user=user,
-        accounts=accounts,
-        writable=writable,
-        volumes=volumes,
-        keep=sorted(set(keep)),
-        libraries=sorted(libraries),
-        generated=generated,
-        links=dict(hint.links),
-        ports=config.ports or hint.ports,
-        keep_caps=keep_caps,
-        stop_signal=unit.get("KillSignal") if unit else None,
-        notes=notes,
-    )
+        return ("setuid", "setgid")
+    return ()
+
+
+def _on_path(root: Path, program: str, package: str) -> str:
+    """A program named as on PATH, found in the package tree's PATH directories."""
+    if "/" in program:
+        return program
+    for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if elf.resolve_in(root, f"{d}/{program}") is not None:
+            return f"{d}/{program}"
+    raise AppError(f"no program {program} in Debian package {package} or what it depends on")
 
 
 def _merged(writable: list[Writable]) -> list[Writable]:
