@@ -9,7 +9,6 @@ import contextlib
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import httpx
 from kiln import _proc
 from kiln.runtime.instance import children_map, process_tree
 from kiln_testing.answers import NoAnswerError, wait_for_answer
-from kiln_testing.command import KILN, ROOT
+from kiln_testing.command import KILN, ROOT, interrupt
 
 
 def accelerator(env: dict[str, str], image: str) -> str:
@@ -74,14 +73,7 @@ def answered(port: int, timeout: float, path: str = "/", alive: Callable[[], boo
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 30.0) -> None:
     """SIGINT (what Ctrl-C sends), then SIGKILL to the whole session if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    interrupt(proc, grace, group=True)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,11 @@
-"""The kiln command line as tests and benchmarks run it, and where the repository's apps are."""
+"""The kiln command line as tests and benchmarks run it, where the repository's apps are, and stopping what
+they started as Ctrl-C would."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,3 +24,16 @@ def kiln(
     if check and proc.returncode != 0:
         raise AssertionError(f"kiln {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def interrupt(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 30.0, group: bool = False) -> None:
+    """SIGINT (what Ctrl-C sends), then SIGKILL if it lingers past `grace` seconds (to its whole session with
+    `group`: a process started with start_new_session)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+            proc.wait()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import threading
 import time
 
-from kiln_testing.command import KILN, kiln
+from kiln_testing.command import KILN, interrupt, kiln
 
 
 class Summoner:
@@ -44,11 +43,5 @@ class Summoner:
         return json.loads(kiln("ps", "--json", env=self.env, check=True).stdout)  # type: ignore[no-any-return]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        interrupt(self.proc, grace=60)
         self._reader.join(5)

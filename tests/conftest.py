@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kiln_testing.command import EXAMPLES, FIXTURES, kiln
+from kiln_testing.command import EXAMPLES, FIXTURES, interrupt, kiln
 from kiln_testing.homes import SHARED_HOME, isolated_home
 from kiln_testing.instance import Instance
 from kiln_testing.registry import Registry
@@ -91,10 +90,4 @@ def instances() -> Iterator[list[Instance]]:
     started: list[Instance] = []
     yield started
     for inst in started:
-        if inst.proc.poll() is None:
-            inst.proc.send_signal(signal.SIGINT)
-            try:
-                inst.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                inst.proc.kill()
-                inst.proc.wait(10)
+        interrupt(inst.proc, grace=20)
