@@ -3,7 +3,9 @@
 The executable and the libraries of its ELF closure (all but the C library,
 which defines these calls rather than using them) name the system calls they
 make through libc: `socket`/`bind`/`listen` mean networking, `epoll_create1`
-means epoll, and so on. Declared ports and volumes count as for Python apps.
+means epoll, and so on. Declared ports and volumes count as for Python apps;
+a Debian service's configuration may ask for more (IPv6, when it listens on
+an IPv6 address: kiln.debs.service).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from kiln.config import NativeConfig
 from kiln.kernel.config import BASE_FEATURES, NETWORK_FEATURES
 
 
-def native_needs(config: NativeConfig, elfs: list[Path]) -> Needs:
+def native_needs(config: NativeConfig, elfs: list[Path], configured: dict[str, str] | None = None) -> Needs:
+    """`configured`: features a Debian service's configuration asks for (kiln.debs.service), and why."""
     users: dict[str, str] = {}
     for path in elfs:
         if path.name.startswith(("libc.so", "ld-linux")):
@@ -37,4 +40,7 @@ def native_needs(config: NativeConfig, elfs: list[Path]) -> Needs:
     for symbol, feature in SYMBOL_FEATURES.items():
         if symbol in users:
             reasons.setdefault(feature, f"{users[symbol]} calls {symbol}()")
+    if reasons.get("ipv4"):
+        for feature, why in (configured or {}).items():
+            reasons.setdefault(feature, why)
     return Needs(tuple(sorted({*BASE_FEATURES, *reasons})), reasons)

@@ -38,13 +38,28 @@ class Unpacked:
     main_files: tuple[str, ...]  # the paths the package itself ships
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)  # every fetched package's files and links
     dirs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # and its directories
+    sources: dict[str, str] = field(default_factory=dict)  # every fetched package's source package
+
+    @property
+    def family(self) -> tuple[str, ...]:
+        """The package and the packages built from the same source (nginx and nginx-common, redis-server and
+        redis-tools): where its unit, conffiles, directories and maintainer scripts may live. The package first."""
+        source = self.sources.get(self.package, self.package)
+        siblings = sorted(p for p in self.packages if p != self.package and self.sources.get(p, p) == source)
+        return (self.package, *siblings)
+
+    def family_files(self) -> tuple[str, ...]:
+        return tuple(f for p in self.family for f in self.files.get(p, ()))
+
+    def family_dirs(self) -> tuple[str, ...]:
+        return tuple(sorted({d for p in self.family for d in self.dirs.get(p, ())}))
 
     def control(self, package: str | None = None) -> Path:
         """A package's control files (DEBIAN/: conffiles, postinst, ...), the main package's by default."""
         return self.root.parent / "control" / (package or self.package)
 
 
-CACHE_FORMAT = "2"  # 2: control files, every package's files and directories
+CACHE_FORMAT = "3"  # 2: control files, every package's files and directories; 3: their source packages
 
 
 def _apt_cache(*args: str) -> str:
@@ -101,13 +116,16 @@ def fetch(package: str, extra: tuple[str, ...] = ()) -> Unpacked:
             except KilnError as err:
                 raise AppError(f"cannot fetch Debian package {package}: {err}") from None
             names = sorted(d.name.split("_", 1)[0] for d in (tmp / "debs").glob("*.deb"))
-            installed, main_files, files, dirs = 0, [], {}, {}
+            installed, main_files, files, dirs, sources = 0, [], {}, {}, {}
             for deb in sorted((tmp / "debs").glob("*.deb")):
                 _proc.run(["dpkg-deb", "-x", deb, tmp / "root"], what=f"unpacking {deb.name}")
-                fields = _proc.run(["dpkg-deb", "-f", deb, "Package", "Installed-Size"], what="reading a .deb")
+                fields = _proc.run(
+                    ["dpkg-deb", "-f", deb, "Package", "Installed-Size", "Source"], what="reading a .deb"
+                )
                 meta = dict(ln.split(": ", 1) for ln in fields.stdout.decode().splitlines() if ": " in ln)
                 installed += int(meta.get("Installed-Size", "0") or 0)
                 name = meta.get("Package", deb.name.split("_", 1)[0])
+                sources[name] = meta.get("Source", name).split(" ", 1)[0]  # "redis (5:7.0.15-1)": the name
                 _proc.run(["dpkg-deb", "-e", deb, tmp / "control" / name], what=f"reading {deb.name}'s control files")
                 listing = _proc.run(["dpkg-deb", "--fsys-tarfile", deb], what="listing a .deb").stdout
                 files[name], dirs[name] = _tar_names(listing)
@@ -123,6 +141,7 @@ def fetch(package: str, extra: tuple[str, ...] = ()) -> Unpacked:
                         "main_files": main_files,
                         "files": files,
                         "dirs": dirs,
+                        "sources": sources,
                     },
                     indent=2,
                 )
@@ -137,6 +156,7 @@ def fetch(package: str, extra: tuple[str, ...] = ()) -> Unpacked:
         tuple(meta["main_files"]),
         {name: tuple(paths) for name, paths in meta["files"].items()},
         {name: tuple(paths) for name, paths in meta["dirs"].items()},
+        dict(meta["sources"]),
     )
 
 

@@ -10,6 +10,12 @@ the why. When a package is not here, its unit alone decides.
 - `users`: the accounts its config switches to (lighttpd's server.username).
 - `foreground`: arguments that keep a `Type=forking` daemon in the
   foreground, from the daemon's own documentation.
+- `caps`: what a service that starts as root needs before it switches to
+  its account, beside setuid and setgid (nginx gives www-data the
+  temporary directories it makes: chown).
+- `args`: arguments added after the unit's, where the package's config
+  only suits a full system (a server that listens on loopback alone), as the
+  project's official container image runs it.
 - `files`: files written into the image beside the package's (drop-in
   configuration its config includes).
 - `links` and `copies`: what the package's postinst does on a fresh
@@ -51,6 +57,8 @@ class PackageHint:
     ports: tuple[int, ...] = ()
     users: tuple[str, ...] = ()
     foreground: tuple[str, ...] | None = None
+    args: tuple[str, ...] = ()
+    caps: tuple[str, ...] = ()  # kept beside setuid and setgid by a service that starts as root (kiln.manifest)
     files: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     copies: dict[str, str] = field(default_factory=dict)  # path in the image -> path in the package tree
@@ -82,7 +90,20 @@ HINTS: dict[str, PackageHint] = {
         ),
         why=("lighttpd: its placeholder page enabled, as its postinst does on a fresh install",),
     ),
-    "nginx": PackageHint(ports=(80,), foreground=("-g", "daemon off; master_process off;")),
+    # why: nginx.service is Type=forking; nginx.conf switches to www-data (base-passwd's, made by no postinst), and
+    # nginx, still root, gives www-data the temporary directories it makes under /var/lib/nginx (chown)
+    "nginx": PackageHint(
+        ports=(80,), users=("www-data",), foreground=("-g", "daemon off; master_process off;"), caps=("chown",)
+    ),
     "memcached": PackageHint(ports=(11211,)),
-    "redis-server": PackageHint(ports=(6379,)),
+    # why: redis.conf binds 127.0.0.1 and ::1 only, in protected mode, and logs to a file: as the official image
+    # runs it, redis listens on every address, leaves protection to the network, and logs on the console
+    "redis-server": PackageHint(
+        ports=(6379,),
+        args=("--bind", "* -::*", "--protected-mode", "no", "--logfile", ""),
+        why=(
+            "redis-server: listens on every address with protected mode off and logs on the console, as the "
+            "official redis image runs it (Debian's redis.conf listens on loopback only)",
+        ),
+    ),
 }

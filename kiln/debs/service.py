@@ -2,8 +2,12 @@
 
 `describe(unpacked, config)` reads the package's systemd unit (kiln.debs.unit),
 the accounts its maintainer scripts and sysusers.d files make
-(kiln.debs.accounts), its conffiles and its private directories, and kiln's
-knowledge of the package (kiln.debs.hints), into a `Service`:
+(kiln.debs.accounts), the links, copies and directories its postinst makes
+on a fresh install (kiln.debs.maintscripts), its conffiles and its private
+directories, and kiln's knowledge of the package (kiln.debs.hints), into a
+`Service`. All of these come from the package's family: the package and
+those built from the same source (nginx's unit and configuration are in
+nginx-common, the account redis-server runs as is made by redis-tools).
 
 - the command: the unit's ExecStart (a `Type=forking` daemon with the
   foreground arguments its documentation gives), unless `exe`, `args` or
@@ -13,10 +17,12 @@ knowledge of the package (kiln.debs.hints), into a `Service`:
   the accounts the package makes; a service that starts as root and switches
   to its own account itself keeps setuid/setgid in the unix sandbox;
 - what it writes: /run, the unit's RuntimeDirectory/LogsDirectory/
-  CacheDirectory and what ExecStartPre= makes, and the directories the package
-  ships under /var/log and /var/cache, as tmpfs owned by the service's
-  account; StateDirectory= and the package's /var/lib directories as declared
-  volumes given to that account;
+  CacheDirectory, its ReadWritePaths= and what ExecStartPre= makes, what the
+  postinst makes, and the directories the packages ship under /var/log and
+  /var/cache, as tmpfs owned by the service's account; StateDirectory= and
+  /var/lib/NAME directories as declared volumes given to that account (a
+  ReadWritePaths= elsewhere, such as /etc/redis, stays read-only: the note
+  says so);
 - what it reads: the package's conffiles, and what it ships under
   /usr/share/NAME and /usr/lib/NAME (plugins, a runtime's data), with the
   ELF closure of any shared objects there.
@@ -24,6 +30,7 @@ knowledge of the package (kiln.debs.hints), into a `Service`:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,6 +40,7 @@ from kiln.analyze import elf
 from kiln.analyze.native import imported_symbols
 from kiln.config import NativeConfig
 from kiln.debs import accounts as accounts_mod
+from kiln.debs import maintscripts
 from kiln.debs import unit as unit_mod
 from kiln.debs.fetch import Unpacked
 from kiln.debs.hints import HINTS, PackageHint
@@ -67,6 +75,7 @@ class Service:
     keep_caps: tuple[str, ...] = ()
     stop_signal: str | None = None
     notes: list[str] = field(default_factory=list)
+    kernel: dict[str, str] = field(default_factory=dict)  # kernel features its configuration asks for, and why
 
 
 def _read(root: Path, path: str) -> str | None:
@@ -118,6 +127,8 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
         )
     if given_args:
         return [program, *config.args], f"{where}, arguments from the config"
+    if hint.args:
+        return [program, *argv[1:], *hint.args], f"{where}, with kiln.debs.hints' arguments"
     return [program, *argv[1:]], where
 
 
@@ -139,15 +150,20 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     root, package = unpacked.root, unpacked.package
     hint = HINTS.get(package, PackageHint())
     notes: list[str] = list(hint.why)
-    files = unpacked.files.get(package, unpacked.main_files)
+    files = unpacked.family_files()  # the package's and its siblings' from the same source (nginx-common)
     unit = unit_mod.find(root, package, files)
     env = unit.environment(lambda p: _read(root, p)) if unit else {}
     argv, command_from = _command(unpacked, config, unit, env, hint, notes)
-    accounts = accounts_mod.read([unpacked.control()], root, list(files))  # its own, not its dependencies'
+    controls = [unpacked.control(p) for p in unpacked.family]
+    accounts = accounts_mod.read(controls, root, list(files))  # its family's, not its libraries'
+    layout = maintscripts.Layout()
+    for control in controls:
+        if (control / "postinst").is_file():
+            layout.add(maintscripts.read((control / "postinst").read_text(errors="replace")))
     user, owner, mode = _account(unit, accounts, hint, config)
-    writable, volumes = _writable(unpacked, unit, owner, mode)
+    writable, volumes = _writable(unpacked, unit, layout.dirs, owner, mode, notes)
     keep, libraries = _kept(unpacked, files, argv[0], notes)
-    generated = _generated(unpacked, hint, accounts, notes)
+    generated = {**_copies(root, layout, set(files)), **_generated(unpacked, hint, accounts, notes)}
     return Service(
         package=package,
         unit=unit.name if unit else None,
@@ -162,12 +178,33 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         keep=sorted(set(keep)),
         libraries=sorted(libraries),
         generated=generated,
-        links=dict(hint.links),
+        links={**{k: v for k, v in layout.links.items() if k not in set(files)}, **hint.links},
         ports=config.ports or hint.ports,
-        keep_caps=_privileges(root, argv[0], user, notes),
+        keep_caps=_privileges(root, argv[0], user, hint, notes),
         stop_signal=unit.get("KillSignal") if unit else None,
         notes=notes,
+        kernel=_kernel_features(root, [*keep, *generated], [*argv, *config.args]),
     )
+
+
+# an IPv6 address where a server listens: [::]:80, [::1], ::, ::1, "-::1" (redis: if it exists)
+IPV6_ADDRESS = re.compile(r"\[::[0-9A-Fa-f:.]*\]|(?<![\w:])::1?(?![\w:])")
+
+
+def _kernel_features(root: Path, configs: list[str], argv: list[str]) -> dict[str, str]:
+    """Kernel features the service's configuration asks for: IPv6 when it listens on an IPv6 address."""
+    for arg in argv:
+        if IPV6_ADDRESS.search(arg):
+            return {"ipv6": f"its command names an IPv6 address ({arg})"}
+    for path in sorted(c for c in configs if c.startswith("/etc/")):
+        text = _read(root, path)
+        for number, line in enumerate((text or "").splitlines()[:5000], 1):
+            if line.lstrip().startswith(("#", ";")):
+                continue
+            found = IPV6_ADDRESS.search(line)
+            if found:
+                return {"ipv6": f"{path}:{number} names an IPv6 address ({found.group(0)})"}
+    return {}
 
 
 def _account(
@@ -197,15 +234,31 @@ def _account(
     return user, owner, mode
 
 
+def _place(path: str) -> str | None:
+    """What a directory a service writes becomes: "volume" (its state, /var/lib/NAME), "tmpfs" (below /run,
+    /var/log, /var/cache, /var/spool, /var/tmp, or deeper in /var/lib), or None (the sealed root: read-only)."""
+    parts = PurePosixPath(path).parts
+    if len(parts) >= 3 and parts[1] == "run":
+        return "tmpfs"
+    if len(parts) >= 4 and parts[1] == "var" and parts[2] in ("log", "cache", "spool", "tmp", "lib"):
+        return "volume" if parts[2] == "lib" and len(parts) == 4 else "tmpfs"
+    return None
+
+
 def _writable(
-    unpacked: Unpacked, unit: unit_mod.Unit | None, owner: tuple[int, int], mode: int
-) -> tuple[list[Writable], list[str]]:
-    """What the service writes (tmpfs or volume): what its unit names and makes, what its package ships
-    below /var/log, /var/cache and /var/lib; and which of them are volumes."""
+    unpacked: Unpacked, unit: unit_mod.Unit | None, made: list[str], owner: tuple[int, int], mode: int,
+    notes: list[str],
+) -> tuple[list[Writable], list[str]]:  # fmt: skip
+    """What the service writes (tmpfs or volume): what its unit names (its directories, ReadWritePaths=,
+    what ExecStartPre= makes), what its postinst makes, what its packages ship below /var/log, /var/cache and
+    /var/lib; and which of them are volumes."""
     writable = [Writable(path="/run", why="the service's runtime files (as systemd mounts /run)")]
     volumes: list[str] = []
 
-    def add(path: str, why: str, kind: str = "tmpfs") -> None:
+    def add(path: str, why: str, kind: str | None = None) -> None:
+        kind = kind or _place(path)
+        if kind is None or any(w.path == path for w in writable):
+            return
         if kind == "volume":
             volumes.append(path)
         writable.append(Writable(path=path, uid=owner[0], gid=owner[1], mode=mode, kind=kind, why=why))  # type: ignore[arg-type]
@@ -214,17 +267,30 @@ def _writable(
         for path, what in unit.directories():
             add(path, f"{unit.name} {what}", "volume" if what == "state" else "tmpfs")
         for path, _who in unit.made_before_start():
-            add(path, f"{unit.name} ExecStartPre makes it")
-    for d in sorted(set(unpacked.dirs.get(unpacked.package, ()))):
+            add(path, f"{unit.name} ExecStartPre makes it", _place(path) or "tmpfs")
+        for path in unit.read_write_paths():
+            if _place(path) is None:
+                notes.append(f"{unit.name} ReadWritePaths={path}: stays read-only, the root is sealed (a volume "
+                             "there makes it writable)")  # fmt: skip
+            add(path, f"{unit.name} ReadWritePaths=")
+    for path in made:
+        add("/run" + path.removeprefix("/var/run") if path.startswith("/var/run/") else path, "its postinst makes it")
+    for d in unpacked.family_dirs():
         parts = PurePosixPath(d).parts
         if len(parts) >= 4 and parts[1] == "var" and parts[2] in ("log", "cache", "lib"):
-            if any(w.path == d for w in writable):
-                continue
-            if parts[2] == "lib" and len(parts) == 4:
-                add(d, "the package's state", "volume")
-            elif parts[2] != "lib" or not any(d.startswith(v + "/") for v in volumes):
-                add(d, f"the package's {parts[2]} directory")
-    return _merged(writable), volumes
+            add(d, "the package's state" if _place(d) == "volume" else f"the package's {parts[2]} directory")
+    inside = [w for w in writable if w.kind == "tmpfs" and any(w.path.startswith(v + "/") for v in volumes)]
+    return _merged([w for w in writable if w not in inside]), volumes  # what is inside a volume is kept there
+
+
+def _copies(root: Path, layout: maintscripts.Layout, shipped: set[str]) -> dict[str, bytes]:
+    """The files a postinst copies into place on a fresh install (not over one a package ships)."""
+    out = {}
+    for dest, src in layout.copies.items():
+        host = root / src.lstrip("/")
+        if dest not in shipped and host.is_file() and not host.is_symlink():
+            out[dest] = host.read_bytes()
+    return out
 
 
 def _kept(unpacked: Unpacked, files: Iterable[str], program: str, notes: list[str]) -> tuple[list[str], list[str]]:
@@ -248,11 +314,13 @@ def _kept(unpacked: Unpacked, files: Iterable[str], program: str, notes: list[st
         if len(p.parts) > 3 and p.parts[1] == "usr" and p.parts[2] in ("share", "lib") and p.parts[3] in names:
             if p.parts[2] == "share" and p.parts[4:5] in (("doc",), ("man",)):
                 continue
+            if elf.resolve_in(root, f) is None:
+                continue  # a link into a package that was not fetched (nginx's modules: libnginx-mod-*)
             keep.append(f)
             host = root / f.lstrip("/")
             if f.endswith(".so") and not host.is_symlink() and elf.is_elf(host):
                 libraries.append(f)
-    keep += [d for d in sorted(set(unpacked.dirs.get(package, ()))) if d.startswith(("/var/www", "/srv"))]
+    keep += [d for d in unpacked.family_dirs() if d.startswith(("/var/www", "/srv"))]
     return keep, libraries
 
 
@@ -272,16 +340,19 @@ def _generated(
     return generated
 
 
-def _privileges(root: Path, program: str, user: Account | None, notes: list[str]) -> tuple[str, ...]:
-    """The capabilities a service that starts as root and switches accounts itself keeps for that."""
+def _privileges(root: Path, program: str, user: Account | None, hint: PackageHint, notes: list[str]) -> tuple[str, ...]:
+    """The capabilities a service that starts as root and switches accounts itself keeps for that (and those
+    kiln.debs.hints says it needs before it switches, such as chown)."""
     found = elf.resolve_in(root, program)
-    if user is None and found is not None and PRIVILEGE_CALLS & imported_symbols(found):
-        notes.append(
-            f"{PurePosixPath(program).name} starts as root and switches to its own account itself: on the unix "
-            "target it keeps setuid and setgid for that (docs/security.md)"
-        )
-        return ("setuid", "setgid")
-    return ()
+    symbols = imported_symbols(found) if user is None and found is not None else set()
+    if not PRIVILEGE_CALLS & symbols:
+        return ()
+    caps = ("setuid", "setgid", *hint.caps)
+    notes.append(
+        f"{PurePosixPath(program).name} starts as root and switches to its own account itself: on the unix "
+        f"target it keeps {', '.join(caps[:-1])} and {caps[-1]} for that (docs/security.md)"
+    )
+    return caps
 
 
 def _on_path(root: Path, program: str, package: str) -> str:
@@ -301,10 +372,14 @@ def _merged(writable: list[Writable]) -> list[Writable]:
 
 
 def _conffiles(unpacked: Unpacked) -> list[str]:
-    path = unpacked.control() / "conffiles"
-    if not path.is_file():
-        return []
-    return [line.strip().removeprefix("remove-on-upgrade ") for line in path.read_text().splitlines() if line.strip()]
+    """The conffiles of the package's family (nginx's are nginx-common's)."""
+    out = []
+    for package in unpacked.family:
+        path = unpacked.control(package) / "conffiles"
+        if path.is_file():
+            lines = path.read_text().splitlines()
+            out += [line.strip().removeprefix("remove-on-upgrade ") for line in lines if line.strip()]
+    return out
 
 
 def _flatten(unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts) -> str:

@@ -5,7 +5,8 @@ stripped, `$VAR`/`${VAR}` from the unit's environment, `%`-specifiers),
 `ExecStartPre` lines that only make directories (`mkdir -p`, `install -d`,
 `chown`, `chmod`), `Type`, `User`, `Group`, `SupplementaryGroups`,
 `WorkingDirectory`, `Environment`, `EnvironmentFile`, `RuntimeDirectory`,
-`StateDirectory`, `LogsDirectory`, `CacheDirectory`, `UMask`, `KillSignal`.
+`StateDirectory`, `LogsDirectory`, `CacheDirectory`, `ReadWritePaths`
+(`ReadWriteDirectories`), `UMask`, `KillSignal`.
 Lines continue with a trailing backslash, comments start with `#` or `;`,
 and a key given twice keeps both values (an empty value clears the list),
 as in systemd.unit(5).
@@ -96,6 +97,19 @@ class Unit:
         for key, (base, what) in DIR_KEYS.items():
             for name in self.words(key):
                 out.append((str(PurePosixPath(base) / name.split(":")[0]), what))
+        return out
+
+    def read_write_paths(self) -> list[str]:
+        """ReadWritePaths= (and its older name ReadWriteDirectories=): where a service that systemd runs with
+        ProtectSystem= may still write. A `-` prefix (ignore it if missing) and `+` are dropped; /var/run is /run."""
+        out = []
+        for key in ("ReadWritePaths", "ReadWriteDirectories"):
+            for word in self.words(key):
+                path = self.specifiers(word.lstrip("-+"))
+                if path == "/var/run" or path.startswith("/var/run/"):
+                    path = "/run" + path.removeprefix("/var/run")
+                if path.startswith("/") and path not in out:
+                    out.append(path)
         return out
 
     def made_before_start(self) -> list[tuple[str, str | None]]:

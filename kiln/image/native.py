@@ -116,7 +116,7 @@ def analyze_native(app: App) -> NativeAnalysis:
         extra = [resolve_exe(lib, app.root) for lib in cfg.libraries]
         closure = elf.closure([Path(exe), init, *map(Path, extra)])
     elfs = [elf.resolve_in(sysroot, p) for p in (exe, *extra)] + [closure.files[p] for p in closure.libraries]
-    needs = native_needs(cfg, [p for p in elfs if p is not None])
+    needs = native_needs(cfg, [p for p in elfs if p is not None], service.kernel if service else None)
     return NativeAnalysis(exe, extra, init, closure, needs, sysroot, unpacked, service)
 
 

@@ -158,10 +158,14 @@ def test_trace_suggests_what_the_program_missed(env: dict[str, str], tmp_path: P
     shutil.copytree(EXAMPLES / "nginx-static", app)
     toml = (app / "kiln.toml").read_text().replace(', "/etc/nginx/mime.types"', "")
     (app / "kiln.toml").write_text(toml.replace('name = "nginx-static"', 'name = "nginx-bare"'))
+    # a file of a dependency from another source (libc6's), which kiln keeps only when asked
+    missing = "/etc/ld.so.conf.d/x86_64-linux-gnu.conf"
+    conf = (app / "nginx.conf").read_text()
+    (app / "nginx.conf").write_text(conf.replace("    include /etc/nginx/mime.types;\n", f"    include {missing};\n"))
     kiln("build", str(app), env=env, check=True)
     report = json.loads(kiln("trace", "-t", "30", "--json", "nginx-bare", env=env, timeout=120, check=True).stdout)
-    assert report["suggest"]["files"] == ["/etc/nginx/mime.types"]  # nginx failed to open it
-    assert report["files"]["/etc/nginx/mime.types"] == "ENOENT"
+    assert report["suggest"]["files"] == [missing]  # nginx failed to open it
+    assert report["files"][missing] == "ENOENT"
     assert report["files"]["/etc/kiln/nginx.conf"] == "ok"
     assert {"execve", "openat", "epoll_create"} <= set(report["syscalls"])
     assert "mount" not in report["syscalls"], "init's own calls are not the app's"

@@ -1,6 +1,7 @@
 """Debian packages' services with no arguments, as their own systemd units run them (mosquitto answers
-an MQTT CONNECT with its CONNACK, lighttpd serves its placeholder page), and runtimes taken from Debian
-with their data files (a Node.js script, an Express app whose dependencies npm installed)."""
+an MQTT CONNECT with its CONNACK, lighttpd and nginx serve their placeholder pages, redis-server keeps what
+redis-cli's SET wrote), and runtimes taken from Debian with their data files (a Node.js script, an Express
+app whose dependencies npm installed)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+import redis
 
+from kiln_testing.answers import wait_for_answer
 from kiln_testing.checks import assert_one_line_error, store_state
 from kiln_testing.command import EXAMPLES, FIXTURES, kiln
 from kiln_testing.instance import Instance
@@ -102,6 +105,58 @@ def test_lighttpd_with_no_arguments(
     page = inst.wait_http(port, "/")
     assert page.status_code == 200 and "<title>Welcome page</title>" in page.text, inst.output
     inst.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_image(session_env: dict[str, str]) -> str:
+    """nginx, whose unit and configuration are in nginx-common and whose default site its postinst enables."""
+    proc = kiln("build", "--deb", "nginx", env=session_env, check=True, timeout=1800)
+    assert "command: /usr/sbin/nginx -g 'daemon off; master_process off;' (from nginx.service ExecStart, in the " \
+        "foreground)" in proc.stderr  # fmt: skip
+    return "nginx"
+
+
+@pytest.fixture(scope="session")
+def redis_server_image(session_env: dict[str, str]) -> str:
+    """redis-server, whose account and directories redis-tools' postinst and its unit's ReadWritePaths= make."""
+    kiln("build", "--deb", "redis-server", env=session_env, check=True, timeout=1800)
+    return "redis-server"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_nginx_with_no_arguments(
+    target: str, nginx_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(nginx_image, session_env, target, {port: 80})
+    instances.append(inst)
+    page = inst.wait_http(port, "/")
+    assert page.status_code == 200 and "<title>Welcome to nginx!</title>" in page.text, inst.output
+    inst.stop()
+
+
+def test_nginx_is_laid_out_as_its_family_says(nginx_image: str, session_env: dict[str, str]) -> None:
+    manifest = json.loads(kiln("inspect", "--json", nginx_image, env=session_env, check=True).stdout)["manifest"]
+    assert "ipv6" in manifest["kernel"]["features"]  # its default site listens on [::]:80 too
+    writable = {w["path"]: w["kind"] for w in manifest["entry"]["writable"]}
+    assert writable["/var/lib/nginx"] == "volume" and writable["/var/log/nginx"] == "tmpfs"  # nginx-common's
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_redis_server_with_no_arguments(
+    target: str, redis_server_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(redis_server_image, session_env, target, {port: 6379})
+    instances.append(inst)
+    wait_for_answer(port, "redis", timeout=120, alive=lambda: inst.proc.poll() is None, context=lambda: inst.output)
+    client = redis.Redis(port=port, socket_timeout=10)
+    assert client.set("kiln", "unikernel") and client.get("kiln") == b"unikernel"
+    assert client.config_get("dir") == {"dir": "/var/lib/redis"}  # its state directory, writable
+    inst.stop()
+    assert "DB saved on disk" in inst.output, inst.output  # and it saved there on the way out
 
 
 def test_a_unit_that_runs_a_script_is_refused_in_one_line(env: dict[str, str]) -> None:

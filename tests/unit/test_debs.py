@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from kiln.config import NativeConfig
-from kiln.debs import accounts, unit
+from kiln.debs import accounts, maintscripts, unit
 from kiln.debs.fetch import Unpacked
-from kiln.debs.service import describe
+from kiln.debs.service import IPV6_ADDRESS, describe
 from kiln.errors import AppError
 
 UNIT = """\
@@ -142,3 +142,93 @@ def test_units_kiln_cannot_run(text: str, program: bytes, fragment: str, tmp_pat
     with pytest.raises(AppError, match=None) as err:
         describe(_tree(tmp_path, text, program), NativeConfig(deb="exampled"))
     assert fragment in str(err.value)
+
+
+COMMON_POSTINST = """#!/bin/sh
+set -e
+logdir="/var/log/webd"
+case "$1" in
+  configure)
+    if [ ! -e "$logdir/access.log" ]; then touch "$logdir/access.log"; fi
+    if [ -z $2 ] && [ ! -e /etc/webd/sites-enabled/default ] &&
+       [ -d /etc/webd/sites-enabled ]; then
+      ln -s /etc/webd/sites-available/default /etc/webd/sites-enabled/default
+    fi
+    if [ ! -e /var/www/html/index.webd.html ]; then
+      mkdir -p /var/www/html $logdir/old
+      cp /usr/share/webd/html/index.html /var/www/html/index.webd.html
+    fi
+    install -d -o webd -m 750 /var/cache/webd
+    setup_dir "$(cat /etc/webd/where)"
+    ln -s $unknown /etc/webd/never
+    ;;
+esac
+"""
+
+
+def test_what_a_postinst_lays_out_is_read_where_it_is_plain() -> None:
+    layout = maintscripts.read(COMMON_POSTINST)
+    assert layout.links == {"/etc/webd/sites-enabled/default": "/etc/webd/sites-available/default"}
+    assert layout.copies == {"/var/www/html/index.webd.html": "/usr/share/webd/html/index.html"}
+    assert layout.dirs == ["/var/www/html", "/var/log/webd/old", "/var/cache/webd"]  # not $unknown, not $(cat)
+
+
+def _family(tmp_path: Path) -> Unpacked:
+    """webd, whose unit, configuration and postinst are in webd-common (built from the same source), and a
+    library from another source whose directories are not the service's."""
+    root = tmp_path / "root"
+    files = {
+        "webd": ("/usr/sbin/webd",),
+        "webd-common": ("/lib/systemd/system/webd.service", "/etc/webd/webd.conf",
+                        "/etc/webd/sites-available/default", "/usr/share/webd/html/index.html"),
+        "libfoo1": ("/usr/lib/libfoo.so.1",),
+    }  # fmt: skip
+    dirs = {"webd": (), "webd-common": ("/var/lib/webd", "/var/log/webd"), "libfoo1": ("/var/lib/foo",)}
+    for path in (p for fs in files.values() for p in fs):
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    (root / "usr/sbin/webd").write_bytes(b"\x7fELF")
+    (root / "usr/lib/libfoo.so.1").write_bytes(b"\x7fELF")
+    (root / "lib/systemd/system/webd.service").write_text(
+        "[Service]\nExecStart=/usr/sbin/webd -f\nReadWritePaths=-/var/lib/webd/cache /var/spool/webd\n"
+        "ReadWriteDirectories=-/etc/webd\nReadWritePaths=-/var/run/webd\n"
+    )
+    (root / "etc/webd/webd.conf").write_text("# listen [::]:8080 is off\nlisten 0.0.0.0:80\n")
+    (root / "etc/webd/sites-available/default").write_text("server {\n  listen 80;\n  listen [::]:80;\n}\n")
+    (root / "usr/share/webd/html/index.html").write_text("<h1>webd</h1>\n")
+    for package in files:
+        (tmp_path / "control" / package).mkdir(parents=True)
+    common = tmp_path / "control" / "webd-common"
+    (common / "postinst").write_text(
+        COMMON_POSTINST.replace("install -d -o webd", "adduser --system webd\n    install -d -o webd")
+    )
+    (common / "conffiles").write_text("/etc/webd/webd.conf\n/etc/webd/sites-available/default\n")
+    return Unpacked("webd", "1.0", root, tuple(files), 1, files["webd"], files, dirs,
+                    {"webd": "webd", "webd-common": "webd", "libfoo1": "foo"})  # fmt: skip
+
+
+def test_a_service_is_read_from_its_whole_family(tmp_path: Path) -> None:
+    unpacked = _family(tmp_path)
+    assert unpacked.family == ("webd", "webd-common")  # not the library from another source
+    service = describe(unpacked, NativeConfig(deb="webd"))
+    assert service.unit == "webd.service" and service.argv == ["/usr/sbin/webd", "-f"]
+    assert {"/etc/webd/webd.conf", "/etc/webd/sites-available/default"} <= set(service.keep)
+    assert "webd" in service.accounts.made  # its sibling's postinst makes the account
+    assert service.links == {"/etc/webd/sites-enabled/default": "/etc/webd/sites-available/default"}
+    assert service.generated["/var/www/html/index.webd.html"] == b"<h1>webd</h1>\n"
+    places = {w.path: w.kind for w in service.writable}
+    assert places["/var/lib/webd"] == "volume" and service.volumes == ["/var/lib/webd"]
+    assert places["/var/spool/webd"] == places["/run/webd"] == places["/var/cache/webd"] == "tmpfs"
+    assert places["/var/log/webd/old"] == "tmpfs" and "/var/lib/webd/cache" not in places  # inside its volume
+    assert "/var/lib/foo" not in places and "/etc/webd" not in places  # a library's; the sealed root
+    assert any("ReadWritePaths=/etc/webd: stays read-only" in n for n in service.notes)
+    assert service.kernel == {"ipv6": "/etc/webd/sites-available/default:3 names an IPv6 address ([::])"}
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [("listen [::]:80;", "[::]"), ("bind 127.0.0.1 -::1", "::1"), ("Listen [::1]:8080", "[::1]"),
+     ("use Foo::Bar;", None), ("std::string", None), ("listen 0.0.0.0:80;", None), ("a::b", None)],
+)  # fmt: skip
+def test_an_ipv6_address_is_told_from_other_colons(line: str, found: str | None) -> None:
+    match = IPV6_ADDRESS.search(line)
+    assert (match.group(0) if match else None) == found
