@@ -121,15 +121,30 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
     program = config.exe or argv[0]
     interpreter = _is_script(unpacked.root, program)
     if interpreter is not None:
+        daemon = _daemon_program(unpacked)
+        which = f"--exe {daemon}" if daemon else "--exe"
         raise AppError(
             f"{unit.name}: ExecStart runs {program}, a script (#!{interpreter}), and a unikernel runs no program "
-            f"it was not built around: name the program with --exe (and its arguments after --)"
+            f"it was not built around: name the program with {which} (and its arguments after --)"
         )
     if given_args:
         return [program, *config.args], f"{where}, arguments from the config"
     if hint.args:
         return [program, *argv[1:], *hint.args], f"{where}, with kiln.debs.hints' arguments"
     return [program, *argv[1:]], where
+
+
+def _daemon_program(unpacked: Unpacked) -> str | None:
+    """The family's program named after the package (memcached, mariadbd for mariadb-server), if it has one."""
+    stem = unpacked.package.removesuffix("-server").removesuffix("-daemon")
+    names = (unpacked.package, stem, f"{stem}d")
+    for f in unpacked.family_files():
+        p = PurePosixPath(f)
+        if p.name in names and str(p.parent) in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+            host = elf.resolve_in(unpacked.root, f)
+            if host is not None and elf.is_elf(host):
+                return f
+    return None
 
 
 def _program_name(root: Path, program: str) -> str:

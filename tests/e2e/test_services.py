@@ -166,6 +166,7 @@ def test_a_unit_that_runs_a_script_is_refused_in_one_line(env: dict[str, str]) -
         proc, "memcached.service: ExecStart runs /usr/share/memcached/scripts/systemd-memcached-wrapper"
     )
     assert "a script (#!/usr/bin/perl" in proc.stderr
+    assert "name the program with --exe /usr/bin/memcached (and its arguments after --)" in proc.stderr
     assert store_state(env) == before
 
 
