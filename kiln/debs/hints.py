@@ -13,6 +13,9 @@ the why. When a package is not here, its unit alone decides.
 - `caps`: what a service that starts as root needs before it switches to
   its account, beside setuid and setgid (nginx gives www-data the
   temporary directories it makes: chown).
+- `allow`: calls the syscall policy lets through for this server, and why:
+  `clone` for a server that forks its workers (fork without exec), as with
+  `[seccomp] allow` in kiln.toml.
 - `args`: arguments added after the unit's, where the package's config
   only suits a full system (a server that listens on loopback alone), as the
   project's official container image runs it.
@@ -59,6 +62,7 @@ class PackageHint:
     foreground: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
     caps: tuple[str, ...] = ()  # kept beside setuid and setgid by a service that starts as root (kiln.manifest)
+    allow: dict[str, str] = field(default_factory=dict)  # the syscall policy relaxed, and why (kiln.policy)
     files: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     copies: dict[str, str] = field(default_factory=dict)  # path in the image -> path in the package tree
@@ -91,9 +95,14 @@ HINTS: dict[str, PackageHint] = {
         why=("lighttpd: its placeholder page enabled, as its postinst does on a fresh install",),
     ),
     # why: nginx.service is Type=forking; nginx.conf switches to www-data (base-passwd's, made by no postinst), and
-    # nginx, still root, gives www-data the temporary directories it makes under /var/lib/nginx (chown)
+    # nginx, still root, gives www-data the temporary directories it makes under /var/lib/nginx (chown); its master
+    # process forks its workers (no program is executed)
     "nginx": PackageHint(
-        ports=(80,), users=("www-data",), foreground=("-g", "daemon off; master_process off;"), caps=("chown",)
+        ports=(80,),
+        users=("www-data",),
+        foreground=("-g", "daemon off;"),
+        caps=("chown",),
+        allow={"clone": "nginx's master process forks its worker processes, as Debian runs it"},
     ),
     "memcached": PackageHint(ports=(11211,)),
     # why: redis.conf binds 127.0.0.1 and ::1 only, in protected mode, and logs to a file: as the official image

@@ -76,6 +76,7 @@ class Service:
     stop_signal: str | None = None
     notes: list[str] = field(default_factory=list)
     kernel: dict[str, str] = field(default_factory=dict)  # kernel features its configuration asks for, and why
+    allow: dict[str, str] = field(default_factory=dict)  # calls the policy lets through for it (kiln.debs.hints)
 
 
 def _read(root: Path, path: str) -> str | None:
@@ -132,6 +133,15 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
     if hint.args:
         return [program, *argv[1:], *hint.args], f"{where}, with kiln.debs.hints' arguments"
     return [program, *argv[1:]], where
+
+
+def _allowed(hint: PackageHint, command_from: str, notes: list[str]) -> dict[str, str]:
+    """What the policy lets through for the service as its unit runs it (a command from the config is the
+    user's to relax, with [seccomp] allow)."""
+    if not hint.allow or "config" in command_from:
+        return {}
+    notes += [f"the syscall policy lets {call} through: {why}" for call, why in sorted(hint.allow.items())]
+    return dict(hint.allow)
 
 
 def _daemon_program(unpacked: Unpacked) -> str | None:
@@ -199,6 +209,7 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         stop_signal=unit.get("KillSignal") if unit else None,
         notes=notes,
         kernel=_kernel_features(root, [*keep, *generated], [*argv, *config.args]),
+        allow=_allowed(hint, command_from, notes),
     )
 
 

@@ -194,7 +194,7 @@ def build_native(
             say(f"user: {service.user.name} ({service.user.uid}:{service.user.gid}, from {service.unit} User=)")
         for note in service.notes:
             say(f"note: {note}")
-    rules = policy(cfg.seccomp.allow)
+    rules = policy({**(service.allow if service else {}), **cfg.seccomp.allow})
     kernel = kernel_for(needs.features, options, progress)
     with store.staging() as scratch:
         say(f"laying out {exe} and {len(closure.libraries)} libraries")

@@ -6,8 +6,10 @@ app whose dependencies npm installed)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -111,8 +113,7 @@ def test_lighttpd_with_no_arguments(
 def nginx_image(session_env: dict[str, str]) -> str:
     """nginx, whose unit and configuration are in nginx-common and whose default site its postinst enables."""
     proc = kiln("build", "--deb", "nginx", env=session_env, check=True, timeout=1800)
-    assert "command: /usr/sbin/nginx -g 'daemon off; master_process off;' (from nginx.service ExecStart, in the " \
-        "foreground)" in proc.stderr  # fmt: skip
+    assert "command: /usr/sbin/nginx -g 'daemon off;' (from nginx.service ExecStart, in the foreground)" in proc.stderr
     return "nginx"
 
 
@@ -133,12 +134,24 @@ def test_nginx_with_no_arguments(
     instances.append(inst)
     page = inst.wait_http(port, "/")
     assert page.status_code == 200 and "<title>Welcome to nginx!</title>" in page.text, inst.output
+    with ThreadPoolExecutor(50) as pool:  # its workers, forked by its master, answer them all
+        codes = list(pool.map(lambda _: httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code, range(50)))
+    assert codes == [200] * 50
+    if target == "unix":  # the processes are the host's to see: a master and its workers, as www-data
+        workers = [line for line in _processes() if "nginx: worker process" in line]
+        assert workers and all(line.startswith("www-data ") for line in workers), _processes()
     inst.stop()
+
+
+def _processes() -> list[str]:
+    return subprocess.run(["ps", "-eo", "user:20,args"], capture_output=True, text=True, check=True).stdout.splitlines()
 
 
 def test_nginx_is_laid_out_as_its_family_says(nginx_image: str, session_env: dict[str, str]) -> None:
     manifest = json.loads(kiln("inspect", "--json", nginx_image, env=session_env, check=True).stdout)["manifest"]
     assert "ipv6" in manifest["kernel"]["features"]  # its default site listens on [::]:80 too
+    assert set(manifest["policy"]["relaxed"]) == {"clone"}  # fork without exec: its workers
+    assert {"execve", "execveat", "fork", "vfork"} <= set(manifest["policy"]["denied"])
     writable = {w["path"]: w["kind"] for w in manifest["entry"]["writable"]}
     assert writable["/var/lib/nginx"] == "volume" and writable["/var/log/nginx"] == "tmpfs"  # nginx-common's
 
