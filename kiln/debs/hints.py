@@ -16,6 +16,9 @@ the why. When a package is not here, its unit alone decides.
 - `allow`: calls the syscall policy lets through for this server, and why:
   `clone` for a server that forks its workers (fork without exec), as with
   `[seccomp] allow` in kiln.toml.
+- `wrapper`: what the script a unit's ExecStart runs does in the end
+  (apachectl: apache2 -D FOREGROUND with /etc/apache2/envvars), so no shell
+  runs at start-up; a script kiln knows no wrapper for is refused in one line.
 - `args`: arguments added after the unit's, where the package's config
   only suits a full system (a server that listens on loopback alone), as the
   project's official container image runs it.
@@ -56,6 +59,19 @@ class Flatten:
 
 
 @dataclass(frozen=True)
+class Wrapper:
+    """What a unit's ExecStart script does in the end, so that no shell runs it: the daemon it starts, in the
+    foreground, with the variables the script sources and the directories it makes first."""
+
+    script: str  # what ExecStart runs
+    program: str
+    args: tuple[str, ...]
+    env_file: str | None = None  # a shell file the script sources (its top-level assignments)
+    dirs: tuple[str, ...] = ()
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class PackageHint:
     ports: tuple[int, ...] = ()
     users: tuple[str, ...] = ()
@@ -63,6 +79,7 @@ class PackageHint:
     args: tuple[str, ...] = ()
     caps: tuple[str, ...] = ()  # kept beside setuid and setgid by a service that starts as root (kiln.manifest)
     allow: dict[str, str] = field(default_factory=dict)  # the syscall policy relaxed, and why (kiln.policy)
+    wrapper: Wrapper | None = None
     files: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     copies: dict[str, str] = field(default_factory=dict)  # path in the image -> path in the package tree
@@ -105,6 +122,23 @@ HINTS: dict[str, PackageHint] = {
         allow={"clone": "nginx's master process forks its worker processes, as Debian runs it"},
     ),
     "memcached": PackageHint(ports=(11211,)),
+    # why: apache2.service runs `apachectl start`, a shell script that sources /etc/apache2/envvars, makes the run
+    # and lock directories, and starts apache2 (which forks into the background unless -D FOREGROUND); the event
+    # MPM the postinst enables forks its child processes, and they switch to www-data
+    "apache2": PackageHint(
+        ports=(80,),
+        users=("www-data",),
+        wrapper=Wrapper(
+            script="/usr/sbin/apachectl",
+            program="/usr/sbin/apache2",
+            args=("-D", "FOREGROUND"),
+            env_file="/etc/apache2/envvars",
+            dirs=("/run/apache2", "/var/lock/apache2"),
+            why="apachectl start runs apache2 with /etc/apache2/envvars' variables; kiln runs apache2 -D FOREGROUND "
+            "with them, and no shell",
+        ),
+        allow={"clone": "apache2's event MPM forks its child processes, as Debian runs it"},
+    ),
     # why: redis.conf binds 127.0.0.1 and ::1 only, in protected mode, and logs to a file: as the official image
     # runs it, redis listens on every address, leaves protection to the network, and logs on the console
     "redis-server": PackageHint(

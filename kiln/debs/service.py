@@ -23,7 +23,8 @@ nginx-common, the account redis-server runs as is made by redis-tools).
   /var/lib/NAME directories as declared volumes given to that account (a
   ReadWritePaths= elsewhere, such as /etc/redis, stays read-only: the note
   says so);
-- what it reads: the package's conffiles, and what it ships under
+- what it reads: the conffiles of the packages it was fetched with (its
+  dependencies' too: apache2 reads media-types' /etc/mime.types), and what it ships under
   /usr/share/NAME and /usr/lib/NAME (plugins, a runtime's data), with the
   ELF closure of any shared objects there.
 """
@@ -43,7 +44,7 @@ from kiln.debs import accounts as accounts_mod
 from kiln.debs import maintscripts
 from kiln.debs import unit as unit_mod
 from kiln.debs.fetch import Unpacked
-from kiln.debs.hints import HINTS, PackageHint
+from kiln.debs.hints import HINTS, PackageHint, Wrapper
 from kiln.errors import AppError
 from kiln.manifest import Account, Writable
 
@@ -52,6 +53,8 @@ NOT_RUNTIME = ("/etc/init.d/", "/etc/logrotate.d/", "/etc/cron", "/etc/apparmor.
                "/etc/bash_completion.d/", "/etc/insserv.conf.d/", "/etc/rc")  # fmt: skip
 # programs that run code given to them: their runtime's data files are part of them
 INTERPRETERS = frozenset({"node", "nodejs", "perl", "ruby", "php", "lua5.1", "lua5.3", "lua5.4", "tclsh", "guile"})
+# what every Debian system has (base-files, initscripts): services name /run and /run/lock by their old names
+DEBIAN_LINKS = {"/var/run": "/run", "/var/lock": "/run/lock"}
 PRIVILEGE_CALLS = frozenset({"setuid", "setgid", "setgroups", "initgroups", "setresuid", "setresgid"})
 
 
@@ -109,6 +112,11 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
         return [config.exe or default_exe(unpacked), *config.args], "the package's program"
     argv = unit.exec_start(env)
     where = f"{unit.name} ExecStart"
+    wrapper = _wrapper(unit, env, hint)
+    if wrapper is not None and not config.exe:
+        notes.append(f"{unit.name}: {wrapper.why}")
+        argv = [wrapper.program, *(config.args if given_args else wrapper.args)]
+        return argv, f"{where} ({PurePosixPath(wrapper.script).name}, resolved by kiln.debs.hints)"
     if unit.type == "forking" and not given_args:
         if hint.foreground is None:
             raise AppError(
@@ -133,6 +141,13 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
     if hint.args:
         return [program, *argv[1:], *hint.args], f"{where}, with kiln.debs.hints' arguments"
     return [program, *argv[1:]], where
+
+
+def _wrapper(unit: unit_mod.Unit | None, env: dict[str, str], hint: PackageHint) -> Wrapper | None:
+    """The hint's wrapper, if the unit's ExecStart runs its script."""
+    if unit is None or hint.wrapper is None:
+        return None
+    return hint.wrapper if unit.exec_start(env)[0] == hint.wrapper.script else None
 
 
 def _allowed(hint: PackageHint, command_from: str, notes: list[str]) -> dict[str, str]:
@@ -178,6 +193,9 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     files = unpacked.family_files()  # the package's and its siblings' from the same source (nginx-common)
     unit = unit_mod.find(root, package, files)
     env = unit.environment(lambda p: _read(root, p)) if unit else {}
+    wrapper = _wrapper(unit, env, hint)
+    if wrapper is not None and wrapper.env_file is not None:
+        env.update(maintscripts.exports(_read(root, wrapper.env_file) or ""))
     argv, command_from = _command(unpacked, config, unit, env, hint, notes)
     controls = [unpacked.control(p) for p in unpacked.family]
     accounts = accounts_mod.read(controls, root, list(files))  # its family's, not its libraries'
@@ -186,7 +204,8 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         if (control / "postinst").is_file():
             layout.add(maintscripts.read((control / "postinst").read_text(errors="replace")))
     user, owner, mode = _account(unit, accounts, hint, config)
-    writable, volumes = _writable(unpacked, unit, layout.dirs, owner, mode, notes)
+    made = [*layout.dirs, *(wrapper.dirs if wrapper else ())]
+    writable, volumes = _writable(unpacked, unit, made, owner, mode, notes)
     keep, libraries = _kept(unpacked, files, argv[0], notes)
     generated = {**_copies(root, layout, set(files)), **_generated(unpacked, hint, accounts, notes)}
     return Service(
@@ -203,7 +222,12 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         keep=sorted(set(keep)),
         libraries=sorted(libraries),
         generated=generated,
-        links={**{k: v for k, v in layout.links.items() if k not in set(files)}, **hint.links},
+        links={
+            **{k: v for k, v in layout.links.items() if k not in set(files)},
+            **maintscripts.enabled_links(root, layout.enabled),
+            **hint.links,
+            **DEBIAN_LINKS,
+        },
         ports=config.ports or hint.ports,
         keep_caps=_privileges(root, argv[0], user, hint, notes),
         stop_signal=unit.get("KillSignal") if unit else None,
@@ -260,6 +284,14 @@ def _account(
     return user, owner, mode
 
 
+def _current(path: str) -> str:
+    """A path by its current name: /var/run/x is /run/x, /var/lock/x is /run/lock/x (DEBIAN_LINKS)."""
+    for old, new in DEBIAN_LINKS.items():
+        if path == old or path.startswith(old + "/"):
+            return new + path.removeprefix(old)
+    return path
+
+
 def _place(path: str) -> str | None:
     """What a directory a service writes becomes: "volume" (its state, /var/lib/NAME), "tmpfs" (below /run,
     /var/log, /var/cache, /var/spool, /var/tmp, or deeper in /var/lib), or None (the sealed root: read-only)."""
@@ -294,13 +326,13 @@ def _writable(
             add(path, f"{unit.name} {what}", "volume" if what == "state" else "tmpfs")
         for path, _who in unit.made_before_start():
             add(path, f"{unit.name} ExecStartPre makes it", _place(path) or "tmpfs")
-        for path in unit.read_write_paths():
+        for path in map(_current, unit.read_write_paths()):
             if _place(path) is None:
                 notes.append(f"{unit.name} ReadWritePaths={path}: stays read-only, the root is sealed (a volume "
                              "there makes it writable)")  # fmt: skip
             add(path, f"{unit.name} ReadWritePaths=")
     for path in made:
-        add("/run" + path.removeprefix("/var/run") if path.startswith("/var/run/") else path, "its postinst makes it")
+        add(_current(path), "its postinst makes it")
     for d in unpacked.family_dirs():
         parts = PurePosixPath(d).parts
         if len(parts) >= 4 and parts[1] == "var" and parts[2] in ("log", "cache", "lib"):
@@ -392,15 +424,21 @@ def _on_path(root: Path, program: str, package: str) -> str:
 
 
 def _merged(writable: list[Writable]) -> list[Writable]:
-    """One entry a path (the last one named wins), parents before children (init mounts them in order)."""
+    """One entry a path (the last one named wins), parents before children (init mounts them in order), and
+    the directories between /run and one deeper in it (/run/lock for /run/lock/apache2: /run is empty)."""
     by_path = {w.path: w for w in writable}
+    for path in list(by_path):
+        for parent in PurePosixPath(path).parents:
+            if str(parent) != "/run" and parent.is_relative_to("/run") and str(parent) not in by_path:
+                by_path[str(parent)] = Writable(path=str(parent), why=f"holds {path}")
     return [by_path[p] for p in sorted(by_path)]
 
 
 def _conffiles(unpacked: Unpacked) -> list[str]:
-    """The conffiles of the package's family (nginx's are nginx-common's)."""
+    """The conffiles of every package it was fetched with: its family's (nginx's are nginx-common's) and its
+    dependencies' (apache2 reads media-types' /etc/mime.types)."""
     out = []
-    for package in unpacked.family:
+    for package in unpacked.packages:
         path = unpacked.control(package) / "conffiles"
         if path.is_file():
             lines = path.read_text().splitlines()

@@ -101,13 +101,11 @@ class Unit:
 
     def read_write_paths(self) -> list[str]:
         """ReadWritePaths= (and its older name ReadWriteDirectories=): where a service that systemd runs with
-        ProtectSystem= may still write. A `-` prefix (ignore it if missing) and `+` are dropped; /var/run is /run."""
+        ProtectSystem= may still write. A `-` prefix (ignore it if missing) and `+` are dropped."""
         out = []
         for key in ("ReadWritePaths", "ReadWriteDirectories"):
             for word in self.words(key):
                 path = self.specifiers(word.lstrip("-+"))
-                if path == "/var/run" or path.startswith("/var/run/"):
-                    path = "/run" + path.removeprefix("/var/run")
                 if path.startswith("/") and path not in out:
                     out.append(path)
         return out

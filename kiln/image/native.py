@@ -164,7 +164,9 @@ def _service_files(root: RootFS, service: Service, sysroot: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not dest.is_symlink():
             dest.symlink_to(target)
-        root.add_host_path(str(PurePosixPath(link).parent / target), sysroot)
+        pointed = str(PurePosixPath(link).parent / target)
+        if elf.resolve_in(sysroot, pointed) is not None:  # what it points to from the package tree (not /run)
+            root.add_host_path(pointed, sysroot)
 
 
 def build_native(

@@ -158,8 +158,8 @@ def test_trace_suggests_what_the_program_missed(env: dict[str, str], tmp_path: P
     shutil.copytree(EXAMPLES / "nginx-static", app)
     toml = (app / "kiln.toml").read_text().replace(', "/etc/nginx/mime.types"', "")
     (app / "kiln.toml").write_text(toml.replace('name = "nginx-static"', 'name = "nginx-bare"'))
-    # a file of a dependency from another source (libc6's), which kiln keeps only when asked
-    missing = "/etc/ld.so.conf.d/x86_64-linux-gnu.conf"
+    # a file of a dependency from another source (debconf's), which kiln keeps only when asked
+    missing = "/usr/share/debconf/confmodule"
     conf = (app / "nginx.conf").read_text()
     (app / "nginx.conf").write_text(conf.replace("    include /etc/nginx/mime.types;\n", f"    include {missing};\n"))
     kiln("build", str(app), env=env, check=True)

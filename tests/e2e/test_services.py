@@ -118,6 +118,43 @@ def nginx_image(session_env: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="session")
+def apache2_image(session_env: dict[str, str]) -> str:
+    """apache2, whose unit starts it through apachectl and whose modules and site its postinst enables."""
+    proc = kiln("build", "--deb", "apache2", env=session_env, check=True, timeout=1800)
+    assert "command: /usr/sbin/apache2 -D FOREGROUND (from apache2.service ExecStart (apachectl, resolved by " \
+        "kiln.debs.hints))" in proc.stderr  # fmt: skip
+    return "apache2"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_apache2_with_no_arguments(
+    target: str, apache2_image: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    port = free_port()
+    inst = Instance(apache2_image, session_env, target, {port: 80})
+    instances.append(inst)
+    page = inst.wait_http(port, "/")
+    assert page.status_code == 200 and "Apache2 Debian Default Page" in page.text, inst.output
+    with ThreadPoolExecutor(50) as pool:  # the event MPM's child processes, forked without exec
+        codes = list(pool.map(lambda _: httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code, range(50)))
+    assert codes == [200] * 50
+    if target == "unix":
+        children = [line for line in _processes() if line.endswith("/usr/sbin/apache2 -D FOREGROUND")]
+        assert any(line.startswith("www-data ") for line in children), children  # its children switched
+    inst.stop()
+
+
+def test_apache2_has_no_shell_and_its_modules_enabled(apache2_image: str, session_env: dict[str, str]) -> None:
+    manifest = json.loads(kiln("inspect", "--json", apache2_image, env=session_env, check=True).stdout)["manifest"]
+    entry = manifest["entry"]
+    assert entry["argv"] == ["/usr/sbin/apache2", "-D", "FOREGROUND"]
+    assert entry["env"]["APACHE_RUN_USER"] == "www-data" and entry["env"]["APACHE_RUN_DIR"] == "/var/run/apache2"
+    assert "/run/lock/apache2" in {w["path"] for w in entry["writable"]}
+    assert set(manifest["policy"]["relaxed"]) == {"clone"} and "execve" in manifest["policy"]["denied"]
+
+
+@pytest.fixture(scope="session")
 def redis_server_image(session_env: dict[str, str]) -> str:
     """redis-server, whose account and directories redis-tools' postinst and its unit's ReadWritePaths= make."""
     kiln("build", "--deb", "redis-server", env=session_env, check=True, timeout=1800)

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from kiln.config import NativeConfig
-from kiln.debs import accounts, maintscripts, unit
+from kiln.debs import accounts, hints, maintscripts, unit
 from kiln.debs.fetch import Unpacked
 from kiln.debs.service import IPV6_ADDRESS, describe
 from kiln.errors import AppError
@@ -213,7 +213,8 @@ def test_a_service_is_read_from_its_whole_family(tmp_path: Path) -> None:
     assert service.unit == "webd.service" and service.argv == ["/usr/sbin/webd", "-f"]
     assert {"/etc/webd/webd.conf", "/etc/webd/sites-available/default"} <= set(service.keep)
     assert "webd" in service.accounts.made  # its sibling's postinst makes the account
-    assert service.links == {"/etc/webd/sites-enabled/default": "/etc/webd/sites-available/default"}
+    assert service.links == {"/etc/webd/sites-enabled/default": "/etc/webd/sites-available/default",
+                             "/var/run": "/run", "/var/lock": "/run/lock"}  # fmt: skip
     assert service.generated["/var/www/html/index.webd.html"] == b"<h1>webd</h1>\n"
     places = {w.path: w.kind for w in service.writable}
     assert places["/var/lib/webd"] == "volume" and service.volumes == ["/var/lib/webd"]
@@ -232,3 +233,78 @@ def test_a_service_is_read_from_its_whole_family(tmp_path: Path) -> None:
 def test_an_ipv6_address_is_told_from_other_colons(line: str, found: str | None) -> None:
     match = IPV6_ADDRESS.search(line)
     assert (match.group(0) if match else None) == found
+
+
+APACHE_POSTINST = """#!/bin/sh
+enable_default_modules()
+{
+	if is_fresh_install $@; then
+		for module in authz_host \\
+				dir ; do
+			a2enmod -m -q $module
+		done
+	fi
+}
+a2ensite -q 000-default
+a2enconf -m -q $unknown
+"""
+
+ENVVARS = """unset HOME
+if [ "${APACHE_CONFDIR##/etc/apache2-}" != "${APACHE_CONFDIR}" ] ; then
+	SUFFIX="-${APACHE_CONFDIR##/etc/apache2-}"
+else
+	SUFFIX=
+fi
+export APACHE_RUN_USER=www-data
+export APACHE_RUN_DIR=/var/run/apache2$SUFFIX
+export APACHE_PID_FILE=${APACHE_RUN_DIR}/apache2.pid
+export WHO=`id -un`
+export LANG=C
+export LANG
+"""
+
+
+def test_apache2s_helpers_and_their_module_dependencies(tmp_path: Path) -> None:
+    layout = maintscripts.read(APACHE_POSTINST)
+    assert layout.enabled == [("mods", "authz_host"), ("mods", "dir"), ("sites", "000-default")]
+    available = tmp_path / "etc/apache2/mods-available"
+    available.mkdir(parents=True)
+    (available / "authz_host.load").write_text("# Depends: authz_core\nLoadModule authz_host_module x.so\n")
+    (available / "authz_core.load").write_text("LoadModule authz_core_module y.so\n")
+    (available / "dir.load").write_text("LoadModule dir_module z.so\n")
+    (available / "dir.conf").write_text("DirectoryIndex index.html\n")
+    (tmp_path / "etc/apache2/sites-available").mkdir()
+    (tmp_path / "etc/apache2/sites-available/000-default.conf").write_text("<VirtualHost *:80>\n</VirtualHost>\n")
+    assert maintscripts.enabled_links(tmp_path, layout.enabled) == {
+        "/etc/apache2/mods-enabled/authz_host.load": "../mods-available/authz_host.load",
+        "/etc/apache2/mods-enabled/dir.load": "../mods-available/dir.load",
+        "/etc/apache2/mods-enabled/dir.conf": "../mods-available/dir.conf",
+        "/etc/apache2/sites-enabled/000-default.conf": "../sites-available/000-default.conf",
+        "/etc/apache2/mods-enabled/authz_core.load": "../mods-available/authz_core.load",  # a2enmod's Depends:
+    }
+
+
+def test_a_sourced_files_top_level_variables() -> None:
+    assert maintscripts.exports(ENVVARS) == {
+        "APACHE_RUN_USER": "www-data",
+        "APACHE_RUN_DIR": "/var/run/apache2",  # SUFFIX is set only for another instance: empty here
+        "APACHE_PID_FILE": "/var/run/apache2/apache2.pid",
+        "LANG": "C",
+    }  # not WHO: a command's output is not guessed
+
+
+def test_a_wrapper_kiln_knows_runs_its_daemon_with_no_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unpacked = _tree(tmp_path, "[Service]\nType=forking\nExecStart=/usr/sbin/examplectl start\n")
+    (unpacked.root / "usr/sbin/examplectl").write_text("#!/bin/sh\n. /etc/exampled/envvars\nexec exampled -d\n")
+    (unpacked.root / "etc/exampled/envvars").write_text("export EXAMPLE_RUN_DIR=/var/run/exampled\n")
+    wrapper = hints.Wrapper(
+        script="/usr/sbin/examplectl", program="/usr/sbin/exampled", args=("-f",),
+        env_file="/etc/exampled/envvars", dirs=("/var/run/exampled",), why="it runs exampled",
+    )  # fmt: skip
+    monkeypatch.setitem(hints.HINTS, "exampled", hints.PackageHint(wrapper=wrapper))
+    service = describe(unpacked, NativeConfig(deb="exampled"))
+    assert service.argv == ["/usr/sbin/exampled", "-f"] and service.env["EXAMPLE_RUN_DIR"] == "/var/run/exampled"
+    assert service.command_from == "exampled.service ExecStart (examplectl, resolved by kiln.debs.hints)"
+    assert (
+        "/run/exampled" in {w.path for w in service.writable} and "exampled.service: it runs exampled" in service.notes
+    )
