@@ -126,25 +126,6 @@ def apache2_image(session_env: dict[str, str]) -> str:
     return "apache2"
 
 
-@pytest.mark.vm
-@pytest.mark.parametrize("target", TARGETS)
-def test_apache2_with_no_arguments(
-    target: str, apache2_image: str, session_env: dict[str, str], instances: list[Instance]
-) -> None:
-    port = free_port()
-    inst = Instance(apache2_image, session_env, target, {port: 80})
-    instances.append(inst)
-    page = inst.wait_http(port, "/")
-    assert page.status_code == 200 and "Apache2 Debian Default Page" in page.text, inst.output
-    with ThreadPoolExecutor(50) as pool:  # the event MPM's child processes, forked without exec
-        codes = list(pool.map(lambda _: httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code, range(50)))
-    assert codes == [200] * 50
-    if target == "unix":
-        children = [line for line in _processes() if line.endswith("/usr/sbin/apache2 -D FOREGROUND")]
-        assert any(line.startswith("www-data ") for line in children), children  # its children switched
-    inst.stop()
-
-
 def test_apache2_has_no_shell_and_its_modules_enabled(apache2_image: str, session_env: dict[str, str]) -> None:
     manifest = json.loads(kiln("inspect", "--json", apache2_image, env=session_env, check=True).stdout)["manifest"]
     entry = manifest["entry"]
@@ -161,22 +142,31 @@ def redis_server_image(session_env: dict[str, str]) -> str:
     return "redis-server"
 
 
+# server -> (its placeholder page says, its workers' command line ends with)
+FORKING = {
+    "nginx": ("<title>Welcome to nginx!</title>", "nginx: worker process"),
+    "apache2": ("Apache2 Debian Default Page", "/usr/sbin/apache2 -D FOREGROUND"),  # the event MPM's children
+}
+
+
 @pytest.mark.vm
 @pytest.mark.parametrize("target", TARGETS)
-def test_nginx_with_no_arguments(
-    target: str, nginx_image: str, session_env: dict[str, str], instances: list[Instance]
+@pytest.mark.parametrize("server", FORKING)
+def test_forking_servers_with_no_arguments(
+    server: str, target: str, request: pytest.FixtureRequest, session_env: dict[str, str], instances: list[Instance]
 ) -> None:
+    page_says, worker = FORKING[server]
     port = free_port()
-    inst = Instance(nginx_image, session_env, target, {port: 80})
+    inst = Instance(request.getfixturevalue(f"{server}_image"), session_env, target, {port: 80})
     instances.append(inst)
     page = inst.wait_http(port, "/")
-    assert page.status_code == 200 and "<title>Welcome to nginx!</title>" in page.text, inst.output
-    with ThreadPoolExecutor(50) as pool:  # its workers, forked by its master, answer them all
+    assert page.status_code == 200 and page_says in page.text, inst.output
+    with ThreadPoolExecutor(50) as pool:  # its workers, forked without exec, answer them all
         codes = list(pool.map(lambda _: httpx.get(f"http://127.0.0.1:{port}/", timeout=60).status_code, range(50)))
     assert codes == [200] * 50
-    if target == "unix":  # the processes are the host's to see: a master and its workers, as www-data
-        workers = [line for line in _processes() if "nginx: worker process" in line]
-        assert workers and all(line.startswith("www-data ") for line in workers), _processes()
+    if target == "unix":  # the processes are the host's to see: workers, switched to www-data
+        workers = [line for line in _processes() if line.endswith(worker)]
+        assert any(line.startswith("www-data ") for line in workers), _processes()
     inst.stop()
 
 
