@@ -25,7 +25,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from kiln.errors import UsageError
 from kiln.targets.portmap import PortMap
@@ -52,6 +61,11 @@ class Service(_Model):
         if isinstance(v, list | tuple):
             return tuple(PortMap.parse(p) if isinstance(p, str) else p for p in v)
         return v
+
+    @field_serializer("ports")
+    def _port_specs(self, ports: tuple[PortMap, ...]) -> list[str]:
+        """As `-p` spells them (the detached summoner reads its config back from JSON)."""
+        return [f"{p.host_ip}:{p.host}:{p.guest}" for p in ports]
 
     @model_validator(mode="after")
     def _name(self) -> Service:

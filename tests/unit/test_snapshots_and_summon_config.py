@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kiln.errors import UsageError
 from kiln.manifest import MEDIA_SNAPSHOT_RAM, MEDIA_SNAPSHOT_STATE, MadeWith, Part, SnapshotRecord
 from kiln.store import Ref, Store
-from kiln.summon.config import load, parse_duration
+from kiln.summon.config import SummonConfig, load, parse_duration
 from tests.unit.test_parsers_fuzz import VALID
 
 MADE = MadeWith(qemu="QEMU emulator version 7.2.22", accel="tcg", cpu="max", memory_mib=48, devices="d", after="ready")
@@ -117,6 +117,8 @@ def test_summon_config_from_file_and_command_line(tmp_path: Path) -> None:
         ("redis", "127.0.0.1:6379->6379/tcp"),
     ]
     assert load(None, ["a=1:2"], idle="1s").idle == 1
+    # a detached summoner reads its config back from JSON (kiln summon -d)
+    assert SummonConfig.model_validate(json.loads(cfg.model_dump_json())) == cfg
 
 
 @pytest.mark.parametrize(
