@@ -187,16 +187,13 @@ class Daemon:
         if record is None:
             self.record_path.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
-        deadline = time.monotonic() + grace
-        while record.alive() and time.monotonic() < deadline:
-            time.sleep(POLL)
-        if record.alive():
+        for signum, seconds in ((sig, grace), (signal.SIGKILL, grace + 10)):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(record.pid, signal.SIGKILL)
-            deadline = time.monotonic() + grace + 10
+                os.kill(record.pid, signum)
+            deadline = time.monotonic() + seconds
             while record.alive() and time.monotonic() < deadline:
                 time.sleep(POLL)
+            if not record.alive():
+                break
         self.record_path.unlink(missing_ok=True)
         return True

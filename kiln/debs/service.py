@@ -101,8 +101,8 @@ def _is_script(root: Path, path: str) -> str | None:
 
 
 def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | None, env: dict[str, str],
-             hint: PackageHint, notes: list[str]) -> tuple[list[str], str]:  # fmt: skip
-    given_args = "args" in config.model_fields_set or config.command is not None
+             hint: PackageHint, wrapper: Wrapper | None, notes: list[str]) -> tuple[list[str], str]:  # fmt: skip
+    given_args = _given_args(config)
     if config.exe and given_args:
         return [config.exe, *config.args], "the config"
     if unit is None:
@@ -112,7 +112,6 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
         return [config.exe or default_exe(unpacked), *config.args], "the package's program"
     argv = unit.exec_start(env)
     where = f"{unit.name} ExecStart"
-    wrapper = _wrapper(unit, env, hint)
     if wrapper is not None and not config.exe:
         notes.append(f"{unit.name}: {wrapper.why}")
         argv = [wrapper.program, *(config.args if given_args else wrapper.args)]
@@ -143,6 +142,11 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
     return [program, *argv[1:]], where
 
 
+def _given_args(config: NativeConfig) -> bool:
+    """The config gives the program's arguments (args in kiln.toml, arguments after --, or a command)."""
+    return "args" in config.model_fields_set or config.command is not None
+
+
 def _wrapper(unit: unit_mod.Unit | None, env: dict[str, str], hint: PackageHint) -> Wrapper | None:
     """The hint's wrapper, if the unit's ExecStart runs its script."""
     if unit is None or hint.wrapper is None:
@@ -150,10 +154,10 @@ def _wrapper(unit: unit_mod.Unit | None, env: dict[str, str], hint: PackageHint)
     return hint.wrapper if unit.exec_start(env)[0] == hint.wrapper.script else None
 
 
-def _allowed(hint: PackageHint, command_from: str, notes: list[str]) -> dict[str, str]:
-    """What the policy lets through for the service as its unit runs it (a command from the config is the
-    user's to relax, with [seccomp] allow)."""
-    if not hint.allow or "config" in command_from:
+def _allowed(hint: PackageHint, users_command: bool, notes: list[str]) -> dict[str, str]:
+    """What the policy lets through for the service as its unit (or the wrapper its unit runs) starts it; a
+    command of the user's own is theirs to relax, with [seccomp] allow."""
+    if not hint.allow or users_command:
         return {}
     notes += [f"the syscall policy lets {call} through: {why}" for call, why in sorted(hint.allow.items())]
     return dict(hint.allow)
@@ -196,7 +200,9 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     wrapper = _wrapper(unit, env, hint)
     if wrapper is not None and wrapper.env_file is not None:
         env.update(maintscripts.exports(_read(root, wrapper.env_file) or ""))
-    argv, command_from = _command(unpacked, config, unit, env, hint, notes)
+    argv, command_from = _command(unpacked, config, unit, env, hint, wrapper, notes)
+    # arguments for the wrapper's program keep it the unit's
+    users_command = _given_args(config) and (wrapper is None or config.exe is not None)
     controls = [unpacked.control(p) for p in unpacked.family]
     accounts = accounts_mod.read(controls, root, list(files))  # its family's, not its libraries'
     layout = maintscripts.Layout()
@@ -233,7 +239,7 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         stop_signal=unit.get("KillSignal") if unit else None,
         notes=notes,
         kernel=_kernel_features(root, [*keep, *generated], [*argv, *config.args]),
-        allow=_allowed(hint, command_from, notes),
+        allow=_allowed(hint, users_command, notes),
     )
 
 

@@ -306,11 +306,12 @@ def ps(rt: Runtime, fmt: str, cid: str) -> None:
     """The container's processes on the host: its process and the VM."""
     try:
         container = rt.container(cid)
-        container.load()
+        container.load()  # one that does not exist is an error
         shim = container.pid()
         pids = [shim] if shim else []
-        with contextlib.suppress(OSError):
-            pids += [int(p) for p in Path(f"/proc/{shim}/task/{shim}/children").read_text().split()] if shim else []
+        if shim:
+            with contextlib.suppress(OSError):
+                pids += [int(p) for p in Path(f"/proc/{shim}/task/{shim}/children").read_text().split()]
         if fmt == "json":
             click.echo(json.dumps(pids))
         else:
