@@ -164,3 +164,31 @@ def test_store_check_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert r.exit_code == 0 and "repaired: tag gone:latest" in r.output
     r = CliRunner().invoke(cli, ["store", "check"])
     assert r.exit_code == 0 and "consistent" in r.output
+
+
+def test_store_check_reports_the_records_of_killed_daemons(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from kiln import daemon
+    from kiln.cli.main import cli
+
+    monkeypatch.setenv("KILN_HOME", str(tmp_path))
+    Store()
+    gone = subprocess.Popen(["sleep", "30"])
+    record = daemon.record_of(gone.pid, ["sleep", "30"])
+    assert record is not None
+    gone.kill()
+    gone.wait()
+    daemon.write(tmp_path / "instances" / "web" / "supervisor.pid", record)  # a supervisor that was killed
+    (tmp_path / "compose" / "app").mkdir(parents=True)
+    daemon.announce(tmp_path / "compose" / "app", "switch")  # this process: alive, not a problem
+    r = CliRunner().invoke(cli, ["store", "check", "--json"])
+    assert r.exit_code == 1
+    problems = json.loads(r.output)["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("leftover", str(tmp_path / "instances/web/supervisor.pid"))]
+    assert "instances/web/supervisor.pid: the record of a process that was killed" in problems[0]["message"]
+    r = CliRunner().invoke(cli, ["store", "check", "--repair"])
+    assert r.exit_code == 0 and not (tmp_path / "instances/web/supervisor.pid").exists()
+    assert (tmp_path / "compose/app/switch.pid").exists()
