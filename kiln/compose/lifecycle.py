@@ -1,7 +1,9 @@
 """`kiln compose up|down|ps|logs`: a project's services as detached instances on one private network.
 
     $KILN_HOME/compose/<project>/project.json   the services and the instance each one runs as
-    $KILN_HOME/compose/<project>/switch.sock    the project's network (kiln.compose.switch)
+    $KILN_HOME/compose/<project>/switch.sock    the project's network (kiln.compose.switch); in a short
+                                                directory of its own when that path is too long for a
+                                                socket's address (kiln.paths.socket_dir)
     $KILN_HOME/compose/<project>/switch.pid     the switch's record (kiln.daemon)
     $KILN_HOME/compose/<project>/volumes/NAME/  named volumes (kept by `down`, removed by `down -v`)
 
@@ -27,7 +29,7 @@ from kiln.compose.project import Healthcheck, Project, Service
 from kiln.daemon import Daemon
 from kiln.errors import KilnError, TargetError, UsageError
 from kiln.guest.protocol import ControlChannel
-from kiln.paths import home_dir
+from kiln.paths import forget_socket_dir, home_dir, socket_dir
 from kiln.runtime import instance as instances
 from kiln.runtime import manage
 from kiln.store import Store
@@ -72,7 +74,7 @@ class SwitchProcess:
 
     @property
     def socket(self) -> Path:
-        return self.directory / "switch.sock"
+        return socket_dir(self.directory) / "switch.sock"
 
     @property
     def daemon(self) -> Daemon:
@@ -93,6 +95,7 @@ class SwitchProcess:
     def stop(self) -> None:
         self.daemon.stop(SWITCH_STOP)
         self.socket.unlink(missing_ok=True)
+        forget_socket_dir(self.directory)
 
 
 # -- up --------------------------------------------------------------------------------------------

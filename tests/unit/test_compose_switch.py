@@ -47,3 +47,25 @@ def test_learns_floods_and_delivers(tmp_path: Path) -> None:
                 w.close()
 
     asyncio.run(scenario())
+
+
+def test_a_project_too_deep_for_a_socket_address_still_gets_its_switch(tmp_path: Path) -> None:
+    """A project directory whose switch.sock would pass 107 bytes (a deep KILN_HOME: CI's pytest directories)
+    gets its socket in a short directory of its own, which stopping the switch removes."""
+    import socket
+
+    from kiln.compose.lifecycle import SwitchProcess
+
+    deep = tmp_path / ("d" * 60) / ("e" * 40) / "compose" / "work"
+    deep.mkdir(parents=True)
+    assert len(str(deep / "switch.sock")) > 107
+    switch = SwitchProcess(deep)
+    switch.start()
+    path = switch.socket
+    try:
+        assert len(str(path)) <= 107 and path.exists()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(path))
+    finally:
+        switch.stop()
+    assert not path.parent.exists()
