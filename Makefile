@@ -6,7 +6,7 @@ VENV      ?= .venv
 PYTHON    ?= python3
 KILN      := $(VENV)/bin/kiln
 APT_PACKAGES := qemu-system-x86 linux-source-6.1 linux-config-6.1 build-essential flex bison bc libelf-dev \
-                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools curl strace python3.11 wrk bubblewrap e2fsprogs \
+                libssl-dev erofs-utils cryptsetup-bin xz-utils util-linux debootstrap docker-registry memcached redis-tools postgresql-client mariadb-client curl strace python3.11 wrk bubblewrap e2fsprogs \
                 python3-venv binutils python3.11-dev gdb libvirt-daemon-system libvirt-dev pkg-config skopeo \
                 buildah umoci podman containerd runc docker.io \
                 passt ovmf seabios systemd-boot-efi grub-efi-amd64-bin grub-pc-bin mtools dosfstools qemu-utils \

@@ -13,6 +13,7 @@
     container images in         bench/containers.py  -> docs/benchmarks.md
     under the engines           bench/engines.py     -> docs/benchmarks.md
     disks that firmware boots   bench/disk.py        -> docs/benchmarks.md
+    real servers (databases)    bench/servers.py     -> docs/benchmarks.md
 
 The fault sweep (kill -9 at every step, full disks, bursts, a 1,000-cycle soak) is `make faults`
 (bench/faults.py -> docs/reliability.md): it is long, and not part of this run.
@@ -38,6 +39,7 @@ from bench import (
     hello_http,
     native,
     python_apps,
+    servers,
     sources,
     summon,
     surface,
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         ("container images in", containers.main, quick),
         ("under the engines", engines.main, quick),
         ("disks that firmware boots", disk.main, quick),
+        ("real servers", servers.main, quick),
     ]
     console = Console(highlight=False)
     for i, (title, run, options) in enumerate(steps, 1):

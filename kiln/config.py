@@ -24,6 +24,7 @@ or the defaults for a single .py file, validated into frozen models.
     GREETING = "hello"
     [seccomp]
     allow = { clone = "forks worker processes" }   # relax the syscall policy, saying why
+    exec = { "/usr/lib/app/helper" = "the server starts it" }  # a native server's own helpers (only these)
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ class SeccompConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     allow: dict[str, str] = Field(default_factory=dict)
+    # programs of the image a native server executes itself, by path, and why (kiln.debs.hints' helpers for a
+    # server kiln does not know): init lets an execve of exactly these through
+    exec: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("exec")
+    @classmethod
+    def _programs(cls, value: dict[str, str]) -> dict[str, str]:
+        for path, why in value.items():
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"exec: {path!r} must be an absolute path of a program in the image")
+            if not why.strip():
+                raise ValueError(f"exec: say why {path} is executed")
+        return value
 
 
 def check_volume(path: str) -> str:
@@ -151,6 +165,9 @@ class AppConfig(RunnableConfig):
     def _one_command(self) -> AppConfig:
         if self.command is not None and {"entry", "args"} & self.model_fields_set:
             raise ValueError("command replaces entry and args: give command, or entry (and args)")
+        if self.seccomp.exec:
+            raise ValueError("[seccomp] exec names a native server's own programs (exe or deb); a Python app's "
+                             "image holds none to execute")  # fmt: skip
         return self
 
     @property

@@ -108,6 +108,27 @@ class Writable(_Frozen, kw_only=True):
     why: str = ""
 
 
+class SetupStep(_Frozen, kw_only=True):
+    """One step of a server's first start: the image's own server program in its single-user mode, reading
+    `input` (SQL; ${NAME} is the run's NAME, quoted for the SQL string or name it sits in) and then the image's
+    file `input_file` on its standard input; run when `when` holds ("-": always; NAME: set; NAME!=VALUE; several
+    joined by "," must all hold)."""
+
+    argv: Annotated[tuple[str, ...], Meta(min_length=1)]
+    input: str = ""
+    input_file: str | None = None
+    when: str = "-"
+
+
+class Setup(_Frozen, kw_only=True):
+    """What a server's first start runs, in order, once its data volume has been filled from the image (guest
+    init's firststart.c), each step started as the app is."""
+
+    steps: Annotated[tuple[SetupStep, ...], Meta(min_length=1)]
+    needs: tuple[str, ...] = ()  # the run-time variables it reads
+    why: str = ""
+
+
 class Entry(_Frozen, kw_only=True):
     """How init starts the app."""
 
@@ -125,6 +146,10 @@ class Entry(_Frozen, kw_only=True):
     writable: tuple[Writable, ...] = ()
     keep_caps: tuple[Literal["setuid", "setgid", "chown"], ...] = ()  # kept in the unix sandbox
     stop_signal: str | None = None  # what `kiln stop` sends the app (None: SIGTERM)
+    setup: Setup | None = None  # a server's first-start set-up, run once its data volume is filled
+    # programs of the image the server executes itself (Erlang's erl_child_setup): the one execve init lets
+    # through besides the app's own start, by exact path; writable mounts are then noexec
+    helpers: tuple[str, ...] = ()
 
     def argv_with(self, args: tuple[str, ...] | None) -> tuple[str, ...]:
         """The argv with the app's arguments replaced by `args` (None: as built)."""

@@ -13,9 +13,11 @@ environment, no capabilities, and killed with kiln.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from kiln import _proc
@@ -36,9 +38,11 @@ def command(
     env: Mapping[str, str] | None = None,
     workdir: str = "/",
     writable: Mapping[str, Path] | None = None,
+    user: tuple[int, int] | None = None,
 ) -> list[str]:
     """The bwrap command line that runs argv inside tree (binds: guest path -> host file or directory, read-only;
-    writable: the same, read-write: where a build-time run writes its output)."""
+    writable: the same, read-write: where a build-time run writes its output; user: the uid and gid it runs as
+    inside its user namespace, for a program that refuses to run as root, such as initdb)."""
     bwrap = _proc.require("bwrap")
     args = [bwrap, "--tmpfs", "/"]
     for entry in sorted(os.listdir(tree)):
@@ -54,6 +58,8 @@ def command(
     for guest, host in sorted((writable or {}).items()):
         args += ["--bind", str(host), guest]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    if user is not None:
+        args += ["--unshare-user", "--uid", str(user[0]), "--gid", str(user[1])]
     args += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
     for key, value in {"PATH": DEFAULT_PATH, **(env or {})}.items():
         args += ["--setenv", key, value]
@@ -70,11 +76,12 @@ def run(
     workdir: str = "/",
     input: bytes | None = None,
     writable: Mapping[str, Path] | None = None,
+    user: tuple[int, int] | None = None,
 ) -> bytes:
     """Run argv in the sandbox; its stdout, or SandboxError with the last line it wrote on stderr."""
     try:
         proc = subprocess.run(
-            command(tree, argv, binds, env, workdir, writable),
+            command(tree, argv, binds, env, workdir, writable, user),
             input=input,
             capture_output=True,
             timeout=TIMEOUT,
@@ -87,3 +94,18 @@ def run(
         last = (proc.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise SandboxError(f"{what} failed: {last}")
     return proc.stdout
+
+
+@contextlib.contextmanager
+def made_directory(
+    tree: Path, argv: list[str], what: str, user: tuple[int, int], binds: Mapping[str, Path] | None = None
+) -> Iterator[Path]:
+    """Run an initializer that makes a directory (initdb, mariadb-install-db) as `user`, with {data} in argv for
+    the directory it makes; the directory, on the host, until the context ends."""
+    with tempfile.TemporaryDirectory(prefix="kiln-initialize-", dir=_proc.scratch()) as tmp:
+        out = Path(tmp) / "out"
+        out.mkdir()
+        out.chmod(0o777)  # the account the run maps to writes it
+        run(tree, [a.replace("{data}", "/out/data") for a in argv], what, binds=binds, writable={"/out": out},
+            user=user)  # fmt: skip
+        yield out / "data"

@@ -134,14 +134,18 @@ def image_surface(store: Store, image: Image) -> Surface:
         kernel=f"kiln, config {m.kernel.config_hash}",
         kernel_options=len(m.kernel.options) or m.kernel.options_enabled,
         ports=", ".join(f"{p}/tcp" for p in m.entry.ports) or "none",
-        processes=process_model(m.policy.relaxed),
+        processes=process_model(m.policy.relaxed, m.entry.helpers),
     )
 
 
-def process_model(relaxed: dict[str, str]) -> str:
-    """What the policy lets the app start: one process, forked workers (no exec), or new programs."""
+def process_model(relaxed: dict[str, str], helpers: tuple[str, ...] = ()) -> str:
+    """What the policy lets the app start: one process, forked workers (no exec), the programs the image names,
+    or new programs."""
     if "execve" in relaxed:
         return f"forks and executes programs ({relaxed['execve']})"
+    if helpers:
+        names = ", ".join(helpers)
+        return f"forks, and executes only the image's {names} (init checks each execve's path)"
     forks = [relaxed[c] for c in ("clone", "fork", "vfork", "clone3") if c in relaxed]
     if forks:
         return f"forks workers without exec ({forks[0]})"

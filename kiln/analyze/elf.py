@@ -164,6 +164,9 @@ def closure(roots: list[Path], search_dirs: list[str] | None = None, sysroot: Pa
         return guest, host, read_elf(host)
 
     queue = [load(str(r)) for r in roots]
+    # a library loaded by name (dlopen with its path: the JVM's libjvm.so) is in the process by the time the
+    # libraries that need it by its soname load (libzip.so, beside it, names libjvm.so with no path to find it by)
+    by_name = {info.soname or Path(guest).name: guest for guest, _host, info in queue[1:]}
     done: set[Path] = set()
     while queue:
         guest, host, info = queue.pop()
@@ -180,6 +183,8 @@ def closure(roots: list[Path], search_dirs: list[str] | None = None, sysroot: Pa
         search = [] if info.runpath else [_expand(d, origin) for d in info.rpath]
         search += [_expand(d, origin) for d in info.runpath] + dirs
         for lib in info.needed:
+            if lib in by_name and not info.interpreter:
+                continue
             found = _find(lib, search, info, root) if "/" not in lib else _find(lib, ["/"], info, root)
             if found is None:
                 raise AnalysisError(

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kiln.analyze.needs import NETWORK_SYMBOLS, SYMBOL_FEATURES, Needs, imported_symbols
+from kiln.analyze.needs import NETWORK_SYMBOLS, OWN_SYMBOL_FEATURES, SYMBOL_FEATURES, Needs, imported_symbols
 from kiln.config import NativeConfig
 from kiln.kernel.config import BASE_FEATURES, NETWORK_FEATURES
 
 
-def native_needs(config: NativeConfig, elfs: list[Path], configured: dict[str, str] | None = None) -> Needs:
-    """`configured`: features a Debian service's configuration asks for (kiln.debs.service), and why."""
+def native_needs(
+    config: NativeConfig, elfs: list[Path], configured: dict[str, str] | None = None, own: int = 1
+) -> Needs:
+    """`elfs`: the program, what it loads by name, then its libraries (the first `own` are its own); `configured`:
+    features a Debian service's configuration asks for (kiln.debs.service), and why."""
     users: dict[str, str] = {}
-    for path in elfs:
+    for index, path in enumerate(elfs):
         if path.name.startswith(("libc.so", "ld-linux")):
             continue
         for symbol in sorted(imported_symbols(path)):
-            users.setdefault(symbol, path.name)
+            if index < own or symbol not in OWN_SYMBOL_FEATURES:
+                users.setdefault(symbol, path.name)
     reasons: dict[str, str] = {}
     net = next((s for s in sorted(NETWORK_SYMBOLS) if s in users), None)
     if config.ports or net:
@@ -37,7 +41,7 @@ def native_needs(config: NativeConfig, elfs: list[Path], configured: dict[str, s
             reasons[feature] = why
     if config.volumes:
         reasons["9p"] = f"volumes {', '.join(config.volumes)}"
-    for symbol, feature in SYMBOL_FEATURES.items():
+    for symbol, feature in {**SYMBOL_FEATURES, **OWN_SYMBOL_FEATURES}.items():
         if symbol in users:
             reasons.setdefault(feature, f"{users[symbol]} calls {symbol}()")
     if reasons.get("ipv4"):

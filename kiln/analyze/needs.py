@@ -6,6 +6,8 @@ EROFS root, entropy, seccomp for the syscall policy). Beyond that:
 - networking (virtio-net, IPv4, AF_UNIX) if the app declares ports or reaches
   the socket module;
 - 9p if it declares volumes;
+- System V IPC if the program itself or an extension module calls shmget, semget or
+  msgget (PostgreSQL), not a library that falls back without it;
 - epoll, eventfd, timerfd and signalfd only if some reached module names them,
   or an extension module imports the C library's call for them (uvloop's libuv
   calls eventfd() and epoll_create1(): the same symbol table as a native
@@ -40,6 +42,9 @@ SYMBOL_FEATURES = {
     "timerfd_settime": "timerfd",
     "signalfd": "signalfd",
 }
+# counted only where the program (or an extension module) calls them itself: libraries call them as a fallback
+# they do without (OpenSSL's seeding shares a segment if it can; Berkeley DB's, Perl's System V modules')
+OWN_SYMBOL_FEATURES = {"shmget": "sysvipc", "semget": "sysvipc", "msgget": "sysvipc"}
 
 
 def imported_symbols(path: Path) -> set[str]:
@@ -82,6 +87,7 @@ def python_needs(config: AppConfig, graph: ModuleGraph) -> Needs:
     for ext in sorted(graph.extensions, key=lambda m: m.name):
         if ext.path is None:
             continue
-        for symbol in sorted(imported_symbols(ext.path) & SYMBOL_FEATURES.keys()):
-            reasons.setdefault(SYMBOL_FEATURES[symbol], f"{ext.name} calls {symbol}()")
+        features = {**SYMBOL_FEATURES, **OWN_SYMBOL_FEATURES}
+        for symbol in sorted(imported_symbols(ext.path) & features.keys()):
+            reasons.setdefault(features[symbol], f"{ext.name} calls {symbol}()")
     return Needs(tuple(sorted({*BASE_FEATURES, *reasons})), reasons)

@@ -2,7 +2,8 @@
 
 On a fresh install a postinst often finishes the package's layout: it enables a site (`ln -s
 /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default`), copies a placeholder page
-(`cp /usr/share/nginx/html/index.html /var/www/html/index.nginx-debian.html`), makes the directories its
+(`cp /usr/share/nginx/html/index.html /var/www/html/index.nginx-debian.html`), installs a conffile from
+its template with ucf (`ucf /usr/share/tomcat10/etc/server.xml /etc/tomcat10/server.xml`), makes the directories its
 service writes (`mkdir -p`, `install -d`), enables apache2's modules, configuration and sites (`a2enmod`,
 `a2enconf`, `a2ensite`: `enabled_links` turns them into the links those helpers make). kiln runs no
 maintainer script; it reads these commands where they are plain: literal paths, or variables given a
@@ -20,12 +21,14 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ASSIGNMENT = re.compile(r"^\s*(?:local\s+|readonly\s+|export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*(?:#.*)?$")
+ASSIGNMENT = re.compile(
+    r"^\s*(?:local\s+|readonly\s+|export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|\S*)\s*(?:#.*)?$"
+)
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 SEPARATORS = re.compile(r";|&&|\|\||\bthen\b|\bdo\b|\belse\b")
 FOR = re.compile(r"^for\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\s+(.*?)\s*;?\s*(?:do)?\s*$")
 APACHE_HELPERS = {"a2enmod": "mods", "a2enconf": "conf", "a2ensite": "sites"}
-COMMANDS = ("ln", "cp", "mkdir", "install", *APACHE_HELPERS)
+COMMANDS = ("ln", "cp", "ucf", "mkdir", "install", *APACHE_HELPERS)
 OPTIONS_WITH_VALUES = {"install": {"-o", "-g", "-m", "--owner", "--group", "--mode"}, "mkdir": {"-m", "--mode"}}
 
 
@@ -84,12 +87,12 @@ def _apply(words: list[str], layout: Layout) -> None:
             (APACHE_HELPERS[command], p) for p in paths if (APACHE_HELPERS[command], p) not in layout.enabled
         ]
         return
-    if not paths or not all(p.startswith("/") for p in paths):
-        return
+    if not paths or not all(p.startswith("/") and ".." not in p.split("/") for p in paths):
+        return  # a relative path, or one that climbs: not plain
     letters = {c for f in flags if not f.startswith("--") for c in f[1:]}
     if command == "ln" and ("s" in letters or "--symbolic" in flags) and len(paths) == 2:
         layout.links[paths[1]] = paths[0]
-    elif command == "cp" and len(paths) == 2:
+    elif command in ("cp", "ucf") and len(paths) == 2:  # ucf NEW DEST: a fresh install gets the template
         layout.copies[paths[1]] = paths[0]
     elif command == "mkdir" or (command == "install" and ("d" in letters or "--directory" in flags)):
         layout.dirs += [p.rstrip("/") or "/" for p in paths if p.rstrip("/") not in layout.dirs]
@@ -120,7 +123,9 @@ def read(script: str) -> Layout:
         looping = FOR.match(line)
         if looping:
             words = [_expand(w, variables) for w in shlex.split(looping.group(2), comments=True)]
-            loop = (looping.group(1), [w for w in words if w is not None]) if None not in words else ("", [])
+            # an unquoted variable's value splits into words (CONFFILES="server.xml web.xml")
+            split = [part for w in words if w is not None for part in w.split()]
+            loop = (looping.group(1), split) if None not in words else ("", [])
             continue
         if loop is not None and re.match(r"^done\b", line):
             loop = None

@@ -31,6 +31,8 @@ nginx-common, the account redis-server runs as is made by redis-tools).
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,12 +43,12 @@ from kiln.analyze import elf
 from kiln.analyze.native import imported_symbols
 from kiln.config import NativeConfig
 from kiln.debs import accounts as accounts_mod
-from kiln.debs import maintscripts
+from kiln.debs import maintscripts, tmpfiles
 from kiln.debs import unit as unit_mod
 from kiln.debs.fetch import Unpacked
 from kiln.debs.hints import HINTS, PackageHint, Wrapper
 from kiln.errors import AppError
-from kiln.manifest import Account, Writable
+from kiln.manifest import Account, Setup, SetupStep, Writable
 
 # conffiles no service reads at run time
 NOT_RUNTIME = ("/etc/init.d/", "/etc/logrotate.d/", "/etc/cron", "/etc/apparmor.d/", "/etc/ufw/", "/etc/systemd/",
@@ -80,12 +82,40 @@ class Service:
     notes: list[str] = field(default_factory=list)
     kernel: dict[str, str] = field(default_factory=dict)  # kernel features its configuration asks for, and why
     allow: dict[str, str] = field(default_factory=dict)  # calls the policy lets through for it (kiln.debs.hints)
+    trees: dict[str, Path] = field(default_factory=dict)  # directories made at build time (initdb's), by path
+    setup: Setup | None = None  # what its first start runs once the data volume is filled
+    helpers: list[str] = field(default_factory=list)  # programs of the image it executes itself (kiln.debs.hints)
+    memory_mib: int = 0  # the least guest RAM it runs in (kiln.debs.hints; 0: sized from the image)
+
+
+def _expand(root: Path, value: str) -> str:
+    """A hint's path with `*` for a version the tree decides (/usr/lib/erlang/erts-*/bin): the one path there."""
+    if "*" not in value or not value.startswith("/"):
+        return value
+    found = sorted(root.glob(value.lstrip("/")))
+    if len(found) != 1:
+        raise AppError(f"kiln.debs.hints: {value} matches {len(found)} paths in the package tree, not one")
+    return "/" + found[0].relative_to(root).as_posix()
+
+
+def _expanded(root: Path, hint: PackageHint, wrapper: Wrapper | None) -> tuple[PackageHint, Wrapper | None]:
+    if wrapper is not None:
+        wrapper = dataclasses.replace(
+            wrapper,
+            program=_expand(root, wrapper.program),
+            args=tuple(_expand(root, a) for a in wrapper.args),
+            env={k: _expand(root, v) for k, v in wrapper.env.items()},
+        )
+    hint = dataclasses.replace(hint, helpers=tuple(_expand(root, p) for p in hint.helpers))
+    return hint, wrapper
 
 
 def _read(root: Path, path: str) -> str | None:
-    host = root / path.lstrip("/")
+    """A file of the package tree, its links followed inside the tree (a unit's EnvironmentFile=/../etc/shadow,
+    or a link to /etc/shadow, is the tree's, never the host's)."""
+    host = elf.resolve_in(root, path)
     try:
-        return host.read_text(errors="replace") if host.is_file() else None
+        return host.read_text(errors="replace") if host is not None and host.is_file() else None
     except OSError:
         return None
 
@@ -105,17 +135,21 @@ def _command(unpacked: Unpacked, config: NativeConfig, unit: unit_mod.Unit | Non
     given_args = _given_args(config)
     if config.exe and given_args:
         return [config.exe, *config.args], "the config"
+    if unit is None and wrapper is not None and not config.exe:
+        notes.append(f"{unpacked.package}: {wrapper.why}")
+        argv = [wrapper.program, *(config.args if given_args else wrapper.args)]
+        return argv, f"{wrapper.script}, which starts it (resolved by kiln.debs.hints)"
     if unit is None:
         from kiln.debs import default_exe
 
         notes.append(f"Debian package {unpacked.package} has no systemd service unit: its program runs as given")
         return [config.exe or default_exe(unpacked), *config.args], "the package's program"
-    argv = unit.exec_start(env)
     where = f"{unit.name} ExecStart"
-    if wrapper is not None and not config.exe:
+    if wrapper is not None and not config.exe:  # the line is the wrapper's: not read as a command (sh -c "...")
         notes.append(f"{unit.name}: {wrapper.why}")
         argv = [wrapper.program, *(config.args if given_args else wrapper.args)]
         return argv, f"{where} ({PurePosixPath(wrapper.script).name}, resolved by kiln.debs.hints)"
+    argv = unit.exec_start(env)
     if unit.type == "forking" and not given_args:
         if hint.foreground is None:
             raise AppError(
@@ -147,11 +181,14 @@ def _given_args(config: NativeConfig) -> bool:
     return "args" in config.model_fields_set or config.command is not None
 
 
-def _wrapper(unit: unit_mod.Unit | None, env: dict[str, str], hint: PackageHint) -> Wrapper | None:
-    """The hint's wrapper, if the unit's ExecStart runs its script."""
-    if unit is None or hint.wrapper is None:
+def _wrapper(unit: unit_mod.Unit | None, hint: PackageHint) -> Wrapper | None:
+    """The hint's wrapper, if the unit's ExecStart runs its script, or if the package's family has no unit
+    (postgresql-common's unit starts postgresql-15's server through pg_ctlcluster)."""
+    if hint.wrapper is None:
         return None
-    return hint.wrapper if unit.exec_start(env)[0] == hint.wrapper.script else None
+    if unit is None:
+        return hint.wrapper
+    return hint.wrapper if unit.program() == hint.wrapper.script else None
 
 
 def _allowed(hint: PackageHint, users_command: bool, notes: list[str]) -> dict[str, str]:
@@ -197,9 +234,12 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     files = unpacked.family_files()  # the package's and its siblings' from the same source (nginx-common)
     unit = unit_mod.find(root, package, files)
     env = unit.environment(lambda p: _read(root, p)) if unit else {}
-    wrapper = _wrapper(unit, env, hint)
+    hint, wrapper = _expanded(root, hint, _wrapper(unit, hint))
     if wrapper is not None and wrapper.env_file is not None:
         env.update(maintscripts.exports(_read(root, wrapper.env_file) or ""))
+    if wrapper is not None:
+        env.update(wrapper.env)
+    helpers = _helpers(root, hint, users_command=config.exe is not None)
     argv, command_from = _command(unpacked, config, unit, env, hint, wrapper, notes)
     # arguments for the wrapper's program keep it the unit's
     users_command = _given_args(config) and (wrapper is None or config.exe is not None)
@@ -209,10 +249,13 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
     for control in controls:
         if (control / "postinst").is_file():
             layout.add(maintscripts.read((control / "postinst").read_text(errors="replace")))
-    user, owner, mode = _account(unit, accounts, hint, config)
-    made = [*layout.dirs, *(wrapper.dirs if wrapper else ())]
-    writable, volumes = _writable(unpacked, unit, made, owner, mode, notes)
-    keep, libraries = _kept(unpacked, files, argv[0], notes)
+    user, owner, mode = _account(unit, accounts, hint, config, wrapper)
+    trees, setup = _first_start(unpacked, hint, accounts, user if wrapper is not None else None, notes)
+    # a data directory made at build time lives in its /var/lib/NAME volume
+    made = [*layout.dirs, *(wrapper.dirs if wrapper else ()), *("/".join(p.split("/")[:4]) for p in trees)]
+    booted = _boot_dirs(root, list(files), accounts, owner, user is None, notes)
+    writable, volumes = _writable(unpacked, unit, made, owner, mode, notes, booted)
+    keep, libraries = _kept(unpacked, files, argv[0], hint, notes)
     generated = {**_copies(root, layout, set(files)), **_generated(unpacked, hint, accounts, notes)}
     return Service(
         package=package,
@@ -240,7 +283,22 @@ def describe(unpacked: Unpacked, config: NativeConfig) -> Service:
         notes=notes,
         kernel=_kernel_features(root, [*keep, *generated], [*argv, *config.args]),
         allow=_allowed(hint, users_command, notes),
+        trees=trees,
+        setup=setup,
+        helpers=helpers,
+        memory_mib=0 if config.exe is not None else hint.memory_mib,
     )
+
+
+def _helpers(root: Path, hint: PackageHint, users_command: bool) -> list[str]:
+    """The programs of the image the service executes itself, each in the tree; a program of the user's own
+    (exe) names none."""
+    if users_command:
+        return []
+    for path in hint.helpers:
+        if elf.resolve_in(root, path) is None:
+            raise AppError(f"kiln.debs.hints: {path} is not in the package tree")
+    return list(hint.helpers)
 
 
 # an IPv6 address where a server listens: [::]:80, [::1], ::, ::1, "-::1" (redis: if it exists)
@@ -264,10 +322,11 @@ def _kernel_features(root: Path, configs: list[str], argv: list[str]) -> dict[st
 
 
 def _account(
-    unit: unit_mod.Unit | None, accounts: accounts_mod.Accounts, hint: PackageHint, config: NativeConfig
-) -> tuple[Account | None, tuple[int, int], int]:
+    unit: unit_mod.Unit | None, accounts: accounts_mod.Accounts, hint: PackageHint, config: NativeConfig,
+    wrapper: Wrapper | None,
+) -> tuple[Account | None, tuple[int, int], int]:  # fmt: skip
     """The account the service runs as (None: root), and the owner and mode of the directories it writes."""
-    user_name = unit.get("User") if unit else None
+    user_name = (unit.get("User") if unit else None) or (wrapper.user if wrapper else None)
     group_name = unit.get("Group") if unit else None
     user = None
     if user_name and user_name != "root":
@@ -309,13 +368,39 @@ def _place(path: str) -> str | None:
     return None
 
 
+def _boot_dirs(
+    root: Path, files: list[str], accounts: accounts_mod.Accounts, owner: tuple[int, int], as_root: bool,
+    notes: list[str],
+) -> list[Writable]:  # fmt: skip
+    """The directories the family's tmpfiles.d entries make at boot (haproxy's /run/haproxy), with their owners
+    and modes, where a service may write (below /run, /var/log, /var/cache, ...). A service that starts as root
+    finds them root's, its account's group keeping the group's rights (root keeps no CAP_DAC_OVERRIDE in the
+    unix sandbox: a directory of the account's alone would refuse it, as in _account)."""
+    out = []
+    for source in tmpfiles.files_of(files):
+        for d in tmpfiles.read(_read(root, source) or "", source):
+            kind = _place(_current(d.path))
+            if kind is None:
+                continue
+            uid = accounts.users[d.user][0] if d.user in accounts.users else owner[0] if d.user else 0
+            mode = d.mode or 0o755
+            if as_root and uid != 0:  # root owns it; the account's group gets the account's own rights
+                uid, mode = 0, mode | (mode & 0o700) >> 3
+            gid = accounts.groups.get(d.group or "", owner[1] if d.group else 0)
+            why = f"{source} makes it at boot"
+            out.append(Writable(path=_current(d.path), uid=uid, gid=gid, mode=mode, kind=kind, why=why))
+    if out:
+        notes.append(f"tmpfiles.d: {', '.join(w.path for w in out)} made as systemd-tmpfiles would")
+    return out
+
+
 def _writable(
     unpacked: Unpacked, unit: unit_mod.Unit | None, made: list[str], owner: tuple[int, int], mode: int,
-    notes: list[str],
+    notes: list[str], booted: list[Writable] | None = None,
 ) -> tuple[list[Writable], list[str]]:  # fmt: skip
     """What the service writes (tmpfs or volume): what its unit names (its directories, ReadWritePaths=,
-    what ExecStartPre= makes), what its postinst makes, what its packages ship below /var/log, /var/cache and
-    /var/lib; and which of them are volumes."""
+    what ExecStartPre= makes), what its tmpfiles.d entries and postinst make, what its packages ship below
+    /var/log, /var/cache and /var/lib; and which of them are volumes."""
     writable = [Writable(path="/run", why="the service's runtime files (as systemd mounts /run)")]
     volumes: list[str] = []
 
@@ -326,6 +411,12 @@ def _writable(
         if kind == "volume":
             volumes.append(path)
         writable.append(Writable(path=path, uid=owner[0], gid=owner[1], mode=mode, kind=kind, why=why))  # type: ignore[arg-type]
+
+    for w in booted or ():  # their own owners and modes, first
+        if w.path != "/run" and not any(x.path == w.path for x in writable):
+            writable.append(w)
+            if w.kind == "volume":
+                volumes.append(w.path)
 
     if unit is not None:
         for path, what in unit.directories():
@@ -348,24 +439,33 @@ def _writable(
 
 
 def _copies(root: Path, layout: maintscripts.Layout, shipped: set[str]) -> dict[str, bytes]:
-    """The files a postinst copies into place on a fresh install (not over one a package ships)."""
+    """The files a postinst copies into place on a fresh install (not over one a package ships); a directory
+    (`cp -r`, tomcat10's default webapp) with the files below it, links inside it not followed."""
     out = {}
     for dest, src in layout.copies.items():
-        host = root / src.lstrip("/")
-        if dest not in shipped and host.is_file() and not host.is_symlink():
+        host = elf.resolve_in(root, src)  # inside the tree, whatever its links say
+        if dest in shipped or host is None:
+            continue
+        if host.is_file():
             out[dest] = host.read_bytes()
+        elif host.is_dir():
+            for below in sorted(host.rglob("*")):
+                if below.is_file() and not below.is_symlink():
+                    out[str(PurePosixPath(dest) / below.relative_to(host).as_posix())] = below.read_bytes()
     return out
 
 
-def _kept(unpacked: Unpacked, files: Iterable[str], program: str, notes: list[str]) -> tuple[list[str], list[str]]:
+def _kept(
+    unpacked: Unpacked, files: Iterable[str], program: str, hint: PackageHint, notes: list[str]
+) -> tuple[list[str], list[str]]:
     """The package's files the image keeps (conffiles, its data under /usr/share and /usr/lib, /var/www,
-    /srv), and the shared libraries among them (loaded by name: no ELF closure finds them)."""
+    /srv), and the shared libraries among them (loaded by name: no ELF closure finds them). Programs there
+    (/usr/lib/postgresql/15/bin, rabbitmq's scripts) are not data: the image holds the one it runs."""
     root, package = unpacked.root, unpacked.package
-    keep = [f for f in _conffiles(unpacked) if not f.startswith(NOT_RUNTIME)]
+    keep = [f for f in _conffiles(unpacked) if not f.startswith(NOT_RUNTIME) and f not in hint.skip]
     libraries = []
     program_name = _program_name(root, program)
-    names = {package, program_name}
-    # an interpreter's runtime keeps its data in other packages too (Debian's node: /usr/share/nodejs/acorn, ...)
+    names = {package, program_name, *hint.data}
     interpreter = bool(names & INTERPRETERS)
     if interpreter:
         notes.append(
@@ -373,19 +473,42 @@ def _kept(unpacked: Unpacked, files: Iterable[str], program: str, notes: list[st
             f"{', '.join(f'/usr/share/{n}, /usr/lib/{n}' for n in sorted(names))} is kept (kiln trace shows what "
             "else a script reads)"
         )
-    for f in [f for fs in unpacked.files.values() for f in fs] if interpreter else files:
+    # an interpreter's runtime keeps its data in other packages too (Debian's node: /usr/share/nodejs/acorn, ...),
+    # and the hint's names may be any fetched package's (tzdata's /usr/share/zoneinfo)
+    for f in [f for fs in unpacked.files.values() for f in fs] if interpreter or hint.data else files:
         p = PurePosixPath(f)
         if len(p.parts) > 3 and p.parts[1] == "usr" and p.parts[2] in ("share", "lib") and p.parts[3] in names:
             if p.parts[2] == "share" and p.parts[4:5] in (("doc",), ("man",)):
                 continue
-            if elf.resolve_in(root, f) is None:
+            if any(f == s or f.startswith(s + "/") for s in hint.skip):
+                continue
+            found = elf.resolve_in(root, f)
+            if found is None:
                 continue  # a link into a package that was not fetched (nginx's modules: libnginx-mod-*)
+            if _is_program(found, scripts=not interpreter):
+                continue  # a program: the image holds the one it runs (Erlang's boot files in bin/ are data)
             keep.append(f)
             host = root / f.lstrip("/")
             if f.endswith(".so") and not host.is_symlink() and elf.is_elf(host):
                 libraries.append(f)
     keep += [d for d in unpacked.family_dirs() if d.startswith(("/var/www", "/srv"))]
+    # what its packages ship in their state directories (tomcat10's /var/lib/tomcat10/conf, a link to /etc/tomcat10):
+    # the image holds it, and a first start fills the empty volume from it
+    keep += [f for f in files if f.startswith("/var/lib/") and elf.resolve_in(root, f) is not None]
     return keep, libraries
+
+
+def _is_program(host: Path, scripts: bool) -> bool:
+    """An executable file that is a program, not data: a script (unless `scripts` is False: an interpreter's
+    runtime loads its modules' scripts too), or an ELF file that is not a shared object (a plugin or an Erlang NIF
+    may be mode 0755 too)."""
+    if not host.is_file() or not os.access(host, os.X_OK):
+        return False
+    with open(host, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"#!"):
+        return scripts
+    return head == b"\x7fELF" and ".so" not in host.name
 
 
 def _generated(
@@ -402,6 +525,23 @@ def _generated(
         generated[hint.flatten.output] = _flatten(unpacked, hint, accounts).encode()
         notes.append(f"{hint.flatten.output}: {hint.flatten.why}")
     return generated
+
+
+def _first_start(
+    unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts, user: Account | None, notes: list[str]
+) -> tuple[dict[str, Path], Setup | None]:
+    """A database's data directory made at build time by its own initializer, and what its first start runs
+    (kiln.debs.hints: initialize, first_start), when the service runs as the hint starts it."""
+    if hint.initialize is None or user is None:
+        return {}, None
+    tree = _initialized(unpacked, hint, accounts, user)
+    notes.append(f"{hint.initialize.data}: {hint.initialize.why}")
+    first = hint.first_start
+    if first is None:
+        return {hint.initialize.data: tree}, None
+    notes.append(first.why)
+    setup = Setup(steps=(SetupStep(argv=first.argv, input=first.input),), needs=first.needs, why=first.why)
+    return {hint.initialize.data: tree}, setup
 
 
 def _privileges(root: Path, program: str, user: Account | None, hint: PackageHint, notes: list[str]) -> tuple[str, ...]:
@@ -452,27 +592,68 @@ def _conffiles(unpacked: Unpacked) -> list[str]:
     return out
 
 
+def _sandbox_etc(tmp: Path, unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts) -> Path:
+    """The package tree's /etc as the image will have it (the hint's links, the service's passwd and group), for
+    a build-time run of the package's programs in the sandbox."""
+    import shutil
+
+    etc = tmp / "etc"
+    shutil.copytree(unpacked.root / "etc", etc, symlinks=True)
+    for link, target in hint.links.items():
+        dest = tmp / link.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        dest.symlink_to(target)
+    (etc / "passwd").write_text("\n".join(accounts.passwd()) + "\n")
+    (etc / "group").write_text("\n".join(accounts.group_lines()) + "\n")
+    return etc
+
+
+def _missing(unpacked: Unpacked, extra: tuple[str, ...]) -> None:
+    missing = [p for p in extra if p not in unpacked.packages]
+    if missing:
+        raise AppError(f"{unpacked.package}: the build needs {', '.join(missing)} in the package tree")
+
+
 def _flatten(unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts) -> str:
     """Run the hint's build-time command in the sandbox over the package tree, with its /etc as the image
-    will have it (the hint's links, the service's passwd and group); its output, transformed."""
-    import shutil
+    will have it; its output, transformed."""
     import tempfile
 
     assert hint.flatten is not None
     flat = hint.flatten
-    missing = [p for p in flat.extra if p not in unpacked.packages]
-    if missing:
-        raise AppError(f"{unpacked.package}: the build needs {', '.join(missing)} in the package tree")
+    _missing(unpacked, flat.extra)
     with tempfile.TemporaryDirectory(prefix="kiln-flatten-", dir=_proc.scratch()) as tmp:
-        etc = Path(tmp) / "etc"
-        shutil.copytree(unpacked.root / "etc", etc, symlinks=True)
-        for link, target in hint.links.items():
-            dest = Path(tmp) / link.lstrip("/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.unlink(missing_ok=True)
-            dest.symlink_to(target)
-        (etc / "passwd").write_text("\n".join(accounts.passwd()) + "\n")
-        (etc / "group").write_text("\n".join(accounts.group_lines()) + "\n")
+        etc = _sandbox_etc(Path(tmp), unpacked, hint, accounts)
         out = sandbox.run(unpacked.root, list(flat.argv), f"{unpacked.package}: {' '.join(flat.argv)}",
                           binds={"/etc": etc})  # fmt: skip
     return flat.transform(out.decode(errors="replace"))
+
+
+def _initialized(unpacked: Unpacked, hint: PackageHint, accounts: accounts_mod.Accounts, user: Account) -> Path:
+    """The data directory the hint's initializer makes, run in the sandbox as the service's account; kept beside
+    the package tree, by what made it (the package's version, the command, the account)."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    assert hint.initialize is not None
+    init = hint.initialize
+    _missing(unpacked, init.extra)
+    key = hashlib.sha256(repr((unpacked.version, init.argv, user.uid, user.gid)).encode()).hexdigest()[:16]
+    done = unpacked.root.parent / "initialized" / key
+    if done.is_dir():
+        return done
+    done.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kiln-etc-", dir=_proc.scratch()) as tmp:
+        etc = _sandbox_etc(Path(tmp), unpacked, hint, accounts)
+        what = f"{unpacked.package}: {PurePosixPath(init.argv[0]).name}"
+        with sandbox.made_directory(unpacked.root, list(init.argv), what, (user.uid, user.gid), {"/etc": etc}) as data:
+            staged = Path(tempfile.mkdtemp(prefix=".initialized-", dir=done.parent))
+            shutil.move(data, staged / "data")
+        try:
+            (staged / "data").rename(done)
+        except OSError:  # another build made it first
+            shutil.rmtree(staged / "data")
+        staged.rmdir()
+    return done

@@ -72,6 +72,12 @@ class Unit:
                     env[key] = self.specifiers(value)
         return env
 
+    def program(self) -> str | None:
+        """The program ExecStart= runs, read without expanding the line (a `sh -c "..."` line's /bin/sh)."""
+        lines = self.service.get("ExecStart", [])
+        words = lines[-1].lstrip("-@:+!").split(maxsplit=1) if lines else []
+        return words[0] if words else None
+
     def exec_start(self, env: dict[str, str]) -> list[str]:
         lines = self.service.get("ExecStart", [])
         if not lines:

@@ -50,7 +50,9 @@ if TYPE_CHECKING:
 INIT_PATH = "/kiln/init"
 START_PATH = "/kiln/start.py"  # kiln/guest/start.py: faulthandler for `kiln stack`, then the app
 CONFIG_PATH = "/kiln/config"
-CONFIG_KEYS = ("arg", "env", "workdir", "hostname", "volume", "user", "caps", "tmpfs", "owner", "seccomp")
+CONFIG_KEYS = ("arg", "env", "workdir", "hostname", "volume", "user", "caps", "tmpfs", "owner", "seccomp", "setup-step",
+               "setup-arg", "setup-input", "setup-file", "exec")  # fmt: skip
+SETUP_INPUT_MAX = 4095  # bytes of a setup's input (init's setup_input_hex holds 8192 hex digits)
 
 
 def volume_tag(index: int) -> str:
@@ -74,6 +76,15 @@ def config_lines(entry: Entry, hostname: str, seccomp: list[str]) -> bytes:
             if w.kind == "tmpfs"
             else f"owner {w.path} {w.uid} {w.gid} {w.mode:o}"
         )
+    lines += [f"exec {path}" for path in entry.helpers]
+    for step in entry.setup.steps if entry.setup else ():
+        lines.append(f"setup-step {step.when}")
+        lines += [f"setup-arg {a}" for a in step.argv]
+        if step.input:
+            assert len(step.input.encode()) <= SETUP_INPUT_MAX, "a setup's input is at most 4 KiB: use input_file"
+            lines.append(f"setup-input {step.input.encode().hex()}")
+        if step.input_file:
+            lines.append(f"setup-file {step.input_file}")
     lines += seccomp
     return ("\n".join(lines) + "\n").encode()
 

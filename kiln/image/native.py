@@ -100,23 +100,27 @@ def analyze_native(app: App) -> NativeAnalysis:
     init = init_binary()
     if cfg.deb:
         hint = HINTS.get(cfg.deb)
-        unpacked = fetch(cfg.deb, extra=hint.flatten.extra if hint and hint.flatten else ())
+        unpacked = fetch(cfg.deb, extra=hint.extra if hint else ())
         sysroot = unpacked.root
         service = describe(unpacked, cfg)
         # guest init joins the program in the unpacked tree, so both load the package's C library
         (sysroot / "kiln").mkdir(exist_ok=True)
         shutil.copyfile(init, sysroot / "kiln" / "init")
         exe = resolve_exe(service.argv[0], app.root, sysroot)
-        extra = [resolve_exe(lib, app.root, sysroot) for lib in (*cfg.libraries, *service.libraries)]
+        # what it loads by name, and the programs it executes itself (their closures too)
+        named = (*cfg.libraries, *service.libraries, *service.helpers, *cfg.seccomp.exec)
+        extra = [resolve_exe(lib, app.root, sysroot) for lib in named]
         closure = elf.closure([Path(exe), Path(INIT_PATH), *map(Path, extra)], sysroot=sysroot)
         cfg = cfg.model_copy(update={"ports": service.ports, "volumes": (*cfg.volumes, *service.volumes)})
     else:
         unpacked, sysroot, service = None, Path("/"), None
         exe = resolve_exe(cfg.exe or "", app.root)
-        extra = [resolve_exe(lib, app.root) for lib in cfg.libraries]
+        extra = [resolve_exe(lib, app.root) for lib in (*cfg.libraries, *cfg.seccomp.exec)]
         closure = elf.closure([Path(exe), init, *map(Path, extra)])
     elfs = [elf.resolve_in(sysroot, p) for p in (exe, *extra)] + [closure.files[p] for p in closure.libraries]
-    needs = native_needs(cfg, [p for p in elfs if p is not None], service.kernel if service else None)
+    own = [p for p in elfs[: 1 + len(extra)] if p is not None]  # the program and what it loads by name
+    needs = native_needs(cfg, [*own, *(p for p in elfs[1 + len(extra) :] if p is not None)],
+                         service.kernel if service else None, own=len(own))  # fmt: skip
     return NativeAnalysis(exe, extra, init, closure, needs, sysroot, unpacked, service)
 
 
@@ -159,6 +163,10 @@ def _service_files(root: RootFS, service: Service, sysroot: Path) -> None:
         if dest.exists() or dest.is_symlink():
             dest.unlink()
         root.add_bytes(path, data)
+    for path, tree in service.trees.items():  # made at build time (initdb's data directory), modes kept
+        dest = root.host(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(tree, dest, symlinks=True, dirs_exist_ok=True)
     for link, target in service.links.items():
         dest = root.host(link)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +201,8 @@ def build_native(
                 f"ports: {', '.join(map(str, service.ports))} (from {'the config' if cfg.ports else 'kiln.debs.hints'})"
             )
         if service.user:
-            say(f"user: {service.user.name} ({service.user.uid}:{service.user.gid}, from {service.unit} User=)")
+            said = f"{service.unit} User=" if service.unit else "kiln.debs.hints"
+            say(f"user: {service.user.name} ({service.user.uid}:{service.user.gid}, from {said})")
         for note in service.notes:
             say(f"note: {note}")
     rules = policy({**(service.allow if service else {}), **cfg.seccomp.allow})
@@ -218,12 +227,14 @@ def build_native(
             workdir="/app" if in_app else service.workdir if service else "/",
             ports=service.ports if service else cfg.ports,
             volumes=(*cfg.volumes, *service.volumes) if service else cfg.volumes,
-            memory_mib=memory_for(cfg.memory, kernel, root),
+            memory_mib=cfg.memory or max(memory_for(None, kernel, root), service.memory_mib if service else 0),
             ready=cfg.ready,
             user=service.user if service else None,
             writable=tuple(service.writable) if service else (),
             keep_caps=service.keep_caps if service else (),  # type: ignore[arg-type]
             stop_signal=service.stop_signal if service else None,
+            setup=service.setup if service else None,
+            helpers=(*(service.helpers if service else ()), *cfg.seccomp.exec),
         )
         program = elf.resolve_in(sysroot, exe)
         assert program is not None

@@ -42,6 +42,8 @@ from kiln.image.options import BuildOptions, Progress
 from kiln.image.rootfs import RootFS
 from kiln.image.sizing import memory_for
 from kiln.manifest import Entry
+from kiln.oci import entrypoints
+from kiln.oci.first_start import first_start, modules_of
 from kiln.oci.image import (
     ROOT_CAPS,
     Fetched,
@@ -151,6 +153,12 @@ def build_image(
             from kiln.oci.python import build_python_image
 
             return build_python_image(got, argv, store, options, progress, overrides)
+        known = entrypoints.recognize(host.read_bytes())
+        rest = [known.server, *argv[1:]] if known and argv[1:2] and argv[1].startswith("-") else argv[1:]
+        if known is not None and rest[:1] == [known.server]:
+            say(f"entrypoint: {program} is {known.name}: {known.why}")
+            server = on_path(got.tree, known.server, config)
+            return _build_native(got, [server, *rest[1:]], store, options, progress, overrides, known)
         raise AppError(
             f"{where}: its program {program} is a script (#!{' '.join(interpreter)}), and a unikernel runs no "
             f"shell or interpreter it was not built around: give the program itself with --entrypoint"
@@ -171,6 +179,7 @@ def _build_native(
     options: BuildOptions,
     progress: Progress,
     overrides: Overrides,
+    known: entrypoints.KnownEntrypoint | None = None,
 ) -> Built:
     tree, config = got.tree, got.config
     say = progress.step
@@ -180,6 +189,8 @@ def _build_native(
     (tree / "kiln").mkdir(exist_ok=True)  # init joins the program in the tree, to load the image's C library
     shutil.copyfile(init, tree / "kiln" / "init")
     extra = [on_path(tree, lib, config) for lib in overrides.libraries]
+    if known is not None:  # the server's modules, loaded by name (plpgsql.so)
+        extra += modules_of(tree, argv[0], known)
     closure = elf.closure([Path(argv[0]), Path(INIT_PATH), *map(Path, extra)], sysroot=tree)
     ports = overrides.ports or config.ports
     volumes = volumes_of(config, say)
@@ -187,9 +198,10 @@ def _build_native(
         say(f"ports: {', '.join(map(str, ports))} (from {'-p' if overrides.ports else 'the image ExposedPorts'})")
     cfg = NativeConfig(exe=argv[0], ports=ports, volumes=volumes)
     elfs = [elf.resolve_in(tree, p) for p in (argv[0], *extra)] + [closure.files[p] for p in closure.libraries]
-    needs = native_needs(cfg, [p for p in elfs if p is not None])
+    own = [p for p in elfs[: 1 + len(extra)] if p is not None]  # the program and what it loads by name
+    needs = native_needs(cfg, [*own, *(p for p in elfs[1 + len(extra) :] if p is not None)], own=len(own))
     kernel = kernel_for(needs.features, options, progress)
-    passwd, group, account = accounts_of(tree, config.user, got.source.reference)
+    passwd, group, account = accounts_of(tree, config.user or (known.account if known else None), got.source.reference)
     image = source_image(got)
     with store.staging() as scratch:
         root = RootFS(scratch / "root")
@@ -202,6 +214,9 @@ def _build_native(
         for d in ("/" + str(config.workdir).strip("/"),):
             root.mkdir(d)
         write_etc(root, ref.name.rsplit("/", 1)[-1], (), (passwd, group))
+        first = first_start(tree, root, known, argv[0], config, account, say) if known else None
+        if first is not None and first.data not in volumes:
+            volumes = (*volumes, first.data)
         kept = scan_tree(root.root)
         say(
             f"the container had {image.files} files and {image.executables} executables; the unikernel keeps "
@@ -220,6 +235,9 @@ def _build_native(
             # root in a container has Docker's default capabilities: on the unix target, the ones a server uses
             # to give its files and itself to another account (nginx's workers' temp directories)
             keep_caps=ROOT_CAPS if account is None else (),
+            writable=first.writable if first else (),
+            setup=first.setup if first else None,
         )
         inputs = image_inputs(got, image)
-        return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, policy({}), kernel, say)
+        rules = policy(known.allow if known else {})
+        return finish(store, ref, Contents(root, entry, closure, None, inputs), needs, rules, kernel, say)

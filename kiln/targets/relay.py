@@ -46,6 +46,11 @@ CLOSED_AT_ONCE = 0.5  # an upstream that closes within this, unanswered, was not
 CHUNK = 1 << 16
 BACKLOG = 1024
 
+# Relays in progress, held strongly. asyncio holds a task only weakly; a relay whose client has half-closed
+# (its transport no longer read) and whose upstream has not answered is otherwise reachable only from itself,
+# and the garbage collector would end it mid-flight, answer unsent.
+_RUNNING: set[asyncio.Task[None]] = set()
+
 
 @dataclass
 class Upstream:
@@ -96,6 +101,10 @@ async def _until_ready(up: Upstream, deadline: float) -> bool:
 
 async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter, up: Upstream) -> None:
     """Serve one connection through `up` (see the module's docstring)."""
+    task = asyncio.current_task()
+    if task is not None:
+        _RUNNING.add(task)
+        task.add_done_callback(_RUNNING.discard)
     if not await _until_ready(up, time.monotonic() + RETRY_FOR * 3):
         reset(client_writer)
         return
@@ -173,6 +182,13 @@ class PortProxy:
 
         with contextlib.suppress(asyncio.CancelledError, RuntimeError):
             self.loop.run_until_complete(main())
+        # the relays still open end here, in this loop, not later at garbage collection
+        left = asyncio.all_tasks(self.loop)
+        for task in left:
+            task.cancel()
+        with contextlib.suppress(RuntimeError):
+            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self.loop.close()
 
     def close(self) -> None:
         def stop() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,29 @@ def test_counter_on_a_private_network(session_env: dict[str, str]) -> None:
     assert not (Path(session_env["KILN_HOME"]) / "compose" / "one").exists()
     switches = subprocess.run(["pgrep", "-f", f"kiln.compose.switch {session_env['KILN_HOME']}"], capture_output=True)
     assert switches.returncode == 1, switches.stdout
+
+
+def test_php_behind_nginx(session_env: dict[str, str]) -> None:
+    """examples/compose-php: Debian's nginx passes a .php request to Debian's php8.2-fpm over FastCGI on the
+    project's network; both built from their packages with no hand-written arguments (the pool's port is
+    kiln.debs.hints'), php-fpm's workers forked by its master. Ten requests at once are all answered."""
+    example = EXAMPLES / "compose-php" / "compose.yaml"
+    port = free_port()
+    env = {**session_env, "WEB_PORT": str(port)}
+
+    def php(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kiln("compose", "-f", str(example), *args, env=env, check=check, timeout=900)
+
+    try:
+        php("up", "-d")
+        assert get(port, "/index.php?x=1") == "hello from fpm-fcgi via CGI/1.1\nmethod GET, query x=1"
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda i: get(port, f"/index.php?n={i}"), range(10)))
+        assert all(a.endswith(f"query n={i}") for i, a in enumerate(answers)), answers
+        logs = php("logs", "php").stdout
+        assert "ready to handle connections" in logs and "kiln-init: refused" not in logs, logs
+    finally:
+        php("down", check=False)
 
 
 def test_compose_errors(session_env: dict[str, str], tmp_path: Path) -> None:

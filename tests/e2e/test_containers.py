@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+from kiln_testing import clients, engines
 from kiln_testing.checks import assert_one_line_error, store_state
 from kiln_testing.command import KILN, ROOT, kiln
 from kiln_testing.homes import SHARED_HOME
@@ -326,3 +327,165 @@ networks:
     assert down.returncode == 0, down.stderr
     names = {r["name"] for r in json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)}
     assert not {"ctr-counter-web", "ctrs-cache"} & names
+
+
+# -- an official-style database image: its docker-entrypoint.sh as kiln's own knowledge -------------------------
+
+PG_PASSWORD = "s3cret pass'word"
+
+
+@pytest.fixture(scope="session")
+def postgres_image(base_image: str, registry: Registry, buildah: Buildah) -> str:
+    """PostgreSQL packaged as the official image packages it (tests/fixtures/images/postgres), in the registry."""
+    local = "localhost/kiln-test-postgres:1"
+    buildah.build(IMAGES / "postgres", local, base_image)
+    remote = f"{registry.host}/test/postgres:1"
+    buildah.push(local, f"docker://{remote}")
+    return remote
+
+
+@pytest.fixture(scope="session")
+def kiln_postgres(postgres_image: str, session_env: dict[str, str]) -> str:
+    proc = kiln("build", "-t", "ctr-postgres", f"docker://{postgres_image}", env=session_env, check=True,
+                timeout=1800)  # fmt: skip
+    assert "is the official postgres image's docker-entrypoint.sh" in proc.stderr, proc.stderr
+    assert "first start: 10-schema.sql run in POSTGRES_DB's database" in proc.stderr
+    return "ctr-postgres"
+
+
+PG_ENV = ("-e", f"POSTGRES_PASSWORD={PG_PASSWORD}", "-e", "POSTGRES_USER=shopkeeper", "-e", "POSTGRES_DB=shop")
+
+
+def _psql(port: int, sql: str, password: str = PG_PASSWORD) -> subprocess.CompletedProcess[str]:
+    return clients.sql("postgres", port, sql, password, database="shop", user="shopkeeper")
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_an_official_style_postgres_image_starts_as_its_entrypoint_says(
+    target: str, kiln_postgres: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    """POSTGRES_PASSWORD, POSTGRES_USER and POSTGRES_DB at run time, the init file's table in that database, owned
+    by that user, with no shell."""
+    port = free_port()
+    inst = Instance(kiln_postgres, session_env, target, {port: 5432}, PG_ENV)
+    instances.append(inst)
+    clients.wait_sql("postgres", port, PG_PASSWORD, lambda: inst.proc.poll() is None, lambda: inst.output,
+                     database="shop", user="shopkeeper")  # fmt: skip
+    assert _psql(port, "select word from greetings").stdout.strip() == "unikernel"  # the init file ran in shop
+    owner = "select pg_get_userbyid(datdba) from pg_database where datname = 'shop'"
+    assert _psql(port, owner).stdout.strip() == "shopkeeper"
+    assert _psql(port, "select 1", password="wrong").returncode != 0
+    assert inst.output.count("sets the server up") == 4  # password, user, database, init files
+    inst.stop()
+
+
+@pytest.mark.vm
+def test_the_same_image_under_podman_with_runc_answers_the_same(
+    postgres_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The kiln image claims the official entrypoint's behaviour: the image itself, with its script, under podman
+    and runc, gives the same answer to the same client."""
+    podman = engines.podman(tmp_path_factory.mktemp("pgpodman"), runtime="runc")  # a short runroot: podman's limit
+    # runc's setrlimit of podman's default nofile and nproc fails on this host without these (bench/engines.py)
+    port, name = free_port(), "kiln-pg-compare"
+    started = subprocess.run(
+        [*podman, "run", "-d", "--tls-verify=false", "--name", name, "-p", f"127.0.0.1:{port}:5432",
+         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+         *PG_ENV, postgres_image],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        logs = lambda: subprocess.run([*podman, "logs", name], capture_output=True, text=True).stdout  # noqa: E731
+        clients.wait_sql("postgres", port, PG_PASSWORD, lambda: True, logs, database="shop", user="shopkeeper")
+        assert _psql(port, "select word from greetings").stdout.strip() == "unikernel"
+        owner = "select pg_get_userbyid(datdba) from pg_database where datname = 'shop'"
+        assert _psql(port, owner).stdout.strip() == "shopkeeper"
+        assert _psql(port, "select 1", password="wrong").returncode != 0
+    finally:
+        subprocess.run([*podman, "rm", "-f", name], capture_output=True)
+
+
+def test_an_official_style_image_keeps_no_shell(kiln_postgres: str, session_env: dict[str, str]) -> None:
+    manifest = json.loads(kiln("inspect", "--json", kiln_postgres, env=session_env, check=True).stdout)["manifest"]
+    entry = manifest["entry"]
+    assert entry["argv"] == ["/usr/lib/postgresql/15/bin/postgres"] and entry["user"]["name"] == "postgres"
+    assert [s["when"] for s in entry["setup"]["steps"]] == [
+        "-", "POSTGRES_USER!=postgres", "POSTGRES_DB|POSTGRES_USER!=postgres", "-"
+    ]  # fmt: skip
+    assert set(manifest["policy"]["relaxed"]) == {"clone"}
+    surface = json.loads(kiln("inspect", "--surface", "--json", kiln_postgres, env=session_env, check=True).stdout)
+    assert surface["image"]["shells"] == []  # the script's bash stayed behind
+    assert "/usr/local/bin/docker-entrypoint.sh" not in surface["image"]["executables"]
+
+
+# -- the same for the official mariadb image's entrypoint ----------------------------------------------------------
+
+MARIADB_ENV = ("-e", f"MARIADB_ROOT_PASSWORD={PG_PASSWORD}", "-e", "MARIADB_DATABASE=shop",
+               "-e", "MARIADB_USER=shopkeeper", "-e", "MARIADB_PASSWORD=keeper's")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def mariadb_image(base_image: str, registry: Registry, buildah: Buildah) -> str:
+    """MariaDB packaged as the official image packages it (tests/fixtures/images/mariadb), in the registry."""
+    local = "localhost/kiln-test-mariadb:1"
+    buildah.build(IMAGES / "mariadb", local, base_image)
+    remote = f"{registry.host}/test/mariadb:1"
+    buildah.push(local, f"docker://{remote}")
+    return remote
+
+
+@pytest.fixture(scope="session")
+def kiln_mariadb(mariadb_image: str, session_env: dict[str, str]) -> str:
+    proc = kiln("build", "-t", "ctr-mariadb", f"docker://{mariadb_image}", env=session_env, check=True,
+                timeout=1800)  # fmt: skip
+    assert "is the official mariadb image's docker-entrypoint.sh" in proc.stderr, proc.stderr
+    assert "first start: 10-schema.sql run in MARIADB_DATABASE's database" in proc.stderr
+    return "ctr-mariadb"
+
+
+def _mariadb(port: int, sql: str, user: str = "shopkeeper", password: str = "keeper's") -> str:
+    done = clients.sql("mariadb", port, sql, password, database="shop", user=user)
+    return done.stdout.strip() if done.returncode == 0 else f"failed: {done.stderr.strip()}"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("target", TARGETS)
+def test_an_official_style_mariadb_image_starts_as_its_entrypoint_says(
+    target: str, kiln_mariadb: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    """MARIADB_ROOT_PASSWORD, MARIADB_DATABASE, MARIADB_USER and MARIADB_PASSWORD at run time: the user reaches
+    its database and the init file's table there; root logs in with its password; no shell."""
+    port = free_port()
+    inst = Instance(kiln_mariadb, session_env, target, {port: 3306}, MARIADB_ENV)
+    instances.append(inst)
+    clients.wait_sql("mariadb", port, "keeper's", lambda: inst.proc.poll() is None, lambda: inst.output,
+                     database="shop", user="shopkeeper")  # fmt: skip
+    assert _mariadb(port, "select word from greetings") == "unikernel"  # the init file ran in shop
+    assert _mariadb(port, "select count(*) from greetings", "root", PG_PASSWORD) == "1"
+    assert _mariadb(port, "select 1", password="wrong").startswith("failed")
+    assert inst.output.count("sets the server up") == 5  # root, database, user, grant, init files
+    inst.stop()
+
+
+@pytest.mark.vm
+def test_the_same_mariadb_image_under_podman_with_runc_answers_the_same(
+    mariadb_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    podman = engines.podman(tmp_path_factory.mktemp("mdbpodman"), runtime="runc")
+    port, name = free_port(), "kiln-mariadb-compare"
+    started = subprocess.run(
+        [*podman, "run", "-d", "--tls-verify=false", "--name", name, "-p", f"127.0.0.1:{port}:3306",
+         "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", *MARIADB_ENV, mariadb_image],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        logs = lambda: subprocess.run([*podman, "logs", name], capture_output=True, text=True).stdout  # noqa: E731
+        clients.wait_sql("mariadb", port, "keeper's", lambda: True, logs, database="shop", user="shopkeeper")
+        assert _mariadb(port, "select word from greetings") == "unikernel"
+        assert _mariadb(port, "select count(*) from greetings", "root", PG_PASSWORD) == "1"
+        assert _mariadb(port, "select 1", password="wrong").startswith("failed")
+    finally:
+        subprocess.run([*podman, "rm", "-f", name], capture_output=True)

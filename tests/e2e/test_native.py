@@ -183,3 +183,22 @@ def test_library_that_cannot_be_found(env: dict[str, str], tmp_path: Path) -> No
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert last.startswith(f"kiln: error: {tmp_path / 'answer'}: needs libkilnmissing.so, which was not found")
+
+
+def test_a_native_program_executes_only_what_its_config_names(env: dict[str, str], tmp_path: Path) -> None:
+    """[seccomp] exec names a program of the image the app executes itself: env runs it; an image without that
+    line has it too (in files), and init refuses the execve. Both on the unix target."""
+    for name, allowed in (("exec-named", True), ("exec-unnamed", False)):
+        app = tmp_path / name
+        app.mkdir()
+        line = '[seccomp]\nexec = { "/usr/bin/printf" = "env runs it" }\n' if allowed else ""
+        (app / "kiln.toml").write_text(
+            f'name = "{name}"\nexe = "/usr/bin/env"\nargs = ["/usr/bin/printf", "ran"]\n'
+            f'files = ["/usr/bin/printf"]\n{line}'
+        )
+        kiln("build", str(app), env=env, check=True)
+        run = kiln("run", "--target", "unix", name, env=env, timeout=120)
+        if allowed:
+            assert run.returncode == 0 and "ran" in run.stdout, run.stdout + run.stderr
+        else:
+            assert run.returncode != 0 and "refused execve by pid" in run.stderr + run.stdout, run.stderr

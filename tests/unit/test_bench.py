@@ -295,3 +295,17 @@ def test_corpus_runs_the_images_command_as_plain_python() -> None:
            "unix_first_answer": 0.3, "python3_first_answer": None}  # fmt: skip
     text = report([row, {"app": "b", "error": "no wheel"}])
     assert "| a | 2.0 MB | 20.0 MB | 0.100 |" in text and "no answer" in text and "build failed: no wheel" in text
+
+
+def test_the_servers_report_shows_each_ratio_and_a_lost_row() -> None:
+    from bench import servers
+
+    text = servers._report(
+        1, "TCG",
+        [("postgresql-15", "15.20", 48e6, 480e6, 60, 9.5, 1.25)],
+        [("postgresql-15", "pgbench -S, 4 clients (transactions/s)", 300.0, 3000.0)],
+        [("postgresql-15", True), ("mariadb-server", False)],
+    )  # fmt: skip
+    assert "| postgresql-15 15.20 | 48.0 MB | 480.0 MB (60 packages) | 0.100 | 9500 ms | 1250 ms |" in text
+    assert "| postgresql-15 | pgbench -S, 4 clients (transactions/s) | 300 | 3,000 | 0.10× |" in text
+    assert "postgresql-15: kept, mariadb-server: LOST." in text and "accelerator: **TCG**" in text

@@ -49,6 +49,9 @@ def test_pyproject_tool_kiln(tmp_path: Path) -> None:
         pytest.param("name = [\n", "kiln.toml: ", id="bad-toml"),
         pytest.param('args = ["a\\nb"]\n', "args.0: Value error, must not contain a newline", id="newline-arg"),
         pytest.param('name = "Bad Name"\n', "name: Value error, must be lower-case", id="bad-name"),
+        pytest.param('[seccomp]\nexec = { "bin/x" = "it runs it" }\n', "must be an absolute path", id="exec-relative"),
+        pytest.param('[seccomp]\nexec = { "/bin/x" = " " }\n', "say why /bin/x is executed", id="exec-why"),
+        pytest.param('[seccomp]\nexec = { "/bin/x" = "y" }\n', "a Python app's image holds none", id="exec-python"),
     ],
 )
 def test_config_errors(tmp_path: Path, toml: str, message: str) -> None:

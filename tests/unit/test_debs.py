@@ -173,6 +173,33 @@ def test_what_a_postinst_lays_out_is_read_where_it_is_plain() -> None:
     assert layout.dirs == ["/var/www/html", "/var/log/webd/old", "/var/cache/webd"]  # not $unknown, not $(cat)
 
 
+UCF_POSTINST = """#!/bin/sh
+set -e
+CONFFILES="server.xml web.xml"
+case "$1" in
+    configure)
+    for conffile in $CONFFILES;
+    do
+        ucf --debconf-ok --three-way /usr/share/webd/etc/$conffile /etc/webd/$conffile
+    done
+    if [ ! -d /var/lib/webd/webapps/ROOT ]; then
+        cp -r /usr/share/webd-root/default_root /var/lib/webd/webapps/ROOT
+    fi
+    ;;
+esac
+"""
+
+
+def test_a_postinst_that_installs_conffiles_from_templates_is_read() -> None:
+    """tomcat10's: ucf over a loop on a variable's words, and a directory copied whole."""
+    layout = maintscripts.read(UCF_POSTINST)
+    assert layout.copies == {
+        "/etc/webd/server.xml": "/usr/share/webd/etc/server.xml",
+        "/etc/webd/web.xml": "/usr/share/webd/etc/web.xml",
+        "/var/lib/webd/webapps/ROOT": "/usr/share/webd-root/default_root",
+    }
+
+
 def _family(tmp_path: Path) -> Unpacked:
     """webd, whose unit, configuration and postinst are in webd-common (built from the same source), and a
     library from another source whose directories are not the service's."""
@@ -238,12 +265,12 @@ def test_an_ipv6_address_is_told_from_other_colons(line: str, found: str | None)
 APACHE_POSTINST = """#!/bin/sh
 enable_default_modules()
 {
-	if is_fresh_install $@; then
-		for module in authz_host \\
-				dir ; do
-			a2enmod -m -q $module
-		done
-	fi
+    if is_fresh_install $@; then
+        for module in authz_host \\
+                dir ; do
+            a2enmod -m -q $module
+        done
+    fi
 }
 a2ensite -q 000-default
 a2enconf -m -q $unknown
@@ -251,9 +278,9 @@ a2enconf -m -q $unknown
 
 ENVVARS = """unset HOME
 if [ "${APACHE_CONFDIR##/etc/apache2-}" != "${APACHE_CONFDIR}" ] ; then
-	SUFFIX="-${APACHE_CONFDIR##/etc/apache2-}"
+    SUFFIX="-${APACHE_CONFDIR##/etc/apache2-}"
 else
-	SUFFIX=
+    SUFFIX=
 fi
 export APACHE_RUN_USER=www-data
 export APACHE_RUN_DIR=/var/run/apache2$SUFFIX
@@ -308,3 +335,83 @@ def test_a_wrapper_kiln_knows_runs_its_daemon_with_no_shell(tmp_path: Path, monk
     assert (
         "/run/exampled" in {w.path for w in service.writable} and "exampled.service: it runs exampled" in service.notes
     )
+
+
+def test_a_package_whose_unit_is_another_sources_starts_as_its_wrapper_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """postgresql-15 ships no unit: postgresql-common's starts it through pg_ctlcluster, as the cluster's owner.
+    The programs beside the server (initdb, pg_dump) and what a setting kiln leaves off loads (JIT) stay out;
+    the data the hint names comes from any fetched package (tzdata's /usr/share/zoneinfo)."""
+    unpacked = _tree(tmp_path, "")
+    (unpacked.root / "lib/systemd/system/exampled.service").unlink()
+    lib = unpacked.root / "usr/lib/exampled"
+    for path in ("bin/exampled-server", "bin/exampled-init", "lib/plugin.so", "lib/jit.so"):
+        (lib / path).parent.mkdir(parents=True, exist_ok=True)
+        (lib / path).write_bytes(b"\x7fELF")
+        (lib / path).chmod(0o755)
+    (lib / "bin/start.boot").write_bytes(b"boot")  # data beside programs (Erlang's boot files): kept
+    (unpacked.root / "usr/share/zoneinfo").mkdir(parents=True)
+    (unpacked.root / "usr/share/zoneinfo/UTC").write_bytes(b"TZif")
+    family = ("/usr/sbin/exampled", "/etc/exampled/exampled.conf", "/usr/lib/exampled/bin/exampled-server",
+              "/usr/lib/exampled/bin/exampled-init", "/usr/lib/exampled/lib/plugin.so",
+              "/usr/lib/exampled/lib/jit.so", "/usr/lib/exampled/bin/start.boot")  # fmt: skip
+    unpacked = Unpacked("exampled", "1.0", unpacked.root, ("exampled", "tzdata"), 1, family,
+                        {"exampled": family, "tzdata": ("/usr/share/zoneinfo/UTC",)}, unpacked.dirs)  # fmt: skip
+    wrapper = hints.Wrapper(
+        script="/usr/bin/examplectlcluster", program="/usr/lib/exampled/bin/exampled-server", args=("-D", "/x"),
+        user="exampled", dirs=("/run/exampled",), why="the cluster's owner runs it",
+    )  # fmt: skip
+    hint = hints.PackageHint(wrapper=wrapper, data=("zoneinfo",), skip=("/usr/lib/exampled/lib/jit.so",))
+    monkeypatch.setitem(hints.HINTS, "exampled", hint)
+    service = describe(unpacked, NativeConfig(deb="exampled"))
+    assert service.argv == ["/usr/lib/exampled/bin/exampled-server", "-D", "/x"]
+    assert service.command_from == "/usr/bin/examplectlcluster, which starts it (resolved by kiln.debs.hints)"
+    assert service.user is not None and service.user.name == "exampled"
+    assert "/usr/lib/exampled/lib/plugin.so" in service.keep and "/usr/share/zoneinfo/UTC" in service.keep
+    assert not {"/usr/lib/exampled/lib/jit.so", "/usr/lib/exampled/bin/exampled-init"} & set(service.keep)
+    assert "/usr/lib/exampled/bin/start.boot" in service.keep
+    assert service.setup is None and service.trees == {}  # no initializer in this hint
+
+
+def test_a_packages_paths_never_reach_the_build_host(tmp_path: Path) -> None:
+    """A postinst's cp source, or a unit's EnvironmentFile=, that climbs out with .. or through a link to an
+    absolute path is read inside the package tree, never from the host (untrusted input)."""
+    from kiln.debs import service as service_mod
+
+    root = tmp_path / "root"
+    (root / "usr/share/webd").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc/hostname").write_text("the tree's\n")
+    (root / "usr/share/webd/escape").symlink_to("/etc/hostname")  # absolute: the tree's /etc/hostname
+    (root / "usr/share/webd/up").symlink_to("../../../../../../../../etc/hostname")
+    layout = maintscripts.read(
+        "cp /../../../../../../../../etc/hostname /var/www/climbed\n"
+        "cp /usr/share/webd/escape /var/www/linked\ncp /usr/share/webd/up /var/www/up\n"
+    )
+    assert "/var/www/climbed" not in layout.copies  # a path that climbs is not plain
+    copies = service_mod._copies(root, layout, set())
+    assert copies == {"/var/www/linked": b"the tree's\n", "/var/www/up": b"the tree's\n"}
+    assert service_mod._read(root, "/../../../../../../../etc/hostname") == "the tree's\n"
+    assert service_mod._read(root, "/usr/share/webd/up") == "the tree's\n"
+
+
+def test_tmpfiles_d_directories_are_made_as_systemd_tmpfiles_would(tmp_path: Path) -> None:
+    """haproxy's /run/haproxy comes from its tmpfiles.d file, not its unit or postinst."""
+    from kiln.debs import tmpfiles
+
+    text = "d /run/exampled 2775 exampled exampled -\nD /var/log/exampled - - -\nL /run/x - - - - /y\n" \
+        "d /run/%t/bad 0755\nd /run/../etc 0755\nf /run/file 0644\n"  # fmt: skip
+    found = tmpfiles.read(text, "/usr/lib/tmpfiles.d/exampled.conf")
+    assert [(d.path, d.mode, d.user, d.group) for d in found] == [
+        ("/run/exampled", 0o2775, "exampled", "exampled"), ("/var/log/exampled", None, None, None)
+    ]  # fmt: skip
+    unpacked = _tree(tmp_path, UNIT)
+    (unpacked.root / "usr/lib/tmpfiles.d").mkdir(parents=True)
+    (unpacked.root / "usr/lib/tmpfiles.d/exampled.conf").write_text("d /run/exampled-boot 2770 exampled exampled -\n")
+    files = (*unpacked.main_files, "/usr/lib/tmpfiles.d/exampled.conf")
+    unpacked = Unpacked("exampled", "1.0", unpacked.root, ("exampled",), 1, files, {"exampled": files},
+                        unpacked.dirs)  # fmt: skip
+    service = describe(unpacked, NativeConfig(deb="exampled"))
+    made = {w.path: w for w in service.writable}["/run/exampled-boot"]
+    assert service.user is not None and (made.uid, made.gid, made.mode) == (service.user.uid, service.user.gid, 0o2770)

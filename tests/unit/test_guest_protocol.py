@@ -12,10 +12,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from kiln.guest import INIT_DIR, protocol
-from kiln.manifest import Account, Entry, Verity, Writable
+from kiln.manifest import Account, Entry, Setup, SetupStep, Verity, Writable
 from kiln.policy import policy
 
 HARNESS = r"""
@@ -36,7 +37,28 @@ int main(int argc, char **argv) {
             printf("seccomp %s %d %s\n", rules[i].action == NOTIFY ? "notify" :
                    rules[i].action == ENOSYS_ ? "enosys" : "notify-unless-thread", rules[i].nr, rules[i].name);
         printf("keep_caps %lx\n", keep_caps);
+        for (i = 0; i < nhelpers; i++) printf("exec %s\n", helpers[i]);
+        for (i = 0; i < nsteps; i++) {
+            int j;
+            printf("setup-step %s\n", steps[i].when);
+            for (j = 0; j < steps[i].nargs; j++) printf("setup-arg %s\n", steps[i].args[j]);
+            if (steps[i].input_hex[0]) printf("setup-input %s\n", steps[i].input_hex);
+            if (steps[i].file[0]) printf("setup-file %s\n", steps[i].file);
+        }
         return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "firststart")) { /* CONFIG IMAGE-DIR: its one volume's first start */
+        int below;
+        if (getpid() != 1) return 5; /* init ends every process it can see: only in a PID namespace of its own */
+        load_config(argv[2]);
+        below = open(argv[3], O_RDONLY | O_DIRECTORY);
+        if (fill_volume(0, below) < 0) return 3;
+        return run_setup() < 0 ? 4 : 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "run")) { /* CONFIG: the app, as init runs it (policy and all) */
+        if (getpid() != 1) return 5;
+        load_config(argv[2]);
+        return run_app();
     }
     if (argc == 3 && !strcmp(argv[1], "unhex")) {
         static char out[8192];
@@ -74,7 +96,13 @@ def test_config_lines_are_what_init_parses(init_reader: Path, tmp_path: Path) ->
         memory_mib=64,
         user=Account(name="app", uid=1000, gid=1000, groups=(27,)),
         writable=(Writable(path="/run/app", uid=1000, gid=1000, mode=0o750), Writable(path="/data", kind="volume")),
+        helpers=("/usr/lib/erlang/erts-13.1.5/bin/erl_child_setup", "/usr/lib/erlang/erts-13.1.5/bin/inet_gethost"),
     )
+    steps = (
+        SetupStep(argv=("/bin/db", "--single"), input="SET '${PASSWORD}';\n"),
+        SetupStep(argv=("/bin/db", "--single", "${DB:-db}"), input_file="/init.sql", when="DB!=db"),
+    )
+    entry = msgspec.structs.replace(entry, setup=Setup(steps=steps))
     rules = policy({})
     written = protocol.config_lines(entry, "web", rules.config_lines())
     (tmp_path / "config").write_bytes(written)
@@ -87,8 +115,41 @@ def test_config_lines_are_what_init_parses(init_reader: Path, tmp_path: Path) ->
     assert [line for line in lines if line.startswith("volume ")] == ["volume vol0 /data", "volume vol1 /var/lib/db"]
     assert "tmpfs /run/app 1000 1000 750" in lines and "owner /data 0 0 755" in lines
     assert [line for line in lines if line.startswith("seccomp ")] == rules.config_lines()
+    assert [line for line in lines if line.startswith("exec ")] == [f"exec {p}" for p in entry.helpers]
+    assert [line for line in lines if line.startswith("setup-")] == [
+        "setup-step -", "setup-arg /bin/db", "setup-arg --single", "setup-input " + b"SET '${PASSWORD}';\n".hex(),
+        "setup-step DB!=db", "setup-arg /bin/db", "setup-arg --single", "setup-arg ${DB:-db}", "setup-file /init.sql",
+    ]  # fmt: skip
     # and the Python reader agrees, key for key
     assert {k for k, _ in protocol.read_config(written)} == set(protocol.CONFIG_KEYS) - {"caps"}
+
+
+def test_the_app_executes_the_programs_the_image_names_and_no_other(init_reader: Path, tmp_path: Path) -> None:
+    """With `exec` lines, init lets an execve through when its path is exactly a named program (the Erlang VM's
+    erl_child_setup), from any of the app's processes, and refuses and names any other (a shell, a program with
+    the same name elsewhere, one reached through a link)."""
+    helper = tmp_path / "helper"
+    shutil.copy("/bin/true", helper)
+    (tmp_path / "link").symlink_to(helper)
+    script = f"{helper} && echo named; /bin/true && echo unnamed; {tmp_path}/link && echo linked; echo done"
+    entry = Entry(argv=("/bin/sh", "-c", script), memory_mib=64, helpers=(str(helper),))
+    rules = policy({"clone": "the shell forks what it runs", "vfork": "dash runs a program so"})
+    (tmp_path / "config").write_bytes(protocol.config_lines(entry, "t", rules.config_lines()))
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "run", tmp_path / "config"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["named", "done"], done.stdout + done.stderr
+    assert "refused execve of /bin/true by pid" in done.stderr, done.stderr
+    assert f"refused execve of {tmp_path}/link by pid" in done.stderr, done.stderr
+
+
+def test_with_no_program_named_every_execve_but_the_apps_own_is_refused(init_reader: Path, tmp_path: Path) -> None:
+    entry = Entry(argv=("/bin/sh", "-c", "/bin/true && echo ran; echo done"), memory_mib=64)
+    rules = policy({"clone": "the shell forks what it runs", "vfork": "dash runs a program so"})
+    (tmp_path / "config").write_bytes(protocol.config_lines(entry, "t", rules.config_lines()))
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "run", tmp_path / "config"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["done"], done.stdout + done.stderr
+    assert "refused execve by pid" in done.stderr, done.stderr
 
 
 def test_every_config_key_and_kernel_parameter_is_read_by_init() -> None:
@@ -141,3 +202,134 @@ def test_a_command_line_linux_would_cut_is_one_line() -> None:
 
     with pytest.raises(UsageError, match="kernel command line would be"):
         protocol.kernel_cmdline(protocol.Boot(memory_mib=32, env=(("BIG", "x" * 2000),)))
+
+
+def _first_start(
+    init_reader: Path, tmp_path: Path, env: str, template: bytes = b"ALTER USER db PASSWORD '${PASSWORD}';"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Init's first start of one volume over an image directory, with a setup that writes its input to a file."""
+    image, volume = tmp_path / "image", tmp_path / "volume"
+    if not image.exists():
+        (image / "15" / "main").mkdir(parents=True)
+        (image / "15" / "main").chmod(0o700)
+        (image / "15" / "main" / "PG_VERSION").write_text("15\n")
+        (image / "15" / "main" / "PG_VERSION").chmod(0o600)
+        (image / "15" / "current").symlink_to("main")
+        volume.mkdir()
+    config = tmp_path / "config"
+    setup_input = template.hex()
+    config.write_text(
+        f"arg /bin/server\nvolume vol0 {volume}\n{env}setup-arg /usr/bin/tee\nsetup-arg {tmp_path}/seen\n"
+        f"setup-input {setup_input}\n"
+    )
+    # init runs the setup as it runs the app, and then ends whatever is left (kill -1): in a PID namespace of its own
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
+    return subprocess.run(argv, capture_output=True, text=True), volume
+
+
+def test_a_first_start_fills_an_empty_volume_from_the_image_then_sets_it_up(init_reader: Path, tmp_path: Path) -> None:
+    first, volume = _first_start(init_reader, tmp_path, "env PASSWORD=it's\n")
+    assert first.returncode == 0, first.stderr
+    assert "volume " + str(volume) + ": empty: filled from the image (first start)" in first.stderr
+    data = volume / "15" / "main"
+    assert (data / "PG_VERSION").read_text() == "15\n"
+    assert data.stat().st_mode & 0o7777 == 0o700 and (data / "PG_VERSION").stat().st_mode & 0o7777 == 0o600
+    assert (volume / "15" / "current").readlink() == Path("main")
+    assert (tmp_path / "seen").read_text() == "ALTER USER db PASSWORD 'it''s';"  # quoted for SQL
+    assert not (volume / ".kiln-first-start").exists()  # the first start finished
+    (tmp_path / "seen").unlink()
+    later, _ = _first_start(init_reader, tmp_path, "env PASSWORD=other\n")
+    assert later.returncode == 0 and not (tmp_path / "seen").exists()  # not empty: neither filled nor set up
+
+
+def test_a_value_is_quoted_for_the_sql_string_or_identifier_it_sits_in(init_reader: Path, tmp_path: Path) -> None:
+    """POSTGRES_USER in "..." (an identifier) has its double quote doubled, a password in '...' its single quote: a
+    value can close neither and add SQL of its own."""
+    template = b"""CREATE ROLE "${USER}" PASSWORD '${PASSWORD}' -- ${PASSWORD|USER:-x};"""
+    first, _ = _first_start(init_reader, tmp_path, "env USER=a\"b'c\nenv PASSWORD=p'q\"r\n", template)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "seen").read_text() == """CREATE ROLE "a""b'c" PASSWORD 'p''q"r' -- p''q"r;"""
+
+
+def test_steps_run_when_all_their_conditions_hold_and_read_text_then_a_file(init_reader: Path, tmp_path: Path) -> None:
+    """WHEN "A,B" needs both; a step with input text and a file reads the text first (MariaDB's USE `db`; then
+    the image's init files)."""
+    image, volume = tmp_path / "image", tmp_path / "volume"
+    (image / "data").mkdir(parents=True)
+    volume.mkdir()
+    (tmp_path / "init.sql").write_text("CREATE TABLE t (n INT);\n")
+    use = b"USE `${A}`;\n".hex()
+    (tmp_path / "config").write_text(
+        f"arg /bin/server\nvolume vol0 {volume}\nenv A=x`y\nenv C=2\n"
+        f"setup-step A,B\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/both\nsetup-input {b'b'.hex()}\n"
+        f"setup-step A,C!=2\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/other\nsetup-input {b'c'.hex()}\n"
+        f"setup-step A,C\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/combined\nsetup-input {use}\n"
+        f"setup-file {tmp_path}/init.sql\n"
+    )
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", tmp_path / "config", image]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "both").exists() and not (tmp_path / "other").exists()
+    assert (tmp_path / "combined").read_text() == "USE `x``y`;\nCREATE TABLE t (n INT);\n"
+
+
+def test_a_first_start_with_its_variable_missing_writes_nothing(init_reader: Path, tmp_path: Path) -> None:
+    proc, volume = _first_start(init_reader, tmp_path, "")
+    assert proc.returncode == 3
+    assert "first start: PASSWORD is not set, and the server's setup needs it: give it with -e PASSWORD=... " \
+        "(or PASSWORD_FILE)" in proc.stderr  # fmt: skip
+    assert list(volume.iterdir()) == []
+    (tmp_path / "secret").write_text("from a file\n")  # the official images' NAME_FILE convention (secrets)
+    proc, volume = _first_start(init_reader, tmp_path, f"env PASSWORD_FILE={tmp_path}/secret\n")
+    assert proc.returncode == 0 and (tmp_path / "seen").read_text() == "ALTER USER db PASSWORD 'from a file';"
+
+
+def test_a_first_start_that_did_not_finish_is_named_and_left_alone(init_reader: Path, tmp_path: Path) -> None:
+    _first_start(init_reader, tmp_path, "env PASSWORD=x\n")
+    (tmp_path / "volume" / ".kiln-first-start").touch()
+    (tmp_path / "seen").unlink()
+    proc, volume = _first_start(init_reader, tmp_path, "env PASSWORD=x\n")
+    assert proc.returncode == 3 and "its first start did not finish" in proc.stderr
+    assert not (tmp_path / "seen").exists() and (volume / ".kiln-first-start").exists()
+
+
+def test_a_setup_variable_may_go_by_either_of_its_names(init_reader: Path, tmp_path: Path) -> None:
+    """MARIADB_ROOT_PASSWORD or MYSQL_ROOT_PASSWORD: the first that is set; the first is the one a refusal names."""
+    template = b"SET PASSWORD = '${NEW|OLD}';"
+    proc, _ = _first_start(init_reader, tmp_path, "", template)
+    assert proc.returncode == 3 and "NEW is not set" in proc.stderr and "OLD" not in proc.stderr
+    proc, _ = _first_start(init_reader, tmp_path, "env OLD=legacy\n", template)
+    assert proc.returncode == 0 and (tmp_path / "seen").read_text() == "SET PASSWORD = 'legacy';"
+
+
+def test_first_start_steps_run_in_order_when_their_condition_holds(init_reader: Path, tmp_path: Path) -> None:
+    """The official images' way: the password always; a database only if POSTGRES_DB names another; its init
+    files, as the image holds them, in that database (${POSTGRES_DB:-postgres} in the step's words)."""
+    (tmp_path / "init.sql").write_text("CREATE TABLE t (n int);\n")
+
+    def start(env: str, name: str) -> subprocess.CompletedProcess[str]:
+        image, volume = tmp_path / "image", tmp_path / name
+        (image / "data").mkdir(parents=True, exist_ok=True)
+        volume.mkdir()
+        config = tmp_path / f"{name}.config"
+        password_sql = b"ALTER USER db PASSWORD '${PASSWORD}';".hex()
+        config.write_text(
+            f"arg /bin/server\nvolume vol0 {volume}\n{env}"
+            f"setup-step -\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/{name}.password\n"
+            f"setup-input {password_sql}\n"
+            f"setup-step DB!=db\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/{name}.${{DB:-db}}\n"
+            f"setup-file {tmp_path}/init.sql\n"
+        )
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    plain = start("env PASSWORD=p\n", "plain")
+    assert plain.returncode == 0, plain.stderr
+    assert (tmp_path / "plain.password").read_text() == "ALTER USER db PASSWORD 'p';"
+    assert not list(tmp_path.glob("plain.db*"))  # DB unset: the step does not hold
+    same = start("env PASSWORD=p\nenv DB=db\n", "same")
+    assert same.returncode == 0 and not (tmp_path / "same.db").exists()  # DB names the default: nothing to make
+    shop = start("env PASSWORD=p\nenv DB=shop\n", "shop")
+    assert shop.returncode == 0, shop.stderr
+    assert (tmp_path / "shop.shop").read_text() == "CREATE TABLE t (n int);\n"  # the file as it is, in DB's name
+    assert shop.stderr.count("sets the server up") == 2

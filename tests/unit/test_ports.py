@@ -132,3 +132,34 @@ def test_a_client_that_comes_before_the_app_listens_is_held_not_reset() -> None:
             server.close()
     finally:
         relay.close()
+
+
+def test_a_half_closed_client_still_gets_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that has said all it will (shutdown of its write side) while the upstream has not answered:
+    the relay, reachable then only from itself, is not collected mid-flight; the answer reaches the client,
+    and nothing is reported as ignored at garbage collection."""
+    import gc
+    import sys
+
+    ignored: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    upstream = socket.create_server(("127.0.0.1", 0))
+    guest = upstream.getsockname()[1]
+    host = _free()
+    relay = PortProxy(PortMap(host_ip="127.0.0.1", host=host, guest=guest), guest)
+    try:
+        with socket.create_connection(("127.0.0.1", host), timeout=10) as c:
+            c.sendall(b"ask")
+            c.shutdown(socket.SHUT_WR)
+            conn, _ = upstream.accept()
+            with conn:
+                assert conn.recv(16) == b"ask"
+                time.sleep(0.2)
+                gc.collect()
+                conn.sendall(b"answer")
+            assert c.recv(16) == b"answer"
+    finally:
+        relay.close()
+        upstream.close()
+    gc.collect()
+    assert ignored == []

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/io.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -87,6 +88,24 @@ extern char *sandbox_volumes[16];
 extern int nsandbox_volumes;
 extern const char *bound_volumes[16];
 extern int nbound_volumes;
+extern int bound_below_fds[16];
+#define MAX_STEPS 4
+#define STEP_ARGS 32
+/* A step of a server's first start (firststart.c). */
+struct step {
+    char when[128];
+    char *args[STEP_ARGS + 1];
+    int nargs;
+    char input_hex[8192];
+    char file[256];
+    char *argv[STEP_ARGS + 1]; /* the words expanded */
+    char text[16384];          /* the input expanded */
+    int runs;
+};
+extern struct step steps[MAX_STEPS];
+extern int nsteps;
+extern char **run_argv;
+extern int run_input;
 extern int wake_pipe[2];
 extern int ctl_fd;
 extern int waiting_seed;
@@ -124,7 +143,11 @@ void add_sandbox_env(void);
 void enter_sandbox(const char *root);
 void drop_capabilities(void);
 int bound_by_sandbox(const char *path);
-void mount_volumes(void);
+int mount_volumes(void);
+int bound_below(const char *path);
+int fill_volume(int i, int below);
+int run_setup(void);
+void setup_line(const char *key, const char *value);
 void mount_writable(void);
 void argv_override(void);
 void parse_user(char *value);
@@ -132,6 +155,12 @@ void parse_caps(char *value);
 void become_user(void);
 int install_policy(void);
 const char *rule_name(int nr);
+extern char *helpers[16];
+extern int nhelpers;
+void add_helper(const char *path);
+void noexec_writable(void);
+int execve_path(int listener, const struct seccomp_notif *req, char *out, size_t outlen);
+int is_helper(const char *path);
 void wake(int sig);
 void open_control(void);
 void reply(const char *fmt, ...);

@@ -35,13 +35,15 @@
  *
  *
  * The code is split by concern, one file each: main.c (config, the app, main), net.c, entropy.c,
- * sandbox.c, volumes.c, policy.c, control.c and stats.c; init.h holds what they share.
+ * sandbox.c, volumes.c, firststart.c, policy.c, control.c and stats.c; init.h holds what they share.
  */
 #include "init.h"
 
 
 char *app_argv[MAX_ITEMS + 1];
 char *app_envp[MAX_ITEMS + 1];
+char **run_argv = app_argv; /* what run_app starts: the app, or a first start's setup (firststart.c) */
+int run_input = -1;         /* and the standard input it gets (-1: init's) */
 char workdir[4096] = "/";
 char hostname[256] = "kiln";
 int sandboxed;
@@ -86,6 +88,11 @@ void load_config(const char *path) {
             app_argv[argc++] = strdup(value);
         else if (!strcmp(line, "env") && envc < MAX_ITEMS)
             app_envp[envc++] = strdup(value);
+        else if (!strcmp(line, "setup-step") || !strcmp(line, "setup-arg") || !strcmp(line, "setup-input") ||
+                 !strcmp(line, "setup-file"))
+            setup_line(line, value);
+        else if (!strcmp(line, "exec"))
+            add_helper(value);
         else if (!strcmp(line, "workdir"))
             snprintf(workdir, sizeof workdir, "%s", value);
         else if (!strcmp(line, "hostname"))
@@ -200,6 +207,15 @@ void answer(int listener) {
     if (!app_started && req.pid == (unsigned)app_pid && req.data.nr == SYS_execve) {
         app_started = 1; /* the app itself starting */
         resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    } else if (req.data.nr == SYS_execve && nhelpers > 0) {
+        char path[4096] = "";
+        if (execve_path(listener, &req, path, sizeof path) && is_helper(path))
+            resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE; /* a program the image names (policy.c) */
+        else {
+            resp.error = -EPERM;
+            say("refused execve of %s by pid %u: not a program the image names (exec in kiln inspect --surface)",
+                path[0] ? path : "?", req.pid);
+        }
     } else {
         resp.error = -EPERM;
         say("refused %s by pid %u: not allowed by the syscall policy (see [seccomp] in kiln.toml)",
@@ -225,11 +241,13 @@ void become_app(int report_fd) {
             _exit(126);
         }
     }
+    if (run_input >= 0 && dup2(run_input, 0) < 0)
+        _exit(126);
     /* init shares this fd table (CLONE_FILES) until execve: the number is enough */
     if (write(report_fd, &listener, sizeof listener) != sizeof listener)
         _exit(126);
-    execve(app_argv[0], app_argv, app_envp);
-    say("cannot run %s: %s", app_argv[0], strerror(errno));
+    execve(run_argv[0], run_argv, app_envp);
+    say("cannot run %s: %s", run_argv[0], strerror(errno));
     _exit(127);
 }
 
@@ -238,6 +256,7 @@ int run_app(void) {
     struct sigaction sa;
 
     must(pipe2(report, O_CLOEXEC) == 0, "create a pipe");
+    app_started = 0;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = wake;
     sa.sa_flags = SA_NOCLDSTOP;
@@ -357,11 +376,16 @@ int main(int argc, char **argv) {
     load_config(CONFIG_PATH);
     argv_override();
     add_sandbox_env();
-    mount_volumes();
-    mount_writable();
-    if (sethostname(hostname, strlen(hostname)) < 0)
-        say("hostname: %s", strerror(errno));
-    status = run_app();
+    if (mount_volumes() < 0)
+        status = 125;
+    else {
+        mount_writable();
+        if (nhelpers > 0)
+            noexec_writable();
+        if (sethostname(hostname, strlen(hostname)) < 0)
+            say("hostname: %s", strerror(errno));
+        status = run_setup() < 0 ? 125 : run_app();
+    }
     say("exit status %d", status);
     if (sandboxed)
         return status;

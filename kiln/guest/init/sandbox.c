@@ -36,11 +36,12 @@ void add_sandbox_env(void) {
 char *sandbox_volumes[16];
 int nsandbox_volumes;
 const char *bound_volumes[16]; /* guest paths bound from the host */
+int bound_below_fds[16];       /* the image's directory each covers (firststart.c fills an empty one from it) */
 int nbound_volumes;
 
 void enter_sandbox(const char *root) {
     static const char *devs[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
-    int i;
+    int i, below;
     must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "make mounts private");
     must(mount(root, root, NULL, MS_BIND | MS_REC, NULL) == 0, "bind the root");
     must(mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) == 0,
@@ -62,11 +63,16 @@ void enter_sandbox(const char *root) {
         if (!guest || guest[1] != '/')
             continue;
         *guest++ = '\0';
+        below = open(guest + 1, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (mount(host, guest + 1, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-            mount(NULL, guest + 1, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
+            mount(NULL, guest + 1, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0) {
             say("volume %s: cannot bind %s: %s", guest, host, strerror(errno));
-        else
+            if (below >= 0)
+                close(below);
+        } else {
+            bound_below_fds[nbound_volumes] = below;
             bound_volumes[nbound_volumes++] = guest;
+        }
     }
     must(syscall(SYS_pivot_root, ".", ".") == 0, "pivot into the root");
     must(umount2(".", MNT_DETACH) == 0, "detach the host's root");

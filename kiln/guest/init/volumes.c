@@ -17,6 +17,15 @@ int bound_by_sandbox(const char *path) {
     return 0;
 }
 
+/* The image's directory under a volume the sandbox bound (opened before the bind), or -1. */
+int bound_below(const char *path) {
+    int i;
+    for (i = 0; i < nbound_volumes; i++)
+        if (!strcmp(bound_volumes[i], path))
+            return bound_below_fds[i];
+    return -1;
+}
+
 /* Does the VM have a 9p device with this mount tag (a host directory given for the volume)? */
 static int has_share(const char *tag) {
     char path[128], found[64];
@@ -75,22 +84,40 @@ static int mount_partition(const char *tag, const char *path) {
     return 1;
 }
 
-void mount_volumes(void) {
-    int i;
+static int mount_volume(struct volume *v) {
+    if (!sandboxed && has_share(v->tag) &&
+        mount(v->tag, v->path, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") == 0)
+        return 1;
+    if (!sandboxed && mount_partition(v->tag, v->path))
+        return 1;
+    if (mount("tmpfs", v->path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") == 0) {
+        say("volume %s: no host directory given, using a temporary one", v->path);
+        return 1;
+    }
+    say("volume %s: %s", v->path, strerror(errno));
+    return 0;
+}
+
+/* Each volume, filled from the image on its first use (firststart.c); -1 if the app must not start. */
+int mount_volumes(void) {
+    int i, failed = 0;
     for (i = 0; i < nvolumes; i++) {
         struct volume *v = &volumes[i];
-        if (bound_by_sandbox(v->path))
-            continue;
-        if (!sandboxed && has_share(v->tag) &&
-            mount(v->tag, v->path, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144") == 0)
-            continue;
-        if (!sandboxed && mount_partition(v->tag, v->path))
-            continue;
-        if (mount("tmpfs", v->path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") == 0)
-            say("volume %s: no host directory given, using a temporary one", v->path);
-        else
-            say("volume %s: %s", v->path, strerror(errno));
+        int below = bound_below(v->path); /* the image's directory under the volume */
+        if (below < 0 && !bound_by_sandbox(v->path)) {
+            below = open(v->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (!mount_volume(v)) {
+                if (below >= 0)
+                    close(below);
+                continue;
+            }
+        }
+        if (fill_volume(i, below) < 0)
+            failed = 1;
+        if (below >= 0)
+            close(below);
     }
+    return failed ? -1 : 0;
 }
 
 /* Each writable directory, parents first (kiln orders them): made inside a writable parent (/run/NAME once
