@@ -52,6 +52,7 @@ START_PATH = "/kiln/start.py"  # kiln/guest/start.py: faulthandler for `kiln sta
 CONFIG_PATH = "/kiln/config"
 CONFIG_KEYS = ("arg", "env", "workdir", "hostname", "volume", "user", "caps", "tmpfs", "owner", "seccomp", "setup-step",
                "setup-arg", "setup-input", "setup-file", "exec")  # fmt: skip
+SETUP_STEPS_MAX = 12  # set-up steps init runs (init.h's MAX_STEPS)
 SETUP_INPUT_MAX = 4095  # bytes of a setup's input (init's setup_input_hex holds 8192 hex digits)
 
 
@@ -77,7 +78,9 @@ def config_lines(entry: Entry, hostname: str, seccomp: list[str]) -> bytes:
             else f"owner {w.path} {w.uid} {w.gid} {w.mode:o}"
         )
     lines += [f"exec {path}" for path in entry.helpers]
-    for step in entry.setup.steps if entry.setup else ():
+    steps = entry.setup.steps if entry.setup else ()
+    assert len(steps) <= SETUP_STEPS_MAX, f"at most {SETUP_STEPS_MAX} set-up steps"
+    for step in steps:
         lines.append(f"setup-step {step.when}")
         lines += [f"setup-arg {a}" for a in step.argv]
         if step.input:

@@ -215,6 +215,8 @@ def _first_start(
         (image / "15" / "main" / "PG_VERSION").write_text("15\n")
         (image / "15" / "main" / "PG_VERSION").chmod(0o600)
         (image / "15" / "current").symlink_to("main")
+        # a preallocated file (MariaDB's redo log): 8 MiB of zeros, a header, a zero tail that ends in a hole
+        (image / "15" / "main" / "redo").write_bytes(bytes(8 << 20) + b"header" + bytes(100_000))
         volume.mkdir()
     config = tmp_path / "config"
     setup_input = template.hex()
@@ -235,6 +237,9 @@ def test_a_first_start_fills_an_empty_volume_from_the_image_then_sets_it_up(init
     assert (data / "PG_VERSION").read_text() == "15\n"
     assert data.stat().st_mode & 0o7777 == 0o700 and (data / "PG_VERSION").stat().st_mode & 0o7777 == 0o600
     assert (volume / "15" / "current").readlink() == Path("main")
+    redo = data / "redo"  # copied sparse: its zeros are holes, its bytes and length as they were
+    assert redo.read_bytes() == (tmp_path / "image" / "15" / "main" / "redo").read_bytes()
+    assert redo.stat().st_blocks * 512 < 1 << 20
     assert (tmp_path / "seen").read_text() == "ALTER USER db PASSWORD 'it''s';"  # quoted for SQL
     assert not (volume / ".kiln-first-start").exists()  # the first start finished
     (tmp_path / "seen").unlink()
@@ -333,3 +338,34 @@ def test_first_start_steps_run_in_order_when_their_condition_holds(init_reader: 
     assert shop.returncode == 0, shop.stderr
     assert (tmp_path / "shop.shop").read_text() == "CREATE TABLE t (n int);\n"  # the file as it is, in DB's name
     assert shop.stderr.count("sets the server up") == 2
+
+
+def test_every_step_up_to_the_most_init_runs_runs_and_one_more_starts_nothing(
+    init_reader: Path, tmp_path: Path
+) -> None:
+    """The official mariadb image's first start is five steps: each runs as itself (a step beyond init's room once
+    had its words added to the one before it); a config with more steps than init runs is refused whole."""
+    header = (INIT_DIR / "init.h").read_text()
+    assert re.search(r"#define MAX_STEPS (\d+)", header)[1] == str(protocol.SETUP_STEPS_MAX)  # type: ignore[index]
+
+    def start(count: int, name: str) -> subprocess.CompletedProcess[str]:
+        image, volume = tmp_path / f"{name}.image", tmp_path / name
+        (image / "data").mkdir(parents=True)
+        volume.mkdir()
+        steps = "".join(
+            f"setup-step -\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/{name}.{i}\nsetup-input {str(i).encode().hex()}\n"
+            for i in range(count)
+        )
+        config = tmp_path / f"{name}.config"
+        config.write_text(f"arg /bin/server\nvolume vol0 {volume}\n{steps}")
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    most = start(protocol.SETUP_STEPS_MAX, "most")
+    assert most.returncode == 0, most.stderr
+    assert [(tmp_path / f"most.{i}").read_text() for i in range(protocol.SETUP_STEPS_MAX)] == [
+        str(i) for i in range(protocol.SETUP_STEPS_MAX)
+    ]
+    over = start(protocol.SETUP_STEPS_MAX + 1, "over")
+    assert over.returncode == 3 and "more set-up steps than this init runs" in over.stderr
+    assert list((tmp_path / "over").iterdir()) == [] and not list(tmp_path.glob("over.[0-9]*"))

@@ -89,7 +89,7 @@ extern int nsandbox_volumes;
 extern const char *bound_volumes[16];
 extern int nbound_volumes;
 extern int bound_below_fds[16];
-#define MAX_STEPS 4
+#define MAX_STEPS 12 /* kiln.guest.protocol.SETUP_STEPS_MAX */
 #define STEP_ARGS 32
 /* A step of a server's first start (firststart.c). */
 struct step {
@@ -104,6 +104,7 @@ struct step {
 };
 extern struct step steps[MAX_STEPS];
 extern int nsteps;
+extern int steps_dropped;
 extern char **run_argv;
 extern int run_input;
 extern int wake_pipe[2];
