@@ -353,7 +353,8 @@ def test_every_step_up_to_the_most_init_runs_runs_and_one_more_starts_nothing(
         (image / "data").mkdir(parents=True)
         volume.mkdir()
         steps = "".join(
-            f"setup-step -\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/{name}.{i}\nsetup-input {str(i).encode().hex()}\n"
+            f"setup-step -\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/{name}.{i}\n"
+            f"setup-input {str(i).encode().hex()}\n"
             for i in range(count)
         )
         config = tmp_path / f"{name}.config"
