@@ -100,18 +100,19 @@ def _enable(etc: Path, target: str, unit_path: str) -> None:
 def vm_image(
     name: str,
     app_dir: Path,
-    argv: Sequence[str],
+    argv: Sequence[str] | None,
     *,
     environment: Mapping[str, str] | None = None,
     packages: tuple[str, ...] = (),
     files: Mapping[str, str] | None = None,
     disable: Sequence[str] = (),
 ) -> VmImage:
-    """A bootable traditional VM running `argv` (paths inside the guest) as the systemd service `name`.
-    The app directory is copied to /opt/<name>; `packages` are installed too, `files` (guest path ->
-    text) written, and the units in `disable` (a package's own service) not started."""
+    """A bootable traditional VM running `argv` (paths inside the guest) as the systemd service `name`
+    (None: no service of its own; a package's services run as Debian enables them). The app directory is
+    copied to /opt/<name>; `packages` are installed too, `files` (guest path -> text) written, and the units
+    in `disable` (a package's own service) not started."""
     root = tree(packages)
-    unit_text = unit(name, argv, environment)
+    unit_text = "" if argv is None else unit(name, argv, environment)
     extra = dict(files or {})
     final = home_dir("cache", "baselines") / f"vm-{_key(name, app_dir, unit_text, root, extra, disable)}"
     image = VmImage(final / "vmlinuz", final / "initrd.img", final / "disk.img", root)
@@ -125,10 +126,11 @@ def vm_image(
         _proc.run(["cp", "-a", root, staged], what="copying the Debian tree")
         shutil.copytree(app_dir, staged / "opt" / name, dirs_exist_ok=True)
         etc = staged / "etc"
-        unit_path = etc / "systemd" / "system" / f"{name}.service"
-        unit_path.unlink(missing_ok=True)  # a package's alias of that name would carry the text to its unit
-        unit_path.write_text(unit_text)
-        _enable(etc, "multi-user.target", f"/etc/systemd/system/{name}.service")
+        if unit_text:
+            unit_path = etc / "systemd" / "system" / f"{name}.service"
+            unit_path.unlink(missing_ok=True)  # a package's alias of that name would carry the text to its unit
+            unit_path.write_text(unit_text)
+            _enable(etc, "multi-user.target", f"/etc/systemd/system/{name}.service")
         (etc / "systemd" / "network" / "20-wired.network").write_text(NETWORK)
         _enable(etc, "multi-user.target", "/lib/systemd/system/systemd-networkd.service")
         _enable(etc, "sockets.target", "/lib/systemd/system/systemd-networkd.socket")

@@ -302,10 +302,11 @@ def test_the_servers_report_shows_each_ratio_and_a_lost_row() -> None:
 
     text = servers._report(
         1, "TCG",
-        [("postgresql-15", "15.20", 48e6, 480e6, 60, 9.5, 1.25)],
+        [("postgresql-15", "15.20", 48e6, 480e6, 60, 9.5, 1.25, 57.0)],
         [("postgresql-15", "pgbench -S, 4 clients (transactions/s)", 300.0, 3000.0)],
         [("postgresql-15", True), ("mariadb-server", False)],
     )  # fmt: skip
-    assert "| postgresql-15 15.20 | 48.0 MB | 480.0 MB (60 packages) | 0.100 | 9500 ms | 1250 ms |" in text
+    assert "| postgresql-15 15.20 | 48.0 MB | 480.0 MB (60 packages) | 0.100 | 9500 ms | 1250 ms | 57000 ms | 6.0× |" \
+        in text  # fmt: skip
     assert "| postgresql-15 | pgbench -S, 4 clients (transactions/s) | 300 | 3,000 | 0.10× |" in text
     assert "postgresql-15: kept, mariadb-server: LOST." in text and "accelerator: **TCG**" in text
