@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -252,6 +253,11 @@ class Store:
     def read_manifest(self, digest: str, what: str = "manifest") -> Manifest:
         path = self.verify_blob(digest, what)
         return Manifest.from_json(path.read_bytes(), what)
+
+    def received(self, digest: str) -> datetime:
+        """When this store first got the blob (an image's manifest: when it was built, pulled or loaded here);
+        a blob is written once and never touched again."""
+        return datetime.fromtimestamp(self.blob_path(digest).stat().st_mtime, UTC)
 
     def _tag_path(self, ref: Ref) -> Path:
         return self.root / "tags" / quote(ref.name, safe="") / ref.tag

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 import msgspec
 
 from kiln.cli.ui import columns, human_size, print_json
 from kiln.errors import StoreError
 from kiln.manifest import SnapshotRecord
-from kiln.store import Store
+from kiln.store import Image, Store
 
 
 def snapshots_of(store: Store, digest: str) -> list[tuple[str, SnapshotRecord]]:
@@ -22,10 +24,21 @@ def snapshots_of(store: Store, digest: str) -> list[tuple[str, SnapshotRecord]]:
     return out
 
 
+def created(store: Store, image: Image) -> datetime:
+    """What CREATED shows: the manifest's time when the build had one (SOURCE_DATE_EPOCH: the source's commit
+    time), else when this store got the image. The manifest keeps 1970-01-01 otherwise, so that the same inputs
+    give the same digest; the store's own time is not in it."""
+    stamped = image.manifest.created
+    return stamped if stamped.timestamp() > 0 else store.received(image.digest)
+
+
 @click.command(epilog="\b\nExample:\n  kiln images\n  kiln images --json")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def images(as_json: bool) -> None:
-    """List images: name, tag, digest, size, created, and their snapshots (after/memory/accelerator)."""
+    """List images: name, tag, digest, size, created, and their snapshots (after/memory/accelerator).
+
+    CREATED is the source's time when the build was given one (SOURCE_DATE_EPOCH), else when this store got
+    the image; the digest never depends on it."""
     store = Store()
     rows = store.images()
     snaps = {i.digest: snapshots_of(store, i.digest) for i in rows}
@@ -37,7 +50,8 @@ def images(as_json: bool) -> None:
                     "tag": i.ref.tag,
                     "digest": i.digest,
                     "size": i.manifest.size,
-                    "created": i.manifest.created.isoformat(),
+                    "created": created(store, i).isoformat(),
+                    "manifest_created": i.manifest.created.isoformat(),
                     "snapshots": [
                         {"digest": d, "size": r.size, **msgspec.structs.asdict(r.made_with)} for d, r in snaps[i.digest]
                     ],
@@ -54,7 +68,7 @@ def images(as_json: bool) -> None:
                 i.ref.tag,
                 i.digest.split(":", 1)[1][:12],
                 human_size(i.manifest.size),
-                i.manifest.created.strftime("%Y-%m-%d %H:%M:%S"),
+                created(store, i).strftime("%Y-%m-%d %H:%M:%S"),
                 ", ".join(
                     f"{r.made_with.after}/{r.made_with.memory_mib}M/{r.made_with.accel}" for _, r in snaps[i.digest]
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kiln.paths import kiln_home
@@ -39,6 +40,12 @@ def test_same_app_two_directories_two_stores_one_digest(tmp_path: Path, kernel_b
     build = manifests[0]["build"]
     assert build["source"] == "hello-http" and build["config_file"] == "kiln.toml"  # the image's name
     assert manifests[0]["created"].startswith("1970-01-01T00:00:00")
+    # what `kiln images` shows as CREATED is when this store got it, as Docker users read that column
+    listed = json.loads(kiln("images", "--json", env=env, check=True).stdout)
+    got = datetime.fromisoformat(listed[0]["created"])
+    assert abs((datetime.now(UTC) - got).total_seconds()) < 600 and listed[0]["manifest_created"].startswith("1970")
+    table = kiln("images", env=env, check=True).stdout
+    assert "1970-01-01" not in table and got.strftime("%Y-%m-%d %H:%M") in table
 
 
 def test_source_date_epoch_sets_created(env: dict[str, str]) -> None:
@@ -46,6 +53,7 @@ def test_source_date_epoch_sets_created(env: dict[str, str]) -> None:
                  check=True)  # fmt: skip
     manifest = json.loads(kiln("inspect", "--json", "hello-http", env=env, check=True).stdout)["manifest"]
     assert manifest["created"].startswith("2025-11-24T16:00:00") and json.loads(built.stdout)["digest"]
+    assert "2025-11-24 16:00:00" in kiln("images", env=env, check=True).stdout  # the source's time, when given
     bad = kiln("build", str(EXAMPLES / "hello-http"), env={**env, "SOURCE_DATE_EPOCH": "yesterday"})
     assert bad.returncode != 0 and "SOURCE_DATE_EPOCH" in bad.stderr and "Traceback" not in bad.stderr
 
