@@ -231,6 +231,8 @@ def check_health(inst: instances.Instance, check: Healthcheck) -> bool:
         with ControlChannel(inst.control_socket, timeout=check.timeout) as channel:
             if check.kind == "tcp":
                 return channel.listening([check.port], timeout=check.timeout)
+            if check.kind != "http":  # postgres, mysql, redis: in the server's own protocol
+                return channel.probe(check.kind, check.port, timeout=check.timeout) is None
             status = channel.http_status(check.port, check.path, timeout=check.timeout)
             return status is not None and 200 <= status < 400
     except TargetError:

@@ -18,10 +18,11 @@ Supported (the rest of Compose is valid but refused):
     services.<s>.ports          "[IP:]HOST:GUEST" or {target, published, host_ip}; TCP only
     services.<s>.environment    list of KEY=VALUE or a mapping
     services.<s>.depends_on     list, or {service: {condition: service_started | service_healthy}}
-    services.<s>.healthcheck    test: ["HTTP", PORT, "/path"] or ["TCP", PORT], or the curl/wget check
-                                people write (["CMD", "curl", "-f", URL], CMD-SHELL "curl -f URL || exit 1",
-                                wget --spider ...), which becomes the same HTTP check: a unikernel has no
-                                shell or curl to run; interval, timeout, retries, start_period
+    services.<s>.healthcheck    test: ["HTTP", PORT, "/path"] or ["TCP", PORT], or the probe people write
+                                (curl/wget, pg_isready, mysqladmin ping, healthcheck.sh --connect,
+                                redis-cli ping, nc -z; CMD or CMD-SHELL), which init asks in the server's
+                                own protocol (kiln.compose.health): a unikernel has no shell or second
+                                program to run; interval, timeout, retries, start_period
     services.<s>.volumes        "NAME:/path" (a named volume) or "./dir:/path" (a host directory),
                                 on a volume the image declares
     services.<s>.restart        no | always | on-failure[:N] | unless-stopped (as always)
@@ -40,6 +41,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kiln.compose import health
 from kiln.errors import UsageError
 from kiln.targets.portmap import PortMap
 from kiln.units import parse_duration, parse_memory
@@ -73,7 +75,7 @@ _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-
 
 @dataclass(frozen=True)
 class Healthcheck:
-    kind: str  # "http" or "tcp"
+    kind: str  # http, tcp, postgres, mysql, redis (kiln.compose.health)
     port: int
     path: str = "/"
     interval: float = 1.0
@@ -234,34 +236,6 @@ def _duration(text: Any, where: str) -> float:
         raise UsageError(f"{where}: {err}") from None
 
 
-_FETCH = re.compile(r"^(?:curl|wget)$")
-_URL = re.compile(r"^https?://(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(?::(\d+))?(/[^\s]*)?$")
-
-
-def _fetch_check(words: list[str]) -> list[str] | None:
-    """["CMD", "curl", "-f", URL], ["CMD-SHELL", "curl -f URL || exit 1"], wget --spider: as ["HTTP", PORT, PATH]."""
-    if not words or words[0].upper() not in ("CMD", "CMD-SHELL"):
-        return None
-    rest = words[1:]
-    if words[0].upper() == "CMD-SHELL":
-        line = " ".join(rest)
-        line = re.sub(r"\s*\|\|\s*exit\s+1\s*$", "", line)  # the usual "|| exit 1": what init's check does anyway
-        try:
-            import shlex
-
-            rest = shlex.split(line)
-        except ValueError:
-            return None
-    if not rest or not _FETCH.match(rest[0].rsplit("/", 1)[-1]):
-        return None
-    urls = [w for w in rest[1:] if w.startswith(("http://", "https://"))]
-    m = _URL.match(urls[0]) if len(urls) == 1 else None
-    if m is None:
-        return None
-    port = m.group(1) or ("443" if urls[0].startswith("https") else "80")
-    return ["HTTP", port, m.group(2) or "/"]
-
-
 def _healthcheck(raw: dict[str, Any], service: str) -> Healthcheck | None:
     where = f"services.{service}.healthcheck"
     for key in raw:
@@ -269,23 +243,13 @@ def _healthcheck(raw: dict[str, Any], service: str) -> Healthcheck | None:
             raise UsageError(f"{where}.{key}: valid Compose, but kiln does not support it")
     if raw.get("disable"):
         return None
-    test = raw.get("test")
-    words = [str(w) for w in test] if isinstance(test, list) else ["CMD-SHELL", str(test or "")]
-    words = _fetch_check(words) or words
-    usage = (
-        'use test: ["HTTP", PORT, "/path"], ["TCP", PORT], or curl -f / wget of a URL on localhost '
-        "(a unikernel has no shell to run another command in)"
-    )
-    kind = words[0].upper() if words else ""
-    if kind not in ("HTTP", "TCP") or len(words) < 2 or not words[1].isdigit():
-        raise UsageError(f"{where}.test: {test!r}: {usage}")
-    path = words[2] if kind == "HTTP" and len(words) > 2 else "/"
-    if not path.startswith("/"):
-        raise UsageError(f"{where}.test: {path!r} is not a path (it starts with /)")
+    probe = health.translate(raw.get("test"), f"{where}.test")
+    if probe is None:
+        return None
     return Healthcheck(
-        kind=kind.lower(),
-        port=int(words[1]),
-        path=path,
+        kind=probe.kind,
+        port=probe.port,
+        path=probe.path,
         interval=_duration(raw.get("interval", "1s"), f"{where}.interval"),
         timeout=_duration(raw.get("timeout", "5s"), f"{where}.timeout"),
         retries=int(raw.get("retries", 3)),

@@ -21,6 +21,7 @@ Four channels, each written here and read by the C beside this module:
     @N stats                           @N ok stats mem_total_kib=N ... [gc_gen0=N ...]  (kiln top)
     @N stack | threads                 @N ok stack | @N ok threads TID:STATE:NAME ...  (kiln stack)
     @N http PORT /PATH                 @N ok http STATUS | @N no http REASON
+    @N probe KIND PORT                 @N ok probe | @N no probe REASON  (postgres, mysql, redis)
     @N signal N                        @N ok signal
 
   Only the host starts a conversation, and only one host process talks at a time (QEMU's socket
@@ -229,7 +230,7 @@ def out_of_memory(memory_mib: int | None, peak_mib: int) -> str:
 
 # ---- a running VM: the control channel ----------------------------------------------------------
 
-REQUESTS = ("ping", "listening", "seed", "meminfo", "stats", "stack", "threads", "http", "signal")
+REQUESTS = ("ping", "listening", "seed", "meminfo", "stats", "stack", "threads", "http", "probe", "signal")
 RESEND = 0.5  # seconds before a request unanswered is sent again (a UART may have dropped it)
 ANSWERS = ("ok", "no", "err")  # how init's answers begin, after the tag
 
@@ -350,6 +351,16 @@ class ControlChannel:
         if parts[:2] == ["no", "http"]:
             return None
         raise TargetError(f"guest init answered http with {answer!r}")
+
+    def probe(self, kind: str, port: int, timeout: float = 10.0) -> str | None:
+        """Ask the server on 127.0.0.1:PORT inside the guest in its own protocol (kind: postgres, mysql, redis;
+        init's probes.c) whether it is ready: None if it is, else why not."""
+        answer = self.request(f"probe {kind} {port}", timeout)
+        if answer == "ok probe":
+            return None
+        if answer.startswith("no probe"):
+            return answer.removeprefix("no probe").strip() or "not ready"
+        raise TargetError(f"guest init answered probe with {answer!r}")
 
     def meminfo(self, timeout: float = 30.0) -> dict[str, int]:
         """The guest's own memory figures in KiB: /proc/meminfo's MemTotal, MemFree, MemAvailable,

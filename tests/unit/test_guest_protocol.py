@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import msgspec
@@ -59,6 +62,12 @@ int main(int argc, char **argv) {
         if (getpid() != 1) return 5;
         load_config(argv[2]);
         return run_app();
+    }
+    if (argc == 4 && !strcmp(argv[1], "probe")) { /* KIND PORT: init's readiness probe of a server */
+        char why[160];
+        int ready = probe(argv[2], (unsigned)atoi(argv[3]), why, sizeof why);
+        printf("%d %s\n", ready, ready < 0 && !why[0] ? strerror(errno) : why);
+        return 0;
     }
     if (argc == 3 && !strcmp(argv[1], "unhex")) {
         static char out[8192];
@@ -370,3 +379,69 @@ def test_every_step_up_to_the_most_init_runs_runs_and_one_more_starts_nothing(
     over = start(protocol.SETUP_STEPS_MAX + 1, "over")
     assert over.returncode == 3 and "more set-up steps than this init runs" in over.stderr
     assert list((tmp_path / "over").iterdir()) == [] and not list(tmp_path.glob("over.[0-9]*"))
+
+
+def _answering(answer: bytes, greet: bool) -> tuple[socket.socket, list[bytes]]:
+    """A loopback listener that answers one connection with `answer` (first, if `greet`: a MySQL server speaks
+    first), after reading what the probe sends; what it read is kept."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            if greet:
+                conn.sendall(answer)
+            conn.settimeout(1)
+            try:
+                seen.append(conn.recv(4096))
+            except OSError:
+                seen.append(b"")
+            if not greet:
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, seen
+
+
+def _pg_error(code: str) -> bytes:
+    body = b"SFATAL\0C" + code.encode() + b"\0Mno\0\0"
+    return b"E" + struct.pack(">I", len(body) + 4) + body
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "greet", "ready", "why"),
+    [
+        ("postgres", b"R" + struct.pack(">II", 8, 10), False, "1", ""),  # SASL asked: accepting connections
+        ("postgres", _pg_error("28000"), False, "1", ""),  # no pg_hba.conf line for the probe: it answers
+        ("postgres", _pg_error("57P03"), False, "0", "starting up"),  # cannot_connect_now: not yet
+        ("mysql", b"\x4a\x00\x00\x00\x0a10.11.6-MariaDB\0", True, "1", ""),  # its greeting, protocol 10
+        ("mysql", b"\x17\x00\x00\x00\xff\x10\x04Too many connections", True, "1", ""),
+        ("redis", b"+PONG\r\n", False, "1", ""),
+        ("redis", b"-NOAUTH Authentication required.\r\n", False, "1", ""),
+        ("redis", b"-LOADING Redis is loading the dataset in memory\r\n", False, "0", "-LOADING"),
+    ],
+)
+def test_init_asks_a_server_in_its_own_protocol(
+    init_reader: Path, kind: str, answer: bytes, greet: bool, ready: str, why: str
+) -> None:
+    listener, seen = _answering(answer, greet)
+    with listener:
+        port = listener.getsockname()[1]
+        out = subprocess.run([init_reader, "probe", kind, str(port)], capture_output=True, text=True, timeout=30)
+    status, _, reason = out.stdout.strip().partition(" ")
+    assert (status, why in reason) == (ready, True), out.stdout
+    if kind == "postgres":  # a protocol 3.0 startup packet, as pg_isready's
+        assert seen[0][4:8] == b"\x00\x03\x00\x00" and b"user\0kiln-probe\0" in seen[0]
+    if kind == "redis":
+        assert seen[0] == b"PING\r\n"
+
+
+def test_a_probe_of_a_closed_port_or_an_unknown_kind_says_why(init_reader: Path) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    out = subprocess.run([init_reader, "probe", "postgres", str(port)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "-1 Connection refused"
+    out = subprocess.run([init_reader, "probe", "mongo", str(port)], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip().startswith("-1 no probe mongo")

@@ -30,6 +30,9 @@
  *   threads                     -> "ok threads TID:STATE:NAME ...": the app's threads (/proc/APP/task)
  *   http PORT PATH              -> "ok http STATUS" (GET http://127.0.0.1:PORT/PATH inside the guest,
  *                                  2 s at most), else "no http REASON": compose's healthchecks
+ *   probe KIND PORT             -> "ok probe" when the server on 127.0.0.1:PORT answers its own protocol
+ *                                  as ready (KIND: postgres, mysql, redis; probes.c), else "no probe
+ *                                  REASON": compose's pg_isready, mysqladmin ping and redis-cli ping
  *   signal NUMBER               -> "ok signal NUMBER": the signal to the app (kiln stop's SIGTERM, or the
  *                                  image's StopSignal); the app then ends as it does, and init with it
  *   anything else               -> "err VERB unknown request"
@@ -221,6 +224,18 @@ void request(char *line) {
             reply("no http %s", strerror(errno));
         else
             reply("ok http %d", status);
+    } else if (!strcmp(verb, "probe")) {
+        char *kind = strtok_r(NULL, " ", &save), *port = strtok_r(NULL, " ", &save), why[160];
+        int ready;
+        if (!kind || !port || atoi(port) <= 0 || atoi(port) > 65535) {
+            reply("err probe expected: probe KIND PORT");
+            return;
+        }
+        ready = probe(kind, (unsigned)atoi(port), why, sizeof why);
+        if (ready > 0)
+            reply("ok probe");
+        else
+            reply("no probe %s", ready < 0 && !why[0] ? strerror(errno) : why);
     } else if (!strcmp(verb, "signal")) {
         char *num = strtok_r(NULL, " ", &save);
         int sig = num ? atoi(num) : 0;
