@@ -6,6 +6,8 @@
                                                 socket's address (kiln.paths.socket_dir)
     $KILN_HOME/compose/<project>/switch.pid     the switch's record (kiln.daemon)
     $KILN_HOME/compose/<project>/volumes/NAME/  named volumes (kept by `down`, removed by `down -v`)
+    $KILN_HOME/compose/<project>/secrets/SVC/   a service's secrets' files (kiln.compose.secrets; `down`
+                                                removes them)
 
 Each service runs as the instance `<project>-<service>` under the usual supervisor and restart
 policy, on the qemu target, with a second NIC on the project's switch: the services, sorted by
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kiln import atomic
+from kiln.compose import secrets as secrets_mod
 from kiln.compose.project import Healthcheck, Project, Service
 from kiln.daemon import Daemon
 from kiln.errors import KilnError, TargetError, UsageError
@@ -200,6 +203,7 @@ def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs
             host = Path(source)
         volumes.append(VolumeMap(host=host, guest=target))
     me = addrs[service.name]
+    secrets_dir = project_dir(project.name) / "secrets" / service.name
     lan = Lan(
         socket=switch.socket,
         address=f"{me}/{PREFIX}",
@@ -214,6 +218,7 @@ def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs
         lan=lan,
         snapshot="never",
         stop_signal=service.stop_signal,
+        secrets=secrets_mod.stage(secrets_dir, project.secrets, service.secrets),
     )
 
 

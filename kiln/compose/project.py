@@ -27,7 +27,9 @@ Supported (the rest of Compose is valid but refused):
                                 on a volume the image declares
     services.<s>.restart        no | always | on-failure[:N] | unless-stopped (as always)
     services.<s>.mem_limit      e.g. 64m
+    services.<s>.secrets        names, or {source, target, uid, gid, mode}: at /run/secrets (kiln.compose.secrets)
     volumes.<name>              named volumes ({} or null)
+    secrets.<name>              {file: PATH} or {environment: VAR}
 Variables are interpolated as Compose does: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, $$.
 """
 
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.compose import health
+from kiln.compose import secrets as secrets_mod
 from kiln.errors import UsageError
 from kiln.targets.portmap import PortMap
 from kiln.units import parse_duration, parse_memory
@@ -67,8 +70,9 @@ SERVICE_KEYS = {
     "container_name",
     "labels",
     "networks",
+    "secrets",
 }
-TOP_KEYS = {"name", "services", "volumes", "version", "networks"}  # version: obsolete in Compose, ignored
+TOP_KEYS = {"name", "services", "volumes", "version", "networks", "secrets"}  # version: obsolete in Compose, ignored
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -112,6 +116,7 @@ class Service:
     expose: tuple[int, ...] = ()
     container_name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[secrets_mod.SecretUse, ...] = ()
 
     @property
     def image_ref(self) -> str:
@@ -131,6 +136,7 @@ class Project:
     directory: Path  # where the compose file is: relative paths start here
     services: dict[str, Service]
     volumes: tuple[str, ...] = ()
+    secrets: dict[str, secrets_mod.Secret] = field(default_factory=dict)
 
     def order(self) -> list[str]:
         """Service names, every one after those it depends on (a cycle is an error)."""
@@ -394,16 +400,18 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
     named = set((doc.get("volumes") or {}).keys())
     services: dict[str, Service] = {}
     directory = path.resolve().parent
+    declared = secrets_mod.declared(doc.get("secrets"), directory, dict(os.environ) if env is None else env)
     published: dict[int, str] = {}
     for svc, raw in (doc.get("services") or {}).items():
-        service = _service(svc, raw, directory, named, networks)
+        service = _service(svc, raw, directory, named, networks, declared)
         for p in service.ports:
             if p.host in published:
                 raise UsageError(f"host port {p.host} is published twice (services {published[p.host]} and {svc})")
             published[p.host] = svc
         services[svc] = service
     _check_depends(services)
-    result = Project(name=project, directory=directory, services=services, volumes=tuple(sorted(named)))
+    result = Project(name=project, directory=directory, services=services, volumes=tuple(sorted(named)),
+                     secrets=declared)  # fmt: skip
     result.order()  # a cycle is an error now, before anything starts
     return result
 
@@ -421,7 +429,10 @@ def _yaml(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}{at}: not YAML: {getattr(err, 'problem', err)}") from None
 
 
-def _service(svc: str, raw: dict[str, Any], directory: Path, named: set[str], networks: set[str]) -> Service:
+def _service(
+    svc: str, raw: dict[str, Any], directory: Path, named: set[str], networks: set[str],
+    declared: dict[str, secrets_mod.Secret],
+) -> Service:  # fmt: skip
     """One service of the file, checked (its keys, its networks, its dependencies' conditions)."""
     if not NAME_RE.match(svc):
         raise UsageError(f"services.{svc}: a service name is lower-case letters, digits, - and _")
@@ -466,6 +477,7 @@ def _service(svc: str, raw: dict[str, Any], directory: Path, named: set[str], ne
         expose=expose,
         container_name=raw.get("container_name"),
         labels=_environment(raw.get("labels")),
+        secrets=secrets_mod.uses(raw.get("secrets"), svc, declared),
     )
     if service.container_name is not None and not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
                                                           service.container_name):  # fmt: skip

@@ -112,6 +112,8 @@ SEED = "kiln.seed"  # 64 hex digits: the guest's first entropy (entropy.c)
 WAIT_SEED = "kiln.wait-seed"  # a snapshot's guest waits for a fresh seed before the app starts
 PROBE = "kiln.probe"  # run the import probe instead of the app (build --check)
 POWEROFF = "kiln.poweroff"  # power off, not reboot, when the app ends (firmware-booted disks)
+SECRETS = "kiln.secrets"  # hex lines "FILE TARGET UID GID MODE": the secrets init copies to /run/secrets
+SECRETS_TAG = "kiln-secrets"  # the read-only 9p share holding their files
 
 
 def hex_lines(lines: list[str]) -> str:
@@ -151,6 +153,7 @@ class Boot:
     hosts: tuple[tuple[str, str], ...] = ()  # (name, address) on that segment
     env: tuple[tuple[str, str], ...] = ()
     argv: tuple[str, ...] | None = None
+    secrets: tuple[str, ...] = ()  # SecretShare.lines(): names, targets, owners; never a secret's content
     extra: tuple[str, ...] = ()  # other kernel parameters (kiln.seed, kiln.probe...)
 
 
@@ -193,6 +196,8 @@ def kernel_cmdline(boot: Boot) -> str:
         params.append("kiln.env=" + hex_lines([f"{key}={value}" for key, value in boot.env]))
     if boot.argv is not None:
         params.append("kiln.argv=" + hex_lines(list(boot.argv)))
+    if boot.secrets:
+        params.append(f"{SECRETS}=" + hex_lines(list(boot.secrets)))
     line = " ".join(params + list(boot.extra))
     if len(line) >= CMDLINE_MAX:
         raise UsageError(

@@ -45,6 +45,29 @@ class Lan(msgspec.Struct, frozen=True, kw_only=True):
     hosts: tuple[tuple[str, str], ...] = ()  # (name, IP): lines the guest's /etc/hosts gets
 
 
+class SecretFile(msgspec.Struct, frozen=True, kw_only=True):
+    """One secret of a run: `file` in the share's directory, at /run/secrets/`target` in the guest, for uid:gid
+    (-1: the app's account) with `mode`. Its content is never in a record, only in that file."""
+
+    file: str
+    target: str
+    uid: int = -1
+    gid: int = -1
+    mode: int = 0o400
+
+
+class SecretShare(msgspec.Struct, frozen=True, kw_only=True):
+    """A compose service's secrets: a private host directory of their files (kiln.compose.secrets), shared
+    read-only with the guest, whose init copies them to /run/secrets (init's secrets.c)."""
+
+    directory: Path
+    files: tuple[SecretFile, ...]
+
+    def lines(self) -> tuple[str, ...]:
+        """As init reads them from kiln.secrets: "FILE TARGET UID GID MODE"."""
+        return tuple(f"{f.file} {f.target} {f.uid} {f.gid} {f.mode:o}" for f in self.files)
+
+
 class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Everything `kiln run` may say about one run: a run record (kiln.records), kept in an instance's
     config.json and read back by its supervisor."""
@@ -68,6 +91,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
+    secrets: SecretShare | None = None  # qemu target: a compose service's secrets at /run/secrets
 
     def __post_init__(self) -> None:
         if self.memory_mib is not None and (type(self.memory_mib) is not int or self.memory_mib < 16):

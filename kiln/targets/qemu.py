@@ -85,6 +85,7 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         lan=cfg.lan,
         gdb_port=cfg.gdb_port,
         gdb_wait=cfg.gdb_wait,
+        secrets=(cfg.secrets.directory, cfg.secrets.lines()) if cfg.secrets else None,
     )
     return spec, [note] if note else []
 

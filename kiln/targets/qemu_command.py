@@ -87,6 +87,7 @@ class VmSpec:
     gdb_wait: bool = False  # start paused (-S) until the debugger continues
     root_devices: tuple[str, ...] = ("/dev/vda",)  # what the dm table names, waited for before it is set up
     dhcp: bool = False  # eth0 by the kernel's DHCP client (a firmware-booted disk), not kiln.ip/kiln.gw
+    secrets: tuple[Path, tuple[str, ...]] | None = None  # (host directory, kiln.secrets lines): compose's secrets
 
     def boot(self) -> protocol.Boot:
         """What this VM's kernel and init are told on the command line."""
@@ -103,6 +104,7 @@ class VmSpec:
             hosts=self.lan.hosts if self.lan else (),
             env=self.env,
             argv=self.argv,
+            secrets=self.secrets[1] if self.secrets else (),
             extra=self.cmdline,
         )
 
@@ -113,6 +115,8 @@ def device_set(spec: VmSpec) -> str:
     if spec.network:
         devices.append("virtio-net")
     devices += [f"9p:{tag}" for tag, _ in spec.volumes]
+    if spec.secrets:
+        devices.append(f"9p:{protocol.SECRETS_TAG}")
     if spec.lan:
         devices.append("virtio-net:lan")
     if spec.control_socket:
@@ -202,6 +206,13 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
             f"local,id={tag},path={host},security_model=none",
             "-device",
             f"virtio-9p-device,fsdev={tag},mount_tag={tag}",
+        ]
+    if spec.secrets:  # read-only: the guest copies them out, and can write nothing back
+        argv += [
+            "-fsdev",
+            f"local,id={protocol.SECRETS_TAG},path={spec.secrets[0]},security_model=none,readonly=on",
+            "-device",
+            f"virtio-9p-device,fsdev={protocol.SECRETS_TAG},mount_tag={protocol.SECRETS_TAG}",
         ]
     if spec.control_socket:
         argv += [

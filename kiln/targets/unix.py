@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kiln import _proc
+from kiln.errors import UsageError
 from kiln.image import unpack
 from kiln.store import Image, Store
 from kiln.targets.base import Plan, RunConfig, signal_number
@@ -47,6 +48,8 @@ class UnixTarget:
         self.store = store
 
     def plan(self, image: Image, cfg: RunConfig) -> Plan:
+        if cfg.secrets is not None:
+            raise UsageError("secrets reach a guest on the qemu target only (compose runs its services there)")
         unshare = _proc.require("unshare")
         hosts = cfg.volume_hosts(image.manifest.entry.volumes)
         root = unpack.tree(self.store, image)

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from kiln.guest import INIT_DIR, protocol
+from kiln.guest import CFLAGS, INIT_DIR, protocol
 from kiln.manifest import Account, Entry, Setup, SetupStep, Verity, Writable
 from kiln.policy import policy
 
@@ -89,7 +89,9 @@ def init_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
     objects = []
     for source in sorted(INIT_DIR.glob("*.c")):
         obj = work / (source.stem + ".o")
-        subprocess.run([gcc, "-c", "-Dmain=kiln_init_main", "-o", obj, source], check=True)
+        # init's own flags (warnings are errors, as when kiln builds it), less the strip
+        flags = [f for f in CFLAGS if f != "-s"]
+        subprocess.run([gcc, *flags, "-c", "-Dmain=kiln_init_main", "-o", obj, source], check=True)
         objects.append(obj)
     (work / "harness.c").write_text(HARNESS)
     subprocess.run([gcc, "-I", INIT_DIR, "-o", work / "reader", work / "harness.c", *objects], check=True)
@@ -172,6 +174,7 @@ def test_every_config_key_and_kernel_parameter_is_read_by_init() -> None:
         hosts=(("db", "10.89.0.2"),),
         env=(("A", "1"),),
         argv=("/bin/app",),
+        secrets=("0 db-password -1 -1 400",),
         extra=(protocol.SEED + "=" + "c" * 64, protocol.WAIT_SEED, protocol.PROBE, protocol.POWEROFF),
     )
     line = protocol.kernel_cmdline(boot)

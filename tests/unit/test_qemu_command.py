@@ -147,3 +147,18 @@ def test_lan_and_environment() -> None:
     assert bytes.fromhex(params["kiln.hosts"]).decode() == "10.89.0.2\tredis\n10.89.0.3\tweb\n"
     assert bytes.fromhex(params["kiln.env"]).decode() == "A=1 2\nB=x=y\n"
     assert device_set(s) != device_set(spec())  # a snapshot without the second NIC does not fit
+
+
+def test_secrets_are_a_read_only_share_and_the_command_line_names_them_only() -> None:
+    """A compose service's secrets: their directory shared read-only, their names and targets on the kernel
+    command line (kiln.secrets), never their content."""
+    from kiln.guest.protocol import unhex_lines
+
+    argv = command(spec(secrets=(Path("/h/secrets/db"), ("0 db-password -1 -1 400",))))
+    assert "local,id=kiln-secrets,path=/h/secrets/db,security_model=none,readonly=on" in opt(argv, "-fsdev")
+    assert "virtio-9p-device,fsdev=kiln-secrets,mount_tag=kiln-secrets" in opt(argv, "-device")
+    word = next(w for w in kernel_cmdline(spec(secrets=(Path("/h"), ("0 db-password -1 -1 400",)))).split()
+                if w.startswith("kiln.secrets="))  # fmt: skip
+    assert unhex_lines(word.split("=", 1)[1]) == ["0 db-password -1 -1 400"]
+    assert device_set(spec(network=False, secrets=(Path("/h"), ("x",)))).endswith("9p:kiln-secrets")
+    assert "kiln.secrets" not in kernel_cmdline(spec())

@@ -152,6 +152,8 @@ void setup_line(const char *key, const char *value);
 void mount_writable(void);
 void argv_override(void);
 void parse_user(char *value);
+void app_account(uid_t *uid, gid_t *gid);
+int mount_secrets(void);
 void parse_caps(char *value);
 void become_user(void);
 int install_policy(void);

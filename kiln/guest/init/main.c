@@ -14,6 +14,7 @@
  * On the kernel command line, besides kiln.ip/kiln.gw (eth0) and kiln.seed:
  * kiln.poweroff ends the VM by powering off, not by a reboot (a firmware-booted disk);
  * kiln.ip1=IP/PREFIX configures eth1 (a compose project's private network),
+ * kiln.secrets=HEX names a compose service's secrets (secrets.c), and
  * kiln.hosts=HEX adds hex-encoded lines to /etc/hosts (bound over the
  * read-only one), and kiln.env=HEX adds "KEY=VALUE" lines to the app's
  * environment (`kiln run -e`, compose's `environment`).
@@ -378,8 +379,9 @@ int main(int argc, char **argv) {
     add_sandbox_env();
     if (mount_volumes() < 0)
         status = 125;
+    else if (mount_writable(), mount_secrets() < 0)
+        status = 125;
     else {
-        mount_writable();
         if (nhelpers > 0)
             noexec_writable();
         if (sethostname(hostname, strlen(hostname)) < 0)

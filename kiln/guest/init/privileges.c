@@ -26,6 +26,12 @@ void parse_user(char *value) {
     switch_user = 1;
 }
 
+/* The account the app runs as (root when the config names none): what a secret is given to. */
+void app_account(uid_t *uid, gid_t *gid) {
+    *uid = switch_user ? app_uid : 0;
+    *gid = switch_user ? app_gid : 0;
+}
+
 void parse_caps(char *value) {
     char *save = NULL, *word;
     for (word = strtok_r(value, " ", &save); word; word = strtok_r(NULL, " ", &save)) {

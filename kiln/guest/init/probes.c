@@ -92,7 +92,7 @@ static int mysql(int fd, char *why, size_t len) {
 
 static int redis(int fd, char *why, size_t len) {
     char answer[128];
-    ssize_t n;
+    ssize_t n = -1;
     if (write(fd, "PING\r\n", 6) != 6 || (n = read(fd, answer, sizeof answer - 1)) <= 0) {
         if (n == 0)
             errno = ECONNRESET;
