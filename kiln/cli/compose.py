@@ -1,4 +1,4 @@
-"""`kiln compose up|down|ps|logs`: many unikernels as one service (kiln.compose)."""
+"""`kiln compose up|down|ps|logs|config`: many unikernels as one service (kiln.compose)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ Examples:
   kiln compose ps
   kiln compose logs web
   kiln compose down                     # named volumes stay; down -v removes them
+  kiln compose config                   # the file as kiln reads it, checked
 """
 
 
@@ -133,3 +134,38 @@ def logs(ctx: click.Context, services: tuple[str, ...]) -> None:
     for service, text in lifecycle.logs(_project_name(ctx), list(services)):
         for line in text.splitlines():
             ui.say(f"{service} | {line}")
+
+
+@compose.command(
+    "config",
+    epilog="\b\nExamples:\n  kiln compose config\n  kiln compose -f stack.yaml config --json\n"
+    "  kiln compose config -q            # check only: exit 0 if kiln can run it",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Check only: print nothing.")
+@click.pass_context
+def config(ctx: click.Context, as_json: bool, quiet: bool) -> None:
+    """Print the file as kiln reads it: variables filled in (the shell's, over .env), checked against the
+    Compose Specification and against what kiln runs, as `docker compose config` does. A file with problems
+    gets one line for each, and exit status 2."""
+    import sys
+
+    from kiln.compose.project import load, resolved, schema_problems
+
+    path = _file(ctx.obj["file"])
+    doc = resolved(path)
+    problems = schema_problems(doc, str(path))
+    if problems:
+        for line in problems:
+            ui.error(line)
+        sys.exit(2)
+    project = load(path, ctx.obj["name"])  # kiln's own refusals, one line
+    doc = {"name": project.name, **{k: v for k, v in doc.items() if k != "name"}}
+    if quiet:
+        return
+    if as_json:
+        print_json(doc)
+        return
+    import yaml
+
+    click.echo(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False), nl=False)

@@ -30,7 +30,8 @@ Supported (the rest of Compose is valid but refused):
     services.<s>.secrets        names, or {source, target, uid, gid, mode}: at /run/secrets (kiln.compose.secrets)
     volumes.<name>              named volumes ({} or null)
     secrets.<name>              {file: PATH} or {environment: VAR}
-Variables are interpolated as Compose does: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, $$.
+Variables are interpolated as Compose does: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, $$, from the
+shell's environment over the project directory's .env.
 """
 
 from __future__ import annotations
@@ -194,12 +195,35 @@ def _where(path: Any) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def schema_problems(doc: Any, source: str) -> list[str]:
+    """Every error the Compose Specification's own schema finds, one line each, with the path of its key."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    return [f"{source} is not valid Compose: {_where(err.absolute_path)}: {err.message}" for err in errors]
+
+
 def validate(doc: Any, source: str) -> None:
     """The Compose Specification's own schema; the first error, with the path of its key."""
-    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
-    if errors:
-        err = errors[0]
-        raise UsageError(f"{source} is not valid Compose: {_where(err.absolute_path)}: {err.message}")
+    problems = schema_problems(doc, source)
+    if problems:
+        raise UsageError(problems[0])
+
+
+def dotenv(directory: Path) -> dict[str, str]:
+    """The project directory's .env, as Compose reads it for interpolation (KEY=VALUE lines; the shell's
+    variables win over it)."""
+    path = directory / ".env"
+    return _env_lines(path) if path.is_file() else {}
+
+
+def resolved(path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The file read and interpolated (from `env`, else .env and the shell's environment), as `kiln compose
+    config` prints it; not yet validated."""
+    if env is None:
+        env = {**dotenv(path.resolve().parent), **os.environ}
+    doc = interpolate(_yaml(path), env)
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: not a compose file (its top level is not a mapping)")
+    return doc
 
 
 def _ports(raw: list[Any], service: str) -> tuple[PortMap, ...]:
@@ -325,17 +349,24 @@ def _env_files(raw: Any, directory: Path, service: str) -> dict[str, str]:
             if required:
                 raise UsageError(f"services.{service}.env_file: {file} does not exist")
             continue
-        for number, line in enumerate(file.read_text().splitlines(), 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            key, sep, value = text.removeprefix("export ").partition("=")
-            if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key.strip()):
-                raise UsageError(f"{file}:{number}: not KEY=VALUE")
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            out[key.strip()] = value
+        out.update(_env_lines(file))
+    return out
+
+
+def _env_lines(file: Path) -> dict[str, str]:
+    """KEY=VALUE lines (comments, blank lines and `export ` allowed; one pair of quotes taken off)."""
+    out = {}
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.removeprefix("export ").partition("=")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key.strip()):
+            raise UsageError(f"{file}:{number}: not KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
     return out
 
 
@@ -383,7 +414,9 @@ def _build(raw: Any, directory: Path, service: str) -> Build | None:
 
 def load(path: Path, name: str | None = None, env: dict[str, str] | None = None) -> Project:
     """Read, interpolate and validate a compose file; refuse what kiln does not run."""
-    doc = interpolate(_yaml(path), dict(os.environ) if env is None else env)
+    if env is None:
+        env = {**dotenv(path.resolve().parent), **os.environ}
+    doc = resolved(path, env)
     validate(doc, str(path))
     for key in doc:
         if key not in TOP_KEYS and not key.startswith("x-"):
@@ -400,7 +433,7 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
     named = set((doc.get("volumes") or {}).keys())
     services: dict[str, Service] = {}
     directory = path.resolve().parent
-    declared = secrets_mod.declared(doc.get("secrets"), directory, dict(os.environ) if env is None else env)
+    declared = secrets_mod.declared(doc.get("secrets"), directory, env)
     published: dict[int, str] = {}
     for svc, raw in (doc.get("services") or {}).items():
         service = _service(svc, raw, directory, named, networks, declared)

@@ -489,3 +489,96 @@ def test_the_same_mariadb_image_under_podman_with_runc_answers_the_same(
         assert _mariadb(port, "select 1", password="wrong").startswith("failed")
     finally:
         subprocess.run([*podman, "rm", "-f", name], capture_output=True)
+
+
+# -- compose secrets: a database's passwords from /run/secrets, its healthcheck as people write it ---------------
+
+ROOT_SECRET = "root-f1le-s3cret"
+USER_SECRET = "user-env-s3cret"
+
+
+@pytest.mark.vm
+def test_a_compose_database_reads_its_passwords_from_secrets(
+    kiln_mariadb: str, session_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A file secret and an environment secret reach the official-style MariaDB at /run/secrets, through its
+    *_FILE variables; its CMD-SHELL `mysqladmin ping --password="$$(cat /run/secrets/...)"` healthcheck holds
+    before the service that depends on it starts; the passwords work from the host's client, and are in no
+    record, log, `kiln inspect` or `ps`; `down` removes their files."""
+    port = free_port()
+    (tmp_path / "root-password.txt").write_text(ROOT_SECRET + "\n")
+    (tmp_path / "compose.yaml").write_text(f"""
+name: vault
+secrets:
+  root-password: {{file: ./root-password.txt}}
+  user-password: {{environment: KILN_TEST_USER_PASSWORD}}
+services:
+  db:
+    image: {kiln_mariadb}
+    environment:
+      MARIADB_ROOT_PASSWORD_FILE: /run/secrets/root-password
+      MARIADB_DATABASE: shop
+      MARIADB_USER: shopkeeper
+      MARIADB_PASSWORD_FILE: /run/secrets/user-password
+    secrets: [root-password, {{source: user-password, mode: 0440}}]
+    ports: ["127.0.0.1:{port}:3306"]
+    healthcheck:
+      test: ["CMD-SHELL", "mysqladmin ping -h 127.0.0.1 --password=\\"$$(cat /run/secrets/root-password)\\" --silent"]
+      interval: 2s
+      retries: 3
+      start_period: 170s
+  web:
+    build: {ROOT / "examples" / "hello-http"}
+    depends_on:
+      db: {{condition: service_healthy}}
+""")
+    env = {**session_env, "KILN_TEST_USER_PASSWORD": USER_SECRET}
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return kiln("compose", "-f", str(tmp_path / "compose.yaml"), *args, env=env, timeout=1800)
+
+    home = Path(session_env["KILN_HOME"])
+    try:
+        up = compose("up", "-d")
+        said = up.stdout + up.stderr
+        assert up.returncode == 0, said
+        assert "waiting for db to be healthy" in said and "web: started" in said, said
+        assert _mariadb(port, "select word from greetings", password=USER_SECRET) == "unikernel"
+        assert _mariadb(port, "select 1", "root", ROOT_SECRET) == "1"
+        staged = home / "compose" / "vault" / "secrets" / "db"
+        assert sorted(p.stat().st_mode & 0o777 for p in staged.iterdir()) == [0o400, 0o400]
+        # nowhere else: the project's and the instances' records and logs, inspect, ps, the QEMU command line
+        seen = [compose("logs").stdout, compose("ps", "--json").stdout,
+                kiln("inspect", "--json", "vault-db", env=env, check=True).stdout,
+                subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout]  # fmt: skip
+        for directory in (home / "compose" / "vault", home / "instances"):
+            for path in directory.rglob("*"):
+                if path.is_file() and staged not in path.parents and "volumes" not in path.parts:
+                    seen.append(path.read_text(errors="replace"))
+        for secret in (ROOT_SECRET, USER_SECRET):
+            assert not [text for text in seen if secret in text], secret
+        assert "kiln-init: secrets: 2 in /run/secrets, read-only" in compose("logs", "db").stdout
+    finally:
+        down = compose("down", "-v")
+    assert down.returncode == 0, down.stderr
+    assert not (home / "compose" / "vault" / "secrets").exists()
+
+
+@pytest.mark.parametrize(
+    ("secrets", "message"),
+    [
+        ("  pw: {file: ./missing.txt}\n", "secrets.pw: its file"),
+        ("  pw: {environment: KILN_TEST_UNSET}\n", "secrets.pw: its variable KILN_TEST_UNSET is not set"),
+    ],
+)
+def test_a_secret_kiln_cannot_read_stops_up_before_anything_starts(
+    secrets: str, message: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        f"secrets:\n{secrets}services:\n  db:\n    image: nothing-built\n    secrets: [pw]\n"
+    )
+    before = store_state(env)
+    proc = kiln("compose", "-f", str(tmp_path / "compose.yaml"), "up", "-d", env=env)
+    assert_one_line_error(proc, message, code=2)
+    assert store_state(env) == before and json.loads(kiln("ps", "-a", "--json", env=env, check=True).stdout) == []
+    assert not (Path(env["KILN_HOME"]) / "compose").exists() or not any((Path(env["KILN_HOME"]) / "compose").iterdir())

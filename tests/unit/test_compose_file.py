@@ -133,3 +133,45 @@ def test_compose_files_as_written(tmp_path: Path) -> None:
     assert registry_reference("redis:7") == "docker://docker.io/library/redis:7"
     assert registry_reference("127.0.0.1:5000/test/redis") == "docker://127.0.0.1:5000/test/redis:latest"
     assert registry_reference("ghcr.io/org/app@sha256:ab") == "docker://ghcr.io/org/app@sha256:ab"
+
+
+def test_compose_config_prints_the_file_resolved_and_names_every_problem(tmp_path: Path) -> None:
+    """As `docker compose config`: variables from .env under the shell's; a file with schema problems gets
+    one line each and exit status 2; what kiln does not run, its one line."""
+    import json
+    import os
+    import subprocess
+
+    from kiln_testing.command import KILN
+
+    (tmp_path / ".env").write_text("TAG=from-dotenv\nPORT=8080\n")
+    (tmp_path / "compose.yaml").write_text(
+        "name: shop\nservices:\n  web:\n    image: web:${TAG}\n    ports: ['${PORT}:80']\n"
+        "    environment: {MODE: '${MODE:-plain}'}\n"
+    )
+    env = {**os.environ, "PORT": "9090"}
+    env.pop("TAG", None)
+    env.pop("MODE", None)
+
+    def config(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KILN, "compose", *args, "config"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    done = config()
+    assert done.returncode == 0, done.stderr
+    assert "image: web:from-dotenv" in done.stdout and "- 9090:80" in done.stdout and "MODE: plain" in done.stdout
+    doc = json.loads(subprocess.run([KILN, "compose", "-p", "other", "config", "--json"], cwd=tmp_path, env=env,
+                                    capture_output=True, text=True, timeout=60).stdout)  # fmt: skip
+    assert doc["name"] == "other" and doc["services"]["web"]["ports"] == ["9090:80"]
+    assert config().stdout == subprocess.run([KILN, "compose", "config"], cwd=tmp_path, env=env, capture_output=True,
+                                             text=True, timeout=60).stdout  # fmt: skip
+
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: 5\n    restart: 3\n    bogus: x\n")
+    bad = config()
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) >= 2 and all(line.startswith("kiln: error: ") for line in lines)
+    assert "Traceback" not in bad.stderr and bad.stdout == ""
+    (tmp_path / "compose.yaml").write_text("services:\n  web:\n    image: x\n    privileged: true\n")
+    refused = config()
+    assert refused.returncode == 2 and "services.web.privileged: valid Compose, but kiln does not support it" in \
+        refused.stderr and len(refused.stderr.strip().splitlines()) == 1  # fmt: skip
