@@ -110,7 +110,7 @@ def down(ctx: click.Context, volumes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def ps(ctx: click.Context, as_json: bool) -> None:
-    """List the project's services: instance, state, address, ports."""
+    """List the project's services: instance, state (and health, for one with a healthcheck), address, ports."""
     from kiln.compose import lifecycle
 
     rows = lifecycle.status(_project_name(ctx))
@@ -119,7 +119,8 @@ def ps(ctx: click.Context, as_json: bool) -> None:
         return
     columns(
         ("SERVICE", "INSTANCE", "STATE", "ADDRESS", "PORTS"),
-        [[str(r["service"]), str(r["instance"]), str(r["state"]), str(r.get("address") or ""),
+        [[str(r["service"]), str(r["instance"]), str(r["state"]) + (f" ({r['health']})" if r.get("health") else ""),
+          str(r.get("address") or ""),
           ", ".join(map(str, r["ports"]))] for r in rows],  # type: ignore[call-overload]
     )  # fmt: skip
 

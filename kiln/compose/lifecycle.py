@@ -18,6 +18,7 @@ the first NIC (QEMU's user network), as with `kiln run -p`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import time
@@ -244,6 +245,18 @@ def check_health(inst: instances.Instance, check: Healthcheck) -> bool:
         return False
 
 
+def wait_completed(inst: instances.Instance, service: str, timeout: float = HEALTH_TIMEOUT) -> None:
+    """Until the service's app has ended (a migration, a set-up job): with status 0, or a one-line error."""
+    deadline = time.monotonic() + timeout
+    while (st := inst.state()).status != "exited":
+        if time.monotonic() > deadline:
+            raise TargetError(f"service {service} did not complete within {timeout:.0f} s")
+        time.sleep(0.5)
+    if st.exit_code != 0:
+        raise TargetError(f"service {service} did not complete successfully (exit status {st.exit_code}); its last "
+                          f"console lines:\n{_console_tail(inst)}")  # fmt: skip
+
+
 def wait_healthy(inst: instances.Instance, service: Service, timeout: float = HEALTH_TIMEOUT) -> None:
     """As Compose does: failures in the first `start_period` do not count; then `retries` failures
     in a row make the service unhealthy. `timeout` bounds the whole wait."""
@@ -296,7 +309,9 @@ def up(
         directory / "project.json",
         json.dumps({"name": project.name, "directory": str(project.directory),
                     "services": {s: instance_name(project, s) for s in project.services},
-                    "labels": {s: v.labels for s, v in project.services.items() if v.labels}}, indent=2).encode(),
+                    "labels": {s: v.labels for s, v in project.services.items() if v.labels},
+                    "healthchecks": {s: dataclasses.asdict(v.healthcheck) for s, v in project.services.items()
+                                     if v.healthcheck}}, indent=2).encode(),
     )  # fmt: skip
     switch = SwitchProcess(directory)
     had_switch = switch.pid() is not None
@@ -334,6 +349,9 @@ def _start_all(
             if condition == "service_healthy":
                 say(f"waiting for {dep} to be healthy")
                 wait_healthy(dep_inst, project.services[dep])
+            elif condition == "service_completed_successfully":
+                say(f"waiting for {dep} to complete")
+                wait_completed(dep_inst, dep)
         inst_name = instance_name(project, name)
         try:
             existing: instances.Instance | None = instances.get(inst_name)
@@ -394,8 +412,19 @@ def down(name: str, say: Say, volumes: bool = False) -> None:
         say("named volumes removed")
 
 
+def _healthchecks(name: str) -> dict[str, Healthcheck]:
+    try:
+        data = json.loads((project_dir(name) / "project.json").read_text())
+        return {s: Healthcheck(**h) for s, h in (data.get("healthchecks") or {}).items()}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
 def status(name: str) -> list[dict[str, object]]:
+    """Each service's instance, state, ports and address; and, for a running one with a healthcheck, its health
+    now (healthy or unhealthy: one check, as `docker compose ps` shows the last)."""
     rows = []
+    checks = _healthchecks(name)
     for service, inst_name in sorted(members(name).items()):
         try:
             inst = instances.get(inst_name)
@@ -403,9 +432,14 @@ def status(name: str) -> list[dict[str, object]]:
             rows.append({"service": service, "instance": inst_name, "state": "not created", "ports": []})
             continue
         st = inst.state()
+        check = checks.get(service)
+        health = None
+        if check is not None and st.status == "running":
+            health = "healthy" if check_health(inst, check) else "unhealthy"
         rows.append({"service": service, "instance": inst_name, "state": st.status,
                      "ports": [str(p) for p in inst.config.run.ports],
-                     "address": inst.config.run.lan.address if inst.config.run.lan else None})  # fmt: skip
+                     "address": inst.config.run.lan.address if inst.config.run.lan else None,
+                     "health": health})  # fmt: skip
     return rows
 
 

@@ -17,7 +17,8 @@ Supported (the rest of Compose is valid but refused):
     services.<s>.networks       the project's one private network (several, or network_mode: refused)
     services.<s>.ports          "[IP:]HOST:GUEST" or {target, published, host_ip}; TCP only
     services.<s>.environment    list of KEY=VALUE or a mapping
-    services.<s>.depends_on     list, or {service: {condition: service_started | service_healthy}}
+    services.<s>.depends_on     list, or {service: {condition: service_started | service_healthy |
+                                service_completed_successfully}}
     services.<s>.healthcheck    test: ["HTTP", PORT, "/path"] or ["TCP", PORT], or the probe people write
                                 (curl/wget, pg_isready, mysqladmin ping, healthcheck.sh --connect,
                                 redis-cli ping, nc -z; CMD or CMD-SHELL), which init asks in the server's
@@ -481,7 +482,7 @@ def _service(
     conditions = {}
     for dep, how in depends.items():
         condition = how.get("condition", "service_started")
-        if condition not in ("service_started", "service_healthy"):
+        if condition not in ("service_started", "service_healthy", "service_completed_successfully"):
             raise UsageError(f"services.{svc}.depends_on.{dep}.condition: {condition} is not supported by kiln")
         conditions[dep] = condition
     entrypoint = _words(raw.get("entrypoint"), f"services.{svc}.entrypoint")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from kiln_testing.answers import wait_for_answer
-from kiln_testing.command import EXAMPLES, kiln
+from kiln_testing.command import EXAMPLES, ROOT, kiln
 from kiln_testing.ports import free_port
 
 pytestmark = [pytest.mark.vm, pytest.mark.kernel]
@@ -41,6 +41,9 @@ def test_counter_on_a_private_network(session_env: dict[str, str]) -> None:
         }
         # redis is published nowhere: the host reaches only the web app's port
         assert all(r["ports"] == [] for r in rows if r["service"] == "redis")
+        # health as init asks it: redis-cli ping (PING in redis's protocol) and the web app's HTTP check
+        assert {r["service"]: r["health"] for r in rows} == {"redis": "healthy", "web": "healthy"}
+        assert "running (healthy)" in compose(env_a, "one", "ps").stdout
 
         # the web service restarts alone; the count lives in redis and survives
         kiln("stop", "one-web", env=env_a, check=True)
@@ -136,3 +139,28 @@ services:
     assert "its last console lines:" in proc.stderr and "stopped what this up started: sick-cache" in proc.stderr
     left = json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)
     assert not [r for r in left if r["name"].startswith("sick-")]
+
+
+def test_a_job_that_does_not_complete_successfully_stops_what_up_started(
+    session_env: dict[str, str], tmp_path: Path
+) -> None:
+    """depends_on: condition: service_completed_successfully: a job (a migration, say) that exits 3 stops `up`
+    in one line with its status, and what this up started goes."""
+    (tmp_path / "compose.yaml").write_text(
+        f"""
+services:
+  migrate:
+    build: {ROOT / "tests" / "fixtures" / "apps" / "exit3"}
+  web:
+    image: redis
+    build: {EXAMPLES / "redis"}
+    depends_on: {{migrate: {{condition: service_completed_successfully}}}}
+"""
+    )
+    proc = kiln("compose", "-f", str(tmp_path / "compose.yaml"), "-p", "job", "up", "-d", env=session_env, timeout=900)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "waiting for migrate to complete" in proc.stderr
+    assert "service migrate did not complete successfully (exit status 3)" in proc.stderr, proc.stderr
+    assert "stopped what this up started: job-migrate" in proc.stderr
+    left = json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)
+    assert not [r for r in left if r["name"].startswith("job-")]
