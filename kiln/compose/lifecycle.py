@@ -1,18 +1,23 @@
-"""`kiln compose up|down|ps|logs`: a project's services as detached instances on one private network.
+"""`kiln compose up|down|ps|logs`: a project's services as detached instances on its private networks.
 
     $KILN_HOME/compose/<project>/project.json   the services and the instance each one runs as
-    $KILN_HOME/compose/<project>/switch.sock    the project's network (kiln.compose.switch); in a short
+    $KILN_HOME/compose/<project>/networks/NET/switch.sock
+                                                a network of the project (kiln.compose.switch); in a short
                                                 directory of its own when that path is too long for a
                                                 socket's address (kiln.paths.socket_dir)
-    $KILN_HOME/compose/<project>/switch.pid     the switch's record (kiln.daemon)
+    $KILN_HOME/compose/<project>/networks/NET/switch.pid  its switch's record (kiln.daemon)
     $KILN_HOME/compose/<project>/volumes/NAME/  named volumes (kept by `down`, removed by `down -v`)
     $KILN_HOME/compose/<project>/secrets/SVC/   a service's secrets' files (kiln.compose.secrets; `down`
                                                 removes them)
 
 Each service runs as the instance `<project>-<service>` under the usual supervisor and restart
-policy, on the qemu target, with a second NIC on the project's switch: the services, sorted by
-name, get 10.89.0.2, .3, ... and every guest's /etc/hosts names them all. Published ports stay on
-the first NIC (QEMU's user network), as with `kiln run -p`.
+policy, on the qemu target, with a NIC on each of its networks (eth1, eth2, ... in the order the
+file gives them), each network a switch of its own: the networks, sorted by name, are 10.89.0.0/24,
+10.89.1.0/24, ..., and on each the services on it, sorted by name, get .2, .3, ... A guest's
+/etc/hosts names the services (and their aliases) it shares a network with, and no other: a
+service reaches another only through a network they share. Published ports stay on the first NIC
+(QEMU's user network), as with `kiln run -p`; a service only on `internal: true` networks gets
+that NIC restricted to them (no way out).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ if TYPE_CHECKING:  # the build pipeline is imported by `up`, which builds; ps, l
     from kiln import build as api
     from kiln.oci.image import Overrides
 
-SUBNET = "10.89.0"
+SUBNET = "10.89"
 PREFIX = 24
 SWITCH_START, SWITCH_STOP = 10.0, 5.0  # seconds
 HEALTH_TIMEOUT = 180.0  # seconds a service has to become healthy (TCG boots are slow)
@@ -59,12 +64,24 @@ def instance_name(project: Project, service: str) -> str:
     return project.services[service].container_name or f"{project.name}-{service}"
 
 
-def addresses(project: Project) -> dict[str, str]:
-    """Service -> its address on the project's network (sorted names: stable across ups)."""
-    names = sorted(project.services)
-    if len(names) > 250:
-        raise UsageError("a project has at most 250 services")
-    return {name: f"{SUBNET}.{i + 2}" for i, name in enumerate(names)}
+def addresses(project: Project) -> dict[str, dict[str, str]]:
+    """Network -> service -> its address there (sorted names: stable across ups)."""
+    out = {}
+    for k, net in enumerate(sorted(project.networks)):
+        names = sorted(s for s, svc in project.services.items() if any(n == net for n, _ in svc.networks))
+        if len(names) > 250:
+            raise UsageError(f"network {net} has more than 250 services")
+        out[net] = {name: f"{SUBNET}.{k}.{i + 2}" for i, name in enumerate(names)}
+    return out
+
+
+def _hosts(project: Project, addrs: dict[str, dict[str, str]], net: str) -> tuple[tuple[str, str], ...]:
+    """The names a guest resolves on one of its networks: the services there, and their aliases."""
+    out = []
+    for peer, ip in sorted(addrs[net].items()):
+        out.append((peer, ip))
+        out += [(alias, ip) for alias in dict(project.services[peer].networks).get(net, ())]
+    return tuple(out)
 
 
 # -- the switch ------------------------------------------------------------------------------------
@@ -72,7 +89,7 @@ def addresses(project: Project) -> dict[str, str]:
 
 @dataclass
 class SwitchProcess:
-    """The project's switch (kiln.compose.switch), a kiln daemon."""
+    """One network's switch (kiln.compose.switch), a kiln daemon."""
 
     directory: Path
 
@@ -194,7 +211,9 @@ def _describe(source: api.Source) -> str:
     return source.reference
 
 
-def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs: dict[str, str]) -> RunConfig:
+def _run_config(
+    project: Project, service: Service, switches: dict[str, SwitchProcess], addrs: dict[str, dict[str, str]]
+) -> RunConfig:
     volumes = []
     for kind, source, target in service.volumes:
         if kind == "volume":
@@ -203,20 +222,21 @@ def _run_config(project: Project, service: Service, switch: SwitchProcess, addrs
         else:
             host = Path(source)
         volumes.append(VolumeMap(host=host, guest=target))
-    me = addrs[service.name]
     secrets_dir = project_dir(project.name) / "secrets" / service.name
-    lan = Lan(
-        socket=switch.socket,
-        address=f"{me}/{PREFIX}",
-        mac="52:54:00:89:00:{:02x}".format(int(me.rsplit(".", 1)[1])),
-        hosts=tuple((name, ip) for name, ip in sorted(addrs.items())),
-    )
+    lans = []
+    for net, _aliases in service.networks:  # in the file's order: eth1, eth2, ...
+        me = addrs[net][service.name]
+        _, _, k, host = me.split(".")
+        mac = f"52:54:00:89:{int(k):02x}:{int(host):02x}"
+        lans.append(Lan(socket=switches[net].socket, address=f"{me}/{PREFIX}", mac=mac,
+                        hosts=_hosts(project, addrs, net)))  # fmt: skip
     return RunConfig(
         ports=service.ports,
         volumes=tuple(volumes),
         memory_mib=service.memory_mib,
         extra_env=dict(service.environment),
-        lan=lan,
+        lans=tuple(lans),
+        isolated=all(project.networks[net].internal for net, _ in service.networks),
         snapshot="never",
         stop_signal=service.stop_signal,
         secrets=secrets_mod.stage(secrets_dir, project.secrets, service.secrets),
@@ -313,19 +333,24 @@ def up(
                     "healthchecks": {s: dataclasses.asdict(v.healthcheck) for s, v in project.services.items()
                                      if v.healthcheck}}, indent=2).encode(),
     )  # fmt: skip
-    switch = SwitchProcess(directory)
-    had_switch = switch.pid() is not None
-    switch.start()
+    nets = sorted({net for name in order for net, _ in project.services[name].networks})
+    switches = {net: SwitchProcess(directory / "networks" / net) for net in nets}
+    had = {net for net, switch in switches.items() if switch.pid() is not None}
+    new: list[SwitchProcess] = []
     addrs = addresses(project)
     started: list[instances.Instance] = []
     try:
-        _start_all(project, store, say, order, refs, switch, addrs, started)
+        for net in nets:
+            switches[net].start()
+            if net not in had:
+                new.append(switches[net])
+        _start_all(project, store, say, order, refs, switches, addrs, started)
     except BaseException:
         # nothing half-started: what this `up` started goes again, and so does a network it created
         for inst in reversed(started):
             with contextlib.suppress(KilnError):
                 manage.remove(inst, force=True)
-        if not had_switch:
+        for switch in new:  # the networks this up created
             switch.stop()
         if started:
             say(f"stopped what this up started: {', '.join(i.name for i in started)}")
@@ -338,7 +363,7 @@ def _start_all(
     say: Say,
     order: list[str],
     refs: dict[str, str],
-    switch: SwitchProcess,
+    switches: dict[str, SwitchProcess],
     addrs: dict[str, str],
     started: list[instances.Instance],
 ) -> None:
@@ -362,7 +387,7 @@ def _start_all(
             continue
         if existing is not None:
             manage.remove(existing, force=True)  # exited: start it afresh, with this file's settings
-        cfg = _run_config(project, service, switch, addrs)
+        cfg = _run_config(project, service, switches, addrs)
         try:
             inst, notes = manage.run_detached(
                 store, refs[name], "qemu", cfg, instances.RestartPolicy.parse(service.restart), inst_name
@@ -374,7 +399,8 @@ def _start_all(
         started.append(inst)
         for note in notes:
             say(note)
-        say(f"{name}: started ({inst.name}, {addrs[name]})")
+        where = ", ".join(f"{addrs[net][name]} on {net}" for net, _ in service.networks)
+        say(f"{name}: started ({inst.name}, {where})")
 
 
 # -- down, ps, logs --------------------------------------------------------------------------------
@@ -398,7 +424,8 @@ def down(name: str, say: Say, volumes: bool = False) -> None:
         manage.remove(inst, force=True)
         say(f"{service}: removed ({inst_name})")
     directory = project_dir(name)
-    SwitchProcess(directory).stop()
+    for net in sorted((directory / "networks").glob("*")) if (directory / "networks").is_dir() else ():
+        SwitchProcess(net).stop()
     for entry in directory.iterdir():
         if entry.name == "volumes" and not volumes:
             continue
@@ -438,7 +465,8 @@ def status(name: str) -> list[dict[str, object]]:
             health = "healthy" if check_health(inst, check) else "unhealthy"
         rows.append({"service": service, "instance": inst_name, "state": st.status,
                      "ports": [str(p) for p in inst.config.run.ports],
-                     "address": inst.config.run.lan.address if inst.config.run.lan else None,
+                     "address": inst.config.run.lans[0].address if inst.config.run.lans else None,
+                     "addresses": [lan.address for lan in inst.config.run.lans],
                      "health": health})  # fmt: skip
     return rows
 

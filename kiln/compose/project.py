@@ -14,7 +14,9 @@ Supported (the rest of Compose is valid but refused):
     services.<s>.stop_signal    what a stop sends the app first
     services.<s>.container_name the instance's name
     services.<s>.labels         kept in the project's record (`kiln compose ps --json`)
-    services.<s>.networks       the project's one private network (several, or network_mode: refused)
+    services.<s>.networks       a list, or {name: {aliases: [...]}}: a NIC on each (default: the project's
+                                `default` network); a service reaches another only on a network they share,
+                                and /etc/hosts names those only (network_mode: refused)
     services.<s>.ports          "[IP:]HOST:GUEST" or {target, published, host_ip}; TCP only
     services.<s>.environment    list of KEY=VALUE or a mapping
     services.<s>.depends_on     list, or {service: {condition: service_started | service_healthy |
@@ -31,6 +33,7 @@ Supported (the rest of Compose is valid but refused):
     services.<s>.secrets        names, or {source, target, uid, gid, mode}: at /run/secrets (kiln.compose.secrets)
     volumes.<name>              named volumes ({} or null)
     secrets.<name>              {file: PATH} or {environment: VAR}
+    networks.<name>             {} or {internal: true} (no way out: only the published ports reach in)
 Variables are interpolated as Compose does: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, $$, from the
 shell's environment over the project directory's .env.
 """
@@ -48,6 +51,7 @@ from typing import Any
 from kiln.compose import health
 from kiln.compose import secrets as secrets_mod
 from kiln.errors import UsageError
+from kiln.guest.protocol import MAX_LANS
 from kiln.targets.portmap import PortMap
 from kiln.units import parse_duration, parse_memory
 
@@ -91,6 +95,12 @@ class Healthcheck:
 
 
 @dataclass(frozen=True)
+class Network:
+    name: str
+    internal: bool = False  # no way out of the project (QEMU's user network restricted)
+
+
+@dataclass(frozen=True)
 class Build:
     context: Path
     dockerfile: Path | None = None  # given: the Dockerfile is built, even for a Python app
@@ -119,6 +129,7 @@ class Service:
     container_name: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     secrets: tuple[secrets_mod.SecretUse, ...] = ()
+    networks: tuple[tuple[str, tuple[str, ...]], ...] = (("default", ()),)  # (network, its aliases there)
 
     @property
     def image_ref(self) -> str:
@@ -139,6 +150,7 @@ class Project:
     services: dict[str, Service]
     volumes: tuple[str, ...] = ()
     secrets: dict[str, secrets_mod.Secret] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=lambda: {"default": Network("default")})
 
     def order(self) -> list[str]:
         """Service names, every one after those it depends on (a cycle is an error)."""
@@ -371,16 +383,44 @@ def _env_lines(file: Path) -> dict[str, str]:
     return out
 
 
-def _networks(raw: Any, service: str, declared: set[str]) -> None:
-    names = list(raw) if isinstance(raw, list | dict) else []
-    if len(names) > 1:
-        raise UsageError(
-            f"services.{service}.networks: {', '.join(map(str, names))}: kiln gives each project one private "
-            "network, so a service is on one network or none named"
-        )
-    for name in names:
-        if declared and name not in declared and name != "default":
-            raise UsageError(f"services.{service}.networks: {name} is not declared under networks")
+def _networks(raw: Any, service: str, declared: dict[str, Network]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A service's networks (a list, or a mapping with aliases); none named: the project's default network."""
+    where = f"services.{service}.networks"
+    items = {str(n): None for n in raw} if isinstance(raw, list) else dict(raw or {})
+    if not items:
+        return (("default", ()),)
+    out = []
+    for name, spec in items.items():
+        if name not in declared and name != "default":
+            raise UsageError(f"{where}: {name} is not declared under networks")
+        spec = spec or {}
+        extra = sorted(set(spec) - {"aliases"})
+        if extra:
+            raise UsageError(f"{where}.{name}.{extra[0]}: valid Compose, but kiln does not support it")
+        aliases = tuple(str(a) for a in spec.get("aliases") or ())
+        for alias in aliases:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", alias):
+                raise UsageError(f"{where}.{name}.aliases: {alias!r} is not a host name")
+        out.append((name, aliases))
+    if len(out) > MAX_LANS:
+        raise UsageError(f"{where}: a service is on at most {MAX_LANS} networks (it has {len(out)})")
+    return tuple(out)
+
+
+def _declared_networks(raw: Any) -> dict[str, Network]:
+    out = {"default": Network("default")}
+    for name, spec in (raw or {}).items():
+        spec = spec or {}
+        where = f"networks.{name}"
+        if spec.get("external"):
+            raise UsageError(f"{where}: external networks are another project's: kiln makes each project's own")
+        extra = sorted(set(spec) - {"internal", "driver", "name", "labels", "external"})
+        if extra:
+            raise UsageError(f"{where}.{extra[0]}: valid Compose, but kiln does not support it")
+        if spec.get("driver", "bridge") != "bridge":
+            raise UsageError(f"{where}.driver: {spec['driver']}: kiln's networks are bridges (a switch per network)")
+        out[str(name)] = Network(str(name), internal=bool(spec.get("internal", False)))
+    return out
 
 
 def _restart(raw: str, service: str) -> str:
@@ -422,11 +462,7 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
     for key in doc:
         if key not in TOP_KEYS and not key.startswith("x-"):
             raise UsageError(f"{key}: valid Compose, but kiln does not support it")
-    networks = set((doc.get("networks") or {}).keys())
-    if len(networks) > 1:
-        raise UsageError(
-            f"networks: {', '.join(sorted(networks))}: kiln gives each project one private network (declare one)"
-        )
+    networks = _declared_networks(doc.get("networks"))
     project = name or doc.get("name") or path.resolve().parent.name
     project = re.sub(r"[^a-z0-9_-]", "", project.lower())
     if not NAME_RE.match(project):
@@ -444,8 +480,11 @@ def load(path: Path, name: str | None = None, env: dict[str, str] | None = None)
             published[p.host] = svc
         services[svc] = service
     _check_depends(services)
+    used = {net for service in services.values() for net, _ in service.networks}
+    if len(used) > 250:
+        raise UsageError("a project has at most 250 networks")
     result = Project(name=project, directory=directory, services=services, volumes=tuple(sorted(named)),
-                     secrets=declared)  # fmt: skip
+                     secrets=declared, networks={n: v for n, v in networks.items() if n in used})  # fmt: skip
     result.order()  # a cycle is an error now, before anything starts
     return result
 
@@ -464,7 +503,7 @@ def _yaml(path: Path) -> dict[str, Any]:
 
 
 def _service(
-    svc: str, raw: dict[str, Any], directory: Path, named: set[str], networks: set[str],
+    svc: str, raw: dict[str, Any], directory: Path, named: set[str], networks: dict[str, Network],
     declared: dict[str, secrets_mod.Secret],
 ) -> Service:  # fmt: skip
     """One service of the file, checked (its keys, its networks, its dependencies' conditions)."""
@@ -472,10 +511,10 @@ def _service(
         raise UsageError(f"services.{svc}: a service name is lower-case letters, digits, - and _")
     for key in raw:
         if key not in SERVICE_KEYS and not key.startswith("x-"):
-            why = ": kiln gives each project one private network" if key == "network_mode" else ""
+            why = ": kiln's services are on the project's networks" if key == "network_mode" else ""
             raise UsageError(f"services.{svc}.{key}: valid Compose, but kiln does not support it{why}")
     build = _build(raw.get("build"), directory, svc)
-    _networks(raw.get("networks"), svc, networks)
+    on = _networks(raw.get("networks"), svc, networks)
     depends = raw.get("depends_on") or {}
     if isinstance(depends, list):
         depends = {d: {"condition": "service_started"} for d in depends}
@@ -512,6 +551,7 @@ def _service(
         container_name=raw.get("container_name"),
         labels=_environment(raw.get("labels")),
         secrets=secrets_mod.uses(raw.get("secrets"), svc, declared),
+        networks=on,
     )
     if service.container_name is not None and not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
                                                           service.container_name):  # fmt: skip

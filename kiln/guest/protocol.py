@@ -112,6 +112,7 @@ SEED = "kiln.seed"  # 64 hex digits: the guest's first entropy (entropy.c)
 WAIT_SEED = "kiln.wait-seed"  # a snapshot's guest waits for a fresh seed before the app starts
 PROBE = "kiln.probe"  # run the import probe instead of the app (build --check)
 POWEROFF = "kiln.poweroff"  # power off, not reboot, when the app ends (firmware-booted disks)
+MAX_LANS = 4  # kiln.ip1 .. kiln.ip4: eth1 .. eth4 (init's net.c)
 SECRETS = "kiln.secrets"  # hex lines "FILE TARGET UID GID MODE": the secrets init copies to /run/secrets
 SECRETS_TAG = "kiln-secrets"  # the read-only 9p share holding their files
 
@@ -149,7 +150,7 @@ class Boot:
     dhcp: bool = False  # eth0 by the kernel's DHCP client (a firmware-booted disk), not kiln.ip/kiln.gw
     guest_ip: str = GUEST_IP
     gateway: str = GATEWAY
-    lan_address: str | None = None  # a second NIC on a private segment (compose)
+    lan_addresses: tuple[str, ...] = ()  # NICs on private segments (compose's networks): eth1, eth2, ...
     hosts: tuple[tuple[str, str], ...] = ()  # (name, address) on that segment
     env: tuple[tuple[str, str], ...] = ()
     argv: tuple[str, ...] | None = None
@@ -188,10 +189,11 @@ def kernel_cmdline(boot: Boot) -> str:
         params.append("ip=dhcp")  # the kernel's DHCP client configures eth0 before init runs
     elif boot.network:
         params += [f"kiln.ip={boot.guest_ip}", f"kiln.gw={boot.gateway}"]
-    if boot.lan_address:
-        params.append(f"kiln.ip1={boot.lan_address}")
-        if boot.hosts:
-            params.append("kiln.hosts=" + hex_lines([f"{ip}\t{name}" for name, ip in boot.hosts]))
+    if len(boot.lan_addresses) > MAX_LANS:
+        raise UsageError(f"a guest has at most {MAX_LANS} networks beside its own (got {len(boot.lan_addresses)})")
+    params += [f"kiln.ip{i}={address}" for i, address in enumerate(boot.lan_addresses, 1)]
+    if boot.lan_addresses and boot.hosts:
+        params.append("kiln.hosts=" + hex_lines([f"{ip}\t{name}" for name, ip in boot.hosts]))
     if boot.env:
         params.append("kiln.env=" + hex_lines([f"{key}={value}" for key, value in boot.env]))
     if boot.argv is not None:

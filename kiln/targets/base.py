@@ -37,7 +37,8 @@ class VolumeMap(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Lan(msgspec.Struct, frozen=True, kw_only=True):
-    """A second NIC (eth1) on a private L2 segment: a compose project's network (kiln.compose.switch)."""
+    """A NIC beside eth0 (eth1, eth2, ... in order) on a private L2 segment: one of a compose project's
+    networks (kiln.compose.switch), with the names of the services the guest reaches there."""
 
     socket: Path  # the segment's switch on the host, a UNIX socket
     address: str  # this guest's IP/PREFIX on it
@@ -88,7 +89,8 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     args: tuple[str, ...] | None = None
     stop_signal: str | None = None  # what stopping sends the app first (default: the image's, else SIGTERM)
     relay: bool = True  # published ports accepted by kiln's relay (False: the summoner, itself the relay)
-    lan: Lan | None = None  # qemu target: a second NIC on a compose project's network
+    lans: tuple[Lan, ...] = ()  # qemu target: a NIC on each of a compose service's networks
+    isolated: bool = False  # qemu target: no way out (compose's internal networks): only the published ports
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
     secrets: SecretShare | None = None  # qemu target: a compose service's secrets at /run/secrets

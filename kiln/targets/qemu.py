@@ -61,7 +61,7 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
     """The cold boot of an image whose parts are these files (checked by the caller), under `cfg`; and notices.
     kiln run's parts come from the store; the OCI runtime's from a bundle (kiln.engine)."""
     hosts = cfg.volume_hosts(m.entry.volumes)
-    if (cfg.ports or cfg.lan) and not m.kernel.network:
+    if (cfg.ports or cfg.lans) and not m.kernel.network:
         raise UsageError(f"image {name} has no network (its app declares no ports and uses no sockets)")
     accel, note = accelerator.choose(cfg.accel, kernel)
     tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
@@ -82,7 +82,8 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         volumes=tuple((volume_tag(i), host) for i, host in enumerate(hosts) if host is not None),
         env=tuple(sorted(cfg.extra_env.items())),
         argv=None if cfg.args is None else m.entry.argv_with(cfg.args),
-        lan=cfg.lan,
+        lans=cfg.lans,
+        isolated=cfg.isolated,
         gdb_port=cfg.gdb_port,
         gdb_wait=cfg.gdb_wait,
         secrets=(cfg.secrets.directory, cfg.secrets.lines()) if cfg.secrets else None,
@@ -270,7 +271,7 @@ class QemuTarget(QemuRunner):
         qemu = _proc.require("qemu-system-x86_64")
         spec, notes = self.spec(image, cfg)
         plan = cold_plan(spec, notes, str(image.ref), cfg, image.manifest, qemu)
-        cold = cfg.extra_env or cfg.lan or cfg.gdb_port or cfg.args is not None
+        cold = cfg.extra_env or cfg.lans or cfg.isolated or cfg.secrets or cfg.gdb_port or cfg.args is not None
         if cold and cfg.snapshot == "require":
             raise UsageError(
                 "-e, arguments, --gdb and compose networks boot cold: a snapshot's app started without them"

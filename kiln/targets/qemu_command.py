@@ -82,7 +82,8 @@ class VmSpec:
     argv: tuple[str, ...] | None = None  # the app's argv instead of the image's (kiln.argv)
     guest_ip: str = GUEST_IP  # eth0's address and gateway: QEMU's user network (KubeVirt's pod network differs)
     gateway: str = GATEWAY
-    lan: Lan | None = None  # a second NIC on a private segment (compose)
+    lans: tuple[Lan, ...] = ()  # NICs on private segments (compose's networks): eth1, eth2, ...
+    isolated: bool = False  # the user network reaches nothing but the published ports (restrict=on)
     gdb_port: int | None = None  # QEMU's gdbstub on loopback
     gdb_wait: bool = False  # start paused (-S) until the debugger continues
     root_devices: tuple[str, ...] = ("/dev/vda",)  # what the dm table names, waited for before it is set up
@@ -100,8 +101,8 @@ class VmSpec:
             dhcp=self.dhcp,
             guest_ip=self.guest_ip,
             gateway=self.gateway,
-            lan_address=self.lan.address if self.lan else None,
-            hosts=self.lan.hosts if self.lan else (),
+            lan_addresses=tuple(lan.address for lan in self.lans),
+            hosts=tuple(dict.fromkeys(h for lan in self.lans for h in lan.hosts)),
             env=self.env,
             argv=self.argv,
             secrets=self.secrets[1] if self.secrets else (),
@@ -117,8 +118,7 @@ def device_set(spec: VmSpec) -> str:
     devices += [f"9p:{tag}" for tag, _ in spec.volumes]
     if spec.secrets:
         devices.append(f"9p:{protocol.SECRETS_TAG}")
-    if spec.lan:
-        devices.append("virtio-net:lan")
+    devices += [f"virtio-net:lan{i}" for i in range(len(spec.lans))]
     if spec.control_socket:
         devices.append("uart:control")
     return ",".join(devices)
@@ -162,18 +162,20 @@ def _common(qemu: str, machine: str, accel: str, memory_mib: int, accel_opt: str
     ]
 
 
-def _user_net(ports: tuple[PortMap, ...], device: str) -> list[str]:
+def _user_net(ports: tuple[PortMap, ...], device: str, isolated: bool = False) -> list[str]:
+    """QEMU's user network: the published ports forwarded in; `isolated`: nothing else in or out (restrict=on)."""
     forwards = "".join(f",hostfwd=tcp:{p.host_ip}:{p.host}-:{p.guest}" for p in ports)
-    return ["-netdev", f"user,id=net0{forwards}", "-device", f"{device},netdev=net0"]
+    restrict = ",restrict=on" if isolated else ""
+    return ["-netdev", f"user,id=net0{restrict}{forwards}", "-device", f"{device},netdev=net0"]
 
 
-def _lan_net(lan: Lan, device: str) -> list[str]:
-    """A second NIC on a private segment: QEMU's stream netdev to the segment's switch (kiln.compose.switch)."""
+def _lan_net(lan: Lan, device: str, index: int = 0) -> list[str]:
+    """A NIC on a private segment: QEMU's stream netdev to the segment's switch (kiln.compose.switch)."""
     return [
         "-netdev",
-        f"stream,id=lan,server=off,addr.type=unix,addr.path={lan.socket}",
+        f"stream,id=lan{index},server=off,addr.type=unix,addr.path={lan.socket}",
         "-device",
-        f"{device},netdev=lan,mac={lan.mac}",
+        f"{device},netdev=lan{index},mac={lan.mac}",
     ]
 
 
@@ -197,9 +199,9 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
         "virtio-rng-device",
     ]
     if spec.network:
-        argv += _user_net(spec.ports, "virtio-net-device")
-    if spec.lan:  # after the user network, so that the guest names it eth1
-        argv += _lan_net(spec.lan, "virtio-net-device")
+        argv += _user_net(spec.ports, "virtio-net-device", spec.isolated)
+    for i, lan in enumerate(spec.lans):  # after the user network, in order: the guest names them eth1, eth2, ...
+        argv += _lan_net(lan, "virtio-net-device", i)
     for tag, host in spec.volumes:
         argv += [
             "-fsdev",

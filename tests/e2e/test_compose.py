@@ -164,3 +164,56 @@ services:
     assert "stopped what this up started: job-migrate" in proc.stderr
     left = json.loads(kiln("ps", "-a", "--json", env=session_env, check=True).stdout)
     assert not [r for r in left if r["name"].startswith("job-")]
+
+
+def test_several_networks_reach_only_through_a_shared_one(session_env: dict[str, str], tmp_path: Path) -> None:
+    """The samples' shape: the database on an internal backnet (under an alias), the backend on backnet and
+    frontnet, a front service on frontnet only. The backend reaches the database by its alias; the front service
+    reaches it neither by name nor by its address on backnet."""
+    backend_port, front_port = free_port(), free_port()
+    (tmp_path / "compose.yaml").write_text(f"""
+name: nets
+services:
+  db:
+    image: redis
+    build: {EXAMPLES / "redis"}
+    networks:
+      backnet: {{aliases: [database]}}
+    healthcheck: {{test: ["CMD", "redis-cli", "ping"], interval: 1s}}
+  backend:
+    image: compose-counter-web
+    build: {EXAMPLES / "compose-counter" / "web"}
+    environment: {{REDIS_HOST: database}}
+    networks: [backnet, frontnet]
+    ports: ["127.0.0.1:{backend_port}:8080"]
+    depends_on: {{db: {{condition: service_healthy}}}}
+  front:
+    image: compose-counter-web
+    environment: {{REDIS_HOST: 10.89.0.3}}
+    networks: [frontnet]
+    ports: ["127.0.0.1:{front_port}:8080"]
+networks:
+  frontnet: {{}}
+  backnet: {{internal: true}}
+""")
+
+    def nets(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kiln("compose", "-f", str(tmp_path / "compose.yaml"), *args, env=session_env, check=check, timeout=900)
+
+    try:
+        up = nets("up", "-d")
+        assert "db: started (nets-db, 10.89.0.3 on backnet)" in up.stderr, up.stderr
+        assert "backend: started (nets-backend, 10.89.0.2 on backnet, 10.89.1.2 on frontnet)" in up.stderr
+        assert get(backend_port) == "visits: 1"  # the database, by its alias on backnet
+        # db's address on backnet, from a guest with no NIC there: nothing answers (the web app says 502)
+        cut_off = httpx.get(f"http://127.0.0.1:{front_port}/", timeout=60)
+        assert cut_off.status_code == 502, cut_off.text
+        rows = {r["service"]: r for r in json.loads(nets("ps", "--json").stdout)}
+        assert rows["backend"]["addresses"] == ["10.89.0.2/24", "10.89.1.2/24"]
+        assert rows["db"]["health"] == "healthy"
+        assert get(backend_port, "/count") == "visits: 1"
+    finally:
+        nets("down", check=False)
+    switches = subprocess.run(["pgrep", "-f", f"kiln.compose.switch {session_env['KILN_HOME']}/compose/nets"],
+                              capture_output=True)  # fmt: skip
+    assert switches.returncode == 1, switches.stdout

@@ -64,9 +64,19 @@ def test_interpolation() -> None:
     [
         ("services:\n  w:\n    image: x\n    ports: 80\n", "is not valid Compose: services.w.ports"),
         ("services:\n  w:\n    image: x\n    privileged: true\n", "services.w.privileged: valid Compose, but kiln"),
-        ("services:\n  w:\n    image: x\nnetworks: {n: {}, m: {}}\n", "kiln gives each project one private network"),
+        ("services:\n  w:\n    image: x\nnetworks: {n: {external: true}}\n", "networks.n: external networks are"),
+        ("services:\n  w:\n    image: x\nnetworks: {n: {driver: overlay}}\n", "networks.n.driver: overlay"),
+        (
+            "services:\n  w:\n    image: x\n    networks: {a: {ipv4_address: 1.2.3.4}}\nnetworks: {a: {}}\n",
+            "services.w.networks.a.ipv4_address: valid Compose, but kiln",
+        ),
         ("services:\n  w:\n    image: x\n    network_mode: host\n", "services.w.network_mode: valid Compose, but"),
-        ("services:\n  w:\n    image: x\n    networks: [a, b]\nnetworks: {a: {}}\n", "a service is on one network"),
+        ("services:\n  w:\n    image: x\n    networks: [a, b]\nnetworks: {a: {}}\n", "b is not declared under"),
+        (
+            "services:\n  w:\n    image: x\n    networks: [a, b, c, d, e]\n"
+            "networks: {a: {}, b: {}, c: {}, d: {}, e: {}}\n",
+            "a service is on at most 4 networks",
+        ),
         ("services:\n  w:\n    image: x\n    env_file: nope.env\n", "services.w.env_file: "),
         ("services:\n  w:\n    image: x\n    healthcheck: {test: [CMD, curl, x]}\n", "one URL on localhost only"),
         ("services:\n  w:\n    image: x\n    healthcheck: {test: [CMD, ls]}\n", "a unikernel has no shell"),
@@ -175,3 +185,37 @@ def test_compose_config_prints_the_file_resolved_and_names_every_problem(tmp_pat
     refused = config()
     assert refused.returncode == 2 and "services.web.privileged: valid Compose, but kiln does not support it" in \
         refused.stderr and len(refused.stderr.strip().splitlines()) == 1  # fmt: skip
+
+
+def test_several_networks_each_service_on_its_own_with_aliases(tmp_path: Path) -> None:
+    """The awesome-compose shape: a proxy on frontnet, the backend on both, the database on backnet (internal,
+    with an alias); each network its own subnet, each service an address on each of its networks, and the names
+    a guest resolves only those of the services it shares a network with."""
+    from kiln.compose.lifecycle import _hosts, addresses
+
+    path = write(
+        tmp_path,
+        """
+services:
+  proxy: {image: nginx, networks: [frontnet]}
+  backend: {image: app, networks: [backnet, frontnet]}
+  db:
+    image: mariadb
+    networks: {backnet: {aliases: [database]}}
+  loner: {image: x}
+networks:
+  frontnet: {}
+  backnet: {internal: true}
+""",
+    )
+    project = load(path, env={})
+    assert {n: v.internal for n, v in project.networks.items()} == {"default": False, "frontnet": False,
+                                                                    "backnet": True}  # fmt: skip
+    assert project.services["backend"].networks == (("backnet", ()), ("frontnet", ()))
+    assert project.services["db"].networks == (("backnet", ("database",)),)
+    addrs = addresses(project)
+    assert addrs == {"backnet": {"backend": "10.89.0.2", "db": "10.89.0.3"}, "default": {"loner": "10.89.1.2"},
+                     "frontnet": {"backend": "10.89.2.2", "proxy": "10.89.2.3"}}  # fmt: skip
+    assert _hosts(project, addrs, "backnet") == (("backend", "10.89.0.2"), ("db", "10.89.0.3"),
+                                                 ("database", "10.89.0.3"))  # fmt: skip
+    assert "db" not in dict(_hosts(project, addrs, "frontnet"))  # the proxy cannot name the database

@@ -170,7 +170,7 @@ def test_every_config_key_and_kernel_parameter_is_read_by_init() -> None:
     boot = protocol.Boot(
         memory_mib=48,
         verity_table=protocol.dm_table(Verity(root_hash="a" * 64, salt="b" * 64, data_blocks=10, hash_offset=40960)),
-        lan_address="10.89.0.3/24",
+        lan_addresses=("10.89.0.3/24", "10.89.1.2/24", "10.89.2.2/24", "10.89.3.2/24"),
         hosts=(("db", "10.89.0.2"),),
         env=(("A", "1"),),
         argv=("/bin/app",),

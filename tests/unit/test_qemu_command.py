@@ -133,18 +133,25 @@ def test_device_set_ignores_paths_and_ports() -> None:
 def test_lan_and_environment() -> None:
     from kiln.targets.base import Lan
 
-    lan = Lan(socket=Path("/c/p/switch.sock"), address="10.89.0.3/24", mac="52:54:00:89:00:03",
-              hosts=(("redis", "10.89.0.2"), ("web", "10.89.0.3")))  # fmt: skip
-    s = spec(lan=lan, env=(("A", "1 2"), ("B", "x=y")))
+    back = Lan(socket=Path("/c/p/back.sock"), address="10.89.0.3/24", mac="52:54:00:89:00:03",
+               hosts=(("db", "10.89.0.2"), ("web", "10.89.0.3"), ("database", "10.89.0.2")))  # fmt: skip
+    front = Lan(socket=Path("/c/p/front.sock"), address="10.89.1.2/24", mac="52:54:00:89:01:02",
+                hosts=(("proxy", "10.89.1.3"), ("web", "10.89.1.2")))  # fmt: skip
+    s = spec(lans=(back, front), env=(("A", "1 2"), ("B", "x=y")))
     argv = command(s)
     netdevs = opt(argv, "-netdev")
-    assert netdevs[0].startswith("user,id=net0") and netdevs[1] == (
-        "stream,id=lan,server=off,addr.type=unix,addr.path=/c/p/switch.sock"
-    )  # the user network first: the guest names it eth0, the project's eth1
-    assert "virtio-net-device,netdev=lan,mac=52:54:00:89:00:03" in opt(argv, "-device")
+    assert netdevs[0] == "user,id=net0" and netdevs[1:] == [
+        "stream,id=lan0,server=off,addr.type=unix,addr.path=/c/p/back.sock",
+        "stream,id=lan1,server=off,addr.type=unix,addr.path=/c/p/front.sock",
+    ]  # the user network first: the guest names it eth0, the project's networks eth1 and eth2
+    assert "virtio-net-device,netdev=lan1,mac=52:54:00:89:01:02" in opt(argv, "-device")
     params = dict(p.split("=", 1) for p in kernel_cmdline(s).split() if p.startswith("kiln."))
-    assert params["kiln.ip1"] == "10.89.0.3/24"
-    assert bytes.fromhex(params["kiln.hosts"]).decode() == "10.89.0.2\tredis\n10.89.0.3\tweb\n"
+    assert (params["kiln.ip1"], params["kiln.ip2"]) == ("10.89.0.3/24", "10.89.1.2/24")
+    assert bytes.fromhex(params["kiln.hosts"]).decode() == (
+        "10.89.0.2\tdb\n10.89.0.3\tweb\n10.89.0.2\tdatabase\n10.89.1.3\tproxy\n10.89.1.2\tweb\n"
+    )
+    assert opt(command(spec(isolated=True, ports=(PortMap(host_ip="127.0.0.1", host=1, guest=2),))), "-netdev")[0] \
+        == "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:1-:2"  # an internal network's: no way out  # fmt: skip
     assert bytes.fromhex(params["kiln.env"]).decode() == "A=1 2\nB=x=y\n"
     assert device_set(s) != device_set(spec())  # a snapshot without the second NIC does not fit
 

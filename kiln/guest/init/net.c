@@ -1,4 +1,4 @@
-/* kiln guest init: networking (VM only): lo, eth0, eth1, /etc/hosts. */
+/* kiln guest init: networking (VM only): lo, eth0, eth1..eth4 (compose's networks), /etc/hosts. */
 #include "init.h"
 
 /* ---- networking (VM only) ---------------------------------------------- */
@@ -86,12 +86,28 @@ void add_hosts(void) {
     mount_fs(NULL, "/etc/hosts", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
 }
 
+/* kiln.ipN=IP/PREFIX: ethN's address on the N-th of a compose service's networks (kiln.guest.protocol.MAX_LANS) */
+static const char *lan_param(int n, char *buf, size_t len) {
+    switch (n) {
+    case 1:
+        return cmdline_param("kiln.ip1", buf, len);
+    case 2:
+        return cmdline_param("kiln.ip2", buf, len);
+    case 3:
+        return cmdline_param("kiln.ip3", buf, len);
+    case 4:
+        return cmdline_param("kiln.ip4", buf, len);
+    default:
+        return NULL;
+    }
+}
+
 void setup_network(void) {
-    char gwbuf[64], cidrbuf[64], privbuf[64];
+    char gwbuf[64], cidrbuf[64], privbuf[64], dev[16];
     const char *gw = cmdline_param("kiln.gw", gwbuf, sizeof gwbuf);
     const char *cidr = cmdline_param("kiln.ip", cidrbuf, sizeof cidrbuf);
-    const char *priv = cmdline_param("kiln.ip1", privbuf, sizeof privbuf); /* a compose project's network */
-    int fd;
+    const char *priv;
+    int fd, n;
     struct rtentry rt;
 
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -102,8 +118,10 @@ void setup_network(void) {
     }
     if (link_up(fd, "lo") < 0)
         say("lo: %s", strerror(errno));
-    if (priv)
-        configure(fd, "eth1", priv);
+    for (n = 1; (priv = lan_param(n, privbuf, sizeof privbuf)); n++) { /* a compose project's networks */
+        snprintf(dev, sizeof dev, "eth%d", n);
+        configure(fd, dev, priv);
+    }
     if (!cidr || configure(fd, "eth0", cidr) < 0) {
         close(fd);
         return;
