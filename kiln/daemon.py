@@ -96,11 +96,11 @@ def announce(directory: Path, name: str, forget: bool = True) -> None:
         atexit.register(remove)
 
 
-def stale(root: Path) -> list[Path]:
-    """The records in root's directories (ROOT/*/NAME.pid) whose process is gone: killed, since one that
+def stale(root: Path, below: str = "*") -> list[Path]:
+    """The records in root's directories (ROOT/BELOW/NAME.pid) whose process is gone: killed, since one that
     ends by itself removes its own (the kiln-oci shim's, kept on purpose, lives under the runtime's root)."""
     found = []
-    for path in sorted(root.glob(f"*/*{RECORD}")) if root.is_dir() else []:
+    for path in sorted(root.glob(f"{below}/*{RECORD}")) if root.is_dir() else []:
         record = read(path)
         if record is not None and not record.alive():
             found.append(path)

@@ -62,8 +62,9 @@ def _dead_records() -> list[Problem]:
     from kiln.store import Problem
 
     found = []
-    for place in ("instances", "summon", "compose"):
-        for path in daemon.stale(home_dir(place)):
+    # a compose project's switches: one a network (compose/PROJECT/networks/NET/switch.pid)
+    for place, below in (("instances", "*"), ("summon", "*"), ("compose", "*/networks/*")):
+        for path in daemon.stale(home_dir(place), below):
             where = path.relative_to(kiln_home())
             found.append(Problem("leftover", path, f"{where}: the record of a process that was killed"))
     return found

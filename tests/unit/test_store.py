@@ -182,13 +182,18 @@ def test_store_check_reports_the_records_of_killed_daemons(tmp_path: Path, monke
     gone.kill()
     gone.wait()
     daemon.write(tmp_path / "instances" / "web" / "supervisor.pid", record)  # a supervisor that was killed
-    (tmp_path / "compose" / "app").mkdir(parents=True)
-    daemon.announce(tmp_path / "compose" / "app", "switch")  # this process: alive, not a problem
+    daemon.write(tmp_path / "compose" / "app" / "networks" / "back" / "switch.pid", record)  # a network's, killed
+    (tmp_path / "compose" / "app" / "networks" / "front").mkdir(parents=True)
+    daemon.announce(tmp_path / "compose" / "app" / "networks" / "front", "switch")  # this process: alive
     r = CliRunner().invoke(cli, ["store", "check", "--json"])
     assert r.exit_code == 1
     problems = json.loads(r.output)["problems"]
-    assert [(p["kind"], p["path"]) for p in problems] == [("leftover", str(tmp_path / "instances/web/supervisor.pid"))]
+    assert [(p["kind"], p["path"]) for p in problems] == [
+        ("leftover", str(tmp_path / "instances/web/supervisor.pid")),
+        ("leftover", str(tmp_path / "compose/app/networks/back/switch.pid")),
+    ]
     assert "instances/web/supervisor.pid: the record of a process that was killed" in problems[0]["message"]
     r = CliRunner().invoke(cli, ["store", "check", "--repair"])
     assert r.exit_code == 0 and not (tmp_path / "instances/web/supervisor.pid").exists()
-    assert (tmp_path / "compose/app/switch.pid").exists()
+    assert not (tmp_path / "compose/app/networks/back/switch.pid").exists()
+    assert (tmp_path / "compose/app/networks/front/switch.pid").exists()
