@@ -379,9 +379,10 @@ int main(int argc, char **argv) {
     add_sandbox_env();
     if (mount_volumes() < 0)
         status = 125;
-    else if (mount_writable(), mount_secrets() < 0)
+    else if (mount_secrets() < 0) /* first: a /run it makes a tmpfs is where the writable directories go too */
         status = 125;
     else {
+        mount_writable();
         if (nhelpers > 0)
             noexec_writable();
         if (sethostname(hostname, strlen(hostname)) < 0)

@@ -10,7 +10,9 @@
 #define SHARE SECRETS "/.kiln-share"
 #define SECRETS_TAG "kiln-secrets"
 
-/* /run/secrets on a tmpfs of its own, with /run made a tmpfs first if the image's is read-only. */
+/* /run/secrets on a tmpfs of its own, with /run made a tmpfs first if the image's is read-only (before the
+ * writable directories are made: those under /run are then made in that tmpfs, and one for /run itself finds
+ * it writable and mounts nothing over it). */
 static int secrets_dir(void) {
     if (mkdir(SECRETS, 0755) < 0 && errno != EEXIST) {
         if (errno != EROFS && errno != ENOENT)
