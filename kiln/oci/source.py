@@ -51,13 +51,23 @@ class Source:
                 rest = text[len(t) :]
                 if not rest:
                     raise UsageError(f"{text}: names no image")
-                host = rest.split("/", 1)[0] if t == "docker://" and "/" in rest else None
+                host = registry_host(rest) if t == "docker://" else None
                 if t in ("docker-archive:", "oci-archive:") and not Path(rest).is_file():
                     raise UsageError(f"{text}: no such file: {rest}")
                 if t == "oci:" and not Path(rest).is_dir() and not Path(rest.rsplit(":", 1)[0]).is_dir():
                     raise UsageError(f"{text}: no such OCI layout: {rest.rsplit(':', 1)[0]}")
                 return cls(text, t, host)
         raise UsageError(f"{text}: not an image reference ({', '.join(TRANSPORTS)})")
+
+
+def registry_host(name: str) -> str:
+    """The registry a docker:// name is on, as Docker reads it: its first part when that is a host (a dot, a
+    port or localhost), else Docker Hub (`redis:7`, `library/redis`). A mirror registries.conf gives for it is
+    skopeo's to try first."""
+    first = name.split("/", 1)[0]
+    if "/" in name and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
 
 
 def _arch() -> str:

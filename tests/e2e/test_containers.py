@@ -582,3 +582,26 @@ def test_a_secret_kiln_cannot_read_stops_up_before_anything_starts(
     assert_one_line_error(proc, message, code=2)
     assert store_state(env) == before and json.loads(kiln("ps", "-a", "--json", env=env, check=True).stdout) == []
     assert not (Path(env["KILN_HOME"]) / "compose").exists() or not any((Path(env["KILN_HOME"]) / "compose").iterdir())
+
+
+def test_a_registry_mirror_in_registries_conf_serves_docker_hub_names(
+    sources: dict, registry: Registry, buildah: Buildah, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Behind a mirror, as podman, buildah and skopeo read registries.conf: `docker://redis:7` (Docker Hub's
+    name) is fetched from the loopback mirror the test's own registries.conf names, never the host's file; with
+    the mirror down, one line."""
+    buildah.push("localhost/kiln-test-redis:1", f"docker://{registry.host}/library/redis:7")
+    conf = tmp_path / "registries.conf"
+    conf.write_text(f'[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n'
+                    f'[[registry.mirror]]\nlocation = "{registry.host}"\ninsecure = true\n')  # fmt: skip
+    mirrored = {**env, "CONTAINERS_REGISTRIES_CONF": str(conf)}
+    built = kiln("build", "-t", "mirrored", "docker://redis:7", env=mirrored, timeout=1800)
+    assert built.returncode == 0, built.stderr
+    assert json.loads(kiln("images", "--json", env=env, check=True).stdout)[0]["name"] == "mirrored"
+    closed = free_port()
+    conf.write_text(f'[[registry]]\nprefix = "docker.io"\nlocation = "docker.io"\n'
+                    f'[[registry.mirror]]\nlocation = "127.0.0.1:{closed}"\ninsecure = true\n')  # fmt: skip
+    before = store_state(env)
+    down = kiln("build", "-t", "again", "docker://redis:7", env=mirrored, timeout=600)
+    assert_one_line_error(down, "docker://redis:7", code=down.returncode)
+    assert down.returncode != 0 and store_state(env) == before

@@ -163,3 +163,15 @@ def test_the_console_reader_notes_the_oom_kill() -> None:
     assert console.oom_killed and console.panic == "System is deadlocked on memory"
     assert oom_then_panic(console.oom_killed, console.panic)
     assert not oom_then_panic(False, console.panic) and not oom_then_panic(True, "VFS: Unable to mount root fs")
+
+
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [("redis:7", "docker.io"), ("library/redis", "docker.io"), ("bitnami/redis:7", "docker.io"),
+     ("quay.io/x/y:1", "quay.io"), ("127.0.0.1:5000/a/b", "127.0.0.1:5000"), ("localhost/a", "localhost")],
+)  # fmt: skip
+def test_a_docker_name_is_on_the_registry_docker_reads_it_on(name: str, host: str) -> None:
+    """So that `redis:7` is Docker Hub's (and a registries.conf mirror of docker.io serves it), not a host."""
+    from kiln.oci.source import Source
+
+    assert Source.parse(f"docker://{name}").host == host
