@@ -42,7 +42,7 @@ from kiln.paths import forget_socket_dir, home_dir, socket_dir
 from kiln.runtime import instance as instances
 from kiln.runtime import manage
 from kiln.store import Store
-from kiln.targets.base import Lan, RunConfig, VolumeMap
+from kiln.targets.base import BindMount, Lan, RunConfig, VolumeMap
 
 if TYPE_CHECKING:  # the build pipeline is imported by `up`, which builds; ps, logs and down never need it
     from kiln import build as api
@@ -212,16 +212,21 @@ def _describe(source: api.Source) -> str:
 
 
 def _run_config(
-    project: Project, service: Service, switches: dict[str, SwitchProcess], addrs: dict[str, dict[str, str]]
-) -> RunConfig:
-    volumes = []
-    for kind, source, target in service.volumes:
+    project: Project, service: Service, switches: dict[str, SwitchProcess], addrs: dict[str, dict[str, str]],
+    declared: tuple[str, ...],
+) -> RunConfig:  # fmt: skip
+    """The service's run: `declared`, the volumes its image declares (a bind there is that volume's host
+    directory; anywhere else, it is bound over what the image holds)."""
+    volumes, binds = [], []
+    for kind, source, target, read_only in service.volumes:
         if kind == "volume":
             host = project_dir(project.name) / "volumes" / source
             host.mkdir(parents=True, exist_ok=True)
+            volumes.append(VolumeMap(host=host, guest=target))
+        elif target in declared and Path(source).is_dir():
+            volumes.append(VolumeMap(host=Path(source), guest=target))
         else:
-            host = Path(source)
-        volumes.append(VolumeMap(host=host, guest=target))
+            binds.append(BindMount(host=Path(source), guest=target, read_only=read_only))
     secrets_dir = project_dir(project.name) / "secrets" / service.name
     lans = []
     for net, _aliases in service.networks:  # in the file's order: eth1, eth2, ...
@@ -233,6 +238,7 @@ def _run_config(
     return RunConfig(
         ports=service.ports,
         volumes=tuple(volumes),
+        binds=tuple(binds),
         memory_mib=service.memory_mib,
         extra_env=dict(service.environment),
         lans=tuple(lans),
@@ -387,7 +393,8 @@ def _start_all(
             continue
         if existing is not None:
             manage.remove(existing, force=True)  # exited: start it afresh, with this file's settings
-        cfg = _run_config(project, service, switches, addrs)
+        declared = store.image(refs[name]).manifest.entry.volumes
+        cfg = _run_config(project, service, switches, addrs, declared)
         try:
             inst, notes = manage.run_detached(
                 store, refs[name], "qemu", cfg, instances.RestartPolicy.parse(service.restart), inst_name

@@ -26,8 +26,9 @@ Supported (the rest of Compose is valid but refused):
                                 redis-cli ping, nc -z; CMD or CMD-SHELL), which init asks in the server's
                                 own protocol (kiln.compose.health): a unikernel has no shell or second
                                 program to run; interval, timeout, retries, start_period
-    services.<s>.volumes        "NAME:/path" (a named volume) or "./dir:/path" (a host directory),
-                                on a volume the image declares
+    services.<s>.volumes        "NAME:/path" (a named volume, on a volume the image declares), or
+                                "./host:/path[:ro]" (a host directory on such a volume, or a host file or
+                                directory bound over one the image holds: the root's digest unchanged)
     services.<s>.restart        no | always | on-failure[:N] | unless-stopped (as always)
     services.<s>.mem_limit      e.g. 64m
     services.<s>.secrets        names, or {source, target, uid, gid, mode}: at /run/secrets (kiln.compose.secrets)
@@ -117,7 +118,7 @@ class Service:
     environment: dict[str, str] = field(default_factory=dict)
     depends_on: dict[str, str] = field(default_factory=dict)  # service -> condition
     healthcheck: Healthcheck | None = None
-    volumes: tuple[tuple[str, str, str], ...] = ()  # (kind "volume" | "bind", source, guest path)
+    volumes: tuple[tuple[str, str, str, bool], ...] = ()  # (kind "volume" | "bind", source, guest path, read-only)
     restart: str = "no"
     memory_mib: int | None = None
     command: tuple[str, ...] | None = None
@@ -300,29 +301,39 @@ def _healthcheck(raw: dict[str, Any], service: str) -> Healthcheck | None:
     )
 
 
-def _volumes(raw: list[Any], service: str, directory: Path, named: set[str]) -> tuple[tuple[str, str, str], ...]:
+def _volumes(raw: list[Any], service: str, directory: Path, named: set[str]) -> tuple[tuple[str, str, str, bool], ...]:
+    """NAME:/path (a named volume) and ./host:/path[:ro] (a bind: a directory on a volume the image declares,
+    or a file or directory over one the image holds), short or long (type, source, target, read_only)."""
     out = []
     for item in raw:
         if isinstance(item, dict):
             kind, source, target = item.get("type", "volume"), str(item.get("source", "")), str(item["target"])
-            extra = sorted(set(item) - {"type", "source", "target"})
+            read_only = bool(item.get("read_only", False))
+            extra = sorted(set(item) - {"type", "source", "target", "read_only", "bind"})
             if extra:
                 raise UsageError(f"services.{service}.volumes.{extra[0]}: valid Compose, but kiln does not support it")
         else:
-            source, sep, target = str(item).partition(":")
-            target = target.split(":", 1)[0]
+            source, sep, rest = str(item).partition(":")
+            target, _, mode = rest.partition(":")
             if not sep:
                 raise UsageError(f"services.{service}.volumes: {item!r} names no source (NAME:/path or ./dir:/path)")
+            if mode not in ("", "ro", "rw"):
+                raise UsageError(f"services.{service}.volumes: {item!r}: mode {mode!r} (kiln knows ro and rw)")
+            read_only = mode == "ro"
             kind = "bind" if source.startswith((".", "/", "~")) else "volume"
+        if not target.startswith("/"):
+            raise UsageError(f"services.{service}.volumes: {target!r} is not an absolute path in the guest")
         if kind == "bind":
             host = (directory / os.path.expanduser(source)).resolve()
-            if not host.is_dir():
-                raise UsageError(f"services.{service}.volumes: {host} is not a directory")
-            out.append(("bind", str(host), target))
+            if not host.exists():
+                raise UsageError(f"services.{service}.volumes: {host} does not exist")
+            if not (host.is_dir() or host.is_file()):
+                raise UsageError(f"services.{service}.volumes: {host} is neither a file nor a directory")
+            out.append(("bind", str(host), target, read_only))
         elif kind == "volume":
             if source not in named:
                 raise UsageError(f"services.{service}.volumes: volume {source!r} is not declared under volumes")
-            out.append(("volume", source, target))
+            out.append(("volume", source, target, read_only))
         else:
             raise UsageError(f"services.{service}.volumes: type {kind!r}: kiln mounts volumes and binds only")
     return tuple(out)

@@ -112,6 +112,8 @@ SEED = "kiln.seed"  # 64 hex digits: the guest's first entropy (entropy.c)
 WAIT_SEED = "kiln.wait-seed"  # a snapshot's guest waits for a fresh seed before the app starts
 PROBE = "kiln.probe"  # run the import probe instead of the app (build --check)
 POWEROFF = "kiln.poweroff"  # power off, not reboot, when the app ends (firmware-booted disks)
+BINDS = "kiln.binds"  # hex lines "TAG GUEST NAME RO": host files over the image's (init's binds.c)
+MAX_BINDS = 8
 MAX_LANS = 4  # kiln.ip1 .. kiln.ip4: eth1 .. eth4 (init's net.c)
 SECRETS = "kiln.secrets"  # hex lines "FILE TARGET UID GID MODE": the secrets init copies to /run/secrets
 SECRETS_TAG = "kiln-secrets"  # the read-only 9p share holding their files
@@ -155,6 +157,7 @@ class Boot:
     env: tuple[tuple[str, str], ...] = ()
     argv: tuple[str, ...] | None = None
     secrets: tuple[str, ...] = ()  # SecretShare.lines(): names, targets, owners; never a secret's content
+    binds: tuple[str, ...] = ()  # "TAG GUEST NAME RO": share TAG's NAME ("-": all of it) over GUEST
     extra: tuple[str, ...] = ()  # other kernel parameters (kiln.seed, kiln.probe...)
 
 
@@ -200,6 +203,8 @@ def kernel_cmdline(boot: Boot) -> str:
         params.append("kiln.argv=" + hex_lines(list(boot.argv)))
     if boot.secrets:
         params.append(f"{SECRETS}=" + hex_lines(list(boot.secrets)))
+    if boot.binds:
+        params.append(f"{BINDS}=" + hex_lines(list(boot.binds)))
     line = " ".join(params + list(boot.extra))
     if len(line) >= CMDLINE_MAX:
         raise UsageError(

@@ -46,6 +46,15 @@ class Lan(msgspec.Struct, frozen=True, kw_only=True):
     hosts: tuple[tuple[str, str], ...] = ()  # (name, IP): lines the guest's /etc/hosts gets
 
 
+class BindMount(msgspec.Struct, frozen=True, kw_only=True):
+    """A host file or directory bound over one the image holds (compose's binds: ./nginx.conf:/etc/nginx/...):
+    what the guest sees there at run time, the sealed root and its digest unchanged."""
+
+    host: Path
+    guest: str
+    read_only: bool = False
+
+
 class SecretFile(msgspec.Struct, frozen=True, kw_only=True):
     """One secret of a run: `file` in the share's directory, at /run/secrets/`target` in the guest, for uid:gid
     (-1: the app's account) with `mode`. Its content is never in a record, only in that file."""
@@ -94,6 +103,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
     secrets: SecretShare | None = None  # qemu target: a compose service's secrets at /run/secrets
+    binds: tuple[BindMount, ...] = ()  # qemu target: host files and directories over the image's
 
     def __post_init__(self) -> None:
         if self.memory_mib is not None and (type(self.memory_mib) is not int or self.memory_mib < 16):

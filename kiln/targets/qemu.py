@@ -29,7 +29,7 @@ from kiln.manifest import Manifest
 from kiln.paths import home_dir, socket_dir
 from kiln.store import Image, Store
 from kiln.targets import accel as accelerator
-from kiln.targets.base import Plan, Restore, RunConfig, signal_number
+from kiln.targets.base import BindMount, Plan, Restore, RunConfig, signal_number
 from kiln.targets.console import ConsoleReader, oom_then_panic
 from kiln.targets.portmap import PortMap
 from kiln.targets.ports import check_free, free_port
@@ -55,6 +55,25 @@ class Vm:
             relay.close()
         self.console.join(5)
         self.errors.join(5)
+
+
+def bind_shares(binds: tuple[BindMount, ...]) -> tuple[tuple[str, Path, str, bool], ...]:
+    """Each bind as a 9p share: a directory as it is, a file through its directory (only that file is bound)."""
+    if len(binds) > protocol.MAX_BINDS:
+        raise UsageError(f"at most {protocol.MAX_BINDS} binds over the image (got {len(binds)})")
+    out = []
+    for i, bind in enumerate(binds):
+        tag = f"bind{i}"
+        if bind.host.is_dir():
+            share, name = bind.host, "-"
+        elif bind.host.is_file():
+            share, name = bind.host.parent, bind.host.name
+        else:
+            raise UsageError(f"bind {bind.host}:{bind.guest}: {bind.host} is neither a file nor a directory")
+        if " " in bind.guest or " " in name:
+            raise UsageError(f"bind {bind.host}:{bind.guest}: kiln binds paths without spaces")
+        out.append((tag, share, f"{tag} {bind.guest} {name} {int(bind.read_only)}", bind.read_only))
+    return tuple(out)
 
 
 def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) -> tuple[VmSpec, list[str]]:
@@ -87,6 +106,7 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         gdb_port=cfg.gdb_port,
         gdb_wait=cfg.gdb_wait,
         secrets=(cfg.secrets.directory, cfg.secrets.lines()) if cfg.secrets else None,
+        binds=bind_shares(cfg.binds),
     )
     return spec, [note] if note else []
 
@@ -271,7 +291,8 @@ class QemuTarget(QemuRunner):
         qemu = _proc.require("qemu-system-x86_64")
         spec, notes = self.spec(image, cfg)
         plan = cold_plan(spec, notes, str(image.ref), cfg, image.manifest, qemu)
-        cold = cfg.extra_env or cfg.lans or cfg.isolated or cfg.secrets or cfg.gdb_port or cfg.args is not None
+        cold = (cfg.extra_env or cfg.lans or cfg.isolated or cfg.secrets or cfg.binds or cfg.gdb_port
+                or cfg.args is not None)  # fmt: skip
         if cold and cfg.snapshot == "require":
             raise UsageError(
                 "-e, arguments, --gdb and compose networks boot cold: a snapshot's app started without them"

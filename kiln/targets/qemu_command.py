@@ -89,6 +89,7 @@ class VmSpec:
     root_devices: tuple[str, ...] = ("/dev/vda",)  # what the dm table names, waited for before it is set up
     dhcp: bool = False  # eth0 by the kernel's DHCP client (a firmware-booted disk), not kiln.ip/kiln.gw
     secrets: tuple[Path, tuple[str, ...]] | None = None  # (host directory, kiln.secrets lines): compose's secrets
+    binds: tuple[tuple[str, Path, str, bool], ...] = ()  # (9p tag, host directory, kiln.binds line, read-only)
 
     def boot(self) -> protocol.Boot:
         """What this VM's kernel and init are told on the command line."""
@@ -106,6 +107,7 @@ class VmSpec:
             env=self.env,
             argv=self.argv,
             secrets=self.secrets[1] if self.secrets else (),
+            binds=tuple(line for _, _, line, _ in self.binds),
             extra=self.cmdline,
         )
 
@@ -118,6 +120,7 @@ def device_set(spec: VmSpec) -> str:
     devices += [f"9p:{tag}" for tag, _ in spec.volumes]
     if spec.secrets:
         devices.append(f"9p:{protocol.SECRETS_TAG}")
+    devices += [f"9p:{tag}" for tag, _, _, _ in spec.binds]
     devices += [f"virtio-net:lan{i}" for i in range(len(spec.lans))]
     if spec.control_socket:
         devices.append("uart:control")
@@ -206,6 +209,13 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
         argv += [
             "-fsdev",
             f"local,id={tag},path={host},security_model=none",
+            "-device",
+            f"virtio-9p-device,fsdev={tag},mount_tag={tag}",
+        ]
+    for tag, host, _, read_only in spec.binds:
+        argv += [
+            "-fsdev",
+            f"local,id={tag},path={host},security_model=none" + (",readonly=on" if read_only else ""),
             "-device",
             f"virtio-9p-device,fsdev={tag},mount_tag={tag}",
         ]

@@ -48,8 +48,9 @@ class UnixTarget:
         self.store = store
 
     def plan(self, image: Image, cfg: RunConfig) -> Plan:
-        if cfg.secrets is not None:
-            raise UsageError("secrets reach a guest on the qemu target only (compose runs its services there)")
+        if cfg.secrets is not None or cfg.binds:
+            raise UsageError("secrets and binds over the image reach a guest on the qemu target only (compose "
+                             "runs its services there)")  # fmt: skip
         unshare = _proc.require("unshare")
         hosts = cfg.volume_hosts(image.manifest.entry.volumes)
         root = unpack.tree(self.store, image)

@@ -217,3 +217,35 @@ networks:
     switches = subprocess.run(["pgrep", "-f", f"kiln.compose.switch {session_env['KILN_HOME']}/compose/nets"],
                               capture_output=True)  # fmt: skip
     assert switches.returncode == 1, switches.stdout
+
+
+def test_a_bind_of_a_file_reaches_the_service_and_leaves_the_root_as_built(
+    session_env: dict[str, str], tmp_path: Path
+) -> None:
+    """./index.html:/srv/site/index.html:ro, as people bind a config or a page: nginx serves the host's file, the
+    image's digest is the one built, and the rest of the image's directory is still there."""
+    port = free_port()
+    (tmp_path / "index.html").write_text("bound from the host\n")
+    (tmp_path / "compose.yaml").write_text(f"""
+services:
+  web:
+    image: nginx-static
+    build: {EXAMPLES / "nginx-static"}
+    ports: ["127.0.0.1:{port}:8080"]
+    volumes: ["./index.html:/srv/site/index.html:ro"]
+""")
+
+    def site(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return kiln("compose", "-f", str(tmp_path / "compose.yaml"), "-p", "bound", *args, env=session_env,
+                    check=check, timeout=900)  # fmt: skip
+
+    try:
+        site("up", "-d")
+        assert get(port, "/index.html") == "bound from the host"
+        assert httpx.get(f"http://127.0.0.1:{port}/style.css", timeout=30).status_code == 200  # the image's own
+        rows = {r["name"]: r for r in json.loads(kiln("ps", "--json", env=session_env, check=True).stdout)}
+        image = json.loads(kiln("inspect", "--json", "nginx-static", env=session_env, check=True).stdout)
+        assert rows["bound-web"]["digest"] == image["digest"], (rows["bound-web"], image["digest"])
+        assert "kiln-init: bind /srv/site/index.html (read-only)" in site("logs", "web").stdout
+    finally:
+        site("down", check=False)

@@ -48,7 +48,7 @@ def test_reads_the_subset(tmp_path: Path) -> None:
     )
     assert web.healthcheck is not None and (web.healthcheck.kind, web.healthcheck.path) == ("http", "/health")
     assert web.healthcheck.interval == 0.5 and web.healthcheck.retries == 5
-    assert web.volumes == (("volume", "data", "/data"), ("bind", str(tmp_path / "static"), "/static"))
+    assert web.volumes == (("volume", "data", "/data", False), ("bind", str(tmp_path / "static"), "/static", False))
     assert project.services["db"].healthcheck.kind == "tcp"  # type: ignore[union-attr]
     assert load(write(tmp_path, GOOD), name="other", env={}).services["web"].ports[0].host == 8080
 
@@ -83,6 +83,8 @@ def test_interpolation() -> None:
         ("services:\n  w:\n    image: x\n    depends_on: [v]\n", "services.w.depends_on: no service named v"),
         ("services:\n  w:\n    image: x\n    ports: ['53:53/udp']\n", "TCP ports only"),
         ("services:\n  w:\n    image: x\n    volumes: ['nope:/d']\n", "volume 'nope' is not declared"),
+        ("services:\n  w:\n    image: x\n    volumes: ['./no.conf:/etc/x:ro']\n", "no.conf does not exist"),
+        ("services:\n  w:\n    image: x\n    volumes: ['./:/srv:rx']\n", "mode 'rx' (kiln knows ro and rw)"),
         ("services:\n  w:\n    image: x\n    restart: sometimes\n", "services.w.restart: 'sometimes'"),
         ("services:\n  w:\n    image: x\n    mem_limit: 1k\n", "services.w.mem_limit"),
         (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kiln.errors import UsageError
 from kiln.targets.portmap import PortMap
 from kiln.targets.qemu_command import (
     PcVmSpec,
@@ -169,3 +170,23 @@ def test_secrets_are_a_read_only_share_and_the_command_line_names_them_only() ->
     assert unhex_lines(word.split("=", 1)[1]) == ["0 db-password -1 -1 400"]
     assert device_set(spec(network=False, secrets=(Path("/h"), ("x",)))).endswith("9p:kiln-secrets")
     assert "kiln.secrets" not in kernel_cmdline(spec())
+
+
+def test_binds_are_shares_of_their_directories_named_on_the_command_line(tmp_path: Path) -> None:
+    """A file bound over the image's goes through its directory's share, read-only when asked; the guest is told
+    which file of it, and where (kiln.binds); the root is not touched."""
+    from kiln.guest.protocol import unhex_lines
+    from kiln.targets.base import BindMount
+    from kiln.targets.qemu import bind_shares
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "nginx.conf").write_text("events {}\n")
+    shares = bind_shares((BindMount(host=tmp_path / "nginx.conf", guest="/etc/nginx/nginx.conf", read_only=True),
+                          BindMount(host=tmp_path / "site", guest="/srv/site")))  # fmt: skip
+    argv = command(spec(binds=shares))
+    assert opt(argv, "-fsdev")[:2] == [f"local,id=bind0,path={tmp_path},security_model=none,readonly=on",
+                                        f"local,id=bind1,path={tmp_path / 'site'},security_model=none"]  # fmt: skip
+    word = next(w for w in kernel_cmdline(spec(binds=shares)).split() if w.startswith("kiln.binds="))
+    assert unhex_lines(word.split("=", 1)[1]) == ["bind0 /etc/nginx/nginx.conf nginx.conf 1", "bind1 /srv/site - 0"]
+    with pytest.raises(UsageError, match="is neither a file nor a directory"):
+        bind_shares((BindMount(host=tmp_path / "gone", guest="/x"),))

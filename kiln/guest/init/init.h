@@ -154,6 +154,7 @@ void argv_override(void);
 void parse_user(char *value);
 void app_account(uid_t *uid, gid_t *gid);
 int mount_secrets(void);
+int bind_mounts(void);
 void parse_caps(char *value);
 void become_user(void);
 int install_policy(void);

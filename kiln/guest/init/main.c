@@ -14,7 +14,8 @@
  * On the kernel command line, besides kiln.ip/kiln.gw (eth0) and kiln.seed:
  * kiln.poweroff ends the VM by powering off, not by a reboot (a firmware-booted disk);
  * kiln.ip1=IP/PREFIX configures eth1 (a compose project's private network),
- * kiln.secrets=HEX names a compose service's secrets (secrets.c), and
+ * kiln.secrets=HEX names a compose service's secrets (secrets.c), kiln.binds=HEX
+ * host files bound over the image's (binds.c), and
  * kiln.hosts=HEX adds hex-encoded lines to /etc/hosts (bound over the
  * read-only one), and kiln.env=HEX adds "KEY=VALUE" lines to the app's
  * environment (`kiln run -e`, compose's `environment`).
@@ -381,8 +382,9 @@ int main(int argc, char **argv) {
         status = 125;
     else if (mount_secrets() < 0) /* first: a /run it makes a tmpfs is where the writable directories go too */
         status = 125;
+    else if (mount_writable(), bind_mounts() < 0) /* over the image's files, and into its writable directories */
+        status = 125;
     else {
-        mount_writable();
         if (nhelpers > 0)
             noexec_writable();
         if (sethostname(hostname, strlen(hostname)) < 0)
