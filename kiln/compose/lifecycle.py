@@ -239,6 +239,7 @@ def _run_config(
         ports=service.ports,
         volumes=tuple(volumes),
         binds=tuple(binds),
+        tmpfs=service.tmpfs,
         memory_mib=service.memory_mib,
         extra_env=dict(service.environment),
         lans=tuple(lans),

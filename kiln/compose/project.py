@@ -31,6 +31,7 @@ Supported (the rest of Compose is valid but refused):
                                 directory bound over one the image holds: the root's digest unchanged)
     services.<s>.restart        no | always | on-failure[:N] | unless-stopped (as always)
     services.<s>.mem_limit      e.g. 64m
+    services.<s>.tmpfs          directories of the image under a fresh tmpfs; read_only: true (it always is)
     services.<s>.secrets        names, or {source, target, uid, gid, mode}: at /run/secrets (kiln.compose.secrets)
     volumes.<name>              named volumes ({} or null)
     secrets.<name>              {file: PATH} or {environment: VAR}
@@ -78,6 +79,8 @@ SERVICE_KEYS = {
     "labels",
     "networks",
     "secrets",
+    "tmpfs",
+    "read_only",
 }
 TOP_KEYS = {"name", "services", "volumes", "version", "networks", "secrets"}  # version: obsolete in Compose, ignored
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -131,6 +134,7 @@ class Service:
     labels: dict[str, str] = field(default_factory=dict)
     secrets: tuple[secrets_mod.SecretUse, ...] = ()
     networks: tuple[tuple[str, tuple[str, ...]], ...] = (("default", ()),)  # (network, its aliases there)
+    tmpfs: tuple[str, ...] = ()  # directories of the image under a fresh tmpfs
 
     @property
     def image_ref(self) -> str:
@@ -336,6 +340,18 @@ def _volumes(raw: list[Any], service: str, directory: Path, named: set[str]) -> 
             out.append(("volume", source, target, read_only))
         else:
             raise UsageError(f"services.{service}.volumes: type {kind!r}: kiln mounts volumes and binds only")
+    return tuple(out)
+
+
+def _tmpfs(raw: Any, service: str) -> tuple[str, ...]:
+    """tmpfs: a path or a list of them (options after a colon are Docker's; kiln's tmpfs is mode 1777)."""
+    items = [raw] if isinstance(raw, str) else list(raw or [])
+    out = []
+    for item in items:
+        path = str(item).split(":", 1)[0]
+        if not path.startswith("/") or " " in path:
+            raise UsageError(f"services.{service}.tmpfs: {item!r} is not an absolute path in the guest")
+        out.append(path)
     return tuple(out)
 
 
@@ -563,7 +579,11 @@ def _service(
         labels=_environment(raw.get("labels")),
         secrets=secrets_mod.uses(raw.get("secrets"), svc, declared),
         networks=on,
+        tmpfs=_tmpfs(raw.get("tmpfs"), svc),
     )
+    if raw.get("read_only") is False:
+        raise UsageError(f"services.{svc}.read_only: false: a kiln image's root is always read-only (give what the "
+                         "app writes as volumes or tmpfs)")  # fmt: skip
     if service.container_name is not None and not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
                                                           service.container_name):  # fmt: skip
         raise UsageError(f"services.{svc}.container_name: {service.container_name!r} is not an instance name")

@@ -114,6 +114,7 @@ PROBE = "kiln.probe"  # run the import probe instead of the app (build --check)
 POWEROFF = "kiln.poweroff"  # power off, not reboot, when the app ends (firmware-booted disks)
 BINDS = "kiln.binds"  # hex lines "TAG GUEST NAME RO": host files over the image's (init's binds.c)
 MAX_BINDS = 8
+TMPFS = "kiln.tmpfs"  # hex lines, one directory of the image each: a tmpfs over it (compose's tmpfs:)
 MAX_LANS = 4  # kiln.ip1 .. kiln.ip4: eth1 .. eth4 (init's net.c)
 SECRETS = "kiln.secrets"  # hex lines "FILE TARGET UID GID MODE": the secrets init copies to /run/secrets
 SECRETS_TAG = "kiln-secrets"  # the read-only 9p share holding their files
@@ -158,6 +159,7 @@ class Boot:
     argv: tuple[str, ...] | None = None
     secrets: tuple[str, ...] = ()  # SecretShare.lines(): names, targets, owners; never a secret's content
     binds: tuple[str, ...] = ()  # "TAG GUEST NAME RO": share TAG's NAME ("-": all of it) over GUEST
+    tmpfs: tuple[str, ...] = ()  # directories of the image a fresh tmpfs covers
     extra: tuple[str, ...] = ()  # other kernel parameters (kiln.seed, kiln.probe...)
 
 
@@ -205,6 +207,8 @@ def kernel_cmdline(boot: Boot) -> str:
         params.append(f"{SECRETS}=" + hex_lines(list(boot.secrets)))
     if boot.binds:
         params.append(f"{BINDS}=" + hex_lines(list(boot.binds)))
+    if boot.tmpfs:
+        params.append(f"{TMPFS}=" + hex_lines(list(boot.tmpfs)))
     line = " ".join(params + list(boot.extra))
     if len(line) >= CMDLINE_MAX:
         raise UsageError(

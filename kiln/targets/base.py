@@ -104,6 +104,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     gdb_wait: bool = False  # and the guest paused until the debugger says continue
     secrets: SecretShare | None = None  # qemu target: a compose service's secrets at /run/secrets
     binds: tuple[BindMount, ...] = ()  # qemu target: host files and directories over the image's
+    tmpfs: tuple[str, ...] = ()  # qemu target: a fresh tmpfs over each of these directories of the image
 
     def __post_init__(self) -> None:
         if self.memory_mib is not None and (type(self.memory_mib) is not int or self.memory_mib < 16):

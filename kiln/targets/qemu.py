@@ -107,6 +107,7 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         gdb_wait=cfg.gdb_wait,
         secrets=(cfg.secrets.directory, cfg.secrets.lines()) if cfg.secrets else None,
         binds=bind_shares(cfg.binds),
+        tmpfs=cfg.tmpfs,
     )
     return spec, [note] if note else []
 
@@ -291,7 +292,7 @@ class QemuTarget(QemuRunner):
         qemu = _proc.require("qemu-system-x86_64")
         spec, notes = self.spec(image, cfg)
         plan = cold_plan(spec, notes, str(image.ref), cfg, image.manifest, qemu)
-        cold = (cfg.extra_env or cfg.lans or cfg.isolated or cfg.secrets or cfg.binds or cfg.gdb_port
+        cold = (cfg.extra_env or cfg.lans or cfg.isolated or cfg.secrets or cfg.binds or cfg.tmpfs or cfg.gdb_port
                 or cfg.args is not None)  # fmt: skip
         if cold and cfg.snapshot == "require":
             raise UsageError(

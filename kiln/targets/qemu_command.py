@@ -90,6 +90,7 @@ class VmSpec:
     dhcp: bool = False  # eth0 by the kernel's DHCP client (a firmware-booted disk), not kiln.ip/kiln.gw
     secrets: tuple[Path, tuple[str, ...]] | None = None  # (host directory, kiln.secrets lines): compose's secrets
     binds: tuple[tuple[str, Path, str, bool], ...] = ()  # (9p tag, host directory, kiln.binds line, read-only)
+    tmpfs: tuple[str, ...] = ()  # directories of the image under a fresh tmpfs (kiln.tmpfs)
 
     def boot(self) -> protocol.Boot:
         """What this VM's kernel and init are told on the command line."""
@@ -108,6 +109,7 @@ class VmSpec:
             argv=self.argv,
             secrets=self.secrets[1] if self.secrets else (),
             binds=tuple(line for _, _, line, _ in self.binds),
+            tmpfs=self.tmpfs,
             extra=self.cmdline,
         )
 

@@ -48,7 +48,7 @@ class UnixTarget:
         self.store = store
 
     def plan(self, image: Image, cfg: RunConfig) -> Plan:
-        if cfg.secrets is not None or cfg.binds:
+        if cfg.secrets is not None or cfg.binds or cfg.tmpfs:
             raise UsageError("secrets and binds over the image reach a guest on the qemu target only (compose "
                              "runs its services there)")  # fmt: skip
         unshare = _proc.require("unshare")

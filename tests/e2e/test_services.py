@@ -363,14 +363,15 @@ def test_databases_with_no_arguments(
     assert db.sql(port, "select 1", "wrong").returncode != 0  # the password is the run's
     if server == "postgresql":  # the seal, as a superuser's SQL tries it: a shell, and a program on the volume
         shell = db.sql(port, "copy (select 1) to program 'id'", PASSWORD)
-        assert shell.returncode != 0 and "program" in shell.stderr, shell
+        assert shell.returncode != 0 and "could not execute command" in shell.stderr, shell
         wrote = db.sql(port, "copy (select 'x') to '/var/lib/postgresql/run-me'; "
                        "copy (select 1) to program '/var/lib/postgresql/run-me'", PASSWORD)  # fmt: skip
-        assert wrote.returncode != 0 and "program" in wrote.stderr, wrote
+        assert wrote.returncode != 0 and "could not execute command" in wrote.stderr, wrote
     inst.stop()
     assert db.shut_down in inst.output, inst.output  # a clean shutdown on kiln's stop
     if server == "postgresql":
-        assert inst.output.count("kiln-init: refused execve") >= 2, inst.output  # init names each attempt
+        # init names each attempt (popen's vfork, or the execve after it)
+        assert inst.output.count("kiln-init: refused") >= 2, inst.output
         assert "database system is ready to accept connections" in inst.output  # and the server went on
 
     again = Instance(image, session_env, target, {port: db.port}, run_with)  # no password: it is set

@@ -221,3 +221,11 @@ networks:
     assert _hosts(project, addrs, "backnet") == (("backend", "10.89.0.2"), ("db", "10.89.0.3"),
                                                  ("database", "10.89.0.3"))  # fmt: skip
     assert "db" not in dict(_hosts(project, addrs, "frontnet"))  # the proxy cannot name the database
+
+
+def test_tmpfs_and_a_read_only_root(tmp_path: Path) -> None:
+    project = load(write(tmp_path, "services:\n  w:\n    image: x\n    read_only: true\n"
+                                   "    tmpfs: [/var/cache/nginx, '/run:size=64k']\n"), env={})  # fmt: skip
+    assert project.services["w"].tmpfs == ("/var/cache/nginx", "/run")
+    with pytest.raises(UsageError, match="a kiln image's root is always read-only"):
+        load(write(tmp_path, "services:\n  w:\n    image: x\n    read_only: false\n"), env={})

@@ -176,6 +176,7 @@ def test_every_config_key_and_kernel_parameter_is_read_by_init() -> None:
         argv=("/bin/app",),
         secrets=("0 db-password -1 -1 400",),
         binds=("bind0 /etc/nginx/nginx.conf nginx.conf 1",),
+        tmpfs=("/var/cache/nginx",),
         extra=(protocol.SEED + "=" + "c" * 64, protocol.WAIT_SEED, protocol.PROBE, protocol.POWEROFF),
     )
     line = protocol.kernel_cmdline(boot)

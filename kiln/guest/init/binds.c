@@ -1,4 +1,4 @@
-/* kiln guest init: host files and directories bound over the image's (VM only): compose's binds, such as
+/* kiln guest init: compose's tmpfs: directories, then host files and directories bound over the image's (VM only): compose's binds, such as
  * ./nginx.conf:/etc/nginx/conf.d/default.conf:ro. kiln.binds=HEX names them, one line each, "TAG GUEST NAME RO":
  * the 9p share TAG (a host directory: the bound directory itself, or the bound file's directory), NAME in it
  * ("-": all of it) bound over GUEST, read-only if RO is 1. GUEST must be in the image, a file for a file and a
@@ -42,10 +42,38 @@ static int bind_one(const char *tag, const char *guest, const char *name, int ro
     return ok;
 }
 
+/* kiln.tmpfs=HEX: a fresh tmpfs (mode 1777, as Docker's) over each directory named, one a line; the directory
+ * must be in the image. */
+static int tmpfs_mounts(void) {
+    static char hex[2048], text[1024];
+    char *line, *save = NULL;
+    struct stat st;
+    if (!cmdline_param("kiln.tmpfs", hex, sizeof hex))
+        return 0;
+    if (unhex(hex, text, sizeof text) < 0)
+        return -1;
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] != '/' || stat(line, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            say("tmpfs %s: not a directory of the image: kiln covers what the image holds, and adds nothing", line);
+            return -1;
+        }
+        if (mount("tmpfs", line, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) {
+            say("tmpfs %s: %s", line, strerror(errno));
+            return -1;
+        }
+        say("tmpfs %s", line);
+    }
+    return 0;
+}
+
 int bind_mounts(void) {
     static char hex[4096], text[2048];
     char *line, *save = NULL;
-    if (sandboxed || !cmdline_param("kiln.binds", hex, sizeof hex))
+    if (sandboxed)
+        return 0;
+    if (tmpfs_mounts() < 0)
+        return -1;
+    if (!cmdline_param("kiln.binds", hex, sizeof hex))
         return 0;
     if (unhex(hex, text, sizeof text) < 0) {
         say("binds: kiln.binds is not hex");
