@@ -76,6 +76,9 @@ class RootFS:
                 parts = list(resolved.parts[1:]) + parts
                 current = PurePosixPath("/")
             elif not parts:
+                if real.is_dir() and hops:  # a link to a directory (tomcat10's conf -> /etc/tomcat10): the link,
+                    self.mkdir(str(current))  # and its directory; what is in it is added on its own
+                    return
                 if not real.is_file():
                     raise KilnError(f"{host_path}: not a regular file")
                 if not self.host(current).exists():

@@ -80,6 +80,22 @@ def test_add_host_path_recreates_links(tmp_path: Path) -> None:
         assert os.readlink(root.root / "lib64") == os.readlink("/lib64")
 
 
+def test_a_link_to_a_directory_is_kept_as_a_link(tmp_path: Path) -> None:
+    """tomcat10 ships /var/lib/tomcat10/conf -> /etc/tomcat10: the link, and the directory it names (whose
+    files are added on their own), not an error."""
+    sysroot = tmp_path / "unpacked"
+    (sysroot / "etc" / "tomcat10").mkdir(parents=True)
+    (sysroot / "var" / "lib" / "tomcat10").mkdir(parents=True)
+    (sysroot / "var" / "lib" / "tomcat10" / "conf").symlink_to("/etc/tomcat10")
+    root = RootFS(tmp_path / "root")
+    root.add_host_path("/var/lib/tomcat10/conf", sysroot)
+    assert os.readlink(root.root / "var/lib/tomcat10/conf") == "/etc/tomcat10"
+    assert (root.root / "etc" / "tomcat10").is_dir()
+    (sysroot / "var" / "lib" / "tomcat10" / "dir").mkdir()
+    with pytest.raises(Exception, match="not a regular file"):
+        root.add_host_path("/var/lib/tomcat10/dir", sysroot)  # a directory asked for as a file is still refused
+
+
 def test_guest_paths_cannot_escape(tmp_path: Path) -> None:
     root = RootFS(tmp_path / "root")
     with pytest.raises(Exception, match="bad path"):
