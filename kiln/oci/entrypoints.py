@@ -116,10 +116,13 @@ MARIADB = KnownEntrypoint(
     initialize=MARIADB_INSTALL,
     appends={},
     steps=(
-        # docker_setup_db: root's password, and root on MARIADB_ROOT_HOST ('%' unless it says otherwise)
+        # docker_setup_db: root's password, and root on MARIADB_ROOT_HOST ('%' unless it says otherwise); the
+        # root@127.0.0.1, root@::1 and root@HOSTNAME mariadb-install-db made (no password) go, as the script drops
+        # them: with skip-name-resolve a client on 127.0.0.1 would meet that one, not root@'%'
         SetupStep(
             argv=MARIADB_BOOTSTRAP,
-            input=MARIADB_SQL + "FLUSH PRIVILEGES;\n"
+            input=MARIADB_SQL + "DELETE FROM mysql.global_priv WHERE User = 'root' AND Host <> 'localhost';\n"
+            "FLUSH PRIVILEGES;\n"
             "ALTER USER 'root'@'localhost' IDENTIFIED BY '${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD}';\n"
             "CREATE USER 'root'@'${MARIADB_ROOT_HOST|MYSQL_ROOT_HOST:-%}' IDENTIFIED BY "
             "'${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD}';\n"
