@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from kiln import atomic
 from kiln.compose import secrets as secrets_mod
 from kiln.compose.project import Healthcheck, Project, Service
@@ -394,8 +396,10 @@ def _start_all(
             continue
         if existing is not None:
             manage.remove(existing, force=True)  # exited: start it afresh, with this file's settings
-        declared = store.image(refs[name]).manifest.entry.volumes
-        cfg = _run_config(project, service, switches, addrs, declared)
+        manifest = store.image(refs[name]).manifest
+        cfg = _run_config(project, service, switches, addrs, manifest.entry.volumes)
+        if not manifest.kernel.network and not service.ports:  # a job that uses no socket: on no network
+            cfg = msgspec.structs.replace(cfg, lans=(), isolated=False)
         try:
             inst, notes = manage.run_detached(
                 store, refs[name], "qemu", cfg, instances.RestartPolicy.parse(service.restart), inst_name
@@ -407,7 +411,7 @@ def _start_all(
         started.append(inst)
         for note in notes:
             say(note)
-        where = ", ".join(f"{addrs[net][name]} on {net}" for net, _ in service.networks)
+        where = ", ".join(f"{addrs[net][name]} on {net}" for net, _ in service.networks) if cfg.lans else "no network"
         say(f"{name}: started ({inst.name}, {where})")
 
 
