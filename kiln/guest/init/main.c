@@ -378,9 +378,9 @@ int main(int argc, char **argv) {
     load_config(CONFIG_PATH);
     argv_override();
     add_sandbox_env();
-    if (mount_volumes() < 0)
-        status = 125;
-    else if (mount_secrets() < 0) /* first: a /run it makes a tmpfs is where the writable directories go too */
+    /* secrets first: a first start reads NAME_FILE when a volume is filled; and a /run made a tmpfs for them is
+     * where the writable directories go too */
+    if (mount_secrets() < 0 || mount_volumes() < 0)
         status = 125;
     else if (mount_writable(), bind_mounts() < 0) /* over the image's files, and into its writable directories */
         status = 125;

@@ -3,7 +3,7 @@
  * "FILE TARGET UID GID MODE" (FILE: its name in the share; TARGET: its name under /run/secrets; UID and GID -1:
  * the app's account). Init copies each into a tmpfs at /run/secrets, given to that account with that mode
  * (0400 by default: readable by the service's account only), unmounts the share, and makes the tmpfs
- * read-only, before the app starts. Nothing of a secret's content is written anywhere else, or said. */
+ * read-only, before the volumes are mounted (a first start reads NAME_FILE) and the app starts. Nothing of a secret's content is written anywhere else, or said. */
 #include "init.h"
 
 #define SECRETS "/run/secrets"
