@@ -15,6 +15,7 @@ digest of that image's manifest: it names the image in the build inputs.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -95,7 +96,11 @@ def _explain(source: Source, stderr: str) -> str:
 def copy(source: Source, layout: Path, username: str | None = None, password: str | None = None) -> None:
     """Fetch `source` into the OCI layout `layout` (a new directory) as tag TAG."""
     skopeo = _proc.require("skopeo")
-    argv = [skopeo, "--override-os", "linux", "--override-arch", _arch(), "copy", "--quiet"]
+    argv = [skopeo, "--override-os", "linux", "--override-arch", _arch()]
+    conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    if conf:  # podman's and buildah's variable for it; Debian 12's skopeo 1.9 reads only its own flag
+        argv += ["--registries-conf", conf]
+    argv += ["copy", "--quiet"]
     if source.host:
         if insecure(source.host):
             argv.append("--src-tls-verify=false")
