@@ -549,7 +549,8 @@ services:
         assert sorted(p.stat().st_mode & 0o777 for p in staged.iterdir()) == [0o400, 0o400]
         # nowhere else: the project's and the instances' records and logs, inspect, ps, the QEMU command line
         seen = [compose("logs").stdout, compose("ps", "--json").stdout,
-                kiln("inspect", "--json", "vault-db", env=env, check=True).stdout,
+                kiln("ps", "--json", env=env, check=True).stdout,
+                kiln("inspect", "--json", kiln_mariadb, env=env, check=True).stdout,
                 subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout]  # fmt: skip
         for directory in (home / "compose" / "vault", home / "instances"):
             for path in directory.rglob("*"):
