@@ -132,21 +132,12 @@ int listening_on(unsigned port) {
 /* Append "KEY=VALUE" to out for each line of `path` ("Key:   VALUE kB") whose key is in keys. */
 
 int http_status(unsigned port, const char *path) {
-    struct sockaddr_in addr;
-    struct timeval limit = {2, 0};
     char head[64];
     ssize_t n;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = -1;
+    int fd = connect_loopback(port), status = -1;
     if (fd < 0)
         return -1;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((unsigned short)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-        dprintf(fd, "GET %s HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n", path) > 0 &&
+    if (dprintf(fd, "GET %s HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n", path) > 0 &&
         (n = read(fd, head, sizeof head - 1)) > 0) {
         head[n] = '\0';
         if (sscanf(head, "HTTP/%*s %d", &status) != 1) {

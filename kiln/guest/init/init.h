@@ -171,6 +171,7 @@ void reply(const char *fmt, ...);
 int listening_on(unsigned port);
 int http_status(unsigned port, const char *path);
 int probe(const char *kind, unsigned port, char *why, size_t len);
+int connect_loopback(unsigned port);
 void request(char *line);
 void serve_control(short revents);
 int control_pollfd(struct pollfd *fd);

@@ -11,7 +11,9 @@
  * probe() returns 1 (ready), 0 (not ready: why says what it got) or -1 (no connection: errno). */
 #include "init.h"
 
-static int connect_local(unsigned port) {
+/* A TCP connection to 127.0.0.1:port, 2 s at most each way (-1 and errno if it cannot be made): the http
+ * request's (control.c) and the probes'. */
+int connect_loopback(unsigned port) {
     struct sockaddr_in addr;
     struct timeval limit = {2, 0};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -118,7 +120,7 @@ int probe(const char *kind, unsigned port, char *why, size_t len) {
         errno = EINVAL;
         return -1;
     }
-    if ((fd = connect_local(port)) < 0)
+    if ((fd = connect_loopback(port)) < 0)
         return -1;
     ready = ask(fd, why, len);
     if (ready < 0) {
