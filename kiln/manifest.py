@@ -150,6 +150,9 @@ class Entry(_Frozen, kw_only=True):
     # programs of the image the server executes itself (Erlang's erl_child_setup): the one execve init lets
     # through besides the app's own start, by exact path; writable mounts are then noexec
     helpers: tuple[str, ...] = ()
+    # init forwards published ports' connections from the client's own address (kiln.guest.protocol.CLIENTS);
+    # False: an image built before its init could, whose forwards go straight to the app
+    client_address: bool = False
 
     def argv_with(self, args: tuple[str, ...] | None) -> tuple[str, ...]:
         """The argv with the app's arguments replaced by `args` (None: as built)."""

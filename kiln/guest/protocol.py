@@ -27,6 +27,9 @@ Four channels, each written here and read by the C beside this module:
   Only the host starts a conversation, and only one host process talks at a time (QEMU's socket
   takes one client). Snapshots and every restore use it; later tools add requests to the same
   channel rather than opening another one.
+- **Published ports' connections** (`CLIENTS`, `proxy_line`): kiln's relay opens each with a PROXY
+  protocol v1 line (HAProxy's) to init's forwarder on eth0's CLIENTS_PORT, which connects to the app from
+  the client's own address (clients.c), so that the app sees its clients and not QEMU's gateway.
 - **Init's own lines on the console** (`INIT_SAY`, `INIT_OOM`, `out_of_memory`, `KILLED_BY_SIGNAL`):
   why the app ended (stats.c, explain_end), which kiln.runtime.failure reads back.
 """
@@ -118,6 +121,19 @@ TMPFS = "kiln.tmpfs"  # hex lines, one directory of the image each: a tmpfs over
 MAX_LANS = 4  # kiln.ip1 .. kiln.ip4: eth1 .. eth4 (init's net.c)
 SECRETS = "kiln.secrets"  # hex lines "FILE TARGET UID GID MODE": the secrets init copies to /run/secrets
 SECRETS_TAG = "kiln-secrets"  # the read-only 9p share holding their files
+CLIENTS = "kiln.clients"  # init starts its forwarder of published ports' connections (clients.c)
+CLIENTS_PORT = 61000  # where it listens on eth0: above Linux's ephemeral ports (32768-60999), clear of the app's
+
+
+def proxy_line(client: tuple[str, int], server: tuple[str, int], guest_port: int) -> bytes:
+    """The PROXY protocol v1 line that opens a published port's connection to init's forwarder: the client's
+    address and port, the host's, and the app's port in the guest (where the forwarder connects)."""
+    host, port = client[0], client[1]
+    if host.startswith("::ffff:") and "." in host:  # an IPv4 client of a dual-stack listener
+        host = host[len("::ffff:") :]
+    family = "TCP6" if ":" in host else "TCP4"
+    server_host = server[0] if (":" in server[0]) == (family == "TCP6") else ("::" if family == "TCP6" else "0.0.0.0")
+    return f"PROXY {family} {host} {server_host} {port} {guest_port}\r\n".encode()
 
 
 def hex_lines(lines: list[str]) -> str:
@@ -160,6 +176,7 @@ class Boot:
     secrets: tuple[str, ...] = ()  # SecretShare.lines(): names, targets, owners; never a secret's content
     binds: tuple[str, ...] = ()  # "TAG GUEST NAME RO": share TAG's NAME ("-": all of it) over GUEST
     tmpfs: tuple[str, ...] = ()  # directories of the image a fresh tmpfs covers
+    clients: bool = False  # init's forwarder takes the published ports' connections (CLIENTS)
     extra: tuple[str, ...] = ()  # other kernel parameters (kiln.seed, kiln.probe...)
 
 
@@ -197,6 +214,8 @@ def kernel_cmdline(boot: Boot) -> str:
     if len(boot.lan_addresses) > MAX_LANS:
         raise UsageError(f"a guest has at most {MAX_LANS} networks beside its own (got {len(boot.lan_addresses)})")
     params += [f"kiln.ip{i}={address}" for i, address in enumerate(boot.lan_addresses, 1)]
+    if boot.network and not boot.dhcp and boot.clients:
+        params.append(CLIENTS)
     if boot.lan_addresses and boot.hosts:
         params.append("kiln.hosts=" + hex_lines([f"{ip}\t{name}" for name, ip in boot.hosts]))
     if boot.env:

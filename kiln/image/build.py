@@ -105,6 +105,7 @@ def _entry(app: App, graph: ModuleGraph, interp: Interpreter, place: Placement, 
         volumes=app.config.volumes,
         memory_mib=memory_mib,
         ready=app.config.ready,
+        client_address=True,
     )
 
 

@@ -235,6 +235,7 @@ def build_native(
             stop_signal=service.stop_signal if service else None,
             setup=service.setup if service else None,
             helpers=(*(service.helpers if service else ()), *cfg.seccomp.exec),
+            client_address=True,
         )
         program = elf.resolve_in(sysroot, exe)
         assert program is not None

@@ -237,6 +237,7 @@ def _build_native(
             keep_caps=ROOT_CAPS if account is None else (),
             writable=first.writable if first else (),
             setup=first.setup if first else None,
+            client_address=True,
         )
         inputs = image_inputs(got, image)
         rules = policy(known.allow if known else {})

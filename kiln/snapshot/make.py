@@ -130,6 +130,7 @@ def make(
             control_socket=sockets / "ctl",
             ports=(ready_port,) if ready_port else (),
             relay=False,  # QEMU's own forward: the readiness check's, on loopback
+            client_address=False,  # straight to the app (init's forwarder runs all the same, for the restores)
         )
         spec, notes = target.spec(image, cfg)
         for note in notes:

@@ -118,7 +118,10 @@ def start(store: Store, image: Image, service: Service, ready_timeout: float) ->
     def active() -> None:
         svm.last_activity = time.monotonic()
 
-    svm.upstreams = {g: Upstream("127.0.0.1", h, activity=active) for g, h in forwards.items()}
+    svm.upstreams = {
+        g: Upstream("127.0.0.1", h, activity=active, guest_port=g if plan.client_header else None)
+        for g, h in forwards.items()
+    }
     try:
         assert plan.control_socket
         saved_listening = vm.restored and plan.restore is not None and set(guest_ports) <= set(plan.restore.listening)

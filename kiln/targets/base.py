@@ -98,6 +98,9 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     args: tuple[str, ...] | None = None
     stop_signal: str | None = None  # what stopping sends the app first (default: the image's, else SIGTERM)
     relay: bool = True  # published ports accepted by kiln's relay (False: the summoner, itself the relay)
+    # qemu target: the forwards carry the client's address to the app (the relay's PROXY line to init's
+    # forwarder, kiln.guest.protocol.CLIENTS); False: straight to the app (a snapshot's own readiness check)
+    client_address: bool = True
     lans: tuple[Lan, ...] = ()  # qemu target: a NIC on each of a compose service's networks
     isolated: bool = False  # qemu target: no way out (compose's internal networks): only the published ports
     gdb_port: int | None = None  # qemu target: QEMU's gdbstub on 127.0.0.1:PORT (kiln debug)
@@ -134,6 +137,7 @@ class Plan(msgspec.Struct, kw_only=True):
     notes: list[str] = []  # one-line notices for the user
     forwards: list[PortMap] = []  # published ports: host-side relays to start
     upstreams: list[int] = []  # each forward's loopback port to relay to (kiln.targets.relay)
+    client_header: bool = False  # the relays open each connection with the client's address (a PROXY line)
     qmp_socket: Path | None = None
     cleanup: list[Path] = []
     control_socket: Path | None = None
@@ -166,6 +170,7 @@ class Restore(msgspec.Struct, frozen=True, kw_only=True):
     ports: tuple[PortMap, ...]
     state: Path  # the saved device state (QEMU's migration stream)
     listening: tuple[int, ...] = ()  # guest ports that listened when it was saved (after "ready")
+    via_clients: bool = False  # the forwards go to init's forwarder of the client's address (protocol.CLIENTS)
 
 
 class Runner(Protocol):

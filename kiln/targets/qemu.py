@@ -84,6 +84,8 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         raise UsageError(f"image {name} has no network (its app declares no ports and uses no sockets)")
     accel, note = accelerator.choose(cfg.accel, kernel)
     tag = f"qemu-{os.getpid()}-{secrets.token_hex(4)}"
+    # init's forwarder gives the app each published port's client address (kiln.guest.protocol.CLIENTS)
+    clients = m.entry.client_address and m.kernel.network
     # published ports go through kiln's relay (kiln.targets.relay) to QEMU's forwards on loopback
     forwards = tuple(PortMap(host_ip="127.0.0.1", host=free_port(), guest=p.guest) for p in cfg.ports)
     spec = VmSpec(
@@ -108,6 +110,8 @@ def vm_spec(m: Manifest, name: str, kernel: Path, rootfs: Path, cfg: RunConfig) 
         secrets=(cfg.secrets.directory, cfg.secrets.lines()) if cfg.secrets else None,
         binds=bind_shares(cfg.binds),
         tmpfs=cfg.tmpfs,
+        clients=clients,
+        via_clients=clients and cfg.client_address and bool(cfg.ports),
     )
     return spec, [note] if note else []
 
@@ -125,6 +129,7 @@ def cold_plan(spec: VmSpec, notes: list[str], name: str, cfg: RunConfig, m: Mani
         cleanup=[spec.qmp_socket, spec.control_socket],
         forwards=list(cfg.ports) if cfg.relay else [],
         upstreams=[p.host for p in spec.ports] if cfg.relay else [],
+        client_header=spec.via_clients,
         memory_mib=spec.memory_mib,
         stop_signal=signal_number(cfg.stop_signal or m.entry.stop_signal),
     )
@@ -213,7 +218,10 @@ class QemuRunner:
         restore its snapshot (or boot cold), the console going to `sink`."""
         check_free(plan.forwards)
         ready = threading.Event()
-        relays = tuple(PortProxy(p, up, ready) for p, up in zip(plan.forwards, plan.upstreams, strict=True))
+        relays = tuple(
+            PortProxy(p, up, ready, header=plan.client_header)
+            for p, up in zip(plan.forwards, plan.upstreams, strict=True)
+        )
         try:
             vm = self._restore(plan, sink) if plan.restore else self._launch(plan.argv, sink)
             if relays:
@@ -318,5 +326,6 @@ class QemuTarget(QemuRunner):
             ports=spec.ports,
             state=found.state,
             listening=found.record.ports,
+            via_clients=spec.via_clients,
         )
         return plan

@@ -91,6 +91,8 @@ class VmSpec:
     secrets: tuple[Path, tuple[str, ...]] | None = None  # (host directory, kiln.secrets lines): compose's secrets
     binds: tuple[tuple[str, Path, str, bool], ...] = ()  # (9p tag, host directory, kiln.binds line, read-only)
     tmpfs: tuple[str, ...] = ()  # directories of the image under a fresh tmpfs (kiln.tmpfs)
+    clients: bool = False  # the guest runs init's forwarder of published ports' connections (protocol.CLIENTS)
+    via_clients: bool = False  # the port forwards go to it, each connection opened by kiln's PROXY line
 
     def boot(self) -> protocol.Boot:
         """What this VM's kernel and init are told on the command line."""
@@ -110,6 +112,7 @@ class VmSpec:
             secrets=self.secrets[1] if self.secrets else (),
             binds=tuple(line for _, _, line, _ in self.binds),
             tmpfs=self.tmpfs,
+            clients=self.clients,
             extra=self.cmdline,
         )
 
@@ -167,9 +170,15 @@ def _common(qemu: str, machine: str, accel: str, memory_mib: int, accel_opt: str
     ]
 
 
-def _user_net(ports: tuple[PortMap, ...], device: str, isolated: bool = False) -> list[str]:
+def forward_rule(port: PortMap, via_clients: bool) -> str:
+    """QEMU's hostfwd rule for a published port: to the app's port, or to init's forwarder (which the
+    relay's PROXY line tells the app's port)."""
+    return f"tcp:{port.host_ip}:{port.host}-:{protocol.CLIENTS_PORT if via_clients else port.guest}"
+
+
+def _user_net(ports: tuple[PortMap, ...], device: str, isolated: bool = False, via_clients: bool = False) -> list[str]:
     """QEMU's user network: the published ports forwarded in; `isolated`: nothing else in or out (restrict=on)."""
-    forwards = "".join(f",hostfwd=tcp:{p.host_ip}:{p.host}-:{p.guest}" for p in ports)
+    forwards = "".join(f",hostfwd={forward_rule(p, via_clients)}" for p in ports)
     restrict = ",restrict=on" if isolated else ""
     return ["-netdev", f"user,id=net0{restrict}{forwards}", "-device", f"{device},netdev=net0"]
 
@@ -204,7 +213,7 @@ def command(spec: VmSpec, qemu: str = "qemu-system-x86_64") -> list[str]:
         "virtio-rng-device",
     ]
     if spec.network:
-        argv += _user_net(spec.ports, "virtio-net-device", spec.isolated)
+        argv += _user_net(spec.ports, "virtio-net-device", spec.isolated, spec.via_clients)
     for i, lan in enumerate(spec.lans):  # after the user network, in order: the guest names them eth1, eth2, ...
         argv += _lan_net(lan, "virtio-net-device", i)
     for tag, host in spec.volumes:

@@ -20,10 +20,19 @@ backlog, and relays each connection to the guest's forward on a loopback port:
   the client sent replayed, until RETRY_FOR seconds have passed: a client that
   connects before the app listens is held, not reset.
 
+The client's own address reaches the app (docs/reliability.md says what each way costs):
+
+- to a VM (`Upstream.guest_port`), each connection opens with a PROXY protocol v1
+  line naming the client, and guest init's forwarder connects to the app from that
+  address (kiln.guest.protocol.CLIENTS), not from QEMU's gateway;
+- on the unix target (`Upstream.from_client`), the relay connects to the app from
+  the client's address itself when it is one of the host's loopback addresses
+  (127.0.0.0/8, any of which a process may bind); another client's address would
+  take a route the host does not have, and the app sees 127.0.0.1.
+
 `relay()` serves one connection (the summoner calls it from its own loop);
 `PortProxy` is a listening port with its own event loop in a thread, for the
-qemu and unix targets. The app sees connections from the relay's side (QEMU's
-gateway, 10.0.2.2, in a VM): the client's address does not reach the app (docs).
+qemu and unix targets.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kiln.guest.protocol import proxy_line
 from kiln.targets.portmap import PortMap
 
 UNANSWERED_MAX = 4  # connections in flight to one upstream that it has not answered
@@ -61,6 +71,8 @@ class Upstream:
     gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UNANSWERED_MAX))
     activity: Callable[[], None] = lambda: None  # called on every byte relayed (the summoner's idle clock)
     ready: threading.Event | None = None  # set once the app listens (None: it may listen already)
+    guest_port: int | None = None  # a VM's app port: each connection opens with the client's PROXY line to init
+    from_client: bool = False  # connect from the client's address when it is a loopback one (the unix target)
 
 
 def reset(writer: asyncio.StreamWriter) -> None:
@@ -120,10 +132,15 @@ async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.Stre
     sent = bytearray()  # what the client said before the upstream answered: replayed on a retry
     deadline = time.monotonic() + RETRY_FOR
     upstream: asyncio.StreamWriter | None = None
+    client = client_writer.get_extra_info("peername") or ("0.0.0.0", 0)
+    opening = b""
+    if up.guest_port is not None:
+        opening = proxy_line(client, client_writer.get_extra_info("sockname") or ("0.0.0.0", 0), up.guest_port)
+    source = (client[0], 0) if up.from_client and str(client[0]).startswith("127.") else None
     try:
         while True:
             try:
-                up_reader, upstream = await asyncio.open_connection(up.host, up.port)
+                up_reader, upstream = await asyncio.open_connection(up.host, up.port, local_addr=source)
             except OSError:
                 if time.monotonic() > deadline:
                     reset(client_writer)
@@ -131,8 +148,8 @@ async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.Stre
                 await asyncio.sleep(0.1)
                 continue
             opened = time.monotonic()
-            if sent:
-                upstream.write(bytes(sent))
+            if opening or sent:
+                upstream.write(opening + bytes(sent))
             to_up = asyncio.ensure_future(_copy(client_reader, upstream, up, answered, keep=sent))
             to_client = asyncio.ensure_future(_copy(up_reader, client_writer, up, answered))
             await to_client
@@ -155,10 +172,21 @@ async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.Stre
 
 class PortProxy:
     """A published port: listens on host_ip:host (backlog BACKLOG), relays to 127.0.0.1:upstream, in a thread.
-    With `ready`, connections wait until it is set (the app listens) before any goes on."""
+    With `ready`, connections wait until it is set (the app listens) before any goes on. `header`: upstream
+    is init's forwarder in a VM (the client's PROXY line first); `from_client`: the app on this host's loopback
+    (the unix target)."""
 
-    def __init__(self, port: PortMap, upstream: int, ready: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        port: PortMap,
+        upstream: int,
+        ready: threading.Event | None = None,
+        header: bool = False,
+        from_client: bool = False,
+    ) -> None:
         self.port = port
+        self.header = header
+        self.from_client = from_client
         self.listener = socket.create_server((port.host_ip, port.host), backlog=BACKLOG)
         self.loop = asyncio.new_event_loop()
         self.upstream_port = upstream
@@ -169,7 +197,13 @@ class PortProxy:
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(lambda _loop, _context: None)  # a relay cut short at close says nothing
-        up = Upstream("127.0.0.1", self.upstream_port, ready=self.ready)
+        up = Upstream(
+            "127.0.0.1",
+            self.upstream_port,
+            ready=self.ready,
+            guest_port=self.port.guest if self.header else None,
+            from_client=self.from_client,
+        )
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(asyncio.CancelledError):

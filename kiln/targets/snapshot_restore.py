@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from kiln.errors import TargetError
 from kiln.guest.protocol import ControlChannel
 from kiln.targets.base import Restore
+from kiln.targets.qemu_command import forward_rule
 
 if TYPE_CHECKING:
     from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -94,7 +95,7 @@ def complete(
         with ControlChannel(control_socket, timeout=timeout, alive=alive) as ctl:
             ctl.reseed(timeout)
         for port in restore.ports:
-            rule = f"tcp:{port.host_ip}:{port.host}-:{port.guest}"
+            rule = forward_rule(port, restore.via_clients)
             out = _qmp(qmp, "human-monitor-command", **{"command-line": f"hostfwd_add net0 {rule}"})
             if out:
                 raise TargetError(f"cannot forward port {port}: {str(out).strip()}")

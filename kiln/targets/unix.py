@@ -94,7 +94,7 @@ class UnixTarget:
         proxied = [p for p in plan.forwards if p.host != p.guest]
         # The app binds its own ports on the host; a relay needs the host side too.
         check_free([PortMap(host_ip=p.host_ip, host=p.guest, guest=p.guest) for p in plan.forwards] + proxied)
-        forwarders = [PortProxy(p, p.guest) for p in proxied]
+        forwarders = [PortProxy(p, p.guest, from_client=True) for p in proxied]
         proc = _proc.spawn(plan.argv, merge_stderr=True)
         if on_start:
             on_start(proc.pid)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
 
 import pytest
 
@@ -20,17 +22,43 @@ GREETING = "Hello from a kiln unikernel!\n"
 def test_hello_http_serves_and_stops_cleanly(
     target: str, hello_image: str, session_env: dict[str, str], instances: list[Instance]
 ) -> None:
-    port = free_port()
-    inst = Instance(hello_image, session_env, target, {port: 8080})
+    port, outside_port = free_port(), free_port()
+    outside = _host_address() if target == "qemu" else None
+    # published on loopback; and on the host's own address, whose clients the guest reaches through a route
+    extra = ("-p", f"{outside}:{outside_port}:8080") if outside else ()
+    inst = Instance(hello_image, session_env, target, {port: 8080}, extra=extra)
     instances.append(inst)
     root = inst.wait_http(port, "/")
     assert (root.status_code, root.text) == (200, GREETING)
     health = inst.wait_http(port, "/health")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
+    # the client's own address reaches the app behind the published port: not QEMU's gateway, nor the relay's
+    clients = {"127.0.0.2": ("127.0.0.1", port)}  # a second loopback address
+    if outside:
+        clients[outside] = (outside, outside_port)
+    for client, (address, to_port) in clients.items():
+        asked = http.client.HTTPConnection(address, to_port, timeout=30, source_address=(client, 0))
+        asked.request("GET", f"/from-{client}")
+        assert asked.getresponse().status == 404  # the path names the client in the app's log
+        asked.close()
     assert inst.stop() == 130
     assert "hello-http listening on 0.0.0.0:8080" in inst.output
     assert '"GET /health HTTP/1.1" 200' in inst.output
+    for client in clients:
+        assert f"{client} - - [" in inst.output and f"GET /from-{client} HTTP/1.1" in inst.output, inst.output
+    assert "10.0.2.2 - -" not in inst.output
     assert inst.leftovers("/app/app.pyc") == []
+
+
+def _host_address() -> str | None:
+    """This host's address on its own network (the source of its default route), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # TEST-NET-2: no packet is sent
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
 
 
 @pytest.mark.vm

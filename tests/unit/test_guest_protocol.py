@@ -69,6 +69,13 @@ int main(int argc, char **argv) {
         printf("%d %s\n", ready, ready < 0 && !why[0] ? strerror(errno) : why);
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "clients")) { /* GW: the forwarder of published ports' clients */
+        if (client_forwarder(argv[2]) < 0) return 3;
+        printf("ready\n");
+        fflush(stdout);
+        pause();
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "unhex")) {
         static char out[8192];
         if (unhex(argv[2], out, sizeof out) < 0) return 1;
@@ -177,6 +184,7 @@ def test_every_config_key_and_kernel_parameter_is_read_by_init() -> None:
         secrets=("0 db-password -1 -1 400",),
         binds=("bind0 /etc/nginx/nginx.conf nginx.conf 1",),
         tmpfs=("/var/cache/nginx",),
+        clients=True,
         extra=(protocol.SEED + "=" + "c" * 64, protocol.WAIT_SEED, protocol.PROBE, protocol.POWEROFF),
     )
     line = protocol.kernel_cmdline(boot)
@@ -450,3 +458,112 @@ def test_a_probe_of_a_closed_port_or_an_unknown_kind_says_why(init_reader: Path)
     assert out.stdout.strip() == "-1 Connection refused"
     out = subprocess.run([init_reader, "probe", "mongo", str(port)], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip().startswith("-1 no probe mongo")
+
+
+# Run inside a network namespace of its own (unshare --net): eth0 as the guest's, the gateway's address on the
+# other end of a veth pair, an app on port 8080, and init's forwarder; each case is a connection as QEMU's
+# forward would make it, and what the app saw of it.
+CLIENTS_CASES = r"""
+import json, os, socket, subprocess, sys, threading, time
+reader, port = sys.argv[1], int(sys.argv[2])
+def sh(*words):
+    subprocess.run(words, check=True)
+sh("ip", "link", "set", "lo", "up")
+sh("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "gw0")
+sh("ip", "addr", "add", "10.0.2.15/24", "dev", "eth0")
+sh("ip", "addr", "add", "10.0.2.2/24", "dev", "gw0")
+sh("ip", "link", "set", "eth0", "up")
+sh("ip", "link", "set", "gw0", "up")
+app = socket.create_server(("0.0.0.0", 8080))
+seen = []
+def serve():
+    while True:
+        conn, peer = app.accept()
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        seen.append(peer[0])
+        conn.sendall(peer[0].encode() + b" " + str(len(data)).encode() + b" " + data[-16:])
+        conn.close()
+threading.Thread(target=serve, daemon=True).start()
+fwd = subprocess.Popen([reader, "clients", "10.0.2.2"], stdout=subprocess.PIPE, start_new_session=True)
+assert fwd.stdout.readline().strip() == b"ready"
+def ask(opening, body=b"hello", source="10.0.2.2"):
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind((source, 0))
+    s.connect(("10.0.2.15", port))
+    try:
+        s.sendall(opening + body)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out.decode()
+    except OSError as err:
+        return type(err).__name__
+    finally:
+        s.close()
+def local_routes():
+    return subprocess.run(["ip", "route", "show", "table", "local"], capture_output=True, text=True).stdout
+out = {
+    "loopback": ask(b"PROXY TCP4 127.0.0.2 127.0.0.1 40000 8080\r\n"),
+    "remote": ask(b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 8080\r\n"),
+    "own-network": ask(b"PROXY TCP4 10.0.2.99 10.0.2.15 40000 8080\r\n"),
+    "ipv6": ask(b"PROXY TCP6 2001:db8::7 ::1 40000 8080\r\n"),
+    "large": ask(b"PROXY TCP4 127.0.0.3 127.0.0.1 40000 8080\r\n", b"x" * 3_000_000 + b"end-of-the-body!"),
+    "split": None,
+}
+s = socket.create_connection(("10.0.2.15", port), source_address=("10.0.2.2", 0), timeout=10)
+s.sendall(b"PROXY TCP4 127.0.0.4 ")
+time.sleep(0.3)
+s.sendall(b"127.0.0.1 40000 8080\r\nafter")
+s.shutdown(socket.SHUT_WR)
+out["split"] = s.recv(100).decode()
+s.close()
+for _ in range(40):
+    if "198.51.100.7" not in local_routes():
+        break
+    time.sleep(0.05)
+out["route-left"] = "198.51.100.7" in local_routes()
+accepted = len(seen)
+out["not-the-gateway"] = ask(b"PROXY TCP4 127.0.0.5 127.0.0.1 40000 8080\r\n", source="10.0.2.15")
+out["not-proxy"] = ask(b"GET / HTTP/1.0\r\n\r\n", b"")
+out["nothing-listens"] = ask(b"PROXY TCP4 127.0.0.6 127.0.0.1 40000 9999\r\n")
+out["accepted-after"] = len(seen) - accepted
+os.killpg(fwd.pid, 9)  # the harness and the forwarder it started
+print(json.dumps(out))
+"""
+
+
+def test_init_forwards_a_published_ports_connection_from_the_clients_own_address(init_reader: Path) -> None:
+    import json
+    import sys
+
+    if shutil.which("ip") is None or shutil.which("unshare") is None:
+        pytest.fail("ip and unshare are needed (iproute2, util-linux)")
+    argv = ["unshare", "--net", sys.executable, "-c", CLIENTS_CASES, str(init_reader), str(protocol.CLIENTS_PORT)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["loopback"] == "127.0.0.2 5 hello"
+    assert out["remote"] == "198.51.100.7 5 hello"  # given a local route while it was open
+    assert out["route-left"] is False  # and the route went with the connection
+    assert out["own-network"] == "127.0.0.1 5 hello"  # a route to it would cut the guest off its own network
+    assert out["ipv6"] == "127.0.0.1 5 hello"
+    assert out["large"] == "127.0.0.3 3000016 end-of-the-body!"
+    assert out["split"] == "127.0.0.4 5 after"  # a PROXY line that comes in pieces
+    # refused, the app never sees them: a peer that is not QEMU's forward, a line that is not PROXY, no app
+    for case in ("not-the-gateway", "not-proxy", "nothing-listens"):
+        assert out[case] in ("", "ConnectionResetError", "BrokenPipeError", "OSError"), (case, out[case])
+    assert out["accepted-after"] == 0
+
+
+def test_the_relays_proxy_line_names_the_client_and_the_apps_port() -> None:
+    line = protocol.proxy_line(("127.0.0.2", 40000), ("127.0.0.1", 8080), 80)
+    assert line == b"PROXY TCP4 127.0.0.2 127.0.0.1 40000 80\r\n"
+    assert protocol.proxy_line(("::1", 5, 0, 0), ("::1", 8080, 0, 0), 80) == b"PROXY TCP6 ::1 ::1 5 80\r\n"
+    mapped = protocol.proxy_line(("::ffff:127.0.0.2", 5), ("::", 8080), 80)  # an IPv4 client of a dual-stack port
+    assert mapped == b"PROXY TCP4 127.0.0.2 0.0.0.0 5 80\r\n"
+    assert len(protocol.proxy_line(("f" * 39, 65535), ("f" * 39, 65535), 65535)) <= 107  # v1's longest line
+    assert f"#define CLIENTS_PORT {protocol.CLIENTS_PORT} " in (INIT_DIR / "clients.c").read_text()

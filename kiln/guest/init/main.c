@@ -368,6 +368,7 @@ int main(int argc, char **argv) {
             power_off(0);
         }
         setup_network();
+        start_clients(); /* before the control channel opens: the forwarder holds none of init's channels */
         add_hosts();
         env_from_cmdline();
         seed_entropy();

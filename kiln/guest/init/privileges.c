@@ -59,13 +59,18 @@ static void set_caps(unsigned long caps, int inheritable) {
 /* Keep only the capabilities in keep_caps, in every set, for good (and, until become_user has switched to
  * the app's account, what switching takes). */
 void drop_capabilities(void) {
-    int cap;
     if (switch_user)
         keep_caps |= (1ul << CAP_SETUID) | (1ul << CAP_SETGID);
+    keep_only(keep_caps);
+}
+
+/* Keep only `caps`, in every set and the bounding set, and set no_new_privs: for good. */
+void keep_only(unsigned long caps) {
+    int cap;
     for (cap = 0; cap <= CAP_LAST_CAP; cap++)
-        if (!(keep_caps & (1ul << cap)))
+        if (!(caps & (1ul << cap)))
             prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-    set_caps(keep_caps, 0);
+    set_caps(caps, 0);
     must(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "set no_new_privs");
 }
 
