@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kiln_testing.answers import wait_for_answer
@@ -48,8 +49,12 @@ def test_snapshot_is_listed_and_restored_on_another_port(
     instances.append(inst)
     answer = _first_answer(port)
     assert abs(float(answer["time"]) - time.time()) < 2, answer  # type: ignore[arg-type]
+    # the restored guest's forwarder gives the app the client's own address
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30) as client:
+        assert client.get(f"http://127.0.0.1:{port}/from-a-second-address").status_code == 200
     assert inst.stop() == 130
     assert "booting cold" not in inst.output
+    assert "127.0.0.2 - - [" in inst.output and "GET /from-a-second-address" in inst.output, inst.output
 
 
 @pytest.mark.vm

@@ -42,10 +42,14 @@ def test_first_connections_get_full_answers_from_one_summon(
     s = Summoner(session_env, f"{clone_snapshot}={port}:8080", "--metrics", f"127.0.0.1:{metrics}")
     summoners.append(s)
     assert "a summon restores its snapshot" in s.log
-    first = _get(port)
+    # a first connection from a second loopback address: the summoned app sees that address
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=60) as client:
+        first = client.get(f"http://127.0.0.1:{port}/from-a-second-address")
     assert first.status_code == 200 and len(first.json()["random"]) == 32
     s.wait_for("summoned (restore)")
     assert [i["name"] for i in s.instances()] == ["clone-http.summoned"]
+    logs = kiln("logs", "clone-http.summoned", env=session_env, check=True).stdout
+    assert "127.0.0.2 - - [" in logs and "GET /from-a-second-address" in logs, logs
     assert s.instances()[0]["state"] == "running"
     # scale to zero by hand (kiln stop), then 20 simultaneous first connections: one summon, 20 answers
     kiln("stop", "clone-http.summoned", env=session_env, check=True)
