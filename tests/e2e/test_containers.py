@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -28,6 +29,7 @@ from kiln_testing.ports import free_port
 from kiln_testing.registry import Registry
 
 IMAGES = ROOT / "tests" / "fixtures" / "images"
+STACKS = ROOT / "tests" / "fixtures" / "stacks"
 TARGETS = ["qemu", "unix"]
 
 
@@ -606,3 +608,67 @@ def test_a_registry_mirror_in_registries_conf_serves_docker_hub_names(
     down = kiln("build", "-t", "again", "docker://redis:7", env=mirrored, timeout=600)
     assert_one_line_error(down, "docker://redis:7", code=down.returncode)
     assert down.returncode != 0 and store_state(env) == before
+
+
+# -- the samples' stack as written: proxy, backend, database; secrets, two networks, a shell-form healthcheck ------
+
+
+def _until_answered(url: str, timeout: float = 600) -> httpx.Response:
+    """The proxy's answer once the backend behind it listens (until then nginx says 502)."""
+    deadline = time.monotonic() + timeout
+    while (answer := httpx.get(url, timeout=60)).status_code == 502:
+        assert time.monotonic() < deadline, answer.text
+        time.sleep(1)
+    return answer
+
+
+@pytest.mark.vm
+def test_the_samples_stack_runs_as_written(
+    sources: dict, mariadb_image: str, registry: Registry, session_env: dict[str, str], tmp_path: Path
+) -> None:
+    """tests/fixtures/stacks/nginx-flask-mysql, in the shape of Docker's awesome-compose sample: `up -d` builds the
+    backend's Dockerfile (its `target: builder`), pulls the proxy and the official-style MariaDB from the registry,
+    and starts them in their order (the database healthy first). A post through the proxy lands in the database
+    and comes back; the proxy's own log shows the client's address (a second loopback address); the proxy, on
+    frontnet alone, cannot reach the database's address on backnet; `down` then `up` keeps the rows, and `down -v`
+    removes the volume that held them."""
+    stack = tmp_path / "samples"
+    shutil.copytree(STACKS / "nginx-flask-mysql", stack)
+    port = free_port()
+    env = {**session_env, "REGISTRY": registry.host, "PROXY_PORT": str(port)}
+    home = Path(session_env["KILN_HOME"])
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        return kiln("compose", "-f", str(stack / "compose.yaml"), *args, env=env, timeout=1800)
+
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        config = compose("config")
+        assert config.returncode == 0 and f"{registry.host}/test/mariadb:1" in config.stdout, config.stderr
+        up = compose("up", "-d")
+        said = up.stdout + up.stderr
+        assert up.returncode == 0, said
+        assert "waiting for db to be healthy" in said, said
+        assert _until_answered(url).text == ""  # the backend made its table: no post yet
+        assert httpx.post(url + "posts", content="post #1", timeout=60).status_code == 201
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=60) as client:
+            assert client.get(url).text == "<div>Hello post #1</div>"
+        rows = {r["service"]: r for r in json.loads(compose("ps", "--json").stdout)}
+        assert rows["db"]["health"] == "healthy" and rows["db"]["addresses"] == ["10.89.0.3/24"]
+        assert rows["backend"]["addresses"] == ["10.89.0.2/24", "10.89.1.2/24"]
+        # the database's address, asked of the proxy: it has no way there (the error is the connection's own)
+        cut_off = httpx.get(url + "database", timeout=60)
+        assert cut_off.status_code in (502, 504), cut_off.text
+        proxy_log = compose("logs", "proxy").stdout
+        assert "upstream sent" not in proxy_log and "10.89.0.3:3306" in proxy_log, proxy_log
+        # nginx's access log, as the official image writes it (to /dev/stdout): the client's own address
+        assert "127.0.0.2 - - [" in proxy_log and "10.0.2.2 - -" not in proxy_log, proxy_log
+        assert "kiln-init: secrets: 1 in /run/secrets, read-only" in compose("logs", "backend").stdout
+
+        assert compose("down").returncode == 0
+        assert compose("up", "-d").returncode == 0
+        assert _until_answered(url).text == "<div>Hello post #1</div>"  # the named volume kept the row
+    finally:
+        down = compose("down", "-v")
+    assert down.returncode == 0, down.stderr
+    assert not (home / "compose" / "samples").exists()

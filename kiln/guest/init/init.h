@@ -123,6 +123,7 @@ void say(const char *fmt, ...);
 void must(int ok, const char *what);
 void load_config(const char *path);
 char *cmdline_param(const char *key, char *out, size_t outlen);
+void std_links(const char *dev);
 void mount_fs(const char *src, const char *dst, const char *type, unsigned long flags,
                      const char *data);
 void forward_signal(int sig);

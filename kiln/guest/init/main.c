@@ -178,6 +178,19 @@ char *cmdline_param(const char *key, char *out, size_t outlen) {
     return NULL;
 }
 
+/* The links every container's /dev has (runc makes them): official images log to /dev/stdout and /dev/stderr. */
+void std_links(const char *dev) {
+    static const char *const links[][2] = {
+        {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"}};
+    char path[64];
+    size_t i;
+    for (i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dev, links[i][0]);
+        if (symlink(links[i][1], path) < 0 && errno != EEXIST)
+            say("%s: %s", path, strerror(errno));
+    }
+}
+
 void mount_fs(const char *src, const char *dst, const char *type, unsigned long flags,
                      const char *data) {
     if (mount(src, dst, type, flags, data) < 0 && errno != EBUSY)
@@ -357,6 +370,7 @@ int main(int argc, char **argv) {
         return 2;
     } else {
         mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755");
+        std_links("/dev");
         /* POSIX shared memory and semaphores (multiprocessing's locks, PostgreSQL): 64 MiB, as Docker gives */
         mkdir("/dev/shm", 01777);
         mount_fs("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SHM_OPTIONS);

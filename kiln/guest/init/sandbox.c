@@ -56,6 +56,7 @@ void enter_sandbox(const char *root) {
     for (i = 0; devs[i]; i++)
         bind_dev(devs[i]);
     must(mkdir("dev/shm", 01777) == 0 || errno == EEXIST, "make dev/shm");
+    std_links("dev");
     mount_fs(NULL, "dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);
     mount_fs("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SHM_OPTIONS);
     for (i = 0; i < nsandbox_volumes; i++) {
