@@ -67,6 +67,13 @@ class Needs:
     features: tuple[str, ...]
     reasons: dict[str, str] = field(default_factory=dict)  # feature -> why (beyond the base)
 
+    def plus(self, asked: tuple[tuple[str, str], ...]) -> Needs:
+        """These needs and the features a build was asked for (BuildOptions.needs), with their reasons."""
+        if not asked:
+            return self
+        reasons = {**dict(asked), **self.reasons}
+        return Needs(tuple(sorted({*self.features, *(feature for feature, _ in asked)})), reasons)
+
 
 def python_needs(config: AppConfig, graph: ModuleGraph) -> Needs:
     reasons: dict[str, str] = {}

@@ -171,19 +171,42 @@ def source_of(service: Service) -> api.Source:
     return api.ImageSource(registry_reference(service.image), _overrides(service))
 
 
+def shares_needed(service: Service) -> tuple[tuple[str, str], ...]:
+    """The kernel features the service's run hands its guest beyond its image's own analysis: 9p for its
+    secrets, binds and volumes (QEMU's shares), as BuildOptions.needs."""
+    what = [name for name, used in (("secrets", service.secrets), ("volumes and binds", service.volumes)) if used]
+    return (("9p", f"compose: service {service.name}'s {' and '.join(what)}"),) if what else ()
+
+
+def _has_features(store: Store, ref: str, needs: tuple[tuple[str, str], ...]) -> bool:
+    features = set(store.image(ref).manifest.kernel.features)
+    return all(feature in features for feature, _ in needs)
+
+
 def _ensure_image(
     store: Store, service: Service, project: Project, rebuild: bool, say: Say, progress: api.Progress | None
 ) -> str:
     """The service's image: kiln's store's, else built as kiln.discover and kiln.oci decide (cached under the
-    project's name for the service: `compose up --build` builds it again)."""
+    project's name for the service: `compose up --build` builds it again), with a kernel that takes what the
+    service is handed at run time (shares_needed)."""
+    needs = shares_needed(service)
     if service.image and service.build is None and not service.overrides:
-        with contextlib.suppress(KilnError):
-            store.image(service.image)
-            return service.image  # a kiln image the store has
+        try:
+            fits: bool | None = _has_features(store, service.image, needs)  # a kiln image the store has
+        except KilnError:
+            fits = None  # none: the image is built from its registry's
+        if fits:
+            return service.image
+        if fits is False:
+            raise UsageError(
+                f"services.{service.name}: kiln image {service.image} was built with no 9p in its kernel, which the "
+                "secrets, binds and volumes compose hands it need: name its source in build:, and compose builds "
+                "it with 9p"
+            )
     ref = service.image if service.build is not None and service.image else f"{project.name}-{service.name}"
     have = True
     try:
-        store.image(ref)
+        have = _has_features(store, ref, needs)  # one built before the service had them is built again
     except KilnError:
         have = False
     if have and not rebuild:
@@ -193,7 +216,7 @@ def _ensure_image(
     source = source_of(service)
     say(f"building {service.name} from {_describe(source)}")
     try:
-        api.build(source, api.BuildOptions(tag=ref), store, progress or api.QUIET)
+        api.build(source, api.BuildOptions(tag=ref, needs=needs), store, progress or api.QUIET)
     except KilnError as err:
         if service.build:
             raise KilnError(f"service {service.name}: the build of {service.build.context} failed: {err}") from err

@@ -278,7 +278,7 @@ def build_python(
     for line in app.describe():
         say(line)
     analysis = analysis or analyze_python(app, say)
-    interp, graph, needs, place = analysis.interp, analysis.graph, analysis.needs, analysis.place
+    interp, graph, needs, place = analysis.interp, analysis.graph, analysis.needs.plus(options.needs), analysis.place
     rules = policy(app.config.seccomp.allow)
     kernel = kernel_for(needs.features, options, progress)
 

@@ -206,6 +206,7 @@ def build_native(
         for note in service.notes:
             say(f"note: {note}")
     rules = policy({**(service.allow if service else {}), **cfg.seccomp.allow})
+    needs = needs.plus(options.needs)
     kernel = kernel_for(needs.features, options, progress)
     with store.staging() as scratch:
         say(f"laying out {exe} and {len(closure.libraries)} libraries")

@@ -23,6 +23,9 @@ class BuildOptions:
     build_kernel: bool = True  # False: fail, saying how, instead of building a kernel that is not cached
     check: bool | None = None  # the import audit: None where it applies (a Python app with ports), True
     # always (kiln build --check: its report is the result's), False never (--no-check)
+    # kernel features a run of the image will use that no analysis of it can see, each with why: compose asks for
+    # 9p when a service is handed secrets, binds or volumes (kiln.compose.lifecycle)
+    needs: tuple[tuple[str, str], ...] = ()
 
 
 class Progress:

@@ -14,8 +14,9 @@ from pathlib import Path, PurePosixPath
 
 from kiln.errors import KilnError
 
-# Mount points guest init needs, and the directory it reads its config from.
-SKELETON = ("dev", "proc", "sys", "tmp", "kiln")
+# Mount points guest init needs (run: where a compose service's secrets go, at /run/secrets, in a tmpfs init
+# mounts over an image whose /run is read-only), and the directory it reads its config from.
+SKELETON = ("dev", "proc", "sys", "tmp", "run", "kiln")
 
 
 class RootFS:

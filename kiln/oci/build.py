@@ -200,6 +200,7 @@ def _build_native(
     elfs = [elf.resolve_in(tree, p) for p in (argv[0], *extra)] + [closure.files[p] for p in closure.libraries]
     own = [p for p in elfs[: 1 + len(extra)] if p is not None]  # the program and what it loads by name
     needs = native_needs(cfg, [*own, *(p for p in elfs[1 + len(extra) :] if p is not None)], own=len(own))
+    needs = needs.plus(options.needs)
     kernel = kernel_for(needs.features, options, progress)
     passwd, group, account = accounts_of(tree, config.user or (known.account if known else None), got.source.reference)
     image = source_image(got)

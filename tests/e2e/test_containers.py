@@ -669,6 +669,7 @@ def test_the_samples_stack_runs_as_written(
         assert compose("up", "-d").returncode == 0
         assert _until_answered(url).text == "<div>Hello post #1</div>"  # the named volume kept the row
     finally:
+        print(compose("logs").stdout)  # shown when the test fails
         down = compose("down", "-v")
     assert down.returncode == 0, down.stderr
     assert not (home / "compose" / "samples").exists()

@@ -71,3 +71,29 @@ def test_what_kiln_cannot_give_is_refused_in_one_line(
     with pytest.raises(UsageError) as err:
         load(tmp_path / "compose.yaml", env=env)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_service_handed_secrets_binds_or_volumes_is_built_with_9p_in_its_kernel(tmp_path: Path) -> None:
+    from kiln.analyze.needs import Needs
+    from kiln.compose.lifecycle import shares_needed
+
+    (tmp_path / "pw.txt").write_text("pw")
+    (tmp_path / "site.conf").write_text("conf")
+    (tmp_path / "compose.yaml").write_text("""
+secrets:
+  pw: {file: ./pw.txt}
+services:
+  backend: {image: backend, secrets: [pw]}
+  proxy: {image: proxy, volumes: ["./site.conf:/etc/site.conf:ro"]}
+  plain: {image: plain}
+""")
+    services = load(tmp_path / "compose.yaml", env={}).services
+    assert shares_needed(services["backend"]) == (("9p", "compose: service backend's secrets"),)
+    assert shares_needed(services["proxy"]) == (("9p", "compose: service proxy's volumes and binds"),)
+    assert shares_needed(services["plain"]) == ()
+    # the build's needs: the analysis's reasons first, the asked-for feature added with its own
+    found = Needs(("base", "virtio-net"), {"virtio-net": "the app listens on port 8000"})
+    asked = found.plus(shares_needed(services["backend"]))
+    assert asked.features == ("9p", "base", "virtio-net")
+    assert asked.reasons == {"9p": "compose: service backend's secrets", "virtio-net": "the app listens on port 8000"}
+    assert found.plus(()) is found
