@@ -623,17 +623,27 @@ def _until_answered(url: str, timeout: float = 600) -> httpx.Response:
 
 
 @pytest.mark.vm
+@pytest.mark.parametrize(
+    ("stack_name", "database"), [("nginx-flask-mysql", "mariadb"), ("nginx-flask-postgres", "postgres")]
+)
 def test_the_samples_stack_runs_as_written(
-    sources: dict, mariadb_image: str, registry: Registry, session_env: dict[str, str], tmp_path: Path
+    stack_name: str,
+    database: str,
+    sources: dict,
+    registry: Registry,
+    session_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """tests/fixtures/stacks/nginx-flask-mysql, in the shape of Docker's awesome-compose sample: `up -d` builds the
-    backend's Dockerfile (its `target: builder`), pulls the proxy and the official-style MariaDB from the registry,
-    and starts them in their order (the database healthy first). A post through the proxy lands in the database
-    and comes back; the proxy's own log shows the client's address (a second loopback address); the proxy, on
-    frontnet alone, cannot reach the database's address on backnet; `down` then `up` keeps the rows, and `down -v`
-    removes the volume that held them."""
+    """tests/fixtures/stacks/*, in the shape of Docker's awesome-compose samples: `up -d` builds the backend's
+    Dockerfile (its `target: builder`), pulls the proxy and the official-style database from the registry, and
+    starts them in their order (the database healthy first: mysqladmin ping in shell form, or pg_isready). A post
+    through the proxy lands in the database and comes back; the proxy's own log shows the client's address (a
+    second loopback address); the proxy, on frontnet alone, cannot reach the database's address on backnet;
+    `down` then `up` keeps the rows, and `down -v` removes the volume that held them."""
+    request.getfixturevalue(f"{database}_image")  # in the registry
     stack = tmp_path / "samples"
-    shutil.copytree(STACKS / "nginx-flask-mysql", stack)
+    shutil.copytree(STACKS / stack_name, stack)
     port = free_port()
     env = {**session_env, "REGISTRY": registry.host, "PROXY_PORT": str(port)}
     home = Path(session_env["KILN_HOME"])
@@ -644,7 +654,7 @@ def test_the_samples_stack_runs_as_written(
     url = f"http://127.0.0.1:{port}/"
     try:
         config = compose("config")
-        assert config.returncode == 0 and f"{registry.host}/test/mariadb:1" in config.stdout, config.stderr
+        assert config.returncode == 0 and f"{registry.host}/test/{database}:1" in config.stdout, config.stderr
         up = compose("up", "-d")
         said = up.stdout + up.stderr
         assert up.returncode == 0, said
