@@ -21,17 +21,27 @@ Examples:
   kiln compose logs web
   kiln compose down                     # named volumes stay; down -v removes them
   kiln compose config                   # the file as kiln reads it, checked
+  kiln compose -f compose.yaml -f prod.yaml --profile debug config
 """
 
 
-def _file(given: Path | None) -> Path:
-    if given is not None:
-        if not given.is_file():
-            raise UsageError(f"no compose file {given}")
-        return given
+def _files(given: tuple[Path, ...]) -> list[Path]:
+    """-f FILE..., else COMPOSE_FILE (paths joined by the OS's separator), else compose.yaml (or another of
+    FILES) and, beside it, its override file if there is one, as Docker Compose reads them."""
+    import os
+
+    if not given and (listed := os.environ.get("COMPOSE_FILE")):
+        given = tuple(Path(p) for p in listed.split(os.environ.get("COMPOSE_PATH_SEPARATOR", os.pathsep)) if p)
+    if given:
+        for path in given:
+            if not path.is_file():
+                raise UsageError(f"no compose file {path}")
+        return list(given)
     for name in FILES:
         if Path(name).is_file():
-            return Path(name)
+            stem, _, suffix = name.rpartition(".")
+            override = Path(f"{stem}.override.{suffix}")
+            return [Path(name), override] if override.is_file() else [Path(name)]
     raise UsageError(f"no compose file here (looked for {', '.join(FILES)}; give one with -f)")
 
 
@@ -42,16 +52,24 @@ def _project_name(ctx: click.Context) -> str:
         return str(obj["name"])
     from kiln.compose.project import load
 
-    return load(_file(obj["file"])).name
+    return load(_files(obj["files"]), profiles=obj["profiles"]).name
 
 
 @click.group(epilog=EPILOG)
-@click.option("-f", "--file", "file", type=click.Path(path_type=Path), help="The compose file (default: compose.yaml).")
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="A compose file; several merge in order (default: compose.yaml and compose.override.yaml).",
+)
 @click.option("-p", "--project-name", "name", help="The project's name (default: the file's `name`, or its directory).")
+@click.option("--profile", "profiles", multiple=True, help="Run this profile's services too (and COMPOSE_PROFILES).")
 @click.pass_context
-def compose(ctx: click.Context, file: Path | None, name: str | None) -> None:
+def compose(ctx: click.Context, files: tuple[Path, ...], name: str | None, profiles: tuple[str, ...]) -> None:
     """Run a compose file's services as unikernels on a private network."""
-    ctx.obj = {"file": file, "name": name}
+    ctx.obj = {"files": files, "name": name, "profiles": profiles}
 
 
 @compose.command(epilog="\b\nExamples:\n  kiln compose up -d\n  kiln compose up -d --build web")
@@ -66,7 +84,7 @@ def up(ctx: click.Context, services: tuple[str, ...], detach: bool, rebuild: boo
     from kiln.compose.project import load
     from kiln.store import Store
 
-    project = load(_file(ctx.obj["file"]), ctx.obj["name"])
+    project = load(_files(ctx.obj["files"]), ctx.obj["name"], profiles=ctx.obj["profiles"])
     try:
         lifecycle.up(project, Store(), lambda text: ui.say(text, err=True), list(services), rebuild, ConsoleProgress())
     except KeyboardInterrupt:
@@ -153,14 +171,14 @@ def config(ctx: click.Context, as_json: bool, quiet: bool) -> None:
 
     from kiln.compose.project import load, resolved, schema_problems
 
-    path = _file(ctx.obj["file"])
-    doc = resolved(path)
-    problems = schema_problems(doc, str(path))
+    paths = _files(ctx.obj["files"])
+    doc = resolved(paths, profiles=ctx.obj["profiles"])
+    problems = schema_problems(doc, " + ".join(map(str, paths)))
     if problems:
         for line in problems:
             ui.error(line)
         sys.exit(2)
-    project = load(path, ctx.obj["name"])  # kiln's own refusals, one line
+    project = load(paths, ctx.obj["name"], profiles=ctx.obj["profiles"])  # kiln's own refusals, one line
     doc = {"name": project.name, **{k: v for k, v in doc.items() if k != "name"}}
     if quiet:
         return

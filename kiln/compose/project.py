@@ -2,6 +2,8 @@
 kiln runs, each key it does not run refused in one line that names the key and its service.
 
 Supported (the rest of Compose is valid but refused):
+    several files (-f, COMPOSE_FILE, compose.override.yaml), extends and profiles: merged and resolved as
+    the Compose Specification says (kiln.compose.merge)
     name
     services.<s>.image          kiln's store, else a container image from its registry (`redis:7` as Docker
                                 means it: docker.io/library/redis:7), built by kiln.oci
@@ -45,12 +47,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kiln.compose import health
+from kiln.compose import health, merge
 from kiln.compose import secrets as secrets_mod
 from kiln.errors import UsageError
 from kiln.guest.protocol import MAX_LANS
@@ -67,6 +70,7 @@ SERVICE_KEYS = {
     "healthcheck",
     "volumes",
     "restart",
+    "profiles",  # which profiles run the service (kiln.compose.merge): the services left are those that run
     "mem_limit",
     "command",
     "entrypoint",
@@ -233,11 +237,23 @@ def dotenv(directory: Path) -> dict[str, str]:
     return _env_lines(path) if path.is_file() else {}
 
 
-def resolved(path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The file read and interpolated (from `env`, else .env and the shell's environment), as `kiln compose
-    config` prints it; not yet validated."""
+def resolved(
+    paths: Path | Sequence[Path], env: dict[str, str] | None = None, profiles: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The files read, interpolated (from `env`, else the first file's directory's .env and the shell's
+    environment) and merged, their `extends` followed and the services of inactive profiles left out
+    (kiln.compose.merge), as `kiln compose config` prints it; not yet validated."""
+    files = [paths] if isinstance(paths, Path) else list(paths)
+    first = files[0]
     if env is None:
-        env = {**dotenv(path.resolve().parent), **os.environ}
+        env = {**dotenv(first.resolve().parent), **os.environ}
+    docs = [_interpolated(path, env) for path in files]
+    doc = merge.merge_files(docs)
+    doc = merge.resolve_extends(doc, first.resolve().parent, lambda other: _interpolated(other, env))
+    return merge.with_profiles(doc, merge.active_profiles(profiles, env))
+
+
+def _interpolated(path: Path, env: dict[str, str]) -> dict[str, Any]:
     doc = interpolate(_yaml(path), env)
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: not a compose file (its top level is not a mapping)")
@@ -480,12 +496,20 @@ def _build(raw: Any, directory: Path, service: str) -> Build | None:
     )
 
 
-def load(path: Path, name: str | None = None, env: dict[str, str] | None = None) -> Project:
-    """Read, interpolate and validate a compose file; refuse what kiln does not run."""
+def load(
+    paths: Path | Sequence[Path],
+    name: str | None = None,
+    env: dict[str, str] | None = None,
+    profiles: tuple[str, ...] = (),
+) -> Project:
+    """Read, interpolate, merge and validate compose files (relative paths are the first's); refuse what kiln
+    does not run."""
+    files = [paths] if isinstance(paths, Path) else list(paths)
+    path = files[0]
     if env is None:
         env = {**dotenv(path.resolve().parent), **os.environ}
-    doc = resolved(path, env)
-    validate(doc, str(path))
+    doc = resolved(files, env, profiles)
+    validate(doc, str(path) if len(files) == 1 else " + ".join(map(str, files)))
     for key in doc:
         if key not in TOP_KEYS and not key.startswith("x-"):
             raise UsageError(f"{key}: valid Compose, but kiln does not support it")

@@ -229,3 +229,139 @@ def test_tmpfs_and_a_read_only_root(tmp_path: Path) -> None:
     assert project.services["w"].tmpfs == ("/var/cache/nginx", "/run")
     with pytest.raises(UsageError, match="a kiln image's root is always read-only"):
         load(write(tmp_path, "services:\n  w:\n    image: x\n    read_only: false\n"), env={})
+
+
+def test_several_files_merge_as_the_compose_specification_says(tmp_path: Path) -> None:
+    """compose.yaml then an override: mappings merged, sequences appended, command replaced, ports, volumes and
+    secrets unique by their key, short and long forms expanded before they merge; relative paths the first's."""
+    from kiln.compose.project import resolved
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "pw.txt").write_text("pw")
+    base = tmp_path / "compose.yaml"
+    base.write_text("""
+services:
+  web:
+    build: ./web
+    command: ["serve", "--slow"]
+    environment: [A=1, B=2]
+    ports: ["8080:8080"]
+    volumes: ["data:/data", "./web:/srv"]
+    depends_on: [db]
+    expose: ["8080"]
+  db: {image: redis}
+volumes: {data: {}}
+""")
+    (tmp_path / "other").mkdir()
+    over = tmp_path / "other" / "prod.yaml"
+    over.write_text("""
+services:
+  web:
+    command: ["serve"]
+    environment: {B: "3", C: "4"}
+    ports: ["8080:8080", "9090:9090"]
+    volumes: ["cache:/data"]
+    depends_on: {cache: {condition: service_healthy}}
+    expose: ["9090"]
+  cache: {image: redis, healthcheck: {test: ["CMD", "redis-cli", "ping"]}}
+volumes: {cache: {}}
+""")
+    doc = resolved([base, over], env={})
+    web = doc["services"]["web"]
+    assert web["command"] == ["serve"]  # replaced, not appended
+    assert web["environment"] == {"A": "1", "B": "3", "C": "4"}
+    assert web["ports"] == ["8080:8080", "9090:9090"]  # unique by the whole port
+    assert web["volumes"] == ["./web:/srv", "cache:/data"]  # unique by target: the later /data wins
+    assert web["depends_on"] == {"db": {"condition": "service_started"}, "cache": {"condition": "service_healthy"}}
+    assert web["expose"] == ["8080", "9090"]  # other sequences appended
+    assert set(doc["services"]) == {"web", "db", "cache"} and set(doc["volumes"]) == {"data", "cache"}
+    project = load([base, over], env={})
+    assert project.directory == tmp_path  # relative paths are the first file's
+    assert project.services["web"].build is not None and project.services["web"].build.context == tmp_path / "web"
+
+
+def test_extends_takes_a_service_from_this_file_or_another_with_its_paths(tmp_path: Path) -> None:
+    from kiln.compose.project import resolved
+
+    (tmp_path / "common").mkdir()
+    (tmp_path / "common" / "app").mkdir()
+    (tmp_path / "common" / "base.yaml").write_text("""
+services:
+  app:
+    build: ./app
+    environment: {MODE: base, LEVEL: "1"}
+    healthcheck: {test: ["CMD", "curl", "-f", "http://localhost:8080/"], interval: 5s}
+""")
+    path = write(
+        tmp_path,
+        """
+services:
+  web:
+    extends: {file: common/base.yaml, service: app}
+    environment: {MODE: web}
+    healthcheck: {test: ["CMD", "curl", "-f", "http://localhost:8080/health"]}
+  worker:
+    extends: web
+    command: ["work"]
+""",
+    )
+    doc = resolved(path, env={})
+    web, worker = doc["services"]["web"], doc["services"]["worker"]
+    assert "extends" not in web and "extends" not in worker
+    assert web["build"] == str(tmp_path / "common" / "app")  # the other file's path, made this one's
+    assert web["environment"] == {"MODE": "web", "LEVEL": "1"}
+    assert web["healthcheck"] == {"test": ["CMD", "curl", "-f", "http://localhost:8080/health"], "interval": "5s"}
+    assert worker["command"] == ["work"] and worker["environment"]["MODE"] == "web"  # a chain, followed
+    assert load(path, env={}).services["worker"].build.context == tmp_path / "common" / "app"  # type: ignore[union-attr]
+
+    write(tmp_path, "services:\n  a: {image: x, extends: b}\n  b: {image: x, extends: a}\n")
+    with pytest.raises(UsageError, match=r"services\.a\.extends: a cycle \(a -> b -> a\)"):
+        resolved(tmp_path / "compose.yaml", env={})
+    write(tmp_path, "services:\n  a: {image: x, extends: nowhere}\n")
+    with pytest.raises(UsageError, match="no service nowhere to extend"):
+        resolved(tmp_path / "compose.yaml", env={})
+
+
+def test_a_service_in_a_profile_runs_only_when_the_profile_is_active(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+services:
+  web: {image: web}
+  debugger: {image: tools, profiles: [debug]}
+  seeder: {image: tools, profiles: [setup, debug]}
+""",
+    )
+    assert set(load(path, env={}).services) == {"web"}
+    assert set(load(path, env={}, profiles=("setup",)).services) == {"web", "seeder"}
+    assert set(load(path, env={"COMPOSE_PROFILES": "debug"}).services) == {"web", "debugger", "seeder"}
+    assert set(load(path, env={"COMPOSE_PROFILES": "*"}).services) == {"web", "debugger", "seeder"}
+    write(tmp_path, "services:\n  web: {image: web, depends_on: [tools]}\n  tools: {image: t, profiles: [debug]}\n")
+    with pytest.raises(UsageError, match="tools"):
+        load(tmp_path / "compose.yaml", env={})  # a service it needs is in an inactive profile
+
+
+def test_compose_reads_its_override_file_and_compose_file_as_docker_compose_does(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from kiln_testing.command import KILN
+
+    (tmp_path / "compose.yaml").write_text("services:\n  web: {image: web, ports: ['8080:80']}\n")
+    (tmp_path / "compose.override.yaml").write_text("services:\n  web: {environment: {DEBUG: '1'}}\n")
+    (tmp_path / "prod.yaml").write_text("services:\n  web: {environment: {DEBUG: '0'}, profiles: [prod]}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+
+    def config(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KILN, "compose", *args, "config", "--json"], cwd=tmp_path, env={**env, **extra},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    import json
+
+    assert json.loads(config().stdout)["services"]["web"]["environment"] == {"DEBUG": "1"}
+    chosen = config("-f", "compose.yaml", "-f", "prod.yaml", "--profile", "prod")
+    assert json.loads(chosen.stdout)["services"]["web"]["environment"] == {"DEBUG": "0"}, chosen.stderr
+    named = config(COMPOSE_FILE=f"compose.yaml{os.pathsep}prod.yaml", COMPOSE_PROFILES="prod")
+    assert json.loads(named.stdout)["services"]["web"]["environment"] == {"DEBUG": "0"}, named.stderr
+    missing = config("-f", "compose.yaml", "-f", "nope.yaml")
+    assert missing.returncode != 0 and missing.stderr.strip() == "kiln: error: no compose file nope.yaml"
