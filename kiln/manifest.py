@@ -114,10 +114,18 @@ class SetupStep(_Frozen, kw_only=True):
     file `input_file` on its standard input; run when `when` holds ("-": always; NAME: set; NAME!=VALUE; several
     joined by "," must all hold)."""
 
-    argv: Annotated[tuple[str, ...], Meta(min_length=1)]
+    argv: tuple[str, ...] = ()  # empty only for an append step
     input: str = ""
     input_file: str | None = None
     when: str = "-"
+    # no program: `input` (each ${NAME} one word) is appended to this file of the filled data volume
+    append_to: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.argv and not self.append_to:
+            raise ValueError("a set-up step runs a program (argv) or appends to a file (append_to)")
+        if self.append_to is not None and ("/" in self.append_to or self.append_to in ("", ".", "..")):
+            raise ValueError(f"append_to {self.append_to!r} is not a file name of the data volume")
 
 
 class Setup(_Frozen, kw_only=True):

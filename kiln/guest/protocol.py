@@ -55,7 +55,7 @@ INIT_PATH = "/kiln/init"
 START_PATH = "/kiln/start.py"  # kiln/guest/start.py: faulthandler for `kiln stack`, then the app
 CONFIG_PATH = "/kiln/config"
 CONFIG_KEYS = ("arg", "env", "workdir", "hostname", "volume", "user", "caps", "tmpfs", "owner", "seccomp", "setup-step",
-               "setup-arg", "setup-input", "setup-file", "exec")  # fmt: skip
+               "setup-arg", "setup-input", "setup-file", "setup-append", "exec")  # fmt: skip
 SETUP_STEPS_MAX = 12  # set-up steps init runs (init.h's MAX_STEPS)
 SETUP_INPUT_MAX = 4095  # bytes of a setup's input (init's setup_input_hex holds 8192 hex digits)
 
@@ -92,6 +92,8 @@ def config_lines(entry: Entry, hostname: str, seccomp: list[str]) -> bytes:
             lines.append(f"setup-input {step.input.encode().hex()}")
         if step.input_file:
             lines.append(f"setup-file {step.input_file}")
+        if step.append_to:
+            lines.append(f"setup-append {step.append_to}")
     lines += seccomp
     return ("\n".join(lines) + "\n").encode()
 

@@ -54,6 +54,7 @@ class KnownEntrypoint:
     why: str
 
 
+PG_PASSWORD = "ALTER USER postgres WITH PASSWORD '${POSTGRES_PASSWORD}';\n"
 POSTGRES = KnownEntrypoint(
     name="the official postgres image's docker-entrypoint.sh",
     marks=("docker_init_database_dir", "docker_setup_env", "docker_process_init_files", "pg_setup_hba_conf"),
@@ -63,18 +64,32 @@ POSTGRES = KnownEntrypoint(
     data_default="/var/lib/postgresql/data",
     database_env="POSTGRES_DB",
     initialize=("initdb", "-D", "{data}", "--username=postgres", "--auth-local=trust", "--auth-host=scram-sha-256"),
-    appends={"pg_hba.conf": "\nhost all all all scram-sha-256\n"},  # pg_setup_hba_conf
+    appends={},
     steps=(
+        # pg_setup_hba_conf: every host by POSTGRES_HOST_AUTH_METHOD, scram-sha-256 unless the run says
+        SetupStep(append_to="pg_hba.conf", input="\nhost all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}\n"),
+        # docker_verify_minimum_env: a password, unless every host is trusted
         SetupStep(
             argv=("postgres", "--single", "-D", "{data}", "postgres"),
-            input="ALTER USER postgres WITH PASSWORD '${POSTGRES_PASSWORD}';\n",
+            input=PG_PASSWORD,
+            when="!POSTGRES_HOST_AUTH_METHOD",
+        ),
+        SetupStep(
+            argv=("postgres", "--single", "-D", "{data}", "postgres"),
+            input=PG_PASSWORD,
+            when="POSTGRES_HOST_AUTH_METHOD!=trust",
+        ),
+        SetupStep(
+            argv=("postgres", "--single", "-D", "{data}", "postgres"),
+            input=PG_PASSWORD,
+            when="POSTGRES_HOST_AUTH_METHOD=trust,POSTGRES_PASSWORD",
         ),
         # initdb made postgres at build time; the script's initdb --username=$POSTGRES_USER makes that superuser
         # instead: here it is made beside postgres, with the same password
         SetupStep(
             argv=("postgres", "--single", "-D", "{data}", "postgres"),
             input='CREATE ROLE "${POSTGRES_USER}" WITH SUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS LOGIN '
-            "PASSWORD '${POSTGRES_PASSWORD}';\n",
+            "PASSWORD '${POSTGRES_PASSWORD:-}';\n",
             when="POSTGRES_USER!=postgres",
         ),
         # POSTGRES_DB, or POSTGRES_USER's name, as the script's file_env 'POSTGRES_DB' "$POSTGRES_USER"
@@ -88,7 +103,7 @@ POSTGRES = KnownEntrypoint(
             input_file="{init}",
         ),
     ),
-    needs=("POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB"),
+    needs=("POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_HOST_AUTH_METHOD"),
     run_dirs=("/run/postgresql",),
     libraries="../lib",
     skip=("llvmjit.so",),
@@ -105,6 +120,19 @@ MARIADB_MARKS = ("docker_init_database_dir", "docker_setup_env", "docker_process
 MARIADB_INSTALL = ("mariadb-install-db", "--user=mysql", "--datadir={data}", "--rpm",
                    "--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve",
                    "--force")  # fmt: skip
+MARIADB_EMPTY = "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD|MYSQL_ALLOW_EMPTY_PASSWORD"
+
+
+def _mariadb_root(password: str) -> str:
+    return (
+        MARIADB_SQL + "DELETE FROM mysql.global_priv WHERE User = 'root' AND Host <> 'localhost';\n"
+        "FLUSH PRIVILEGES;\n"
+        f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{password}';\n"
+        f"CREATE USER 'root'@'${{MARIADB_ROOT_HOST|MYSQL_ROOT_HOST:-%}}' IDENTIFIED BY '{password}';\n"
+        "GRANT ALL ON *.* TO 'root'@'${MARIADB_ROOT_HOST|MYSQL_ROOT_HOST:-%}' WITH GRANT OPTION;\n"
+    )
+
+
 MARIADB = KnownEntrypoint(
     name="the official mariadb image's docker-entrypoint.sh",
     marks=MARIADB_MARKS,
@@ -119,14 +147,16 @@ MARIADB = KnownEntrypoint(
         # docker_setup_db: root's password, and root on MARIADB_ROOT_HOST ('%' unless it says otherwise); the
         # root@127.0.0.1, root@::1 and root@HOSTNAME mariadb-install-db made (no password) go, as the script drops
         # them: with skip-name-resolve a client on 127.0.0.1 would meet that one, not root@'%'
+        # (docker_verify_minimum_env: a password, unless MARIADB_ALLOW_EMPTY_ROOT_PASSWORD says root has none)
         SetupStep(
             argv=MARIADB_BOOTSTRAP,
-            input=MARIADB_SQL + "DELETE FROM mysql.global_priv WHERE User = 'root' AND Host <> 'localhost';\n"
-            "FLUSH PRIVILEGES;\n"
-            "ALTER USER 'root'@'localhost' IDENTIFIED BY '${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD}';\n"
-            "CREATE USER 'root'@'${MARIADB_ROOT_HOST|MYSQL_ROOT_HOST:-%}' IDENTIFIED BY "
-            "'${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD}';\n"
-            "GRANT ALL ON *.* TO 'root'@'${MARIADB_ROOT_HOST|MYSQL_ROOT_HOST:-%}' WITH GRANT OPTION;\n",
+            input=_mariadb_root("${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD}"),
+            when=f"!{MARIADB_EMPTY}",
+        ),
+        SetupStep(
+            argv=MARIADB_BOOTSTRAP,
+            input=_mariadb_root("${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD:-}"),
+            when=MARIADB_EMPTY,
         ),
         SetupStep(
             argv=MARIADB_BOOTSTRAP,
@@ -152,7 +182,13 @@ MARIADB = KnownEntrypoint(
             input_file="{init}",
         ),
     ),
-    needs=("MARIADB_ROOT_PASSWORD", "MARIADB_DATABASE", "MARIADB_USER", "MARIADB_PASSWORD"),
+    needs=(
+        "MARIADB_ROOT_PASSWORD",
+        "MARIADB_DATABASE",
+        "MARIADB_USER",
+        "MARIADB_PASSWORD",
+        "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+    ),
     run_dirs=("/run/mysqld",),
     libraries=None,  # its plugins load by a setting's name; none is set
     skip=(),
@@ -189,13 +225,15 @@ def steps_for(known: KnownEntrypoint, data: str, server: str, has_init: bool) ->
     for step in known.steps:
         if step.input_file == "{init}" and not has_init:
             continue
-        argv = (server, *(a.replace("{data}", data) for a in step.argv[1:]))  # the program, as found on PATH
+        # the program, as found on PATH (an append step runs none)
+        argv = (server, *(a.replace("{data}", data) for a in step.argv[1:])) if step.argv else ()
         out.append(
             SetupStep(
                 argv=argv,
                 input=step.input,
                 when=step.when,
                 input_file=INIT_SQL if step.input_file == "{init}" else step.input_file,
+                append_to=step.append_to,
             )
         )
     return tuple(out)

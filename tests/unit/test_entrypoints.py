@@ -26,13 +26,33 @@ def test_a_script_that_defines_only_some_of_the_functions_is_not_recognized() ->
 def test_mariadb_steps_name_the_image_s_data_and_server() -> None:
     steps = entrypoints.steps_for(entrypoints.MARIADB, "/var/lib/mysql", "/usr/sbin/mariadbd", has_init=True)
     assert [s.argv for s in steps] == [("/usr/sbin/mariadbd", "--bootstrap", "--skip-networking",
-                                        "--datadir=/var/lib/mysql")] * 5  # fmt: skip
+                                        "--datadir=/var/lib/mysql")] * 6  # fmt: skip
+    # root's password: needed, unless MARIADB_ALLOW_EMPTY_ROOT_PASSWORD (or MySQL's name for it) says none
+    empty = "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD|MYSQL_ALLOW_EMPTY_PASSWORD"
+    assert (steps[0].when, steps[1].when) == (f"!{empty}", empty)
+    assert "IDENTIFIED BY '${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD}'" in steps[0].input
+    assert "IDENTIFIED BY '${MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD:-}'" in steps[1].input
     # the user's grant only when both the user and the database are given; the init files in the database
-    assert steps[3].when == "MARIADB_USER|MYSQL_USER,MARIADB_DATABASE|MYSQL_DATABASE"
-    assert steps[4].input_file == entrypoints.INIT_SQL and steps[4].input.startswith("USE `")
-    assert "NO_BACKSLASH_ESCAPES" in steps[0].input and "NO_BACKSLASH_ESCAPES" in steps[2].input
+    assert steps[4].when == "MARIADB_USER|MYSQL_USER,MARIADB_DATABASE|MYSQL_DATABASE"
+    assert steps[5].input_file == entrypoints.INIT_SQL and steps[5].input.startswith("USE `")
+    assert "NO_BACKSLASH_ESCAPES" in steps[0].input and "NO_BACKSLASH_ESCAPES" in steps[3].input
     without = entrypoints.steps_for(entrypoints.MARIADB, "/var/lib/mysql", "/usr/sbin/mariadbd", has_init=False)
-    assert len(without) == 4
+    assert len(without) == 5
+
+
+def test_postgres_steps_set_every_hosts_method_and_need_a_password_unless_it_is_trust() -> None:
+    """The official script's pg_setup_hba_conf line, appended on the first start from POSTGRES_HOST_AUTH_METHOD
+    (scram-sha-256 unless given); the password needed unless that method is trust, as docker_verify_minimum_env
+    says; the role POSTGRES_USER names made with the password when there is one."""
+    server = "/usr/lib/postgresql/15/bin/postgres"
+    steps = entrypoints.steps_for(entrypoints.POSTGRES, "/var/lib/postgresql/data", server, has_init=True)
+    assert steps[0].append_to == "pg_hba.conf" and steps[0].argv == ()
+    assert steps[0].input == "\nhost all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}\n"
+    assert [s.when for s in steps[1:4]] == ["!POSTGRES_HOST_AUTH_METHOD", "POSTGRES_HOST_AUTH_METHOD!=trust",
+                                            "POSTGRES_HOST_AUTH_METHOD=trust,POSTGRES_PASSWORD"]  # fmt: skip
+    assert all(s.input == entrypoints.PG_PASSWORD for s in steps[1:4])
+    assert "PASSWORD '${POSTGRES_PASSWORD:-}'" in steps[4].input
+    assert entrypoints.POSTGRES.appends == {} and len(steps) <= 12
 
 
 def test_the_data_directory_is_the_config_s_default_or_the_variable_s() -> None:

@@ -47,6 +47,7 @@ int main(int argc, char **argv) {
             for (j = 0; j < steps[i].nargs; j++) printf("setup-arg %s\n", steps[i].args[j]);
             if (steps[i].input_hex[0]) printf("setup-input %s\n", steps[i].input_hex);
             if (steps[i].file[0]) printf("setup-file %s\n", steps[i].file);
+            if (steps[i].append[0]) printf("setup-append %s\n", steps[i].append);
         }
         return 0;
     }
@@ -119,6 +120,7 @@ def test_config_lines_are_what_init_parses(init_reader: Path, tmp_path: Path) ->
     steps = (
         SetupStep(argv=("/bin/db", "--single"), input="SET '${PASSWORD}';\n"),
         SetupStep(argv=("/bin/db", "--single", "${DB:-db}"), input_file="/init.sql", when="DB!=db"),
+        SetupStep(append_to="db.conf", input="auth ${METHOD}\n", when="!METHOD_OFF"),
     )
     entry = msgspec.structs.replace(entry, setup=Setup(steps=steps))
     rules = policy({})
@@ -137,7 +139,12 @@ def test_config_lines_are_what_init_parses(init_reader: Path, tmp_path: Path) ->
     assert [line for line in lines if line.startswith("setup-")] == [
         "setup-step -", "setup-arg /bin/db", "setup-arg --single", "setup-input " + b"SET '${PASSWORD}';\n".hex(),
         "setup-step DB!=db", "setup-arg /bin/db", "setup-arg --single", "setup-arg ${DB:-db}", "setup-file /init.sql",
+        "setup-step !METHOD_OFF", "setup-input " + b"auth ${METHOD}\n".hex(), "setup-append db.conf",
     ]  # fmt: skip
+    with pytest.raises(ValueError, match="runs a program"):
+        SetupStep(input="x")
+    with pytest.raises(ValueError, match="not a file name"):
+        SetupStep(append_to="../etc/passwd", input="x")
     # and the Python reader agrees, key for key
     assert {k for k, _ in protocol.read_config(written)} == set(protocol.CONFIG_KEYS) - {"caps"}
 
@@ -298,6 +305,45 @@ def test_steps_run_when_all_their_conditions_hold_and_read_text_then_a_file(init
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "both").exists() and not (tmp_path / "other").exists()
     assert (tmp_path / "combined").read_text() == "USE `x``y`;\nCREATE TABLE t (n INT);\n"
+
+
+def test_an_append_step_adds_a_line_to_the_filled_volume_and_conditions_may_ask_unset_or_equal(
+    init_reader: Path, tmp_path: Path
+) -> None:
+    """The official postgres script's pg_hba.conf line, by POSTGRES_HOST_AUTH_METHOD: appended, each value one word;
+    !NAME holds when NAME is not set, NAME=VALUE when it is set to that."""
+    image, volume = tmp_path / "image", tmp_path / "volume"
+    image.mkdir()
+    (image / "pg_hba.conf").write_text("local all all trust\n")
+    volume.mkdir()
+
+    def start(env: str) -> subprocess.CompletedProcess[str]:
+        for leftover in [*volume.iterdir(), *tmp_path.glob("ran-*")]:
+            leftover.unlink()
+        line = b"host all all all ${METHOD:-scram-sha-256}\n".hex()
+        (tmp_path / "config").write_text(
+            f"arg /bin/server\nvolume vol0 {volume}\n{env}"
+            f"setup-step -\nsetup-append pg_hba.conf\nsetup-input {line}\n"
+            f"setup-step !METHOD\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/ran-unset\n"
+            f"setup-step METHOD=trust\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/ran-trust\n"
+            # a file name with a / is no file of the volume: the line is ignored, the step runs nothing
+            f"setup-step -\nsetup-append ../escape\nsetup-input {line}\n"
+        )
+        argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", tmp_path / "config", image]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    done = start("")
+    assert done.returncode == 0, done.stderr
+    assert (volume / "pg_hba.conf").read_text() == "local all all trust\nhost all all all scram-sha-256\n"
+    assert (tmp_path / "ran-unset").exists() and not (tmp_path / "ran-trust").exists()
+    assert not (tmp_path / "escape").exists()
+    done = start("env METHOD=trust\n")
+    assert done.returncode == 0, done.stderr
+    assert (volume / "pg_hba.conf").read_text().endswith("host all all all trust\n")
+    assert not (tmp_path / "ran-unset").exists() and (tmp_path / "ran-trust").exists()
+    done = start("env METHOD=trust all\n")  # a second word would be a field of pg_hba.conf's line
+    assert done.returncode != 0 and "METHOD must be one word here" in done.stderr
+    assert not (volume / "pg_hba.conf").exists()  # refused before the volume was filled
 
 
 def test_a_first_start_with_its_variable_missing_writes_nothing(init_reader: Path, tmp_path: Path) -> None:

@@ -4,7 +4,10 @@
  * config's set-up steps run, in order, each started as the app is: "setup-step WHEN" opens a step, run when
  * WHEN holds ("-": always; NAME: NAME is set; NAME!=VALUE: it is set to something else), "setup-arg WORD"
  * lines are its program and arguments (the image's own server in its single-user mode), and its standard input
- * is "setup-input HEX" text or "setup-file PATH", a file of the image, as it is.
+ * is "setup-input HEX" text or "setup-file PATH", a file of the image, as it is. A step with "setup-append FILE"
+ * runs no program: its input is appended to FILE of the filled volume (the official postgres script's
+ * `host all all all $POSTGRES_HOST_AUTH_METHOD` line in pg_hba.conf), each value in it one word. WHEN may also be
+ * !NAME (NAME is not set) or NAME=VALUE.
  *
  * In a step's words and its input text, ${NAME} is the run's NAME (or the contents of the file NAME_FILE
  * names, as the official images read secrets); ${NAME|OTHER} the first of them that is set (MARIADB_ROOT_PASSWORD
@@ -45,6 +48,8 @@ void setup_line(const char *key, const char *value) {
         snprintf(st->input_hex, sizeof st->input_hex, "%s", value);
     else if (!strcmp(key, "setup-file"))
         snprintf(st->file, sizeof st->file, "%s", value);
+    else if (!strcmp(key, "setup-append") && !strchr(value, '/') && strcmp(value, "..") && strcmp(value, "."))
+        snprintf(st->append, sizeof st->append, "%s", value);
 }
 
 static const char *env_value(const char *name) {
@@ -88,8 +93,8 @@ static int lookup(const char *names, char *out, size_t outlen) {
     return 0;
 }
 
-/* text with its ${...} filled in (sql: quoted for the SQL string literal or identifier it sits in); -1 and one
- * line if one is unset. */
+/* text with its ${...} filled in (sql 1: quoted for the SQL string literal or identifier it sits in; 2: each
+ * value one word, for a line of a config file); -1 and one line if one is unset. */
 static int expand(const char *text, char *out, size_t outlen, int sql) {
     const char *p;
     char *o = out, *end = out + outlen - 1;
@@ -114,8 +119,14 @@ static int expand(const char *text, char *out, size_t outlen, int sql) {
             say("first start: %s holds a line break, which kiln does not pass to the server's setup", name);
             return -1;
         }
+        if (sql == 2 && (!value[0] || strpbrk(value, " \t#"))) {
+            name[strcspn(name, "|:")] = '\0';
+            say("first start: %s must be one word here (it goes into a line of the server's config)", name);
+            return -1;
+        }
+
         /* in SQL, the quote the value sits in is doubled inside it: '...' a string, "..." or `...` a name */
-        quote = sql && p > text && strchr("'\"`", p[-1]) ? p[-1] : (sql ? '\'' : 0);
+        quote = sql == 1 && p > text && strchr("'\"`", p[-1]) ? p[-1] : (sql == 1 ? '\'' : 0);
         for (v = value; *v && o < end - 1; v++) {
             if (quote && *v == quote)
                 *o++ = quote;
@@ -127,14 +138,17 @@ static int expand(const char *text, char *out, size_t outlen, int sql) {
     return 0;
 }
 
-/* Does one condition hold for this run (NAME: it is set; NAME!=VALUE: set, to something else)? */
+/* Does one condition hold for this run (NAME: it is set; !NAME: it is not; NAME!=VALUE: set, to something else;
+ * NAME=VALUE: set, to that)? */
 static int holds_one(const char *when) {
     char name[128], value[1024];
-    const char *ne = strstr(when, "!=");
-    snprintf(name, sizeof name, "%.*s", ne ? (int)(ne - when) : (int)strlen(when), when);
+    const char *ne = strstr(when, "!="), *eq = ne ? NULL : strchr(when, '='), *op = ne ? ne : eq;
+    if (when[0] == '!')
+        return lookup(when + 1, value, sizeof value) < 0;
+    snprintf(name, sizeof name, "%.*s", op ? (int)(op - when) : (int)strlen(when), when);
     if (lookup(name, value, sizeof value) < 0)
         return 0;
-    return !ne || strcmp(value, ne + 2) != 0;
+    return ne ? strcmp(value, ne + 2) != 0 : eq ? strcmp(value, eq + 1) == 0 : 1;
 }
 
 /* Does the step's WHEN hold: "-", or conditions joined by "," that all hold? */
@@ -160,7 +174,7 @@ static int expand_steps(void) {
     }
     for (i = 0; i < nsteps; i++) {
         struct step *st = &steps[i];
-        if (!(st->runs = st->nargs > 0 && holds(st->when)))
+        if (!(st->runs = (st->nargs > 0 || st->append[0]) && holds(st->when)))
             continue;
         for (j = 0; j < st->nargs; j++) {
             char word[1024];
@@ -170,7 +184,7 @@ static int expand_steps(void) {
         }
         st->argv[st->nargs] = NULL;
         if (st->input_hex[0] && (unhex(st->input_hex, template, sizeof template) < 0 ||
-                                 expand(template, st->text, sizeof st->text, 1) < 0))
+                                 expand(template, st->text, sizeof st->text, st->append[0] ? 2 : 1) < 0))
             return -1;
     }
     return 0;
@@ -384,6 +398,24 @@ static int run_step(struct step *st) {
     return status;
 }
 
+/* An append step: its text at the end of its file in the filled volume (which the image's initializer made). */
+static int append_step(struct step *st) {
+    char path[400];
+    size_t len = strlen(st->text);
+    int fd;
+    snprintf(path, sizeof path, "%s/%s", volumes[filled_one].path, st->append);
+    fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || write(fd, st->text, len) != (ssize_t)len) {
+        say("first start: %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 125;
+    }
+    close(fd);
+    say("first start: a line added to %s", path);
+    return 0;
+}
+
 /* On a first start, the steps that hold, in order; then the first start is done. -1: one failed. */
 int run_setup(void) {
     char path[300];
@@ -393,8 +425,9 @@ int run_setup(void) {
     for (i = 0; i < nsteps; i++) {
         if (!steps[i].runs)
             continue;
-        if ((status = run_step(&steps[i])) != 0) {
-            say("first start: %s failed (status %d): volume %s is left as it stopped", steps[i].argv[0], status,
+        if ((status = steps[i].append[0] ? append_step(&steps[i]) : run_step(&steps[i])) != 0) {
+            say("first start: %s failed (status %d): volume %s is left as it stopped",
+                steps[i].append[0] ? steps[i].append : steps[i].argv[0], status,
                 volumes[filled_one].path);
             return -1;
         }

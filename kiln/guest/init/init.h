@@ -98,6 +98,7 @@ struct step {
     int nargs;
     char input_hex[8192];
     char file[256];
+    char append[128];          /* no program: the input is appended to this file of the filled volume */
     char *argv[STEP_ARGS + 1]; /* the words expanded */
     char text[16384];          /* the input expanded */
     int runs;

@@ -91,7 +91,7 @@ void load_config(const char *path) {
         else if (!strcmp(line, "env") && envc < MAX_ITEMS)
             app_envp[envc++] = strdup(value);
         else if (!strcmp(line, "setup-step") || !strcmp(line, "setup-arg") || !strcmp(line, "setup-input") ||
-                 !strcmp(line, "setup-file"))
+                 !strcmp(line, "setup-file") || !strcmp(line, "setup-append"))
             setup_line(line, value);
         else if (!strcmp(line, "exec"))
             add_helper(value);
