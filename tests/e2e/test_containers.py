@@ -493,6 +493,37 @@ def test_the_same_mariadb_image_under_podman_with_runc_answers_the_same(
         subprocess.run([*podman, "rm", "-f", name], capture_output=True)
 
 
+@pytest.mark.vm
+def test_official_style_databases_start_with_no_password_when_their_variables_say_so(
+    kiln_postgres: str, kiln_mariadb: str, session_env: dict[str, str], instances: list[Instance]
+) -> None:
+    """POSTGRES_HOST_AUTH_METHOD=trust with no POSTGRES_PASSWORD (its pg_hba.conf line appended on the first
+    start), and MARIADB_ALLOW_EMPTY_ROOT_PASSWORD: each server starts and lets its superuser in with no password,
+    as the official images do; with neither, a start without a password is refused in one line. The unix target:
+    the same init and steps as in a VM, with no boot."""
+    pg_port, db_port = free_port(), free_port()
+    pg = Instance(kiln_postgres, session_env, "unix", {pg_port: 5432}, ("-e", "POSTGRES_HOST_AUTH_METHOD=trust"))
+    instances.append(pg)
+    clients.wait_sql("postgres", pg_port, "any password", lambda: pg.proc.poll() is None, lambda: pg.output)
+    assert clients.sql("postgres", pg_port, "select current_user", "").stdout.strip() == "postgres"
+    assert "first start: a line added to /var/lib/postgresql/data/pg_hba.conf" in pg.output, pg.output
+    pg.stop()
+    empty = ("-e", "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1")
+    mariadb = Instance(kiln_mariadb, session_env, "unix", {db_port: 3306}, empty)
+    instances.append(mariadb)
+    clients.wait_sql("mariadb", db_port, "", lambda: mariadb.proc.poll() is None, lambda: mariadb.output)
+    assert clients.sql("mariadb", db_port, "select current_user()", "").stdout.strip() == "root@%"
+    mariadb.stop()
+    refused = Instance(kiln_postgres, session_env, "unix", {free_port(): 5432})
+    instances.append(refused)
+    assert refused.proc.wait(120) != 0
+    said = "first start: POSTGRES_PASSWORD is not set, and the server's setup needs it"
+    deadline = time.monotonic() + 10
+    while said not in refused.output and time.monotonic() < deadline:  # the console's last lines, still being read
+        time.sleep(0.1)
+    assert said in refused.output, refused.output
+
+
 # -- compose secrets: a database's passwords from /run/secrets, its healthcheck as people write it ---------------
 
 ROOT_SECRET = "root-f1le-s3cret"

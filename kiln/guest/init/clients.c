@@ -14,7 +14,8 @@
  *   - any other IPv4 client is given a local route (to lo) while a connection from it is open, so that the app's
  *     answers to it come back here; not one on a network of the guest's own (eth0..eth4: the gateway, a compose
  *     peer), which that route would cut off, nor an IPv6 client: the app then sees 127.0.0.1.
- * It runs as init's child (kiln.clients on the kernel command line), with CAP_NET_ADMIN alone (the routes) and
+ * It runs as init's child (kiln.clients on the kernel command line), started once a first start's steps are done
+ * (each step's end ends every process but init) and before the app, with CAP_NET_ADMIN alone (the routes) and
  * no_new_privs, in one poll() loop for every connection; it takes connections from the gateway only. */
 #include "init.h"
 #include <ifaddrs.h>
@@ -373,8 +374,12 @@ pid_t client_forwarder(const char *gw) {
         close(listener);
         return pid;
     }
-    close(wake_pipe[0]);
+    close(wake_pipe[0]); /* none of init's channels: its wake-up pipe, the control channel, the kernel's log */
     close(wake_pipe[1]);
+    if (ctl_fd >= 0)
+        close(ctl_fd);
+    if (kmsg_fd >= 0)
+        close(kmsg_fd);
     signal(SIGPIPE, SIG_IGN);
     nl_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     keep_only(1ul << CAP_NET_ADMIN);

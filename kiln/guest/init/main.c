@@ -382,7 +382,6 @@ int main(int argc, char **argv) {
             power_off(0);
         }
         setup_network();
-        start_clients(); /* before the control channel opens: the forwarder holds none of init's channels */
         add_hosts();
         env_from_cmdline();
         seed_entropy();
@@ -404,7 +403,14 @@ int main(int argc, char **argv) {
             noexec_writable();
         if (sethostname(hostname, strlen(hostname)) < 0)
             say("hostname: %s", strerror(errno));
-        status = run_setup() < 0 ? 125 : run_app();
+        /* the forwarder after the first start's steps (each ends every process but init), before the app */
+        if (run_setup() < 0)
+            status = 125;
+        else {
+            if (!sandboxed)
+                start_clients();
+            status = run_app();
+        }
     }
     say("exit status %d", status);
     if (sandboxed)
