@@ -45,6 +45,8 @@ class KnownEntrypoint:
     database_env: str  # the variable naming the database its init files run in
     initialize: tuple[str, ...]  # the initializer, {data} for the directory
     appends: dict[str, str]  # what the script appends to files in the data directory after it
+    # lines (a regular expression each) of files in the data directory the build takes out after the initializer
+    drops: dict[str, str]
     steps: tuple[SetupStep, ...]  # the first start's set-up; {data} for the directory, {init} if init files
     needs: tuple[str, ...]
     run_dirs: tuple[str, ...]  # what it makes for the server before it starts (its socket's directory)
@@ -65,6 +67,10 @@ POSTGRES = KnownEntrypoint(
     database_env="POSTGRES_DB",
     initialize=("initdb", "-D", "{data}", "--username=postgres", "--auth-local=trust", "--auth-host=scram-sha-256"),
     appends={},
+    # initdb's own TCP lines for 127.0.0.1/32 and ::1/128 (trust, in the official image): a client on the host's
+    # loopback reaches the server from its own loopback address (kiln.guest.protocol.CLIENTS), and must meet the
+    # line below, as a host client does in Docker (from its bridge's gateway); the guest has no TCP client of its own
+    drops={"pg_hba.conf": r"^host\s"},
     steps=(
         # pg_setup_hba_conf: every host by POSTGRES_HOST_AUTH_METHOD, scram-sha-256 unless the run says
         SetupStep(append_to="pg_hba.conf", input="\nhost all all all ${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}\n"),
@@ -143,6 +149,7 @@ MARIADB = KnownEntrypoint(
     database_env="MARIADB_DATABASE",
     initialize=MARIADB_INSTALL,
     appends={},
+    drops={},
     steps=(
         # docker_setup_db: root's password, and root on MARIADB_ROOT_HOST ('%' unless it says otherwise); the
         # root@127.0.0.1, root@::1 and root@HOSTNAME mariadb-install-db made (no password) go, as the script drops

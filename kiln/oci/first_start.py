@@ -5,6 +5,7 @@ kiln image, the image's init files as one file, and the set-up steps guest init 
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -62,6 +63,12 @@ def first_start(
     say(f"first start: {PurePosixPath(initializer).name} at build time, in the sandbox, as {account.name}")
     what = f"{where}: {PurePosixPath(initializer).name}"
     with sandbox.made_directory(tree, argv, what, (account.uid, account.gid)) as made:
+        for name in {*known.drops, *known.appends}:  # what the image's initializer made: untrusted, never a link
+            if (made / name).is_symlink() or not (made / name).is_file():
+                raise AppError(f"{what} made {name} something other than a file: kiln does not follow it")
+        for name, pattern in known.drops.items():
+            kept = [line for line in (made / name).read_text().splitlines(keepends=True) if not re.match(pattern, line)]
+            (made / name).write_text("".join(kept))
         for name, text in known.appends.items():
             with open(made / name, "a") as f:
                 f.write(text)

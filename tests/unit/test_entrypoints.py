@@ -53,6 +53,13 @@ def test_postgres_steps_set_every_hosts_method_and_need_a_password_unless_it_is_
     assert all(s.input == entrypoints.PG_PASSWORD for s in steps[1:4])
     assert "PASSWORD '${POSTGRES_PASSWORD:-}'" in steps[4].input
     assert entrypoints.POSTGRES.appends == {} and len(steps) <= 12
+    # initdb's own TCP lines go at build time: a client from the host's loopback meets the line above
+    import re
+
+    made = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication all ::1/128 trust\n"
+    pattern = entrypoints.POSTGRES.drops["pg_hba.conf"]
+    kept = [line for line in made.splitlines() if not re.match(pattern, line)]
+    assert kept == ["local all all trust"]
 
 
 def test_the_data_directory_is_the_config_s_default_or_the_variable_s() -> None:
