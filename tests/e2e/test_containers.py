@@ -414,8 +414,11 @@ def test_an_official_style_image_keeps_no_shell(kiln_postgres: str, session_env:
     entry = manifest["entry"]
     assert entry["argv"] == ["/usr/lib/postgresql/15/bin/postgres"] and entry["user"]["name"] == "postgres"
     assert [s["when"] for s in entry["setup"]["steps"]] == [
-        "-", "POSTGRES_USER!=postgres", "POSTGRES_DB|POSTGRES_USER!=postgres", "-"
+        "-", "!POSTGRES_HOST_AUTH_METHOD", "POSTGRES_HOST_AUTH_METHOD!=trust",
+        "POSTGRES_HOST_AUTH_METHOD=trust,POSTGRES_PASSWORD", "POSTGRES_USER!=postgres",
+        "POSTGRES_DB|POSTGRES_USER!=postgres", "-"
     ]  # fmt: skip
+    assert entry["setup"]["steps"][0]["append_to"] == "pg_hba.conf"  # pg_setup_hba_conf's line
     assert set(manifest["policy"]["relaxed"]) == {"clone"}
     surface = json.loads(kiln("inspect", "--surface", "--json", kiln_postgres, env=session_env, check=True).stdout)
     assert surface["image"]["shells"] == []  # the script's bash stayed behind
