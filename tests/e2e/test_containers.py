@@ -665,21 +665,33 @@ def test_the_samples_stack_runs_as_written(
     database: str,
     sources: dict,
     registry: Registry,
+    buildah: Buildah,
     session_env: dict[str, str],
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    """tests/fixtures/stacks/*, in the shape of Docker's awesome-compose samples: `up -d` builds the backend's
-    Dockerfile (its `target: builder`), pulls the proxy and the official-style database from the registry, and
+    """tests/fixtures/stacks/*, in the shape of Docker's awesome-compose samples, images named as on Docker Hub and
+    served by a loopback registry set up as docker.io's mirror: `up -d` builds the backend's Dockerfile (its
+    `target: builder`, FROM debian:bookworm through the mirror), pulls the proxy and the official-style database, and
     starts them in their order (the database healthy first: mysqladmin ping in shell form, or pg_isready). A post
     through the proxy lands in the database and comes back; the proxy's own log shows the client's address (a
     second loopback address); the proxy, on frontnet alone, cannot reach the database's address on backnet;
     `down` then `up` keeps the rows, and `down -v` removes the volume that held them."""
-    request.getfixturevalue(f"{database}_image")  # in the registry
-    stack = tmp_path / "samples"
+    request.getfixturevalue(f"{database}_image")  # built, as localhost/kiln-test-NAME
+    # Docker Hub's names, served by the loopback registry as docker.io's mirror (the test's own registries.conf)
+    hub = {"debian": ("bookworm", "library/debian:bookworm"), "nginx": ("1", "library/nginx:latest"),
+           "mariadb": ("1", "library/mariadb:10.11"), "postgres": ("1", "library/postgres:15")}  # fmt: skip
+    for name in ("debian", "nginx", database):
+        tag, remote = hub[name]
+        buildah.push(f"localhost/kiln-test-{name}:{tag}", f"docker://{registry.host}/{remote}")
+    conf = tmp_path / "registries.conf"
+    mirror = f'[[registry.mirror]]\nlocation = "{registry.host}"\ninsecure = true\n'
+    conf.write_text(f'unqualified-search-registries = ["docker.io"]\n[[registry]]\nprefix = "docker.io"\n'
+                    f'location = "docker.io"\n{mirror}')  # fmt: skip
+    stack = tmp_path / stack_name  # the project's name: each stack its own images (compose keeps them by name)
     shutil.copytree(STACKS / stack_name, stack)
     port = free_port()
-    env = {**session_env, "REGISTRY": registry.host, "PROXY_PORT": str(port)}
+    env = {**session_env, "CONTAINERS_REGISTRIES_CONF": str(conf), "PROXY_PORT": str(port)}
     home = Path(session_env["KILN_HOME"])
 
     def compose(*args: str) -> subprocess.CompletedProcess[str]:
@@ -688,7 +700,7 @@ def test_the_samples_stack_runs_as_written(
     url = f"http://127.0.0.1:{port}/"
     try:
         config = compose("config")
-        assert config.returncode == 0 and f"{registry.host}/test/{database}:1" in config.stdout, config.stderr
+        assert config.returncode == 0 and f"image: {hub[database][1].split('/')[1]}" in config.stdout, config.stderr
         up = compose("up", "-d")
         said = up.stdout + up.stderr
         assert up.returncode == 0, said
@@ -718,4 +730,4 @@ def test_the_samples_stack_runs_as_written(
         print(compose("logs").stdout)  # shown when the test fails
         down = compose("down", "-v")
     assert down.returncode == 0, down.stderr
-    assert not (home / "compose" / "samples").exists()
+    assert not (home / "compose" / stack_name).exists()
