@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from kiln.guest.protocol import CLIENTS_PORT
 from kiln_testing.command import EXAMPLES, FIXTURES, kiln
 from kiln_testing.instance import Instance
 from kiln_testing.ports import free_port
@@ -98,9 +99,10 @@ def test_memory_flag_reaches_qemu(hello_image: str, session_env: dict[str, str])
     proc = kiln("run", "--dry-run", "-m", "96M", "-p", "127.0.0.1:18080:8080", hello_image, env=session_env, check=True)
     argv = proc.stdout.split()
     assert argv[argv.index("-m") + 1] == "96M"
-    # the published port is kiln's relay on the host; QEMU forwards a loopback port of its own to the guest
-    up = re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:8080", proc.stdout)
-    assert up, proc.stdout
+    # the published port is kiln's relay on the host; QEMU forwards a loopback port of its own to the guest's
+    # forwarder of the client's address (kiln.clients), which the relay's PROXY line tells the app's port
+    up = re.search(rf"hostfwd=tcp:127\.0\.0\.1:(\d+)-:{CLIENTS_PORT}", proc.stdout)
+    assert up and " kiln.clients " in proc.stdout, proc.stdout
     assert f"kiln relays 127.0.0.1:18080 to QEMU's forward 127.0.0.1:{up.group(1)} (guest port 8080)" in proc.stderr
     default = kiln("run", "--dry-run", hello_image, env=session_env, check=True).stdout.split()
     assert default[default.index("-m") + 1] == "48M"
@@ -140,4 +142,4 @@ def test_sealed_root(target: str, session_env: dict[str, str], instances: list[I
     assert facts["root_write"] == facts["app_write"] == "Read-only file system"
     assert facts["tmp_write"] == "ok"
     assert facts["shell"] is False and facts["random"] == 16
-    assert facts["top"] == ["app", "dev", "etc", "kiln", "lib", "lib64", "proc", "sys", "tmp", "usr"]
+    assert facts["top"] == ["app", "dev", "etc", "kiln", "lib", "lib64", "proc", "run", "sys", "tmp", "usr"]
