@@ -233,6 +233,13 @@ def test_a_command_line_linux_would_cut_is_one_line() -> None:
         protocol.kernel_cmdline(protocol.Boot(memory_mib=32, env=(("BIG", "x" * 2000),)))
 
 
+def _firststart(init_reader: Path, config: Path, image: Path) -> subprocess.CompletedProcess[str]:
+    """Init's first start of the config's one volume over an image directory. Init runs each step as it runs the
+    app, and then ends whatever is left (kill -1): in a PID namespace of its own."""
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
 def _first_start(
     init_reader: Path, tmp_path: Path, env: str, template: bytes = b"ALTER USER db PASSWORD '${PASSWORD}';"
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -253,9 +260,7 @@ def _first_start(
         f"arg /bin/server\nvolume vol0 {volume}\n{env}setup-arg /usr/bin/tee\nsetup-arg {tmp_path}/seen\n"
         f"setup-input {setup_input}\n"
     )
-    # init runs the setup as it runs the app, and then ends whatever is left (kill -1): in a PID namespace of its own
-    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
-    return subprocess.run(argv, capture_output=True, text=True), volume
+    return _firststart(init_reader, config, image), volume
 
 
 def test_a_first_start_fills_an_empty_volume_from_the_image_then_sets_it_up(init_reader: Path, tmp_path: Path) -> None:
@@ -300,8 +305,7 @@ def test_steps_run_when_all_their_conditions_hold_and_read_text_then_a_file(init
         f"setup-step A,C\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/combined\nsetup-input {use}\n"
         f"setup-file {tmp_path}/init.sql\n"
     )
-    argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", tmp_path / "config", image]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    done = _firststart(init_reader, tmp_path / "config", image)
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "both").exists() and not (tmp_path / "other").exists()
     assert (tmp_path / "combined").read_text() == "USE `x``y`;\nCREATE TABLE t (n INT);\n"
@@ -329,8 +333,7 @@ def test_an_append_step_adds_a_line_to_the_filled_volume_and_conditions_may_ask_
             # a file name with a / is no file of the volume: the line is ignored, the step runs nothing
             f"setup-step -\nsetup-append ../escape\nsetup-input {line}\n"
         )
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", tmp_path / "config", image]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return _firststart(init_reader, tmp_path / "config", image)
 
     done = start("")
     assert done.returncode == 0, done.stderr
@@ -393,8 +396,7 @@ def test_first_start_steps_run_in_order_when_their_condition_holds(init_reader: 
             f"setup-step DB!=db\nsetup-arg /usr/bin/tee\nsetup-arg {tmp_path}/{name}.${{DB:-db}}\n"
             f"setup-file {tmp_path}/init.sql\n"
         )
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
-        return subprocess.run(argv, capture_output=True, text=True)
+        return _firststart(init_reader, config, image)
 
     plain = start("env PASSWORD=p\n", "plain")
     assert plain.returncode == 0, plain.stderr
@@ -427,8 +429,7 @@ def test_every_step_up_to_the_most_init_runs_runs_and_one_more_starts_nothing(
         )
         config = tmp_path / f"{name}.config"
         config.write_text(f"arg /bin/server\nvolume vol0 {volume}\n{steps}")
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", init_reader, "firststart", config, image]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return _firststart(init_reader, config, image)
 
     most = start(protocol.SETUP_STEPS_MAX, "most")
     assert most.returncode == 0, most.stderr
