@@ -148,6 +148,7 @@ def resolve_extends(doc: dict[str, Any], directory: Path, read: Callable[[Path],
     services = doc.get("services") or {}
     out = copy.deepcopy(doc)
     done: dict[tuple[Path, str], dict[str, Any]] = {}
+    files: dict[Path, dict[str, Any]] = {}  # each other file read once, however many services extend from it
 
     def resolve(name: str, file_doc: dict[str, Any], where: Path, seen: tuple[tuple[Path, str], ...]) -> dict[str, Any]:
         key = (where, name)
@@ -168,7 +169,9 @@ def resolve_extends(doc: dict[str, Any], directory: Path, read: Callable[[Path],
             base_file = None if isinstance(ext, str) else ext.get("file")
             if base_file:
                 path = (where / str(base_file)).resolve()
-                base_doc, base_dir = read(path), path.parent
+                if path not in files:
+                    files[path] = read(path)
+                base_doc, base_dir = files[path], path.parent
             else:
                 base_doc, base_dir = file_doc, where
             base = _rebased(resolve(base_name, base_doc, base_dir, (*seen, key)), base_dir, where)
