@@ -170,7 +170,6 @@ class Restore(msgspec.Struct, frozen=True, kw_only=True):
     ports: tuple[PortMap, ...]
     state: Path  # the saved device state (QEMU's migration stream)
     listening: tuple[int, ...] = ()  # guest ports that listened when it was saved (after "ready")
-    via_clients: bool = False  # the forwards go to init's forwarder of the client's address (protocol.CLIENTS)
 
 
 class Runner(Protocol):

@@ -199,7 +199,8 @@ class QemuRunner:
         assert plan.restore and plan.qmp_socket and plan.control_socket
         vm = self._launch(plan.argv, sink)
         try:
-            restore.complete(plan.restore, plan.control_socket, plan.qmp_socket, lambda: vm.proc.poll() is None)
+            restore.complete(plan.restore, plan.control_socket, plan.qmp_socket, lambda: vm.proc.poll() is None,
+                             via_clients=plan.client_header)  # fmt: skip
             return dataclasses.replace(vm, restored=True)
         except BaseException as err:
             vm.proc.kill()
@@ -326,6 +327,5 @@ class QemuTarget(QemuRunner):
             ports=spec.ports,
             state=found.state,
             listening=found.record.ports,
-            via_clients=spec.via_clients,
         )
         return plan

@@ -80,8 +80,10 @@ def complete(
     qmp_socket: Path,
     alive: Callable[[], bool],
     timeout: float = RESTORE_TIMEOUT,
+    via_clients: bool = False,
 ) -> None:
-    """Load the saved state into the waiting QEMU, reseed the guest and set its clock, publish its ports."""
+    """Load the saved state into the waiting QEMU, reseed the guest and set its clock, publish its ports (to
+    init's forwarder of the client's address, `via_clients`, when the plan's relays open with its PROXY line)."""
     qmp = qmp_session(qmp_socket, timeout, alive)
     try:
         ignore_shared(qmp)
@@ -95,7 +97,7 @@ def complete(
         with ControlChannel(control_socket, timeout=timeout, alive=alive) as ctl:
             ctl.reseed(timeout)
         for port in restore.ports:
-            rule = forward_rule(port, restore.via_clients)
+            rule = forward_rule(port, via_clients)
             out = _qmp(qmp, "human-monitor-command", **{"command-line": f"hostfwd_add net0 {rule}"})
             if out:
                 raise TargetError(f"cannot forward port {port}: {str(out).strip()}")
